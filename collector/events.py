@@ -1,0 +1,40 @@
+"""The event and the batch: the units every stage passes along.
+
+An event is a flat dict with dotted ECS-style keys; `@timestamp` and `vigil.received_at` are
+timezone-aware UTC datetimes. A batch is a list of events of one tenant (journal partition),
+with the offsets it covers, so acknowledgement can follow it through every stage.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+Event = dict[str, Any]
+
+# Reserved provenance keys.
+TENANT = "vigil.tenant"
+DATASET = "vigil.dataset"
+SOURCE = "vigil.source"
+RECEIVED_AT = "vigil.received_at"
+PARSE_ERROR = "vigil.parse_error"
+TRUNCATED = "vigil.truncated"
+OFFSET = "vigil.offset"
+
+TIMESTAMP = "@timestamp"
+MESSAGE = "message"
+
+
+@dataclass(slots=True)
+class Batch:
+    """Events of one partition (tenant) with the journal offsets they span (inclusive)."""
+
+    partition: str
+    events: list[Event]
+    first_offset: int
+    last_offset: int
+    dataset: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.events)
