@@ -1,0 +1,52 @@
+"""The `vigil` command line: one sub-command per module in collector/commands/."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from pathlib import Path
+
+# Each module defines `register(subparsers, common)`; a sub-command sets `func(args) -> int`.
+COMMAND_MODULES = [
+    "collector.commands.run",
+    "collector.commands.validate",
+]
+
+DEFAULT_CONF_DIR = Path("/etc/vigil/conf.d")
+EX_CONFIG = 78
+
+
+def common_options() -> argparse.ArgumentParser:
+    """Options every sub-command accepts: -c/--config-dir and --data-dir."""
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument("-c", "--config-dir", type=Path, default=DEFAULT_CONF_DIR, metavar="DIR",
+                        help=f"conf.d directory (default {DEFAULT_CONF_DIR})")
+    parent.add_argument("--data-dir", type=Path, default=None, metavar="PATH",
+                        help="state directory (overrides vigil.data_dir)")
+    return parent
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vigil", description=__doc__)
+    from collector import __version__
+
+    parser.add_argument("--version", action="version", version=f"vigil {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    common = common_options()
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(subparsers, common)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help(sys.stderr)
+        return 2
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,256 @@
+"""Read a conf.d directory into one validated configuration, collecting every error.
+
+Each `*.yaml` file is read in sorted order; top-level sections are id-keyed maps merged across
+files (the `vigil:` section is merged key by key). A duplicate id across files is an error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from collector.config.models import (
+    COMPONENT_ID_RE,
+    GlobalConfig,
+    SinkConfig,
+    SourceConfig,
+    TenantConfig,
+    is_tenant_id,
+)
+from collector.config.yaml_positions import PositionedDocument, load_positioned, render_path
+from collector.errors import ConfigError, ConfigErrors, Location
+from collector.registry import UnknownComponentType, did_you_mean, import_ref, resolve
+
+# Sections other than `vigil`: name -> how an entry is validated. "source"/"sink" entries pick
+# their model through the registry by `type:`; the others name a model ("module:Class").
+SECTIONS: dict[str, str] = {
+    "tenants": "collector.config.models:TenantConfig",
+    "sources": "source",
+    "sinks": "sink",
+}
+
+
+@dataclass
+class VigilConfig:
+    """A validated configuration; components are pydantic models keyed by id."""
+
+    settings: GlobalConfig
+    sections: dict[str, dict[str, BaseModel]]
+    origins: dict[tuple[str, str], Location] = field(default_factory=dict)
+    files: list[Path] = field(default_factory=list)
+
+    @property
+    def tenants(self) -> dict[str, TenantConfig]:
+        return self.sections["tenants"]  # type: ignore[return-value]
+
+    @property
+    def sources(self) -> dict[str, SourceConfig]:
+        return self.sections["sources"]  # type: ignore[return-value]
+
+    @property
+    def sinks(self) -> dict[str, SinkConfig]:
+        return self.sections["sinks"]  # type: ignore[return-value]
+
+    def section(self, name: str) -> dict[str, Any]:
+        return self.sections.get(name, {})
+
+
+# Checks across sections (e.g. a source naming an unknown tenant), run after every entry
+# validated. Later modules append to this list.
+CrossCheck = Callable[[VigilConfig, "_ErrorSink"], None]
+CROSS_CHECKS: list[CrossCheck] = []
+
+
+class _ErrorSink:
+    def __init__(self) -> None:
+        self.errors: list[ConfigError] = []
+        self.docs: dict[tuple[str, str], PositionedDocument] = {}
+
+    def add(self, message: str, doc: PositionedDocument | None, path: tuple[Any, ...],
+            *, prefer_key: bool = False) -> None:
+        location = doc.locate(path, prefer_key=prefer_key) if doc else None
+        self.errors.append(ConfigError(message, location=location, path=render_path(path)))
+
+    def add_for(self, section: str, entry_id: str, rel_path: tuple[Any, ...], message: str,
+                *, prefer_key: bool = False) -> None:
+        """Report an error inside an entry, located through the file that declared it."""
+        doc = self.docs.get((section, entry_id))
+        self.add(message, doc, (section, entry_id, *rel_path), prefer_key=prefer_key)
+
+
+def _pydantic_errors(exc: ValidationError, model: type[BaseModel], sink: _ErrorSink,
+                     doc: PositionedDocument, prefix: tuple[Any, ...]) -> None:
+    for err in exc.errors(include_url=False):
+        _report(err, model, sink, doc, prefix)
+
+
+def _report(err: Any, model: type[BaseModel], sink: _ErrorSink, doc: PositionedDocument | None,
+            prefix: tuple[Any, ...]) -> None:
+    loc = tuple(err["loc"])
+    if err["type"] == "extra_forbidden":
+        parent = _model_at(model, loc[:-1])
+        name = str(loc[-1])
+        hint = did_you_mean(name, parent.model_fields) if parent else ""
+        sink.add(f"unknown key {name!r}{hint}", doc, prefix + loc, prefer_key=True)
+    elif err["type"] == "missing":
+        sink.add("required key is missing", doc, prefix + loc, prefer_key=True)
+    else:
+        sink.add(err["msg"].removeprefix("Value error, "), doc, prefix + loc)
+
+
+def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The nested model class that `loc` points into, for did-you-mean on unknown keys."""
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int) or not (isinstance(current, type) and issubclass(current, BaseModel)):
+            continue
+        info = current.model_fields.get(part)
+        if info is None:
+            return None
+        current = info.annotation
+        for arg in getattr(current, "__args__", ()):  # Optional[Model], list[Model]
+            if isinstance(arg, type) and issubclass(arg, BaseModel):
+                current = arg
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def validate_entry(model: type[BaseModel], raw: Any, sink: _ErrorSink, doc: PositionedDocument,
+                   prefix: tuple[Any, ...]) -> BaseModel | None:
+    """Validate one entry against `model`, reporting errors located in `doc`."""
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        _pydantic_errors(exc, model, sink, doc, prefix)
+        return None
+
+
+def _component_model(kind: str, raw: Any, sink: _ErrorSink, doc: PositionedDocument,
+                     prefix: tuple[Any, ...]) -> type[BaseModel] | None:
+    if not isinstance(raw, dict) or "type" not in raw:
+        sink.add("required key 'type' is missing", doc, prefix)
+        return None
+    try:
+        component = resolve(kind, str(raw["type"]))
+    except UnknownComponentType as exc:
+        sink.add(str(exc), doc, prefix + ("type",))
+        return None
+    return component.config_model  # type: ignore[no-any-return]
+
+
+def read_documents(conf_dir: Path) -> tuple[list[PositionedDocument], list[ConfigError]]:
+    """Parse every *.yaml in `conf_dir` (sorted); syntax errors are returned, not raised."""
+    docs, errors = [], []
+    if not conf_dir.is_dir():
+        return [], [ConfigError("configuration directory does not exist", location=Location(str(conf_dir)))]
+    for path in sorted(conf_dir.glob("*.yaml")):
+        try:
+            docs.append(load_positioned(str(path), path.read_text(encoding="utf-8")))
+        except ConfigError as exc:
+            errors.append(exc)
+        except (OSError, UnicodeDecodeError) as exc:
+            errors.append(ConfigError(f"cannot read file: {exc}", location=Location(str(path))))
+    return docs, errors
+
+
+def load_config(conf_dir: Path | str) -> VigilConfig:
+    """Load and validate a conf.d directory; raises ConfigErrors listing every problem."""
+    conf_dir = Path(conf_dir)
+    docs, errors = read_documents(conf_dir)
+    sink = _ErrorSink()
+    sink.errors.extend(errors)
+
+    global_raw: dict[str, Any] = {}
+    global_doc: dict[str, PositionedDocument] = {}
+    raw_entries: dict[str, dict[str, tuple[Any, PositionedDocument]]] = {s: {} for s in SECTIONS}
+    for doc in docs:
+        if doc.data is None:
+            continue
+        if not isinstance(doc.data, dict):
+            sink.add("a configuration file must be a mapping of sections", doc, ())
+            continue
+        for section, body in doc.data.items():
+            if section == "vigil":
+                if not isinstance(body, dict):
+                    sink.add("must be a mapping", doc, (section,))
+                    continue
+                for key, value in body.items():
+                    if key in global_raw:
+                        first = global_doc[key].locate(("vigil", key), prefer_key=True)
+                        sink.add(f"duplicate setting, first set at {first}", doc, (section, key),
+                                 prefer_key=True)
+                        continue
+                    global_raw[key], global_doc[key] = value, doc
+                continue
+            if section not in SECTIONS:
+                valid = ", ".join(["vigil", *SECTIONS])
+                sink.add(f"unknown section {section!r}{did_you_mean(section, SECTIONS)}; "
+                         f"valid sections: {valid}", doc, (section,), prefer_key=True)
+                continue
+            if body is None:
+                continue
+            if not isinstance(body, dict):
+                sink.add("must be a mapping of id -> settings", doc, (section,))
+                continue
+            for entry_id, raw in body.items():
+                if entry_id in raw_entries[section]:
+                    first = raw_entries[section][entry_id][1].locate((section, entry_id), prefer_key=True)
+                    sink.add(f"duplicate id, first declared at {first}", doc, (section, entry_id),
+                             prefer_key=True)
+                    continue
+                raw_entries[section][entry_id] = (raw, doc)
+                sink.docs[(section, entry_id)] = doc
+
+    settings = GlobalConfig()
+    try:
+        settings = GlobalConfig.model_validate(global_raw)
+    except ValidationError as exc:
+        for err in exc.errors(include_url=False):
+            doc = global_doc.get(str(err["loc"][0])) if err["loc"] else None
+            _report(err, GlobalConfig, sink, doc, ("vigil",))
+
+    sections: dict[str, dict[str, BaseModel]] = {s: {} for s in SECTIONS}
+    origins: dict[tuple[str, str], Location] = {}
+    for section, kind in SECTIONS.items():
+        for entry_id, (raw, doc) in raw_entries[section].items():
+            prefix = (section, entry_id)
+            origins[(section, entry_id)] = doc.locate(prefix, prefer_key=True)
+            if section == "tenants":
+                if not is_tenant_id(entry_id):
+                    sink.add(f"tenant id {entry_id!r} is not a slug matching [a-z0-9][a-z0-9_-]{{0,62}}",
+                             doc, prefix, prefer_key=True)
+                    continue
+            elif not COMPONENT_ID_RE.fullmatch(entry_id):
+                sink.add(f"id {entry_id!r} must match {COMPONENT_ID_RE.pattern}", doc, prefix,
+                         prefer_key=True)
+                continue
+            if ":" in kind:
+                model: type[BaseModel] | None = import_ref(kind)
+            else:
+                model = _component_model(kind, raw, sink, doc, prefix)
+            if model is None:
+                continue
+            validated = validate_entry(model, raw, sink, doc, prefix)
+            if validated is not None:
+                sections[section][entry_id] = validated
+
+    config = VigilConfig(settings=settings, sections=sections, origins=origins,
+                         files=[Path(d.file) for d in docs])
+    for check in CROSS_CHECKS:
+        check(config, sink)
+    if sink.errors:
+        raise ConfigErrors(sink.errors)
+    return config
+
+
+def _check_source_tenants(config: VigilConfig, sink: _ErrorSink) -> None:
+    for source_id, source in config.sources.items():
+        if source.tenant is not None and source.tenant not in config.tenants:
+            sink.add_for("sources", source_id, ("tenant",),
+                         f"unknown tenant {source.tenant!r}{did_you_mean(source.tenant, config.tenants)}")
+
+
+CROSS_CHECKS.append(_check_source_tenants)

@@ -1,0 +1,56 @@
+"""Structured logging: logfmt (default) or JSON lines on stderr.
+
+Fields passed as `extra={...}` become key/value pairs; nothing in library code prints.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+_STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
+
+
+def _fields(record: logging.LogRecord) -> dict[str, Any]:
+    return {k: v for k, v in record.__dict__.items() if k not in _STANDARD}
+
+
+def _logfmt_value(value: Any) -> str:
+    text = str(value)
+    if not text or any(c in text for c in ' ="\n'):
+        return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+    return text
+
+
+class LogfmtFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        ts = datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
+        parts = [f"ts={ts}", f"level={record.levelname.lower()}", f"logger={record.name}",
+                 f"msg={_logfmt_value(record.getMessage())}"]
+        parts += [f"{k}={_logfmt_value(v)}" for k, v in _fields(record).items()]
+        if record.exc_info:
+            parts.append(f"exc={_logfmt_value(self.formatException(record.exc_info))}")
+        return " ".join(parts)
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        doc = {"ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+               "level": record.levelname.lower(), "logger": record.name,
+               "msg": record.getMessage(), **_fields(record)}
+        if record.exc_info:
+            doc["exc"] = self.formatException(record.exc_info)
+        return orjson.dumps(doc, default=str).decode()
+
+
+def configure_logging(level: str = "info", fmt: str = "logfmt") -> None:
+    """Install one stderr handler on the root logger."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else LogfmtFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())

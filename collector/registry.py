@@ -1,0 +1,50 @@
+"""Component registries: the YAML `type:` name -> a lazy "module:Class" reference.
+
+Modules are imported only when a configuration uses them, so a heavy optional dependency
+(boto3, azure-eventhub) costs nothing to a deployment that does not use it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from typing import Any
+
+SOURCES: dict[str, str] = {
+    "syslog_tcp": "collector.sources.syslog.source:SyslogTcpSource",
+}
+
+SINKS: dict[str, str] = {
+    "parquet_lake": "sinks.lake.sink:LakeSink",
+}
+
+REGISTRIES: dict[str, dict[str, str]] = {"source": SOURCES, "sink": SINKS}
+
+
+class UnknownComponentType(LookupError):
+    """A `type:` that no registry entry answers to; the message lists the valid ones."""
+
+
+def did_you_mean(name: str, choices: list[str] | tuple[str, ...] | Any) -> str:
+    """A ` (did you mean 'x'?)` suffix when a close match exists, else an empty string."""
+    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def import_ref(ref: str) -> Any:
+    """Import a "module:attribute" reference."""
+    module_name, _, attr = ref.partition(":")
+    return getattr(importlib.import_module(module_name), attr)
+
+
+def resolve(kind: str, type_name: str) -> Any:
+    """The component class registered as `type_name` for `kind` ("source", "sink", ...)."""
+    registry = REGISTRIES[kind]
+    ref = registry.get(type_name)
+    if ref is None:
+        valid = ", ".join(sorted(registry))
+        raise UnknownComponentType(
+            f"unknown {kind} type {type_name!r}{did_you_mean(type_name, registry)}; "
+            f"valid types: {valid}"
+        )
+    return import_ref(ref)

@@ -1,0 +1,280 @@
+"""The daemon: builds components from the configuration and runs them on one event loop.
+
+Signal handlers only set flags; a tick loop does housekeeping (time-based flushes, gauges, the
+systemd watchdog) and acts on the flags: SIGHUP reloads, SIGTERM drains and exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from collector.config import VigilConfig, load_config
+from collector.control import ControlServer
+from collector.errors import ConfigErrors
+from collector.logs import configure_logging
+from collector.queue import MemoryQueue
+from collector.registry import resolve
+from collector.routing import TenantRouter
+from collector.sources.base import Source, SourceContext
+from collector.systemd import SystemdNotifier
+from collector.telemetry import Telemetry
+from collector.worker import Worker
+from sinks.base import Sink, SinkContext
+from sinks.lake.schema import DatasetSchemas
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DATA_DIR = Path("/var/lib/vigil")
+TICK_SECONDS = 0.5
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Daemon:
+    """One Vigil process: sources -> queue -> worker -> sinks, plus the control listener."""
+
+    def __init__(self, conf_dir: Path, *, data_dir: Path | None = None,
+                 clock: Callable[[], datetime] = _utcnow,
+                 notifier: SystemdNotifier | None = None, setup_logging: bool = False) -> None:
+        self.conf_dir = Path(conf_dir)
+        self.data_dir_override = data_dir
+        self.clock = clock
+        self.notifier = notifier or SystemdNotifier()
+        self.setup_logging = setup_logging
+        self.config: VigilConfig = load_config(self.conf_dir)
+        self.data_dir = self._data_dir(self.config)
+        self.telemetry = Telemetry()
+        self.schemas = DatasetSchemas()
+        limits = self.config.settings.limits
+        self.queue = MemoryQueue(limits.queue_max_events)
+        self.telemetry.queue_capacity.set(limits.queue_max_events)
+        self.sources: dict[str, Source] = {}
+        self.sinks: dict[str, Sink] = {}
+        self.worker = Worker(self.queue, self.sinks, limits.batch_max_events)
+        self.control: ControlServer | None = None
+        self.started = asyncio.Event()
+        self.stopping = False
+        self._stop_requested = False
+        self._reload_requested = False
+        self._wake: asyncio.Event | None = None
+        self._worker_task: asyncio.Task[None] | None = None
+
+    def _data_dir(self, config: VigilConfig) -> Path:
+        return self.data_dir_override or config.settings.data_dir or DEFAULT_DATA_DIR
+
+    # -- building components ------------------------------------------------------------
+
+    def _router(self, config: VigilConfig, source_config: Any) -> TenantRouter:
+        return TenantRouter(source_config.tenant, set(config.tenants))
+
+    def _build_source(self, config: VigilConfig, source_id: str, source_config: Any) -> Source:
+        cls = resolve("source", source_config.type)
+        context = SourceContext(
+            source_id, source_config, self.queue,
+            self.telemetry.component(source_id, "source", source_config.type),
+            self._router(config, source_config), self.clock)
+        source: Source = cls(context)
+        return source
+
+    def _build_sink(self, sink_id: str, sink_config: Any) -> Sink:
+        cls = resolve("sink", sink_config.type)
+        context = SinkContext(self.data_dir, self.queue.epoch, self.telemetry, self.schemas)
+        sink: Sink = cls(sink_id, sink_config, context)
+        return sink
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Bind every listener and start the worker; READY=1 once done."""
+        settings = self.config.settings
+        if self.setup_logging:
+            configure_logging(settings.logging.level, settings.logging.format)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._wake = asyncio.Event()
+        for sink_id, sink_config in self.config.sinks.items():
+            sink = self._build_sink(sink_id, sink_config)
+            await sink.start()
+            self.sinks[sink_id] = sink
+        self._worker_task = asyncio.create_task(self._run_worker(), name="worker")
+        self.control = ControlServer(settings.control.address, self.telemetry, self.readiness)
+        await self.control.start()
+        for source_id, source_config in self.config.sources.items():
+            source = self._build_source(self.config, source_id, source_config)
+            await source.start()
+            self.sources[source_id] = source
+        self.started.set()
+        self.notifier.ready()
+        log.info("vigil started", extra={"conf_dir": str(self.conf_dir),
+                                         "data_dir": str(self.data_dir),
+                                         "sources": len(self.sources), "sinks": len(self.sinks)})
+
+    async def _run_worker(self) -> None:
+        try:
+            await self.worker.run()
+        except Exception:
+            log.exception("worker stopped unexpectedly; stopping the daemon")
+            self.request_stop()
+
+    async def run(self) -> int:
+        """Start, serve until SIGTERM/SIGINT, drain; returns the process exit code."""
+        loop = asyncio.get_running_loop()
+        await self.start()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
+        loop.add_signal_handler(signal.SIGHUP, self.request_reload)
+        try:
+            while not self._stop_requested:
+                assert self._wake is not None
+                try:
+                    await asyncio.wait_for(self._wake.wait(), TICK_SECONDS)
+                except TimeoutError:
+                    pass
+                self._wake.clear()
+                if self._reload_requested:
+                    self._reload_requested = False
+                    await self.reload()
+                await self.tick()
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                loop.remove_signal_handler(sig)
+        return await self.shutdown()
+
+    def request_stop(self) -> None:
+        self._stop_requested = True
+        if self._wake is not None:
+            self._wake.set()
+
+    def request_reload(self) -> None:
+        self._reload_requested = True
+        if self._wake is not None:
+            self._wake.set()
+
+    async def tick(self) -> None:
+        """Housekeeping: time-based flushes and acknowledgement, gauges, watchdog."""
+        async with self.worker.lock:
+            await self.worker.flush()
+        pending = self.queue.pending()
+        self.telemetry.queue_events.set(pending)
+        self.telemetry.backpressure.set(1 if self.queue.over_bound() else 0)
+        self.notifier.watchdog(time.monotonic())
+
+    async def shutdown(self) -> int:
+        """Stop accepting, drain the queue through the sinks, flush everything."""
+        self.stopping = True
+        self.notifier.stopping()
+        timeout = self.config.settings.limits.shutdown_timeout_seconds
+        log.info("stopping: draining", extra={"pending_events": self.queue.pending()})
+        for source in self.sources.values():
+            await source.stop()
+        self.queue.close()
+        code = 0
+        if self._worker_task is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._worker_task), timeout)
+            except TimeoutError:
+                log.error("drain timed out; events still queued are lost",
+                          extra={"pending_events": self.queue.pending()})
+                self._worker_task.cancel()
+                code = 1
+        async with self.worker.lock:
+            await self.worker.flush(force=True)
+        for sink_id, sink in self.sinks.items():
+            try:
+                await sink.stop()
+            except Exception:
+                log.exception("sink failed to stop cleanly", extra={"sink": sink_id})
+                code = 1
+        if self.queue.pending():
+            log.error("events not committed at exit", extra={"pending_events": self.queue.pending()})
+            code = 1
+        if self.control is not None:
+            await self.control.stop()
+        log.info("vigil stopped", extra={"exit_code": code})
+        return code
+
+    # -- reload -------------------------------------------------------------------------
+
+    async def reload(self) -> bool:
+        """Validate the configuration again and swap what changed; keep the old on errors."""
+        self.notifier.reloading()
+        try:
+            new = load_config(self.conf_dir)
+        except ConfigErrors as exc:
+            self.telemetry.config_reloads.labels(result="failure").inc()
+            self.telemetry.config_reload_errors.inc(len(exc.errors))
+            for error in exc.errors:
+                log.error("reload rejected: %s", error)
+            self.notifier.ready()
+            return False
+        try:
+            await self._apply(new)
+        except Exception:
+            self.telemetry.config_reloads.labels(result="failure").inc()
+            log.exception("reload failed while applying; running components kept")
+            self.notifier.ready()
+            return False
+        self.telemetry.config_reloads.labels(result="success").inc()
+        self.notifier.ready()
+        log.info("configuration reloaded")
+        return True
+
+    async def _apply(self, new: VigilConfig) -> None:
+        old = self.config
+        settings = new.settings
+        if self.setup_logging:
+            configure_logging(settings.logging.level, settings.logging.format)
+        self.queue.set_bound(settings.limits.queue_max_events)
+        self.telemetry.queue_capacity.set(settings.limits.queue_max_events)
+        self.worker.batch_max_events = settings.limits.batch_max_events
+
+        # Sinks swap between batches: the old one commits everything before it goes.
+        async with self.worker.lock:
+            for sink_id in list(self.sinks):
+                if new.sinks.get(sink_id) != old.sinks.get(sink_id):
+                    sink = self.sinks.pop(sink_id)
+                    await sink.stop()
+            self.worker.acknowledge()
+            for sink_id, sink_config in new.sinks.items():
+                if sink_id not in self.sinks:
+                    sink = self._build_sink(sink_id, sink_config)
+                    await sink.start()
+                    self.sinks[sink_id] = sink
+
+        for source_id in list(self.sources):
+            if new.sources.get(source_id) != old.sources.get(source_id):
+                await self.sources.pop(source_id).stop()
+        for source_id, source_config in new.sources.items():
+            if source_id in self.sources:
+                self.sources[source_id].context.router = self._router(new, source_config)
+            else:
+                source = self._build_source(new, source_id, source_config)
+                await source.start()
+                self.sources[source_id] = source
+
+        if settings.control != old.settings.control and self.control is not None:
+            await self.control.stop()
+            self.control = ControlServer(settings.control.address, self.telemetry, self.readiness)
+            await self.control.start()
+        self.config = new
+
+    # -- health -------------------------------------------------------------------------
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        ready = self.started.is_set() and not self.stopping
+        detail = {
+            "queue": {"pending_events": self.queue.pending(),
+                      "capacity_events": self.queue.max_events,
+                      "backpressure": self.queue.over_bound()},
+            "sources": {sid: s.health() for sid, s in self.sources.items()},
+            "sinks": {sid: s.health() for sid, s in self.sinks.items()},
+        }
+        return ready, detail

@@ -1,0 +1,124 @@
+"""Every Prometheus metric Vigil exposes, and the only module that touches prometheus_client.
+
+Components report once per batch through a `ComponentTelemetry` handle; names follow Prometheus
+conventions (`vigil_component_received_events_total{component_id,component_kind,component_type}`).
+Label values are bounded: component ids and tenant ids come from the configuration.
+"""
+
+from __future__ import annotations
+
+import platform
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Info, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE
+
+import collector
+
+__all__ = ["CONTENT_TYPE", "ComponentTelemetry", "Telemetry"]
+
+_COMPONENT = ("component_id", "component_kind", "component_type")
+
+
+class Telemetry:
+    """Owns a registry per daemon so tests can run several daemons in one process."""
+
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry(auto_describe=True)
+        self.build_info = Info("vigil_build", "Vigil build information", registry=r)
+        self.build_info.info({"version": collector.__version__,
+                              "python": platform.python_version()})
+        self.received_events = Counter(
+            "vigil_component_received_events", "Events a component received",
+            [*_COMPONENT, "tenant"], registry=r)
+        self.received_bytes = Counter(
+            "vigil_component_received_bytes", "Bytes a component received", _COMPONENT,
+            registry=r)
+        self.sent_events = Counter(
+            "vigil_component_sent_events", "Events a component sent on", [*_COMPONENT, "tenant"],
+            registry=r)
+        self.errors = Counter(
+            "vigil_component_errors", "Errors a component hit",
+            [*_COMPONENT, "error_type", "stage"], registry=r)
+        self.discarded = Counter(
+            "vigil_component_discarded_events", "Events a component could not take",
+            [*_COMPONENT, "reason"], registry=r)
+        self.connections = Gauge(
+            "vigil_component_open_connections", "Open client connections of a source",
+            _COMPONENT, registry=r)
+        self.queue_events = Gauge(
+            "vigil_queue_events", "Events queued or in flight between sources and sinks",
+            registry=r)
+        self.queue_capacity = Gauge(
+            "vigil_queue_capacity_events", "Queue bound above which sources get backpressure",
+            registry=r)
+        self.backpressure = Gauge(
+            "vigil_queue_backpressure", "1 while the queue is over its bound", registry=r)
+        self.lake_files = Counter(
+            "vigil_lake_files_written", "Parquet files written to the lake", ["dataset", "tenant"],
+            registry=r)
+        self.lake_rows = Counter(
+            "vigil_lake_rows_written", "Rows written to the lake", ["dataset", "tenant"],
+            registry=r)
+        self.lake_bytes = Counter(
+            "vigil_lake_bytes_written", "Parquet bytes written to the lake", ["dataset", "tenant"],
+            registry=r)
+        self.config_reloads = Counter(
+            "vigil_config_reloads", "Configuration reloads by result", ["result"], registry=r)
+        self.config_reload_errors = Counter(
+            "vigil_config_reload_errors", "Errors found in rejected configuration reloads",
+            registry=r)
+        for result in ("success", "failure"):
+            self.config_reloads.labels(result=result)
+
+    def component(self, component_id: str, kind: str, type_name: str) -> ComponentTelemetry:
+        """A handle that reports for one component."""
+        return ComponentTelemetry(self, (component_id, kind, type_name))
+
+    def render(self) -> bytes:
+        """The text exposition format for /metrics."""
+        return generate_latest(self.registry)
+
+    def sample(self, name: str, **labels: str) -> float:
+        """The current value of one sample (0.0 when absent); for tests and health detail."""
+        value = self.registry.get_sample_value(name, labels)
+        return 0.0 if value is None else value
+
+
+class ComponentTelemetry:
+    """Bound label children for one component; cheap enough to call once per batch."""
+
+    def __init__(self, telemetry: Telemetry, labels: tuple[str, str, str]) -> None:
+        self._t = telemetry
+        self.labels = labels
+        self._received: dict[str, Any] = {}
+        self._sent: dict[str, Any] = {}
+        self._received_bytes = telemetry.received_bytes.labels(*labels)
+        self._connections = telemetry.connections.labels(*labels)
+
+    def received(self, events: int, tenant: str) -> None:
+        child = self._received.get(tenant)
+        if child is None:
+            child = self._received[tenant] = self._t.received_events.labels(*self.labels, tenant)
+        child.inc(events)
+
+    def received_bytes(self, n: int) -> None:
+        self._received_bytes.inc(n)
+
+    def sent(self, events: int, tenant: str) -> None:
+        child = self._sent.get(tenant)
+        if child is None:
+            child = self._sent[tenant] = self._t.sent_events.labels(*self.labels, tenant)
+        child.inc(events)
+
+    def error(self, error_type: str, stage: str, n: int = 1) -> None:
+        self._t.errors.labels(*self.labels, error_type, stage).inc(n)
+
+    def discarded(self, reason: str, n: int = 1) -> None:
+        self._t.discarded.labels(*self.labels, reason).inc(n)
+
+    def connection_opened(self) -> None:
+        self._connections.inc()
+
+    def connection_closed(self) -> None:
+        self._connections.dec()

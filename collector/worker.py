@@ -1,0 +1,79 @@
+"""The pipeline worker: queue -> processing -> sinks -> acknowledgement.
+
+A queue position is acknowledged only once every sink has committed every event before it, so
+what the queue still holds after a crash is exactly what the sinks may not have.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from collector.events import DATASET, Batch
+from collector.queue import EventQueue
+from sinks.base import Sink
+
+log = logging.getLogger(__name__)
+
+BatchProcessor = Callable[[Batch], list[Batch]]
+
+
+def split_by_dataset(batch: Batch) -> list[Batch]:
+    """One batch per dataset, keeping the offsets of the batch they came from."""
+    groups: dict[str, list] = {}
+    for event in batch.events:
+        dataset = event.get(DATASET) or "unknown"
+        group = groups.get(dataset)
+        if group is None:
+            groups[dataset] = [event]
+        else:
+            group.append(event)
+    return [Batch(batch.partition, events, batch.first_offset, batch.last_offset, dataset)
+            for dataset, events in groups.items()]
+
+
+class Worker:
+    """Reads batches from the queue and drives them through processing and the sinks."""
+
+    def __init__(self, queue: EventQueue, sinks: dict[str, Sink], batch_max_events: int,
+                 processor: BatchProcessor = split_by_dataset) -> None:
+        self.queue = queue
+        self.sinks = sinks
+        self.batch_max_events = batch_max_events
+        self.processor = processor
+        # Held while a batch is in the sinks; a reload swaps components only between batches.
+        self.lock = asyncio.Lock()
+        self._written: dict[str, int] = {}
+
+    async def run(self) -> None:
+        """Process until the queue is closed and drained."""
+        while True:
+            batch = await self.queue.read(self.batch_max_events)
+            if batch is None:
+                return
+            async with self.lock:
+                self.handle(batch)
+                await self.flush()
+
+    def handle(self, batch: Batch) -> None:
+        for out in self.processor(batch):
+            for sink in self.sinks.values():
+                sink.write(out)
+        self._written[batch.partition] = batch.last_offset
+
+    async def flush(self, *, force: bool = False) -> None:
+        """Commit what is due in every sink, then acknowledge what all of them committed."""
+        for sink_id, sink in self.sinks.items():
+            try:
+                await sink.flush(force=force)
+            except Exception:
+                log.error("sink flush failed; events stay buffered and unacknowledged",
+                          extra={"sink": sink_id})
+        self.acknowledge()
+
+    def acknowledge(self) -> None:
+        for partition, last in self._written.items():
+            floors = [f for s in self.sinks.values()
+                      if (f := s.uncommitted_floor(partition)) is not None]
+            self.queue.ack(partition, min(floors) - 1 if floors else last)

@@ -1,0 +1,65 @@
+"""The sink interface: buffer batches, commit them durably, and say what is committed.
+
+The worker acknowledges a queue position only when every sink reports everything before it as
+committed, so `uncommitted_floor` is the contract that durability rests on.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from collector.config.models import SinkConfig
+from collector.events import Batch
+from collector.telemetry import Telemetry
+from sinks.lake.schema import DatasetSchemas
+
+
+@dataclass
+class SinkContext:
+    """The runtime services a sink is built with."""
+
+    data_dir: Path
+    epoch: str  # names the queue's offset space; offsets are unique within it
+    telemetry: Telemetry
+    schemas: DatasetSchemas
+    monotonic: Callable[[], float] = field(default=time.monotonic)
+
+
+class Sink(ABC):
+    """A component that takes batches after the pipelines."""
+
+    config_model: ClassVar[type[SinkConfig]]
+    kind: ClassVar[str] = "sink"
+
+    def __init__(self, sink_id: str, config: Any, context: SinkContext) -> None:
+        self.sink_id = sink_id
+        self.config = config
+        self.context = context
+
+    @abstractmethod
+    async def start(self) -> None:
+        """Open files, connections, threads."""
+
+    @abstractmethod
+    def write(self, batch: Batch) -> None:
+        """Take a batch (buffered; may become due for a flush)."""
+
+    @abstractmethod
+    async def flush(self, *, force: bool = False) -> None:
+        """Commit what is due by size or age, or everything when `force`."""
+
+    @abstractmethod
+    def uncommitted_floor(self, partition: str) -> int | None:
+        """Smallest offset of `partition` held but not yet committed; None when all is."""
+
+    @abstractmethod
+    async def stop(self) -> None:
+        """Commit everything and release resources."""
+
+    def health(self) -> dict[str, Any]:
+        return {}

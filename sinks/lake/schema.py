@@ -1,0 +1,149 @@
+"""Column types of lake datasets and the conversion of events into Arrow tables.
+
+A column keeps one type within a dataset: fields a dataset declares get their declared type,
+every other field is a string column (non-string values JSON-encoded), so files written at
+different times always union cleanly.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import orjson
+import pyarrow as pa
+
+from collector.events import Event
+
+FieldType = Literal["string", "int", "float", "bool", "ip", "timestamp", "list"]
+
+ARROW_TYPES: dict[str, pa.DataType] = {
+    "string": pa.string(),
+    "ip": pa.string(),
+    "int": pa.int64(),
+    "float": pa.float64(),
+    "bool": pa.bool_(),
+    "timestamp": pa.timestamp("us", tz="UTC"),
+    "list": pa.list_(pa.string()),
+}
+
+# Fields every dataset has, whatever its pipeline declares.
+BASE_SCHEMA: dict[str, FieldType] = {
+    "@timestamp": "timestamp",
+    "vigil.received_at": "timestamp",
+    "vigil.truncated": "bool",
+    "process.pid": "int",
+    "log.syslog.priority": "int",
+    "log.syslog.facility.code": "int",
+    "log.syslog.severity.code": "int",
+    "log.syslog.version": "int",
+}
+
+
+class DatasetSchemas:
+    """Declared field types per dataset (pipelines register theirs)."""
+
+    def __init__(self) -> None:
+        self._schemas: dict[str, dict[str, FieldType]] = {}
+
+    def register(self, dataset: str, fields: dict[str, FieldType]) -> None:
+        self._schemas[dataset] = {**BASE_SCHEMA, **fields}
+
+    def fields(self, dataset: str) -> dict[str, FieldType]:
+        return self._schemas.get(dataset, BASE_SCHEMA)
+
+
+def _to_string(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, (dict, list, tuple)):
+        return orjson.dumps(value, default=str).decode()
+    return str(value)
+
+
+def _to_int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int):
+        return value
+    try:
+        return int(str(value).strip())
+    except (TypeError, ValueError):
+        return None
+
+
+def _to_float(value: Any) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _to_bool(value: Any) -> bool | None:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off"):
+        return False
+    return None
+
+
+def _to_timestamp(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return None
+
+
+def _to_ip(value: Any) -> str | None:
+    try:
+        return str(ipaddress.ip_address(str(value).strip()))
+    except ValueError:
+        return None
+
+
+def _to_list(value: Any) -> list[str | None] | None:
+    if isinstance(value, (list, tuple)):
+        return [_to_string(v) for v in value]
+    return [_to_string(value)]
+
+
+CONVERTERS = {"string": _to_string, "int": _to_int, "float": _to_float, "bool": _to_bool,
+              "timestamp": _to_timestamp, "ip": _to_ip, "list": _to_list}
+
+
+def events_to_table(events: list[Event], fields: dict[str, FieldType],
+                    drop: frozenset[str] = frozenset()) -> tuple[pa.Table, int]:
+    """An Arrow table of `events` typed by `fields`; also returns how many values failed
+    conversion (those cells are null)."""
+    names: dict[str, None] = {"@timestamp": None}
+    for event in events:
+        names.update(dict.fromkeys(event))
+    columns, arrays, failures = [], [], 0
+    for name in sorted(names):
+        if name in drop:
+            continue
+        field_type = fields.get(name, "string")
+        arrow_type = ARROW_TYPES[field_type]
+        values = [e.get(name) for e in events]
+        try:
+            array = pa.array(values, type=arrow_type)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError):
+            convert = CONVERTERS[field_type]
+            converted = [None if v is None else convert(v) for v in values]
+            failures += sum(1 for v, c in zip(values, converted, strict=True)
+                            if v is not None and c is None)
+            array = pa.array(converted, type=arrow_type)
+        columns.append(name)
+        arrays.append(array)
+    return pa.Table.from_arrays(arrays, names=columns), failures
