@@ -1,0 +1,46 @@
+# Vigil: `make run` and `make test` work on a fresh clone (they create .venv first).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+CONF ?= conf.d
+DATA ?= ./var
+
+.PHONY: venv run test test-all bench lint validate clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[aws,gcp,azure,dev]'
+	touch $(STAMP)
+
+run: venv
+	@echo "vigil: config $(CONF), data under $(DATA)"
+	@echo "  send a test event:   logger -n 127.0.0.1 -P 5514 -T 'hello from logger'"
+	@echo "  events land in:      $(DATA)/lake/<dataset>/tenant=<id>/date=YYYY-MM-DD/hour=HH/*.parquet"
+	@echo "  query them:          $(BIN)/python -c \"import duckdb; print(duckdb.sql(\\\"SELECT * FROM read_parquet('$(DATA)/lake/**/*.parquet', hive_partitioning=true, union_by_name=true)\\\"))\""
+	@echo "  metrics and health:  curl 127.0.0.1:9580/metrics  |  curl 127.0.0.1:9580/readyz"
+	@echo "  stop with Ctrl-C (SIGINT drains and flushes like SIGTERM)"
+	$(BIN)/vigil validate -c $(CONF)
+	exec $(BIN)/vigil run -c $(CONF) --data-dir $(DATA)
+
+test: venv
+	$(BIN)/pytest -q
+
+test-all: venv
+	$(BIN)/pytest -q -m ''
+
+bench: venv
+	$(BIN)/python -m benchmarks.bench_e2e
+
+lint: venv
+	$(BIN)/ruff check collector parsers enrichers rules sinks benchmarks tests
+	$(BIN)/mypy collector parsers enrichers rules sinks
+
+validate: venv
+	$(BIN)/vigil validate -c $(CONF)
+
+clean:
+	rm -rf $(VENV) var build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,177 @@
+"""Run the real `vigil` daemon as a subprocess on OS-chosen loopback ports.
+
+Every listener is configured on port 0; the daemon logs the addresses it bound, and the
+control listener's /readyz detail names each source's address.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02,
+             message: str = "condition") -> Any:
+    """Poll `condition` until it returns a truthy value; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+        time.sleep(interval)
+
+
+def write_conf(conf_dir: Path, sections: dict[str, Any], name: str = "10-test.yaml") -> Path:
+    conf_dir.mkdir(parents=True, exist_ok=True)
+    path = conf_dir / name
+    path.write_text(yaml.safe_dump(sections, sort_keys=False))
+    return path
+
+
+def basic_config(tenant: str = "demo", flush_seconds: float = 0.5, **source: Any) -> dict[str, Any]:
+    """One TCP syslog source for `tenant`, a lake sink, everything on port 0."""
+    return {
+        "vigil": {"control": {"address": "127.0.0.1:0"}},
+        "tenants": {tenant: {"name": tenant.title()}},
+        "sources": {"syslog_tcp": {"type": "syslog_tcp", "address": "127.0.0.1:0",
+                                   "tenant": tenant, **source}},
+        "sinks": {"lake": {"type": "parquet_lake",
+                           "flush": {"max_rows": 100000, "max_seconds": flush_seconds}}},
+    }
+
+
+class VigilProcess:
+    """A daemon subprocess with its stderr captured and its bound addresses discovered."""
+
+    def __init__(self, conf_dir: Path, data_dir: Path, env: dict[str, str] | None = None) -> None:
+        self.conf_dir = conf_dir
+        self.data_dir = data_dir
+        self.env = {**os.environ, **(env or {})}
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_lines: list[str] = []
+        self.control: str | None = None
+        self._reader: threading.Thread | None = None
+
+    def start(self, timeout: float = 20.0) -> VigilProcess:
+        self.log_lines = []
+        self.control = None
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "collector.cli", "run", "-c", str(self.conf_dir),
+             "--data-dir", str(self.data_dir)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=self.env, cwd=REPO)
+        self._reader = threading.Thread(target=self._read_stderr, daemon=True)
+        self._reader.start()
+        wait_for(lambda: self.control or self.proc.poll() is not None, timeout,
+                 message="the control listener")
+        if self.proc.poll() is not None:
+            raise AssertionError("daemon exited at start:\n" + self.log())
+        wait_for(lambda: self.readyz()[0] == 200, timeout, message="/readyz")
+        return self
+
+    def _read_stderr(self) -> None:
+        assert self.proc is not None and self.proc.stderr is not None
+        for raw in self.proc.stderr:
+            line = raw.decode(errors="replace").rstrip("\n")
+            self.log_lines.append(line)
+            if self.control is None and "control listener ready" in line:
+                match = re.search(r"address=(\S+)", line)
+                if match:
+                    self.control = match.group(1)
+
+    def log(self) -> str:
+        return "\n".join(self.log_lines)
+
+    def http(self, path: str, timeout: float = 5.0) -> tuple[int, bytes]:
+        try:
+            with urllib.request.urlopen(f"http://{self.control}{path}", timeout=timeout) as resp:
+                return resp.status, resp.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read()
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            return 0, b""
+
+    def readyz(self) -> tuple[int, dict[str, Any]]:
+        status, body = self.http("/readyz")
+        return status, (json.loads(body) if body else {})
+
+    def source_address(self, source_id: str) -> tuple[str, int]:
+        address = self.readyz()[1]["sources"][source_id]["address"]
+        host, _, port = address.rpartition(":")
+        return host, int(port)
+
+    def metrics(self) -> str:
+        return self.http("/metrics")[1].decode()
+
+    def metric(self, name: str, **labels: str) -> float:
+        """Sum of the samples of `name` whose labels include `labels`."""
+        total = 0.0
+        for line in self.metrics().splitlines():
+            if not line.startswith(name + "{") and not line.startswith(name + " "):
+                continue
+            head, _, value = line.rpartition(" ")
+            if all(f'{k}="{v}"' in head for k, v in labels.items()):
+                total += float(value)
+        return total
+
+    def signal(self, sig: signal.Signals) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    def stop(self, timeout: float = 30.0) -> int:
+        """SIGTERM and wait; returns the exit code."""
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError("daemon did not stop after SIGTERM:\n" + self.log()) from None
+        if self._reader is not None:
+            self._reader.join(5)
+        return code
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def lake_rows(data_dir: Path, query: str = "SELECT * FROM lake") -> list[dict[str, Any]]:
+    """Run `query` over the whole lake (as view `lake`) with DuckDB; [] when it is empty."""
+    import duckdb
+
+    files = list((data_dir / "lake").glob("**/*.parquet"))
+    if not files:
+        return []
+    con = duckdb.connect()
+    glob = str(data_dir / "lake" / "**" / "*.parquet").replace("'", "''")
+    con.execute(f"CREATE VIEW lake AS SELECT * FROM read_parquet('{glob}', "
+                "hive_partitioning=true, union_by_name=true)")
+    cursor = con.execute(query)
+    columns = [d[0] for d in cursor.description]
+    return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+
+
+def lake_count(data_dir: Path) -> int:
+    rows = lake_rows(data_dir, "SELECT count(*) AS n FROM lake")
+    return int(rows[0]["n"]) if rows else 0
