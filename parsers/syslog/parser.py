@@ -1,0 +1,267 @@
+"""Parse one syslog message into a flat ECS-style event.
+
+RFC 5424 (`<PRI>1 TIMESTAMP HOST APP PROCID MSGID [SD] MSG`) and RFC 3164
+(`<PRI>Mmm dd hh:mm:ss HOST TAG[PID]: MSG`) with the variants devices really send: no hostname,
+no PRI (files and relays), ISO timestamps in a BSD header, Cisco sequence numbers and
+`%FAC-SEV-MNEMONIC` tags, and vendor bodies straight after the PRI (FortiGate key=value).
+A message whose header cannot be parsed is kept whole in `message` and marked with the reason;
+bytes that are not UTF-8 are replaced, never fatal.
+
+Hand-written rather than a library: the PyPI syslog parsers cover one RFC each and none handles
+the vendor variants or infers the RFC 3164 year against the receive time.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta, tzinfo
+from typing import Any
+
+from collector.events import MESSAGE, PARSE_ERROR, TIMESTAMP
+
+_PRI = re.compile(r"<(\d{1,3})>")
+_MONTHS = {m: i for i, m in enumerate(
+    ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1)}
+# Mmm dd hh:mm:ss[.fff] [yyyy]  (day may be space-padded; some devices append the year)
+_BSD_TS = re.compile(
+    r"([A-Z][a-z]{2}) {1,2}(\d{1,2}) (\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,6}))?(?: (\d{4}))?(?=[ :]|$)")
+_ISO_TS = re.compile(
+    r"(\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2})(?:\.(\d+))?(Z|[+-]\d{2}:?\d{2})?(?=[ :]|$)")
+_TAG = re.compile(r"([^\s\[\]:]{1,128})(?:\[([^\]\s]{1,32})\])?:(?: |$)")
+_CISCO_SEQ = re.compile(r"(\d{1,10}): (?:\*|\.)?")
+_CISCO_MNEMONIC = re.compile(r"%([A-Z][A-Z0-9_]*-\d-[A-Z0-9_]+): ?")
+_SD_PARAM = re.compile(r'\s*([^\s=\]"]{1,32})="((?:[^"\\]|\\.)*)"')
+_SD_UNESCAPE = re.compile(r'\\([\\"\]])')
+_NIL = "-"
+_FUTURE_TOLERANCE = timedelta(days=2)
+_BOM = "\ufeff"
+
+
+def parse_syslog(line: bytes | str, *, received_at: datetime, tz: tzinfo = UTC) -> dict[str, Any]:
+    """One message -> event. `received_at` (aware) fills a missing timestamp and anchors the
+    RFC 3164 year; `tz` is the zone of timestamps that carry none."""
+    text = line.decode("utf-8", "replace") if isinstance(line, bytes | bytearray) else line
+    if text.startswith(_BOM):
+        text = text[1:]
+    event: dict[str, Any] = {}
+    rest = text
+    pri = _PRI.match(text)
+    if pri is not None and int(pri.group(1)) <= 191:
+        value = int(pri.group(1))
+        event["log.syslog.priority"] = value
+        event["log.syslog.facility.code"] = value >> 3
+        event["log.syslog.severity.code"] = value & 7
+        rest = text[pri.end():]
+        if rest.startswith("1 "):
+            parsed = _rfc5424(rest[2:], event, received_at)
+            if parsed:
+                return event
+            # not really 5424 ("1 " can begin a BSD body); fall through with the header reset
+    elif pri is not None:
+        return _unparsed(text, received_at, f"PRI {pri.group(1)} out of range 0-191")
+    if _rfc3164(rest, event, received_at, tz, has_pri=pri is not None):
+        return event
+    if pri is not None:
+        # PRI followed directly by a body (FortiGate, some appliances): valid enough to keep.
+        event[TIMESTAMP] = received_at
+        event[MESSAGE] = rest.lstrip(_BOM)
+        return event
+    return _unparsed(text, received_at, "no syslog PRI or timestamp")
+
+
+def _unparsed(text: str, received_at: datetime, reason: str) -> dict[str, Any]:
+    return {TIMESTAMP: received_at, MESSAGE: text, PARSE_ERROR: reason}
+
+
+def _rfc5424(rest: str, event: dict[str, Any], received_at: datetime) -> bool:
+    parts = rest.split(" ", 5)
+    if len(parts) < 5:
+        return False
+    ts, host, app, procid, msgid = parts[:5]
+    tail = parts[5] if len(parts) == 6 else ""
+    if ts == _NIL:
+        timestamp = received_at
+    else:
+        iso = _ISO_TS.fullmatch(ts)
+        if iso is None:
+            return False
+        timestamp = _iso(iso, UTC)
+        if timestamp is None:
+            return False
+    event["log.syslog.version"] = 1
+    event[TIMESTAMP] = timestamp
+    if host != _NIL:
+        event["host.hostname"] = host
+    if app != _NIL:
+        event["log.syslog.appname"] = app
+    if procid != _NIL:
+        _set_pid(event, procid)
+    if msgid != _NIL:
+        event["log.syslog.msgid"] = msgid
+    message = _structured_data(tail, event)
+    if message is None:
+        event.clear()
+        return False
+    if message.startswith(_BOM):
+        message = message[1:]
+    event[MESSAGE] = message
+    return True
+
+
+def _structured_data(tail: str, event: dict[str, Any]) -> str | None:
+    """Parse SD-ELEMENTs into `log.syslog.structured_data.<id>.<param>`; return the MSG."""
+    if tail == _NIL or tail.startswith(_NIL + " "):
+        return tail[2:]
+    pos = 0
+    n = len(tail)
+    while pos < n and tail[pos] == "[":
+        end_id = pos + 1
+        while end_id < n and tail[end_id] not in " ]":
+            end_id += 1
+        sd_id = tail[pos + 1:end_id]
+        if not sd_id or end_id >= n:
+            return None
+        pos = end_id
+        while True:
+            param = _SD_PARAM.match(tail, pos)
+            if param is None:
+                break
+            key = f"log.syslog.structured_data.{sd_id}.{param.group(1)}"
+            value = _SD_UNESCAPE.sub(r"\1", param.group(2))
+            previous = event.get(key)
+            event[key] = value if previous is None else f"{previous},{value}"
+            pos = param.end()
+        if pos >= n or tail[pos] != "]":
+            return None
+        pos += 1
+    if pos == 0:
+        return None
+    return tail[pos + 1:] if tail[pos:pos + 1] == " " else tail[pos:]
+
+
+def _rfc3164(rest: str, event: dict[str, Any], received_at: datetime, tz: tzinfo,
+             *, has_pri: bool) -> bool:
+    body = rest
+    seq = _CISCO_SEQ.match(body)
+    if seq is not None:
+        event["event.sequence"] = int(seq.group(1))
+        body = body[seq.end():]
+        # Cisco: "<189>123: host: *Mar  1 ..." or "<189>123: *Mar  1 ..."
+        host_first = re.match(r"([A-Za-z0-9][\w.\-]{0,254}): (?:\*|\.)?", body)
+        if host_first is not None and _BSD_TS.match(body, host_first.end()):
+            event["host.hostname"] = host_first.group(1)
+            body = body[host_first.end():]
+    timestamp: datetime | None
+    bsd = _BSD_TS.match(body)
+    if bsd is not None:
+        timestamp = _bsd(bsd, received_at, tz)
+    else:
+        iso = _ISO_TS.match(body)
+        timestamp = _iso(iso, tz) if iso is not None else None
+        bsd = iso
+    if bsd is None or timestamp is None:
+        event.pop("event.sequence", None)
+        event.pop("host.hostname", None)
+        return False
+    event[TIMESTAMP] = timestamp
+    body = body[bsd.end():]
+    if body.startswith(":"):  # Cisco puts a colon after the timestamp
+        body = body[1:]
+    body = body.lstrip(" ")
+    mnemonic = _CISCO_MNEMONIC.match(body)
+    if mnemonic is None:
+        tag = _TAG.match(body)
+        if tag is None and "host.hostname" not in event:
+            host, _, after = body.partition(" ")
+            if host and _looks_like_host(host):
+                event["host.hostname"] = host
+                body = after
+                mnemonic = _CISCO_MNEMONIC.match(body)
+                tag = _TAG.match(body) if mnemonic is None else None
+        if tag is not None:
+            event["log.syslog.appname"] = tag.group(1)
+            if tag.group(2):
+                _set_pid(event, tag.group(2))
+            body = body[tag.end():]
+    if mnemonic is not None:
+        event["log.syslog.msgid"] = mnemonic.group(1)
+        event.setdefault("log.syslog.appname", mnemonic.group(1).split("-", 1)[0])
+        body = body[mnemonic.end():]
+    event[MESSAGE] = body
+    return True
+
+
+def _looks_like_host(token: str) -> bool:
+    return len(token) <= 255 and not token.endswith(":") and "=" not in token \
+        and "[" not in token
+
+
+def _set_pid(event: dict[str, Any], procid: str) -> None:
+    if procid.isdigit():
+        event["process.pid"] = int(procid)
+    else:
+        event["log.syslog.procid"] = procid
+
+
+def _bsd(match: re.Match[str], received_at: datetime, tz: tzinfo) -> datetime | None:
+    month = _MONTHS.get(match.group(1))
+    if month is None:
+        return None
+    day, hour, minute, second = (int(match.group(i)) for i in range(2, 6))
+    micro = int(match.group(6).ljust(6, "0")) if match.group(6) else 0
+    if match.group(7):
+        years = [int(match.group(7))]
+    else:
+        # RFC 3164 carries no year: take the latest year that does not put the message more
+        # than a little into the future of when it was received (clock skew), so a December
+        # message read on 1 January lands in the old year and a January one read on
+        # 31 December in the new.
+        local_year = received_at.astimezone(tz).year
+        years = [local_year + 1, local_year, local_year - 1]
+    best: datetime | None = None
+    horizon = received_at + _FUTURE_TOLERANCE
+    for year in years:
+        try:
+            candidate = datetime(year, month, day, hour, minute, second, micro, tzinfo=tz)
+        except ValueError:  # 29 February in a non-leap year, day 31 in a short month
+            continue
+        best = candidate
+        if candidate <= horizon:
+            break
+    return best.astimezone(UTC) if best is not None else None
+
+
+def _iso(match: re.Match[str], tz: tzinfo) -> datetime | None:
+    base, fraction, offset = match.group(1), match.group(2), match.group(3)
+    text = base.replace(" ", "T")
+    if fraction:
+        text += "." + fraction[:6].ljust(6, "0")
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if offset:
+        if offset == "Z":
+            value = value.replace(tzinfo=UTC)
+        else:
+            sign = 1 if offset[0] == "+" else -1
+            digits = offset[1:].replace(":", "")
+            delta = timedelta(hours=int(digits[:2]), minutes=int(digits[2:]))
+            if delta > timedelta(hours=18):
+                return None
+            value = value.replace(tzinfo=_fixed(sign * delta))
+    else:
+        value = value.replace(tzinfo=tz)
+    return value.astimezone(UTC)
+
+
+_ZONES: dict[timedelta, tzinfo] = {}
+
+
+def _fixed(delta: timedelta) -> tzinfo:
+    from datetime import timezone
+
+    zone = _ZONES.get(delta)
+    if zone is None:
+        zone = _ZONES[delta] = timezone(delta)
+    return zone
