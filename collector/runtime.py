@@ -198,7 +198,10 @@ class Daemon:
             code = 1
         if self.control is not None:
             await self.control.stop()
-        log.info("vigil stopped", extra={"exit_code": code})
+        log.info("vigil stopped", extra={
+            "exit_code": code,
+            "received_events": int(self.telemetry.total("vigil_component_received_events_total")),
+            "lake_rows": int(self.telemetry.total("vigil_lake_rows_written_total"))})
         return code
 
     # -- reload -------------------------------------------------------------------------

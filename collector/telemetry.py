@@ -10,8 +10,8 @@ from __future__ import annotations
 import platform
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Info, generate_latest
 from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE
+from prometheus_client import CollectorRegistry, Counter, Gauge, Info, generate_latest
 
 import collector
 
@@ -83,6 +83,11 @@ class Telemetry:
         """The current value of one sample (0.0 when absent); for tests and health detail."""
         value = self.registry.get_sample_value(name, labels)
         return 0.0 if value is None else value
+
+    def total(self, name: str) -> float:
+        """The sum of every sample of one metric (e.g. events received by all sources)."""
+        return sum(s.value for metric in self.registry.collect() for s in metric.samples
+                   if s.name == name)
 
 
 class ComponentTelemetry:
