@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 CONF ?= conf.d
 DATA ?= ./var
 
-.PHONY: venv run test test-all bench lint validate clean
+.PHONY: venv run test test-all bench lint validate clean docs
 
 venv: $(STAMP)
 
@@ -44,3 +44,6 @@ validate: venv
 
 clean:
 	rm -rf $(VENV) var build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+
+docs: venv
+	$(BIN)/python -m collector.config.reference > docs/configuration.md
