@@ -209,8 +209,8 @@ def load_config(conf_dir: Path | str) -> VigilConfig:
         settings = GlobalConfig.model_validate(global_raw)
     except ValidationError as exc:
         for err in exc.errors(include_url=False):
-            doc = global_doc.get(str(err["loc"][0])) if err["loc"] else None
-            _report(err, GlobalConfig, sink, doc, ("vigil",))
+            found = global_doc.get(str(err["loc"][0])) if err["loc"] else None
+            _report(err, GlobalConfig, sink, found, ("vigil",))
 
     sections: dict[str, dict[str, BaseModel]] = {s: {} for s in SECTIONS}
     origins: dict[tuple[str, str], Location] = {}

@@ -23,8 +23,8 @@ _PRI = re.compile(r"<(\d{1,3})>")
 _MONTHS = {m: i for i, m in enumerate(
     ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1)}
 # Mmm dd hh:mm:ss[.fff] [yyyy]  (day may be space-padded; some devices append the year)
-_BSD_TS = re.compile(
-    r"([A-Z][a-z]{2}) {1,2}(\d{1,2}) (\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,6}))?(?: (\d{4}))?(?=[ :]|$)")
+_BSD_TS = re.compile(r"([A-Z][a-z]{2}) {1,2}(\d{1,2}) (\d{2}):(\d{2}):(\d{2})"
+                     r"(?:\.(\d{1,6}))?(?: (\d{4}))?(?=[ :]|$)")
 _ISO_TS = re.compile(
     r"(\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2})(?:\.(\d+))?(Z|[+-]\d{2}:?\d{2})?(?=[ :]|$)")
 _TAG = re.compile(r"([^\s\[\]:]{1,128})(?:\[([^\]\s]{1,32})\])?:(?: |$)")
@@ -79,6 +79,7 @@ def _rfc5424(rest: str, event: dict[str, Any], received_at: datetime) -> bool:
         return False
     ts, host, app, procid, msgid = parts[:5]
     tail = parts[5] if len(parts) == 6 else ""
+    timestamp: datetime | None
     if ts == _NIL:
         timestamp = received_at
     else:

@@ -61,7 +61,7 @@ class SyslogStreamProtocol(asyncio.Protocol):
             self.context.telemetry.discarded("max_connections")
             log.warning("connection refused: too many connections",
                         extra={"source": self.context.source_id, "peer": self.peer})
-            transport.abort()
+            self.transport.abort()
             return
         self.source.connections.add(self)
         self.context.telemetry.connection_opened()
@@ -138,7 +138,8 @@ class SyslogTcpSource(Source):
 
     def bound_address(self) -> str:
         assert self.server is not None
-        host, port = self.server.sockets[0].getsockname()[:2]
+        sockets = cast(asyncio.Server, self.server).sockets  # uvloop's Server is not a subclass
+        host, port = sockets[0].getsockname()[:2]
         return f"{host}:{port}"
 
     async def stop(self) -> None:
