@@ -7,6 +7,7 @@ systemd watchdog) and acts on the flags: SIGHUP reloads, SIGTERM drains and exit
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import time
@@ -134,10 +135,8 @@ class Daemon:
         try:
             while not self._stop_requested:
                 assert self._wake is not None
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), TICK_SECONDS)
-                except TimeoutError:
-                    pass
                 self._wake.clear()
                 if self._reload_requested:
                     self._reload_requested = False
@@ -194,7 +193,8 @@ class Daemon:
                 log.exception("sink failed to stop cleanly", extra={"sink": sink_id})
                 code = 1
         if self.queue.pending():
-            log.error("events not committed at exit", extra={"pending_events": self.queue.pending()})
+            log.error("events not committed at exit",
+                      extra={"pending_events": self.queue.pending()})
             code = 1
         if self.control is not None:
             await self.control.stop()

@@ -6,6 +6,7 @@ and the python-systemd bindings need libsystemd headers to build.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import time
@@ -29,11 +30,10 @@ class SystemdNotifier:
     def notify(self, state: str) -> None:
         if not self.address:
             return
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-            try:
-                sock.sendto(state.encode(), self.address)
-            except OSError:
-                pass  # systemd went away; nothing useful to do
+        # OSError: systemd went away; nothing useful to do.
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock, \
+                contextlib.suppress(OSError):
+            sock.sendto(state.encode(), self.address)
 
     def ready(self) -> None:
         self.notify("READY=1\nSTATUS=Running")
@@ -47,6 +47,7 @@ class SystemdNotifier:
 
     def watchdog(self, now: float) -> None:
         """Ping the watchdog from the tick, at half the configured interval."""
-        if self.watchdog_interval is not None and now - self._last_watchdog >= self.watchdog_interval:
+        interval = self.watchdog_interval
+        if interval is not None and now - self._last_watchdog >= interval:
             self._last_watchdog = now
             self.notify("WATCHDOG=1")

@@ -106,7 +106,8 @@ def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] |
     """The nested model class that `loc` points into, for did-you-mean on unknown keys."""
     current: Any = model
     for part in loc:
-        if isinstance(part, int) or not (isinstance(current, type) and issubclass(current, BaseModel)):
+        is_model = isinstance(current, type) and issubclass(current, BaseModel)
+        if isinstance(part, int) or not is_model:
             continue
         info = current.model_fields.get(part)
         if info is None:
@@ -145,7 +146,8 @@ def read_documents(conf_dir: Path) -> tuple[list[PositionedDocument], list[Confi
     """Parse every *.yaml in `conf_dir` (sorted); syntax errors are returned, not raised."""
     docs, errors = [], []
     if not conf_dir.is_dir():
-        return [], [ConfigError("configuration directory does not exist", location=Location(str(conf_dir)))]
+        return [], [ConfigError("configuration directory does not exist",
+                                location=Location(str(conf_dir)))]
     for path in sorted(conf_dir.glob("*.yaml")):
         try:
             docs.append(load_positioned(str(path), path.read_text(encoding="utf-8")))
@@ -197,7 +199,8 @@ def load_config(conf_dir: Path | str) -> VigilConfig:
                 continue
             for entry_id, raw in body.items():
                 if entry_id in raw_entries[section]:
-                    first = raw_entries[section][entry_id][1].locate((section, entry_id), prefer_key=True)
+                    first = raw_entries[section][entry_id][1].locate((section, entry_id),
+                                                                     prefer_key=True)
                     sink.add(f"duplicate id, first declared at {first}", doc, (section, entry_id),
                              prefer_key=True)
                     continue
@@ -220,8 +223,8 @@ def load_config(conf_dir: Path | str) -> VigilConfig:
             origins[(section, entry_id)] = doc.locate(prefix, prefer_key=True)
             if section == "tenants":
                 if not is_tenant_id(entry_id):
-                    sink.add(f"tenant id {entry_id!r} is not a slug matching [a-z0-9][a-z0-9_-]{{0,62}}",
-                             doc, prefix, prefer_key=True)
+                    sink.add(f"tenant id {entry_id!r} is not a slug matching "
+                             "[a-z0-9][a-z0-9_-]{0,62}", doc, prefix, prefer_key=True)
                     continue
             elif not COMPONENT_ID_RE.fullmatch(entry_id):
                 sink.add(f"id {entry_id!r} must match {COMPONENT_ID_RE.pattern}", doc, prefix,
@@ -250,7 +253,8 @@ def _check_source_tenants(config: VigilConfig, sink: _ErrorSink) -> None:
     for source_id, source in config.sources.items():
         if source.tenant is not None and source.tenant not in config.tenants:
             sink.add_for("sources", source_id, ("tenant",),
-                         f"unknown tenant {source.tenant!r}{did_you_mean(source.tenant, config.tenants)}")
+                         f"unknown tenant {source.tenant!r}"
+                         f"{did_you_mean(source.tenant, config.tenants)}")
 
 
 CROSS_CHECKS.append(_check_source_tenants)

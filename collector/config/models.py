@@ -53,7 +53,8 @@ class ComponentConfig(StrictModel):
 
 
 class ControlConfig(StrictModel):
-    address: Address = Field("127.0.0.1:9580", description="HTTP listener for /metrics, health and the API")
+    address: Address = Field("127.0.0.1:9580",
+                             description="HTTP listener for /metrics, health and the API")
 
 
 class LimitsConfig(StrictModel):
@@ -92,7 +93,8 @@ class TenantConfig(StrictModel):
 class SourceConfig(ComponentConfig):
     """Fields every source has."""
 
-    tenant: TenantId | None = Field(None, description="tenant that every event of this source belongs to")
+    tenant: TenantId | None = Field(
+        None, description="tenant that every event of this source belongs to")
     dataset: str = Field("syslog", description="dataset events have until a pipeline assigns one")
 
 

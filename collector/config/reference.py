@@ -62,7 +62,8 @@ def rows(model: type[BaseModel], prefix: str = "") -> list[str]:
         key = field.alias or name
         if field.is_required():
             default = "**required**"
-        elif field.default_factory is not None or field.default is PydanticUndefined or isinstance(field.default, BaseModel):
+        elif (field.default_factory is not None or field.default is PydanticUndefined
+              or isinstance(field.default, BaseModel)):
             default = ""
         else:
             default = f"`{field.default!r}`"

@@ -88,11 +88,13 @@ def test_unknown_type_unknown_key_bad_value_all_reported(tmp_path: Path, capsys)
     assert main(["validate", "-c", str(tmp_path)]) == EX_CONFIG
     err = capsys.readouterr().err.splitlines()
     assert err[0] == (f"{path}:6:11: sources.a.type: unknown source type 'syslog_tpc' "
-                      "(did you mean 'syslog_tcp'?); valid types: " + err[0].split("valid types: ")[1])
+                      "(did you mean 'syslog_tcp'?); valid types: "
+                      + err[0].split("valid types: ")[1])
     assert "syslog_tcp" in err[0].split("valid types: ")[1]
     assert err[1] == (f"{path}:12:5: sources.b.max_mesage_bytes: unknown key 'max_mesage_bytes' "
                       "(did you mean 'max_message_bytes'?)")
-    assert err[2] == f"{path}:15:14: sources.c.address: expected HOST:PORT, got '127.0.0.1:notaport'"
+    assert err[2] == (f"{path}:15:14: sources.c.address: "
+                      "expected HOST:PORT, got '127.0.0.1:notaport'")
     assert err[3] == f"3 error(s) in {tmp_path}"
 
 
@@ -154,7 +156,8 @@ def test_unknown_section_and_yaml_syntax_error(tmp_path: Path) -> None:
     b = write(tmp_path, "10-b.yaml", "sources: [unclosed\n")
     errors = errors_of(tmp_path)
     assert errors[0].startswith(f"{b}:2:1: YAML syntax error")
-    assert errors[1].startswith(f"{a}:1:1: tenant: unknown section 'tenant' (did you mean 'tenants'?)")
+    assert errors[1].startswith(
+        f"{a}:1:1: tenant: unknown section 'tenant' (did you mean 'tenants'?)")
 
 
 def test_validate_ok_exit_code(tmp_path: Path, capsys) -> None:

@@ -146,7 +146,8 @@ def test_sighup_with_broken_config_keeps_serving(daemon: VigilProcess) -> None:
     daemon.signal(signal.SIGHUP)
     wait_for(lambda: daemon.metric("vigil_config_reloads_total", result="failure") == 1,
              message="the rejected reload")
-    assert "20-broken.yaml:3:11: sources.extra.type: unknown source type 'syslog_tpc'" in daemon.log()
+    assert ("20-broken.yaml:3:11: sources.extra.type: unknown source type 'syslog_tpc'"
+            in daemon.log())
     assert config.read_text() == good
     send_lines(daemon.source_address("syslog_tcp"), [b"<13>Nov 22 10:00:00 h a: still here"])
     wait_for(lambda: count(daemon) == 1, message="an event after the rejected reload")

@@ -66,7 +66,8 @@ async def test_partitions_types_and_readback(tmp_path: Path) -> None:
     assert rows[0] == ("demo", "09", t1, 1, None)
     assert rows[2] == ("demo", "09", t1, 3, '{"a":1}')
     assert rows[3] == ("acme", "09", t1, 4, "7")
-    types = dict(read(tmp_path, "SELECT column_name, column_type FROM (DESCRIBE SELECT * FROM LAKE)"))
+    types = dict(read(tmp_path,
+                      "SELECT column_name, column_type FROM (DESCRIBE SELECT * FROM LAKE)"))
     assert types["@timestamp"] == "TIMESTAMP WITH TIME ZONE"
     assert types["process.pid"] == "BIGINT"
     assert telemetry.sample("vigil_lake_rows_written_total", dataset="syslog", tenant="demo") == 3
@@ -93,7 +94,8 @@ async def test_bad_values_in_typed_columns_become_null_and_are_counted(tmp_path:
     clock = FakeClock()
     sink, telemetry = make_sink(tmp_path, clock, max_rows=10)
     ts = datetime(2026, 1, 1, tzinfo=UTC)
-    sink.write(Batch("demo", [event(1, ts), {**event(2, ts), "process.pid": "abc"}], 0, 1, "syslog"))
+    events = [event(1, ts), {**event(2, ts), "process.pid": "abc"}]
+    sink.write(Batch("demo", events, 0, 1, "syslog"))
     await sink.stop()
     assert read(tmp_path, 'SELECT "process.pid" FROM LAKE ORDER BY message') == [(1,), (None,)]
     assert telemetry.sample("vigil_component_errors_total", component_id="lake",

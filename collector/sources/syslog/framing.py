@@ -38,9 +38,8 @@ class FrameDecoder:
 
     def feed(self, data: bytes) -> list[Frame]:
         self.buffer += data
-        if self.framing == "auto":
-            if not self._decide():
-                return []
+        if self.framing == "auto" and not self._decide():
+            return []
         if self.framing == "octet_counting":
             return self._octets()
         return self._lines()
