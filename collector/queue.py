@@ -28,6 +28,10 @@ class EventQueue(Protocol):
     async def read(self, max_events: int) -> Batch | None:
         """The next batch of one partition, waiting for data; None once closed and empty."""
 
+    async def wait_durable(self, partition: str, offset: int) -> None:
+        """Return once everything appended to `partition` up to `offset` would survive a crash
+        (the journal's fsync policy); sources acknowledge their peers only after this."""
+
     def ack(self, partition: str, offset: int) -> None:
         """Every event of `partition` up to `offset` (inclusive) is committed by every sink."""
 
@@ -103,6 +107,10 @@ class MemoryQueue:
             self._queued_count -= n
             self._in_flight += n
             return Batch(partition, events, first, first + n - 1)
+        return None
+
+    async def wait_durable(self, partition: str, offset: int) -> None:
+        # Memory is never durable; there is nothing to wait for. The journal waits for fsync.
         return None
 
     def ack(self, partition: str, offset: int) -> None:

@@ -34,10 +34,11 @@ class SourceContext:
         self.router = router
         self.clock = clock
 
-    def emit(self, events: list[Event], peer: str | None = None) -> None:
-        """Route, stamp and enqueue events that arrived together from one peer."""
+    def emit(self, events: list[Event], peer: str | None = None) -> dict[str, int]:
+        """Route, stamp and enqueue events that arrived together from one peer; returns the
+        last queue offset appended per tenant partition."""
         if not events:
-            return
+            return {}
         by_tenant: dict[str, list[Event]] = {}
         source_id, dataset, route = self.source_id, self.config.dataset, self.router.route
         now = self.clock()
@@ -52,11 +53,19 @@ class SourceContext:
                 by_tenant[tenant] = [event]
             else:
                 bucket.append(event)
+        offsets = {}
         for tenant, bucket in by_tenant.items():
-            self.queue.append(tenant, bucket)
+            offsets[tenant] = self.queue.append(tenant, bucket)
             self.telemetry.received(len(bucket), tenant)
             if tenant == QUARANTINE:
                 self.telemetry.discarded("quarantined", len(bucket))
+        return offsets
+
+    async def deliver(self, events: list[Event], peer: str | None = None) -> None:
+        """`emit`, then wait until the events are durable in the queue: the point after which
+        a source may acknowledge them to its peer (HTTP 2xx, SQS delete, Pub/Sub ack)."""
+        for partition, offset in self.emit(events, peer).items():
+            await self.queue.wait_durable(partition, offset)
 
 
 class Source(ABC):
