@@ -25,6 +25,12 @@ TIMESTAMP = "@timestamp"
 MESSAGE = "message"
 
 
+# Batch kinds: what a batch holds, so each sink takes only what it stores.
+EVENTS = "events"
+DEAD_LETTERS = "dead_letter"
+ALERTS = "alerts"
+
+
 @dataclass(slots=True)
 class Batch:
     """Events of one partition (tenant) with the journal offsets they span (inclusive)."""
@@ -34,6 +40,7 @@ class Batch:
     first_offset: int
     last_offset: int
     dataset: str | None = None
+    kind: str = EVENTS
     meta: dict[str, Any] = field(default_factory=dict)
 
     def __len__(self) -> int:

@@ -16,9 +16,24 @@ SOURCES: dict[str, str] = {
 
 SINKS: dict[str, str] = {
     "parquet_lake": "sinks.lake.sink:LakeSink",
+    "dead_letter": "sinks.dead_letter:DeadLetterSink",
 }
 
-REGISTRIES: dict[str, dict[str, str]] = {"source": SOURCES, "sink": SINKS}
+# Pipeline steps, by the module that owns each concern.
+STEPS: dict[str, str] = {
+    "json": "parsers.json:JsonStep",
+    "rename": "parsers.normalize:RenameStep",
+    "copy": "parsers.normalize:CopyStep",
+    "set": "parsers.normalize:SetStep",
+    "remove": "parsers.normalize:RemoveStep",
+    "convert": "parsers.normalize:ConvertStep",
+    "lowercase": "parsers.normalize:LowercaseStep",
+    "map_values": "parsers.normalize:MapValuesStep",
+    "drop": "collector.pipeline.filters:DropStep",
+    "sample": "collector.pipeline.filters:SampleStep",
+}
+
+REGISTRIES: dict[str, dict[str, str]] = {"source": SOURCES, "sink": SINKS, "step": STEPS}
 
 
 class UnknownComponentType(LookupError):

@@ -17,9 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from collector.config import VigilConfig, load_config
+from collector.config.models import ValidationContext
 from collector.control import ControlServer
 from collector.errors import ConfigErrors
 from collector.logs import configure_logging
+from collector.pipeline.runner import PipelineSet, build_pipelines
 from collector.queue import MemoryQueue
 from collector.registry import resolve
 from collector.routing import TenantRouter
@@ -28,12 +30,15 @@ from collector.systemd import SystemdNotifier
 from collector.telemetry import Telemetry
 from collector.worker import Worker
 from sinks.base import Sink, SinkContext
+from sinks.dead_letter import DeadLetterConfig
 from sinks.lake.schema import DatasetSchemas
 
 log = logging.getLogger(__name__)
 
 DEFAULT_DATA_DIR = Path("/var/lib/vigil")
 TICK_SECONDS = 0.5
+# The dead-letter sink every daemon has unless the configuration declares its own.
+DEFAULT_DEAD_LETTER_SINK = "_dead_letter"
 
 
 def _utcnow() -> datetime:
@@ -60,7 +65,9 @@ class Daemon:
         self.telemetry.queue_capacity.set(limits.queue_max_events)
         self.sources: dict[str, Source] = {}
         self.sinks: dict[str, Sink] = {}
-        self.worker = Worker(self.queue, self.sinks, limits.batch_max_events)
+        self.pipelines = self._build_pipelines(self.config)
+        self.worker = Worker(self.queue, self.sinks, limits.batch_max_events,
+                             self.pipelines.process)
         self.control: ControlServer | None = None
         self.started = asyncio.Event()
         self.stopping = False
@@ -86,6 +93,23 @@ class Daemon:
         source: Source = cls(context)
         return source
 
+    def _build_pipelines(self, config: VigilConfig) -> PipelineSet:
+        schemas: dict[str, dict[str, Any]] = {}
+        for pipeline in config.pipelines.values():
+            schemas.setdefault(pipeline.dataset, {}).update(pipeline.schema_)
+        self.schemas.reset(schemas)
+        return build_pipelines(config.pipelines.items(), ValidationContext(self.conf_dir.resolve()),
+                               data_dir=self.data_dir, telemetry=self.telemetry,
+                               clock=self.clock)
+
+    @staticmethod
+    def _sink_configs(config: VigilConfig) -> dict[str, Any]:
+        """The configured sinks, plus the default dead-letter area when none is declared."""
+        sinks: dict[str, Any] = dict(config.sinks)
+        if not any(s.type == "dead_letter" for s in sinks.values()):
+            sinks[DEFAULT_DEAD_LETTER_SINK] = DeadLetterConfig()
+        return sinks
+
     def _build_sink(self, sink_id: str, sink_config: Any) -> Sink:
         cls = resolve("sink", sink_config.type)
         context = SinkContext(self.data_dir, self.queue.epoch, self.telemetry, self.schemas)
@@ -101,7 +125,7 @@ class Daemon:
             configure_logging(settings.logging.level, settings.logging.format)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._wake = asyncio.Event()
-        for sink_id, sink_config in self.config.sinks.items():
+        for sink_id, sink_config in self._sink_configs(self.config).items():
             sink = self._build_sink(sink_id, sink_config)
             await sink.start()
             self.sinks[sink_id] = sink
@@ -161,6 +185,7 @@ class Daemon:
         """Housekeeping: time-based flushes and acknowledgement, gauges, watchdog."""
         async with self.worker.lock:
             await self.worker.flush()
+            self.pipelines.maintain()
         pending = self.queue.pending()
         self.telemetry.queue_events.set(pending)
         self.telemetry.backpressure.set(1 if self.queue.over_bound() else 0)
@@ -239,14 +264,20 @@ class Daemon:
         self.telemetry.queue_capacity.set(settings.limits.queue_max_events)
         self.worker.batch_max_events = settings.limits.batch_max_events
 
-        # Sinks swap between batches: the old one commits everything before it goes.
+        # Pipelines and sinks swap between batches: the old sink commits everything first.
         async with self.worker.lock:
+            if new.pipelines != old.pipelines:
+                pipelines = self._build_pipelines(new)
+                self.pipelines.close()
+                self.pipelines = pipelines
+                self.worker.processor = pipelines.process
+            new_sinks, old_sinks = self._sink_configs(new), self._sink_configs(old)
             for sink_id in list(self.sinks):
-                if new.sinks.get(sink_id) != old.sinks.get(sink_id):
+                if new_sinks.get(sink_id) != old_sinks.get(sink_id):
                     sink = self.sinks.pop(sink_id)
                     await sink.stop()
             self.worker.acknowledge()
-            for sink_id, sink_config in new.sinks.items():
+            for sink_id, sink_config in new_sinks.items():
                 if sink_id not in self.sinks:
                     sink = self._build_sink(sink_id, sink_config)
                     await sink.start()

@@ -11,7 +11,7 @@ import platform
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE
-from prometheus_client import CollectorRegistry, Counter, Gauge, Info, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
 
 import collector
 
@@ -46,6 +46,12 @@ class Telemetry:
         self.connections = Gauge(
             "vigil_component_open_connections", "Open client connections of a source",
             _COMPONENT, registry=r)
+        self.quarantined_events = Counter(
+            "vigil_component_quarantined_events", "Events a source could route to no tenant "
+            "(kept under tenant=_quarantine)", _COMPONENT, registry=r)
+        self.http_requests = Counter(
+            "vigil_component_http_requests", "HTTP requests a source answered, by status code",
+            [*_COMPONENT, "code"], registry=r)
         self.queue_events = Gauge(
             "vigil_queue_events", "Events queued or in flight between sources and sinks",
             registry=r)
@@ -54,6 +60,37 @@ class Telemetry:
             registry=r)
         self.backpressure = Gauge(
             "vigil_queue_backpressure", "1 while the queue is over its bound", registry=r)
+        self.journal_appended_events = Counter(
+            "vigil_journal_appended_events", "Events appended to the journal", ["partition"],
+            registry=r)
+        self.journal_appended_bytes = Counter(
+            "vigil_journal_appended_bytes", "Record bytes appended to the journal", ["partition"],
+            registry=r)
+        self.journal_write_errors = Counter(
+            "vigil_journal_write_errors", "Journal appends or fsyncs that failed",
+            ["error_type"], registry=r)
+        self.journal_damaged_records = Counter(
+            "vigil_journal_damaged_records", "Corrupt or torn journal records skipped or cut",
+            ["partition"], registry=r)
+        self.journal_damaged_bytes = Counter(
+            "vigil_journal_damaged_bytes", "Journal bytes found damaged", ["partition"],
+            registry=r)
+        self.journal_fsync_seconds = Histogram(
+            "vigil_journal_fsync_duration_seconds", "Time one journal fsync round took",
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+            registry=r)
+        self.journal_pending_events = Gauge(
+            "vigil_journal_pending_events", "Journal events not yet acknowledged", ["partition"],
+            registry=r)
+        self.journal_disk_bytes = Gauge(
+            "vigil_journal_disk_bytes", "Journal segment bytes on disk", ["partition"],
+            registry=r)
+        self.journal_backpressure = Gauge(
+            "vigil_journal_partition_backpressure", "1 while a partition is over its bound",
+            ["partition"], registry=r)
+        self.journal_failing = Gauge(
+            "vigil_journal_failing", "1 while journal writes fail (disk full, I/O error)",
+            registry=r)
         self.lake_files = Counter(
             "vigil_lake_files_written", "Parquet files written to the lake", ["dataset", "tenant"],
             registry=r)
@@ -70,6 +107,32 @@ class Telemetry:
             registry=r)
         for result in ("success", "failure"):
             self.config_reloads.labels(result=result)
+        self.step_events = Counter(
+            "vigil_pipeline_step_events", "Events a pipeline step took, passed on, failed on or "
+            "dropped", ["pipeline", "step", "step_type", "result"], registry=r)
+        self.dead_letter_events = Counter(
+            "vigil_dead_letter_events", "Events sent to the dead-letter area", ["tenant"],
+            registry=r)
+        self.dead_letter_files = Counter(
+            "vigil_dead_letter_files_written", "Dead-letter files committed", ["tenant"],
+            registry=r)
+
+    def pipeline_events(self, pipeline_id: str, tenant: str, received: int, sent: int) -> None:
+        """Events that entered a pipeline and left it towards the sinks, for one batch."""
+        labels = (pipeline_id, "pipeline", "pipeline", tenant)
+        self.received_events.labels(*labels).inc(received)
+        self.sent_events.labels(*labels).inc(sent)
+
+    def pipeline_step_events(self, pipeline_id: str, step_id: str, step_type: str,
+                             received: int, sent: int, failed: int, dropped: int) -> None:
+        """One batch's counts of one step."""
+        for result, n in (("received", received), ("sent", sent), ("failed", failed),
+                          ("dropped", dropped)):
+            if n:
+                self.step_events.labels(pipeline_id, step_id, step_type, result).inc(n)
+
+    def dead_letters(self, tenant: str, n: int) -> None:
+        self.dead_letter_events.labels(tenant).inc(n)
 
     def component(self, component_id: str, kind: str, type_name: str) -> ComponentTelemetry:
         """A handle that reports for one component."""
@@ -121,6 +184,12 @@ class ComponentTelemetry:
 
     def discarded(self, reason: str, n: int = 1) -> None:
         self._t.discarded.labels(*self.labels, reason).inc(n)
+
+    def quarantined(self, n: int) -> None:
+        self._t.quarantined_events.labels(*self.labels).inc(n)
+
+    def http_response(self, code: int) -> None:
+        self._t.http_requests.labels(*self.labels, str(code)).inc()
 
     def connection_opened(self) -> None:
         self._connections.inc()

@@ -59,7 +59,8 @@ class Worker:
     def handle(self, batch: Batch) -> None:
         for out in self.processor(batch):
             for sink in self.sinks.values():
-                sink.write(out)
+                if out.kind in sink.accepts:
+                    sink.write(out)
         self._written[batch.partition] = batch.last_offset
 
     async def flush(self, *, force: bool = False) -> None:

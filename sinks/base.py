@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from collector.config.models import SinkConfig
-from collector.events import Batch
+from collector.events import EVENTS, Batch
 from collector.telemetry import Telemetry
 from sinks.lake.schema import DatasetSchemas
 
@@ -35,6 +35,8 @@ class Sink(ABC):
 
     config_model: ClassVar[type[SinkConfig]]
     kind: ClassVar[str] = "sink"
+    # Batch kinds the sink stores (events, dead_letter, alerts); the worker gives it only these.
+    accepts: ClassVar[frozenset[str]] = frozenset({EVENTS})
 
     def __init__(self, sink_id: str, config: Any, context: SinkContext) -> None:
         self.sink_id = sink_id

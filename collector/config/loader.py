@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 
@@ -18,18 +18,24 @@ from collector.config.models import (
     GlobalConfig,
     SinkConfig,
     SourceConfig,
+    StrictModel,
     TenantConfig,
+    ValidationContext,
     is_tenant_id,
 )
 from collector.config.yaml_positions import PositionedDocument, load_positioned, render_path
 from collector.errors import ConfigError, ConfigErrors, Location
 from collector.registry import UnknownComponentType, did_you_mean, import_ref, resolve
 
+if TYPE_CHECKING:  # the section table imports models lazily; so does this module
+    from collector.pipeline.config import PipelineConfig
+
 # Sections other than `vigil`: name -> how an entry is validated. "source"/"sink" entries pick
 # their model through the registry by `type:`; the others name a model ("module:Class").
 SECTIONS: dict[str, str] = {
     "tenants": "collector.config.models:TenantConfig",
     "sources": "source",
+    "pipelines": "collector.pipeline.config:PipelineConfig",
     "sinks": "sink",
 }
 
@@ -50,6 +56,10 @@ class VigilConfig:
     @property
     def sources(self) -> dict[str, SourceConfig]:
         return self.sections["sources"]  # type: ignore[return-value]
+
+    @property
+    def pipelines(self) -> dict[str, PipelineConfig]:
+        return self.sections["pipelines"]  # type: ignore[return-value]
 
     @property
     def sinks(self) -> dict[str, SinkConfig]:
@@ -120,13 +130,38 @@ def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] |
 
 
 def validate_entry(model: type[BaseModel], raw: Any, sink: _ErrorSink, doc: PositionedDocument,
-                   prefix: tuple[Any, ...]) -> BaseModel | None:
-    """Validate one entry against `model`, reporting errors located in `doc`."""
+                   prefix: tuple[Any, ...], context: ValidationContext) -> BaseModel | None:
+    """Validate one entry against `model`, its component lists (e.g. a pipeline's steps, each
+    against the model its `type:` picks) and its semantic checks; every error is reported located
+    in `doc`, and the entry is None when any was found."""
+    components: dict[str, list[Any]] = {}
+    valid = True
+    for name, kind in getattr(model, "component_lists", {}).items():
+        items = raw.get(name) if isinstance(raw, dict) else None
+        if not isinstance(items, list):
+            continue  # absent or not a list: the model's own validation says so
+        built = []
+        for index, item in enumerate(items):
+            item_prefix = (*prefix, name, index)
+            item_model = _component_model(kind, item, sink, doc, item_prefix)
+            item_validated = None
+            if item_model is not None:
+                item_validated = validate_entry(item_model, item, sink, doc, item_prefix, context)
+            valid = valid and item_validated is not None
+            built.append(item_validated)
+        components[name] = built
     try:
-        return model.model_validate(raw)
+        validated = model.model_validate(raw, context=context)
     except ValidationError as exc:
         _pydantic_errors(exc, model, sink, doc, prefix)
         return None
+    if components:
+        validated = validated.model_copy(update=components)
+    if isinstance(validated, StrictModel):
+        for loc, message in validated.semantic_errors(context):
+            sink.add(message, doc, prefix + loc)
+            valid = False
+    return validated if valid else None
 
 
 def _component_model(kind: str, raw: Any, sink: _ErrorSink, doc: PositionedDocument,
@@ -161,6 +196,7 @@ def read_documents(conf_dir: Path) -> tuple[list[PositionedDocument], list[Confi
 def load_config(conf_dir: Path | str) -> VigilConfig:
     """Load and validate a conf.d directory; raises ConfigErrors listing every problem."""
     conf_dir = Path(conf_dir)
+    context = ValidationContext(conf_dir.resolve())
     docs, errors = read_documents(conf_dir)
     sink = _ErrorSink()
     sink.errors.extend(errors)
@@ -236,7 +272,7 @@ def load_config(conf_dir: Path | str) -> VigilConfig:
                 model = _component_model(kind, raw, sink, doc, prefix)
             if model is None:
                 continue
-            validated = validate_entry(model, raw, sink, doc, prefix)
+            validated = validate_entry(model, raw, sink, doc, prefix, context)
             if validated is not None:
                 sections[section][entry_id] = validated
 
@@ -245,16 +281,37 @@ def load_config(conf_dir: Path | str) -> VigilConfig:
     for check in CROSS_CHECKS:
         check(config, sink)
     if sink.errors:
-        raise ConfigErrors(sink.errors)
+        raise ConfigErrors(sorted(sink.errors, key=_reading_order))
     return config
+
+
+def _reading_order(error: ConfigError) -> tuple[str, int, int]:
+    """Errors are reported file by file, top to bottom, as a reader fixes them."""
+    loc = error.location
+    return (loc.file, loc.line, loc.column) if loc else ("", 0, 0)
 
 
 def _check_source_tenants(config: VigilConfig, sink: _ErrorSink) -> None:
     for source_id, source in config.sources.items():
-        if source.tenant is not None and source.tenant not in config.tenants:
-            sink.add_for("sources", source_id, ("tenant",),
-                         f"unknown tenant {source.tenant!r}"
-                         f"{did_you_mean(source.tenant, config.tenants)}")
+        for path, tenant in source.tenant_references():
+            if tenant not in config.tenants:
+                sink.add_for("sources", source_id, path,
+                             f"unknown tenant {tenant!r}{did_you_mean(tenant, config.tenants)}")
 
 
 CROSS_CHECKS.append(_check_source_tenants)
+
+
+def _check_dataset_schemas(config: VigilConfig, sink: _ErrorSink) -> None:
+    # A lake column keeps one type within a dataset, whichever pipeline wrote the row.
+    declared: dict[tuple[str, str], tuple[str, str]] = {}
+    for pipeline_id, pipeline in config.pipelines.items():
+        for name, field_type in pipeline.schema_.items():
+            first = declared.setdefault((pipeline.dataset, name), (field_type, pipeline_id))
+            if first[0] != field_type:
+                sink.add_for("pipelines", pipeline_id, ("schema", name),
+                             f"dataset {pipeline.dataset!r} already types {name!r} as "
+                             f"{first[0]!r} (pipeline {first[1]!r})")
+
+
+CROSS_CHECKS.append(_check_dataset_schemas)

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 TENANT_ID_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 COMPONENT_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
@@ -40,10 +50,36 @@ def split_address(address: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+@dataclass
+class ValidationContext:
+    """What validation may look at beyond the YAML: relative paths in the configuration resolve
+    against the conf.d directory."""
+
+    conf_dir: Path
+
+    def resolve(self, path: Path | str) -> Path:
+        path = Path(path)
+        return path if path.is_absolute() else self.conf_dir / path
+
+    @classmethod
+    def of(cls, info: ValidationInfo) -> ValidationContext | None:
+        """The context given to `model_validate(..., context=...)`, if any."""
+        return info.context if isinstance(info.context, ValidationContext) else None
+
+
+ConfigIssue = tuple[tuple[Any, ...], str]
+
+
 class StrictModel(BaseModel):
     """Every config model forbids unknown keys."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def semantic_errors(self, context: ValidationContext) -> list[ConfigIssue]:
+        """Errors that need more than one field or the file system (an unknown grok pattern, a
+        missing database), each as (key path inside this model, message). The loader calls it
+        after the model validated and reports each error at its file:line:col."""
+        return []
 
 
 class ComponentConfig(StrictModel):
@@ -90,12 +126,68 @@ class TenantConfig(StrictModel):
     contract_id: str | None = None
 
 
+def _check_cidr(value: str) -> str:
+    try:
+        ipaddress.ip_network(value, strict=True)
+    except ValueError:
+        try:
+            loose = ipaddress.ip_network(value, strict=False)
+        except ValueError:
+            raise ValueError(f"{value!r} is not an IP network (e.g. 10.0.0.0/8, 2001:db8::/32 "
+                             "or a single address)") from None
+        raise ValueError(f"{value!r} has host bits set (did you mean {str(loose)!r}?)") from None
+    return value
+
+
+Cidr = Annotated[str, AfterValidator(_check_cidr)]
+TenantReference = tuple[tuple[str | int, ...], str]
+
+
+class RouteConfig(StrictModel):
+    """A tenant route of a source. Routes are tried in order; the first whose conditions all
+    hold names the event's tenant; an event no route claims goes to `_quarantine`."""
+
+    tenant: TenantId = Field(description="tenant of the events this route matches")
+    source_cidrs: list[Cidr] = Field(
+        default_factory=list, description="sender addresses (CIDR blocks or single addresses)")
+    field: str | None = Field(
+        None, description="event field tested after header parsing, e.g. host.hostname")
+    patterns: list[str] = Field(
+        default_factory=list, description="glob patterns for `field`, case-insensitive")
+
+    @model_validator(mode="after")
+    def _has_condition(self) -> RouteConfig:
+        if (self.field is None) != (not self.patterns):
+            raise ValueError("`field` and `patterns` go together")
+        if not self.source_cidrs and self.field is None:
+            raise ValueError("a route needs `source_cidrs`, or `field` with `patterns`")
+        return self
+
+
 class SourceConfig(ComponentConfig):
     """Fields every source has."""
 
     tenant: TenantId | None = Field(
         None, description="tenant that every event of this source belongs to")
+    routes: list[RouteConfig] = Field(
+        default_factory=list,
+        description="instead of `tenant`: routes tried in order, unmatched -> _quarantine")
     dataset: str = Field("syslog", description="dataset events have until a pipeline assigns one")
+
+    @field_validator("routes")
+    @classmethod
+    def _tenant_or_routes(cls, routes: list[RouteConfig], info: ValidationInfo
+                          ) -> list[RouteConfig]:
+        if routes and info.data.get("tenant") is not None:
+            raise ValueError("give either `tenant` (one tenant for every event) or `routes`, "
+                             "not both")
+        return routes
+
+    def tenant_references(self) -> list[TenantReference]:
+        """Every tenant this source can route to, with its key path (for cross checks)."""
+        refs: list[TenantReference] = [(("tenant",), self.tenant)] if self.tenant else []
+        refs += [(("routes", i, "tenant"), r.tenant) for i, r in enumerate(self.routes)]
+        return refs
 
 
 class SinkConfig(ComponentConfig):

@@ -93,7 +93,13 @@ def render() -> str:
                 cls = import_ref(target)
                 parts += [f"### {ref} `type: {type_key}`\n", table(cls.config_model), ""]
         else:
-            parts += [table(import_ref(ref)), ""]
+            model = import_ref(ref)
+            parts += [table(model), ""]
+            for field_name, kind in getattr(model, "component_lists", {}).items():
+                parts.append(f"Each entry of `{field_name}` picks its kind with `type:`.\n")
+                for type_key, target in sorted(REGISTRIES[kind].items()):
+                    cls = import_ref(target)
+                    parts += [f"### {kind} `type: {type_key}`\n", table(cls.config_model), ""]
     return "\n".join(parts).rstrip() + "\n"
 
 

@@ -50,6 +50,11 @@ class DatasetSchemas:
     def register(self, dataset: str, fields: dict[str, FieldType]) -> None:
         self._schemas[dataset] = {**BASE_SCHEMA, **fields}
 
+    def reset(self, declared: dict[str, dict[str, FieldType]]) -> None:
+        """Replace every declaration (on reload: the pipelines' schemas as now configured)."""
+        self._schemas = {dataset: {**BASE_SCHEMA, **fields} for dataset, fields in
+                         declared.items()}
+
     def fields(self, dataset: str) -> dict[str, FieldType]:
         return self._schemas.get(dataset, BASE_SCHEMA)
 

@@ -146,8 +146,8 @@ def test_nested_unknown_key_and_missing_key(tmp_path: Path) -> None:
     """)
     assert errors_of(tmp_path) == [
         f"{path}:3:5: vigil.control.adress: unknown key 'adress' (did you mean 'address'?)",
-        f"{path}:10:3: sources.s.address: required key is missing",
         f"{path}:8:17: sinks.lake.flush.max_rows: Input should be greater than 0",
+        f"{path}:10:3: sources.s.address: required key is missing",
     ]
 
 
@@ -155,9 +155,9 @@ def test_unknown_section_and_yaml_syntax_error(tmp_path: Path) -> None:
     a = write(tmp_path, "00-a.yaml", "tenant:\n  demo: {name: x}\n")
     b = write(tmp_path, "10-b.yaml", "sources: [unclosed\n")
     errors = errors_of(tmp_path)
-    assert errors[0].startswith(f"{b}:2:1: YAML syntax error")
-    assert errors[1].startswith(
+    assert errors[0].startswith(
         f"{a}:1:1: tenant: unknown section 'tenant' (did you mean 'tenants'?)")
+    assert errors[1].startswith(f"{b}:2:1: YAML syntax error")
 
 
 def test_validate_ok_exit_code(tmp_path: Path, capsys) -> None:

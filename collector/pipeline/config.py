@@ -1,0 +1,46 @@
+"""The `pipelines:` section: which events a pipeline takes, its steps, its output dataset and the
+types of the fields it produces (the lake columns follow them)."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, ClassVar
+
+from pydantic import AfterValidator, Field
+
+from collector.config.models import StrictModel
+from collector.pipeline.conditions import Condition
+from sinks.lake.schema import FieldType
+
+DATASET_RE = re.compile(r"[a-z0-9][a-z0-9_.]{0,62}")
+
+
+def _check_dataset(value: str) -> str:
+    # A dataset name is a lake directory name.
+    if not DATASET_RE.fullmatch(value):
+        raise ValueError(f"dataset {value!r} must match {DATASET_RE.pattern}")
+    return value
+
+
+DatasetName = Annotated[str, AfterValidator(_check_dataset)]
+
+
+class PipelineConfig(StrictModel):
+    """One pipeline. Pipelines are tried in the order they are declared (files in sorted order,
+    entries in file order); the first whose `match` holds takes the event."""
+
+    # Fields holding lists of components picked by `type:` from a registry; the loader validates
+    # each element against its own model and reports errors at its own position.
+    component_lists: ClassVar[dict[str, str]] = {"steps": "step"}
+
+    dataset: DatasetName = Field(description="dataset the pipeline's events belong to")
+    description: str | None = None
+    match: Condition | None = Field(
+        None, description="which events the pipeline takes; absent: every event that no "
+        "earlier pipeline took")
+    steps: list[Any] = Field(default_factory=list,
+                             description="ordered steps, each picked by `type:`")
+    # `schema` would shadow a pydantic method; the YAML key is still `schema`.
+    schema_: dict[str, FieldType] = Field(
+        default_factory=dict, alias="schema", description="types of the fields the pipeline "
+        "produces: string, int, float, bool, ip, timestamp, list")

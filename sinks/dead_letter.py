@@ -1,0 +1,142 @@
+"""The dead-letter area: events a pipeline step failed on, kept with the reason for replay.
+
+Layout: `<root>/tenant=<t>/date=YYYY-MM-DD/<epoch>-<first>-<last>.jsonl`, one JSON object per
+line: the event as it left the queue (`event`), the `pipeline`, the `step`, the `error` and
+`failed_at`. JSON lines rather than Parquet: records are few, heterogeneous, read by people, and
+replayed event by event. A replayed file is renamed `*.jsonl.replayed`, so it is kept for audit
+but never replayed twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import orjson
+from pydantic import Field
+
+from collector.config.models import SinkConfig
+from collector.events import DEAD_LETTERS, RECEIVED_AT, TENANT, TIMESTAMP, Batch, Event
+from sinks.base import SinkContext
+from sinks.files import FileBuffer, FlushPolicy, PartitionedFileSink, commit_file, temporary_name
+
+REPLAYED_SUFFIX = ".replayed"
+# Fields that are datetimes in an event as sources produce it, restored on replay.
+_DATETIME_FIELDS = (TIMESTAMP, RECEIVED_AT)
+
+
+class DeadLetterConfig(SinkConfig):
+    type: Literal["dead_letter"] = "dead_letter"
+    path: Path | None = Field(None, description="dead-letter root; default <data_dir>/dlq")
+    flush: FlushPolicy = FlushPolicy(max_rows=10_000, max_seconds=2.0)
+
+
+def dead_letter_root(data_dir: Path) -> Path:
+    return data_dir / "dlq"
+
+
+def encode_record(record: Event) -> bytes:
+    """One JSON line; values JSON cannot hold become strings rather than failing the file."""
+    return orjson.dumps(record, default=str, option=orjson.OPT_APPEND_NEWLINE)
+
+
+class DeadLetterSink(PartitionedFileSink):
+    """`type: dead_letter` (the daemon adds one at `<data_dir>/dlq` when none is configured)."""
+
+    config_model = DeadLetterConfig
+    accepts = frozenset({DEAD_LETTERS})
+    extension = "jsonl"
+
+    def __init__(self, sink_id: str, config: DeadLetterConfig, context: SinkContext) -> None:
+        super().__init__(sink_id, config, context,
+                         config.path or dead_letter_root(context.data_dir), config.flush)
+
+    def directory(self, batch: Batch, event: Event) -> tuple[Path, str]:
+        failed_at = event.get(TIMESTAMP)
+        if not isinstance(failed_at, datetime):
+            failed_at = datetime.now(UTC)
+        tenant = event.get(TENANT) or batch.partition
+        return self.root / f"tenant={tenant}" / f"date={failed_at:%Y-%m-%d}", "dead_letter"
+
+    def event_size(self, event: Event) -> int:
+        original = event.get("event")
+        message = original.get("message") if isinstance(original, dict) else None
+        return 300 + (len(message) if isinstance(message, str) else 0)
+
+    async def write_buffer(self, buffer: FileBuffer, target: Path) -> int:
+        return await asyncio.to_thread(_write_lines, buffer.events, target)
+
+    def committed(self, buffer: FileBuffer, size: int) -> None:
+        self.telemetry.dead_letter_files.labels(buffer.tenant).inc()
+
+
+def _write_lines(records: list[Event], target: Path) -> int:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_name(target)
+    with open(tmp, "wb") as handle:
+        handle.write(b"".join(encode_record(r) for r in records))
+    return commit_file(tmp, target)
+
+
+@dataclass
+class DeadLetter:
+    """One record read back from the dead-letter area."""
+
+    file: Path
+    line: int
+    tenant: str
+    pipeline: str
+    step: str
+    error: str
+    failed_at: str
+    event: Event
+
+
+def restore_event(stored: dict[str, Any]) -> Event:
+    """The event as it was queued: timestamps back to datetimes, pipeline marks removed."""
+    event = dict(stored)
+    for name in _DATETIME_FIELDS:
+        value = event.get(name)
+        if isinstance(value, str):
+            try:
+                event[name] = datetime.fromisoformat(value)
+            except ValueError:
+                event.pop(name)
+    return event
+
+
+def dead_letter_files(root: Path, tenant: str | None = None, *,
+                      include_replayed: bool = False) -> list[Path]:
+    """Dead-letter files, oldest date first; `tenant` narrows to one tenant's area."""
+    base = root / f"tenant={tenant}" if tenant else root
+    patterns = ["*.jsonl", f"*.jsonl{REPLAYED_SUFFIX}"] if include_replayed else ["*.jsonl"]
+    found = {p for pattern in patterns for p in base.glob(f"**/{pattern}")
+             if not p.name.startswith(".")}
+    return sorted(found, key=lambda p: (p.parent.name, p.name))
+
+
+def read_dead_letters(path: Path) -> Iterator[DeadLetter]:
+    """The records of one file; a line that is not a record is skipped (the file is ours, so
+    that only happens if someone edited it)."""
+    with open(path, "rb") as handle:
+        for number, line in enumerate(handle, 1):
+            try:
+                record = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                continue
+            if not isinstance(record, dict) or not isinstance(record.get("event"), dict):
+                continue
+            yield DeadLetter(path, number, str(record.get(TENANT)), str(record.get("pipeline")),
+                             str(record.get("step")), str(record.get("error")),
+                             str(record.get("failed_at")), record["event"])
+
+
+def mark_replayed(path: Path) -> Path:
+    """Rename a replayed file so it is kept but never replayed again."""
+    target = path.with_name(path.name + REPLAYED_SUFFIX)
+    path.rename(target)
+    return target
