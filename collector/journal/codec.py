@@ -1,0 +1,136 @@
+"""Event encoding and the on-disk record frame.
+
+A record is one append: `magic | crc32c | length | first_offset | count | payload`, where the
+payload is the msgpack list of events and the CRC32C covers everything after itself. Aware
+datetimes use msgpack's Timestamp extension (read back as UTC, which every event time is).
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import msgpack
+from crc32c import crc32c
+
+from collector.events import Event
+from collector.journal.errors import JournalEncodeError
+
+RECORD_MAGIC = b"\xd7VJr"
+# magic, crc, payload length, first offset, event count
+_HEADER = struct.Struct("<4sIIQI")
+HEADER_SIZE = _HEADER.size
+_CRC_FROM = 8  # the CRC covers the header from the length on, and the payload
+
+SEGMENT_MAGIC = b"VIGILJ01"
+SEGMENT_HEADER_SIZE = len(SEGMENT_MAGIC)
+
+# A length field beyond this is damage, not a record (one append is far smaller).
+MAX_RECORD_BYTES = 256 * 1024 * 1024
+
+_EXT_NAIVE_DATETIME = 1
+_EXT_BIG_INT = 2
+
+
+def _default(value: Any) -> Any:
+    # Only types the C packer refuses arrive here.
+    if isinstance(value, datetime):  # naive: aware ones are Timestamps
+        return msgpack.ExtType(_EXT_NAIVE_DATETIME, value.isoformat().encode())
+    if isinstance(value, int):  # beyond 64 bits
+        return msgpack.ExtType(_EXT_BIG_INT, str(value).encode())
+    if isinstance(value, (set, frozenset)):
+        raise TypeError(f"cannot store a {type(value).__name__}")
+    raise TypeError(f"cannot store a value of type {type(value).__name__}")
+
+
+def _ext_hook(code: int, data: bytes) -> Any:
+    if code == _EXT_NAIVE_DATETIME:
+        return datetime.fromisoformat(data.decode())
+    if code == _EXT_BIG_INT:
+        return int(data)
+    return msgpack.ExtType(code, data)
+
+
+_packer = msgpack.Packer(default=_default, datetime=True, autoreset=True)
+
+
+def encode_events(events: list[Event]) -> bytes:
+    """The payload of one record."""
+    try:
+        return _packer.pack(events)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise JournalEncodeError(f"event cannot be journaled: {exc}") from exc
+
+
+def decode_events(payload: bytes | memoryview) -> list[Event]:
+    events: list[Event] = msgpack.unpackb(payload, timestamp=3, ext_hook=_ext_hook, raw=False,
+                                          strict_map_key=False)
+    return events
+
+
+def encode_record(first_offset: int, events: list[Event]) -> bytes:
+    """One framed record holding `events` from `first_offset` on."""
+    payload = encode_events(events)
+    tail = _HEADER.pack(RECORD_MAGIC, 0, len(payload), first_offset, len(events))[_CRC_FROM:]
+    crc = crc32c(payload, value=crc32c(tail))
+    return b"".join((RECORD_MAGIC, struct.pack("<I", crc), tail, payload))
+
+
+@dataclass(frozen=True, slots=True)
+class RecordRef:
+    """A verified record inside a buffer: where it is and what offsets it holds."""
+
+    pos: int  # byte position of the record start
+    end: int  # byte position just after it
+    first_offset: int
+    count: int
+    payload_start: int
+
+    @property
+    def end_offset(self) -> int:
+        return self.first_offset + self.count
+
+
+OK, INCOMPLETE, BAD = 0, 1, 2
+
+
+def parse_at(buf: bytes | memoryview, pos: int, base: int = 0
+             ) -> tuple[int, RecordRef | None, int]:
+    """Check the record at `pos` of `buf` (whose byte 0 is file position `base`).
+
+    Returns (OK, record, 0), (INCOMPLETE, None, bytes needed from pos) when the buffer ends
+    inside a plausible record, or (BAD, None, 0).
+    """
+    available = len(buf) - pos
+    if available < HEADER_SIZE:
+        if bytes(buf[pos:pos + min(available, 4)]) != RECORD_MAGIC[:min(available, 4)]:
+            return BAD, None, 0
+        return INCOMPLETE, None, HEADER_SIZE
+    magic, crc, length, first, count = _HEADER.unpack_from(buf, pos)
+    if magic != RECORD_MAGIC or length > MAX_RECORD_BYTES or count == 0:
+        return BAD, None, 0
+    end = pos + HEADER_SIZE + length
+    if end > len(buf):
+        return INCOMPLETE, None, HEADER_SIZE + length
+    # memoryview slices: the CRC runs over the buffer without copying the payload.
+    view = memoryview(buf)
+    header_crc = crc32c(view[pos + _CRC_FROM:pos + HEADER_SIZE])
+    actual = crc32c(view[pos + HEADER_SIZE:end], value=header_crc)
+    if actual != crc:
+        return BAD, None, 0
+    return OK, RecordRef(base + pos, base + end, first, count, base + pos + HEADER_SIZE), 0
+
+
+def resync(buf: bytes | memoryview, pos: int, min_offset: int, base: int = 0) -> RecordRef | None:
+    """The next intact record after damage at `pos`, whose offsets do not go backwards."""
+    data = bytes(buf) if isinstance(buf, memoryview) else buf
+    at = pos
+    while True:
+        at = data.find(RECORD_MAGIC, at + 1)
+        if at < 0:
+            return None
+        status, record, _ = parse_at(data, at, base)
+        if status == OK and record is not None and record.first_offset >= min_offset:
+            return record
