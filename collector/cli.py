@@ -11,6 +11,7 @@ from pathlib import Path
 COMMAND_MODULES = [
     "collector.commands.run",
     "collector.commands.validate",
+    "collector.commands.dlq",
     "collector.commands.journal",
 ]
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from collector.config import VigilConfig, load_config
+from collector.config.loader import DEFAULT_DATA_DIR  # noqa: F401 - re-exported for commands
 from collector.config.models import ValidationContext
 from collector.control import ControlServer
 from collector.errors import ConfigErrors
@@ -24,18 +25,18 @@ from collector.logs import configure_logging
 from collector.pipeline.runner import PipelineSet, build_pipelines
 from collector.queue import MemoryQueue
 from collector.registry import resolve
+from collector.replay import DeadLetterReplayer
 from collector.routing import TenantRouter
 from collector.sources.base import Source, SourceContext
 from collector.systemd import SystemdNotifier
 from collector.telemetry import Telemetry
 from collector.worker import Worker
 from sinks.base import Sink, SinkContext
-from sinks.dead_letter import DeadLetterConfig
+from sinks.dead_letter import DeadLetterConfig, dead_letter_root
 from sinks.lake.schema import DatasetSchemas
 
 log = logging.getLogger(__name__)
 
-DEFAULT_DATA_DIR = Path("/var/lib/vigil")
 TICK_SECONDS = 0.5
 # The dead-letter sink every daemon has unless the configuration declares its own.
 DEFAULT_DEAD_LETTER_SINK = "_dead_letter"
@@ -68,6 +69,8 @@ class Daemon:
         self.pipelines = self._build_pipelines(self.config)
         self.worker = Worker(self.queue, self.sinks, limits.batch_max_events,
                              self.pipelines.process)
+        self.replayer = DeadLetterReplayer(self._dead_letter_root(self.config), self.queue,
+                                           self.telemetry, set(self.config.tenants))
         self.control: ControlServer | None = None
         self.started = asyncio.Event()
         self.stopping = False
@@ -77,19 +80,20 @@ class Daemon:
         self._worker_task: asyncio.Task[None] | None = None
 
     def _data_dir(self, config: VigilConfig) -> Path:
-        return self.data_dir_override or config.settings.data_dir or DEFAULT_DATA_DIR
+        return config.data_dir(self.data_dir_override)
 
     # -- building components ------------------------------------------------------------
 
     def _router(self, config: VigilConfig, source_config: Any) -> TenantRouter:
-        return TenantRouter(source_config.tenant, set(config.tenants))
+        return TenantRouter.from_config(source_config, set(config.tenants))
 
     def _build_source(self, config: VigilConfig, source_id: str, source_config: Any) -> Source:
         cls = resolve("source", source_config.type)
         context = SourceContext(
             source_id, source_config, self.queue,
             self.telemetry.component(source_id, "source", source_config.type),
-            self._router(config, source_config), self.clock)
+            self._router(config, source_config), self.clock, data_dir=self.data_dir,
+            conf_dir=self.conf_dir)
         source: Source = cls(context)
         return source
 
@@ -109,6 +113,9 @@ class Daemon:
         if not any(s.type == "dead_letter" for s in sinks.values()):
             sinks[DEFAULT_DEAD_LETTER_SINK] = DeadLetterConfig()
         return sinks
+
+    def _dead_letter_root(self, config: VigilConfig) -> Path:
+        return dead_letter_root(self.data_dir, config.sinks.values())
 
     def _build_sink(self, sink_id: str, sink_config: Any) -> Sink:
         cls = resolve("sink", sink_config.type)
@@ -186,6 +193,8 @@ class Daemon:
         async with self.worker.lock:
             await self.worker.flush()
             self.pipelines.maintain()
+        if not self.stopping:
+            await self.replayer.replay_next()
         pending = self.queue.pending()
         self.telemetry.queue_events.set(pending)
         self.telemetry.backpressure.set(1 if self.queue.over_bound() else 0)
@@ -263,6 +272,8 @@ class Daemon:
         self.queue.set_bound(settings.limits.queue_max_events)
         self.telemetry.queue_capacity.set(settings.limits.queue_max_events)
         self.worker.batch_max_events = settings.limits.batch_max_events
+        self.replayer.root = self._dead_letter_root(new)
+        self.replayer.tenants = set(new.tenants)
 
         # Pipelines and sinks swap between batches: the old sink commits everything first.
         async with self.worker.lock:

@@ -113,6 +113,9 @@ class Telemetry:
         self.dead_letter_events = Counter(
             "vigil_dead_letter_events", "Events sent to the dead-letter area", ["tenant"],
             registry=r)
+        self.dead_letter_replayed = Counter(
+            "vigil_dead_letter_replayed_events", "Dead-lettered events put back into the queue",
+            ["tenant"], registry=r)
         self.dead_letter_files = Counter(
             "vigil_dead_letter_files_written", "Dead-letter files committed", ["tenant"],
             registry=r)

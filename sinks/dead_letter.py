@@ -3,14 +3,16 @@
 Layout: `<root>/tenant=<t>/date=YYYY-MM-DD/<epoch>-<first>-<last>.jsonl`, one JSON object per
 line: the event as it left the queue (`event`), the `pipeline`, the `step`, the `error` and
 `failed_at`. JSON lines rather than Parquet: records are few, heterogeneous, read by people, and
-replayed event by event. A replayed file is renamed `*.jsonl.replayed`, so it is kept for audit
-but never replayed twice.
+replayed event by event. `vigil dlq replay` renames a file `*.jsonl.replay`; the running daemon
+appends its events to the queue (the journal) and, once they are durable, renames it
+`*.jsonl.replayed`, so it is kept for audit but never replayed twice. A daemon killed between
+the append and the rename replays that file again after restart (at least once).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,6 +26,7 @@ from collector.events import DEAD_LETTERS, RECEIVED_AT, TENANT, TIMESTAMP, Batch
 from sinks.base import SinkContext
 from sinks.files import FileBuffer, FlushPolicy, PartitionedFileSink, commit_file, temporary_name
 
+REPLAY_SUFFIX = ".replay"
 REPLAYED_SUFFIX = ".replayed"
 # Fields that are datetimes in an event as sources produce it, restored on replay.
 _DATETIME_FIELDS = (TIMESTAMP, RECEIVED_AT)
@@ -35,7 +38,12 @@ class DeadLetterConfig(SinkConfig):
     flush: FlushPolicy = FlushPolicy(max_rows=10_000, max_seconds=2.0)
 
 
-def dead_letter_root(data_dir: Path) -> Path:
+def dead_letter_root(data_dir: Path, sinks: Iterable[SinkConfig] = ()) -> Path:
+    """Where dead letters live: the `path` of a configured dead_letter sink, else
+    `<data_dir>/dlq`."""
+    for sink in sinks:
+        if isinstance(sink, DeadLetterConfig) and sink.path is not None:
+            return sink.path
     return data_dir / "dlq"
 
 
@@ -109,12 +117,12 @@ def restore_event(stored: dict[str, Any]) -> Event:
     return event
 
 
-def dead_letter_files(root: Path, tenant: str | None = None, *,
-                      include_replayed: bool = False) -> list[Path]:
-    """Dead-letter files, oldest date first; `tenant` narrows to one tenant's area."""
+def dead_letter_files(root: Path, tenant: str | None = None, *, suffixes: tuple[str, ...] = ("",)
+                      ) -> list[Path]:
+    """Dead-letter files, oldest date first; `tenant` narrows to one tenant's area; `suffixes`
+    picks the state: "" waiting, REPLAY_SUFFIX marked for replay, REPLAYED_SUFFIX done."""
     base = root / f"tenant={tenant}" if tenant else root
-    patterns = ["*.jsonl", f"*.jsonl{REPLAYED_SUFFIX}"] if include_replayed else ["*.jsonl"]
-    found = {p for pattern in patterns for p in base.glob(f"**/{pattern}")
+    found = {p for suffix in suffixes for p in base.glob(f"**/*.jsonl{suffix}")
              if not p.name.startswith(".")}
     return sorted(found, key=lambda p: (p.parent.name, p.name))
 
@@ -135,8 +143,16 @@ def read_dead_letters(path: Path) -> Iterator[DeadLetter]:
                              str(record.get("failed_at")), record["event"])
 
 
+def mark_for_replay(path: Path) -> Path:
+    """Hand a waiting file to the daemon for replay."""
+    target = path.with_name(path.name + REPLAY_SUFFIX)
+    path.rename(target)
+    return target
+
+
 def mark_replayed(path: Path) -> Path:
-    """Rename a replayed file so it is kept but never replayed again."""
-    target = path.with_name(path.name + REPLAYED_SUFFIX)
+    """Rename a replayed file (waiting or marked) so it is kept but never replayed again."""
+    name = path.name.removesuffix(REPLAY_SUFFIX)
+    target = path.with_name(name + REPLAYED_SUFFIX)
     path.rename(target)
     return target

@@ -30,6 +30,8 @@ from collector.registry import UnknownComponentType, did_you_mean, import_ref, r
 if TYPE_CHECKING:  # the section table imports models lazily; so does this module
     from collector.pipeline.config import PipelineConfig
 
+DEFAULT_DATA_DIR = Path("/var/lib/vigil")
+
 # Sections other than `vigil`: name -> how an entry is validated. "source"/"sink" entries pick
 # their model through the registry by `type:`; the others name a model ("module:Class").
 SECTIONS: dict[str, str] = {
@@ -67,6 +69,10 @@ class VigilConfig:
 
     def section(self, name: str) -> dict[str, Any]:
         return self.sections.get(name, {})
+
+    def data_dir(self, override: Path | None = None) -> Path:
+        """The state directory: `--data-dir`, else `vigil.data_dir`, else /var/lib/vigil."""
+        return override or self.settings.data_dir or DEFAULT_DATA_DIR
 
 
 # Checks across sections (e.g. a source naming an unknown tenant), run after every entry

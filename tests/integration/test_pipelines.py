@@ -39,3 +39,46 @@ def test_pipeline_dataset_and_dead_letter(tmp_path: Path) -> None:
         assert daemon.stop() == 0
     finally:
         daemon.kill()
+
+
+def test_dead_letters_replay_through_the_daemon_after_a_fix(tmp_path: Path) -> None:
+    """A broken pipeline dead-letters; after the fix (SIGHUP), `vigil dlq replay` puts the
+    events back through the queue and the fixed pipeline takes them."""
+    import signal
+    import subprocess
+    import sys
+
+    config = basic_config(flush_seconds=0.2)
+    pipeline = {"dataset": "app.kv", "match": {"field": "log.syslog.appname", "equals": "app"},
+                "steps": [{"type": "json"}]}  # wrong: the app logs key=value text
+    config["pipelines"] = {"app": pipeline}
+    write_conf(tmp_path / "conf.d", config)
+    data = tmp_path / "data"
+    daemon = VigilProcess(tmp_path / "conf.d", data).start()
+    try:
+        with socket.create_connection(daemon.source_address("syslog_tcp")) as sock:
+            sock.sendall(b"<13>Nov 23 10:00:00 h app: user=ann action=login\n"
+                         b"<13>Nov 23 10:00:01 h app: user=bob action=logout\n")
+        wait_for(lambda: daemon.metric("vigil_dead_letter_files_written_total") >= 1,
+                 message="dead letters committed")
+        cli = [sys.executable, "-m", "collector.cli", "dlq"]
+        listed = subprocess.run([*cli, "list", "-c", str(tmp_path / "conf.d"), "--data-dir",
+                                 str(data)], capture_output=True, text=True, check=True)
+        assert "2  demo / app / 0-json: message is not JSON" in listed.stdout
+        pipeline["steps"] = [{"type": "set", "fields": {"fixed": "yes"}}]
+        write_conf(tmp_path / "conf.d", config)
+        daemon.signal(signal.SIGHUP)
+        wait_for(lambda: daemon.metric("vigil_config_reloads_total", result="success") == 1,
+                 message="the fixed pipeline")
+        replay = subprocess.run([*cli, "replay", "-c", str(tmp_path / "conf.d"), "--data-dir",
+                                 str(data), "--wait", "20"], capture_output=True, text=True)
+        assert replay.returncode == 0, replay.stderr
+        wait_for(lambda: len(lake_rows(data)) == 2, message="the replayed events in the lake")
+        rows = lake_rows(data, "SELECT * FROM lake ORDER BY message")
+        assert [(r["message"], r["fixed"], r["vigil.source"]) for r in rows] == [
+            ("user=ann action=login", "yes", "syslog_tcp"),
+            ("user=bob action=logout", "yes", "syslog_tcp")]
+        assert daemon.metric("vigil_dead_letter_replayed_events_total", tenant="demo") == 2
+        assert dead_letter_files(data / "dlq") == []
+    finally:
+        daemon.kill()

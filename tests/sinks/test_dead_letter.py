@@ -10,9 +10,11 @@ from collector.pipeline.runner import dead_letter
 from collector.telemetry import Telemetry
 from sinks.base import SinkContext
 from sinks.dead_letter import (
+    REPLAY_SUFFIX,
     DeadLetterConfig,
     DeadLetterSink,
     dead_letter_files,
+    mark_for_replay,
     mark_replayed,
     read_dead_letters,
     restore_event,
@@ -44,6 +46,9 @@ async def test_records_round_trip(tmp_path: Path) -> None:
     assert record.failed_at == "2026-11-23T08:30:00+00:00"
     assert restore_event(record.event) == original
     assert telemetry.sample("vigil_dead_letter_files_written_total", tenant="acme") == 1
-    replayed = mark_replayed(path)
+    marked = mark_for_replay(path)
     assert dead_letter_files(tmp_path / "dlq") == []
-    assert dead_letter_files(tmp_path / "dlq", include_replayed=True) == [replayed]
+    assert dead_letter_files(tmp_path / "dlq", suffixes=(REPLAY_SUFFIX,)) == [marked]
+    replayed = mark_replayed(marked)
+    assert replayed.name == "e7-000000000040-000000000044.jsonl.replayed"
+    assert dead_letter_files(tmp_path / "dlq", suffixes=("", REPLAY_SUFFIX)) == []
