@@ -207,6 +207,7 @@ class Journal:
         close()."""
         if self._closed:
             raise JournalClosedError("queue is closed")
+        self._ensure_task()  # before anything can fail: the probe of a failure runs there
         p = self._partition(partition)
         if not events:
             return p.next_offset - 1
@@ -220,7 +221,6 @@ class Journal:
             self._recovered()
         self.telemetry.journal_appended_events.labels(partition).inc(len(events))
         self.telemetry.journal_appended_bytes.labels(partition).inc(p.disk_bytes() - before)
-        self._ensure_task()
         mode = self.config.fsync_mode()
         if mode == "always" and self._sync_wanted is not None:
             self._sync_wanted.set()

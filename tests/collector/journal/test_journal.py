@@ -92,6 +92,7 @@ async def test_restart_replays_exactly_the_unacknowledged(tmp_path: Path, open_j
         journal.append("acme" if n % 2 else "globex", [syslog_event(n)])
     await journal.sync()
     batch = await journal.read(100)
+    assert batch is not None
     journal.ack(batch.partition, batch.last_offset - 10)
     await journal.aclose()
 
@@ -191,6 +192,7 @@ async def test_flooding_tenant_cannot_starve_the_others(open_journal: Factory) -
     seen = []
     for _ in range(3):
         batch = await journal.read(100)
+        assert batch is not None
         seen.append(batch.partition)
     # Round robin: the quiet tenants are served within one turn, whatever the backlog.
     assert sorted(seen) == ["flood", "quiet", "quiet2"]
@@ -212,6 +214,7 @@ async def test_bounds_per_partition_and_total(open_journal: Factory) -> None:
     total_resumed: list[str] = []
     journal.add_capacity_listener(lambda: total_resumed.append("total"))
     batch = await journal.read(30)
+    assert batch is not None
     assert batch.partition == "flood"
     journal.ack("flood", 5)  # 94 pending: under the total, over its resume level (80)
     assert not journal.over_bound() and total_resumed == [] and flood_resumed == []
