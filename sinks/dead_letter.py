@@ -63,12 +63,15 @@ class DeadLetterSink(PartitionedFileSink):
         super().__init__(sink_id, config, context,
                          config.path or dead_letter_root(context.data_dir), config.flush)
 
-    def directory(self, batch: Batch, event: Event) -> tuple[Path, str]:
+    def partition_key(self, batch: Batch, event: Event) -> tuple[str, str]:
         failed_at = event.get(TIMESTAMP)
         if not isinstance(failed_at, datetime):
             failed_at = datetime.now(UTC)
-        tenant = event.get(TENANT) or batch.partition
-        return self.root / f"tenant={tenant}" / f"date={failed_at:%Y-%m-%d}", "dead_letter"
+        return (event.get(TENANT) or batch.partition, f"{failed_at:%Y-%m-%d}")
+
+    def directory(self, key: tuple[str, str]) -> tuple[Path, str]:
+        tenant, date = key
+        return self.root / f"tenant={tenant}" / f"date={date}", "dead_letter"
 
     def event_size(self, event: Event) -> int:
         original = event.get("event")

@@ -89,14 +89,19 @@ class LakeSink(PartitionedFileSink):
         self.schemas = context.schemas
         self.writer = LakeWriter(config.compression)
 
-    def directory(self, batch: Batch, event: Event) -> tuple[Path, str]:
+    def partition_key(self, batch: Batch, event: Event) -> tuple[str, str, int, int, int, int]:
         ts = event.get(TIMESTAMP)
         if not isinstance(ts, datetime):
-            ts = datetime.now(UTC)
-            event[TIMESTAMP] = ts
-        dataset = batch.dataset or "unknown"
-        tenant = event.get(TENANT) or batch.partition
-        return partition_dir(self.root, dataset, tenant, ts), dataset
+            ts = event[TIMESTAMP] = datetime.now(UTC)
+        elif ts.tzinfo is not UTC:
+            ts = ts.astimezone(UTC)
+        return (batch.dataset or "unknown", event.get(TENANT) or batch.partition,
+                ts.year, ts.month, ts.day, ts.hour)
+
+    def directory(self, key: tuple[str, str, int, int, int, int]) -> tuple[Path, str]:
+        dataset, tenant, year, month, day, hour = key
+        hour_start = datetime(year, month, day, hour, tzinfo=UTC)
+        return partition_dir(self.root, dataset, tenant, hour_start), dataset
 
     async def write_buffer(self, buffer: FileBuffer, target: Path) -> int:
         fields = self.schemas.fields(buffer.dataset)
