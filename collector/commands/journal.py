@@ -92,7 +92,8 @@ def run_stats(args: argparse.Namespace) -> int:
                          str(r["pending_events"]), str(r["damaged_records"])) for r in rows]
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     for row in table:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
+        print("  ".join(cell.ljust(width)
+                        for cell, width in zip(row, widths, strict=True)).rstrip())
     total_pending = sum(r["pending_events"] for r in rows)
     total_bytes = sum(r["disk_bytes"] for r in rows)
     print(f"{len(rows)} partition(s), {total_pending} pending event(s), {_human(total_bytes)}")

@@ -87,7 +87,7 @@ class Journal:
         self.partition_max_bytes = 0
         self.resume_ratio = 0.8
         self.reconfigure(self.config, max_events)
-        self.epoch = self._load_epoch()
+        self.epoch = ""
         self._partitions: dict[str, Partition] = {}
         self._order: deque[str] = deque()
         self._listeners: list[tuple[str | None, Callable[[], None]]] = []
@@ -108,6 +108,7 @@ class Journal:
         self.fsync_seconds_last = 0.0
         self.damage: list[Damage] = []
         try:
+            self.epoch = self._load_epoch()
             self._open_partitions()
         except BaseException:
             self._release()
