@@ -1,0 +1,496 @@
+"""Sigma correlation rules evaluated over a stream, with per-tenant windows on event time.
+
+Semantics:
+- Event time is the event's `@timestamp` (aware datetime or ISO text; the injected clock when it
+  is missing). Each tenant has a watermark, the latest event time seen for it. An event older
+  than `watermark - lateness` (default 60 s) is too late: it is dropped from correlation and
+  counted in `stats["late_dropped"]`; a late event within the tolerance is inserted in time order.
+- On every base-rule match the window `[t - timespan, t]` of that (tenant, rule, group key) is
+  evaluated; `gt`/`gte`/`eq`/`neq` conditions fire as soon as they hold, and the key's window
+  is then cleared, so the next alert needs a fresh set of events. `lt`/`lte` conditions ("fewer
+  than N") are evaluated when a key's window closes (the watermark has passed its last event by
+  `timespan + lateness`), from `observe` or `flush`.
+- `temporal` fires when every referenced rule (or the extended boolean condition) is present in
+  one window; `temporal_ordered` when the rules occur in the listed order within the timespan.
+- State is bounded: per (tenant, correlation) at most `max_keys` group keys (least recently
+  updated evicted first, counted in `stats["evicted_keys"]`), per key at most `max_events`
+  entries (oldest dropped, `stats["truncated_events"]`), and keys whose window closed are expired
+  (`stats["expired_keys"]`). `save`/`restore` write and read the state as JSON.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import os
+import statistics
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from sigma.correlations import (
+    CorrelationConditionAND,
+    CorrelationConditionNOT,
+    CorrelationConditionOR,
+    SigmaCorrelationCondition,
+    SigmaCorrelationConditionOperator,
+    SigmaCorrelationRule,
+    SigmaCorrelationType,
+    SigmaExtendedCorrelationCondition,
+    SigmaRuleReference,
+)
+
+from rules.match import EventRef, Match, RuleInfo
+
+if TYPE_CHECKING:
+    from rules.loader import CompiledRule, RuleSet
+
+log = logging.getLogger(__name__)
+
+STATE_VERSION = 1
+MAX_REFS = 50  # event references carried by one correlation match
+SWEEP_EVERY = 1024  # observations per tenant between expiry sweeps
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+_OPS: dict[SigmaCorrelationConditionOperator, Callable[[float, float], bool]] = {
+    SigmaCorrelationConditionOperator.LT: lambda a, b: a < b,
+    SigmaCorrelationConditionOperator.LTE: lambda a, b: a <= b,
+    SigmaCorrelationConditionOperator.GT: lambda a, b: a > b,
+    SigmaCorrelationConditionOperator.GTE: lambda a, b: a >= b,
+    SigmaCorrelationConditionOperator.EQ: lambda a, b: a == b,
+    SigmaCorrelationConditionOperator.NEQ: lambda a, b: a != b,
+}
+_AT_CLOSE = {SigmaCorrelationConditionOperator.LT, SigmaCorrelationConditionOperator.LTE}
+
+
+@dataclass
+class CorrelationRule:
+    """A resolved correlation: its base rules and, per (base rule, dataset), the event keys."""
+
+    info: RuleInfo
+    type: SigmaCorrelationType
+    timespan: float  # seconds
+    generate: bool
+    base_rules: list[CompiledRule]
+    group_names: list[str]
+    # (base rule position, dataset) -> per group name, the event keys tried in order
+    group_keys: dict[tuple[int, str], list[tuple[str, ...]]] = field(default_factory=dict)
+    value_keys: dict[tuple[int, str], tuple[str, ...]] = field(default_factory=dict)
+    op: SigmaCorrelationConditionOperator = SigmaCorrelationConditionOperator.GTE
+    threshold: float = 1
+    percentile: int | None = None
+    extended: Any = None  # parsed extended condition (temporal types)
+    references: dict[int, str] = field(default_factory=dict)  # base position -> reference text
+
+    @property
+    def key(self) -> str:
+        return f"{self.info.tenant or ''}/{self.info.id}"
+
+    @classmethod
+    def build(cls, sigma: SigmaCorrelationRule, tenant: str | None,
+              ruleset: RuleSet) -> CorrelationRule:
+        """Resolve references (global rules plus the owner's) and map group-by fields."""
+        from rules.loader import rule_info
+
+        info = rule_info(sigma, tenant)
+        condition = sigma.condition
+        references: list[SigmaRuleReference] = list(sigma.rules or [])
+        if isinstance(condition, SigmaExtendedCorrelationCondition) and not references:
+            references = [SigmaRuleReference(r) for r in condition.get_referenced_rules()]
+        base_rules: list[CompiledRule] = []
+        ref_text: dict[int, str] = {}
+        for reference in references:
+            rule = _find_rule(ruleset, reference.reference, tenant)
+            if rule is None:
+                raise KeyError(f"referenced rule {reference.reference!r} not found (or no dataset "
+                               f"serves its logsource; correlations of correlations unsupported)")
+            base_rules.append(rule)
+            ref_text[rule.position] = reference.reference
+        op, threshold, percentile, fieldref = SigmaCorrelationConditionOperator.GTE, 1.0, None, None
+        extended = None
+        if isinstance(condition, SigmaCorrelationCondition):
+            op, threshold, percentile = condition.op, float(condition.count), condition.percentile
+            fieldref = condition.fieldref
+        elif isinstance(condition, SigmaExtendedCorrelationCondition):
+            extended = condition._parsed
+        if isinstance(fieldref, list):
+            fieldref = fieldref[0] if fieldref else None
+        correlation = cls(info=info, type=sigma.type, timespan=float(sigma.timespan.seconds),
+                          generate=bool(sigma.generate), base_rules=base_rules,
+                          group_names=list(sigma.group_by or []), op=op, threshold=threshold,
+                          percentile=percentile, extended=extended, references=ref_text)
+        aliases = {alias.alias: alias for alias in sigma.aliases}
+        for rule, reference in zip(base_rules, references, strict=True):
+            assert rule.sigma is not None
+            for dataset, mapping in rule.mappings.items():
+                keys = []
+                for name in correlation.group_names:
+                    sigma_field = name
+                    if name in aliases:
+                        sigma_field = _alias_field(aliases[name], reference, rule)
+                    keys.append(mapping.map_field(sigma_field, rule.sigma))
+                correlation.group_keys[(rule.position, dataset)] = keys
+                if fieldref:
+                    correlation.value_keys[(rule.position, dataset)] = mapping.map_field(
+                        fieldref, rule.sigma)
+        if sigma.type in (SigmaCorrelationType.VALUE_COUNT, SigmaCorrelationType.VALUE_SUM,
+                          SigmaCorrelationType.VALUE_AVG, SigmaCorrelationType.VALUE_MEDIAN,
+                          SigmaCorrelationType.VALUE_PERCENTILE) and not fieldref:
+            raise ValueError(f"{sigma.type.name.lower()} correlation needs condition.field")
+        return correlation
+
+
+def _alias_field(alias: Any, reference: SigmaRuleReference, rule: CompiledRule) -> str:
+    for ref, sigma_field in alias.mapping.items():
+        if ref.reference in (reference.reference, rule.info.id, rule.info.name):
+            return str(sigma_field)
+    raise KeyError(f"alias {alias.alias!r} has no field for rule {reference.reference!r}")
+
+
+def _find_rule(ruleset: RuleSet, reference: str, tenant: str | None) -> CompiledRule | None:
+    found = None
+    for rule in ruleset.rules:
+        if reference in (rule.info.id, rule.info.name) and rule.info.tenant in (None, tenant):
+            if rule.info.tenant == tenant:
+                return rule
+            found = rule
+    return found
+
+
+# ------------------------------------------------------------------------------------ state
+
+
+@dataclass
+class Entry:
+    ts: float  # epoch seconds
+    rule: str  # base rule id
+    value: Any
+    ref: EventRef
+
+
+@dataclass
+class Bucket:
+    entries: list[Entry] = field(default_factory=list)
+    dataset: str | None = None
+    keys: list[float] = field(default_factory=list)  # entry timestamps, for bisect
+
+
+@dataclass
+class TenantState:
+    watermark: float = float("-inf")
+    observed: int = 0
+    windows: dict[str, OrderedDict[tuple[Any, ...], Bucket]] = field(default_factory=dict)
+
+
+class CorrelationEngine:
+    """Per-tenant correlation windows fed with base-rule matches."""
+
+    def __init__(self, correlations: list[CorrelationRule], *,
+                 lateness: timedelta = timedelta(seconds=60), max_keys: int = 10_000,
+                 max_events: int = 10_000, clock: Clock = utc_now) -> None:
+        self.correlations = {c.key: c for c in correlations}
+        self.lateness = lateness.total_seconds()
+        self.max_keys = max_keys
+        self.max_events = max_events
+        self.clock = clock
+        self.tenants: dict[str, TenantState] = {}
+        self.stats = {"late_dropped": 0, "evicted_keys": 0, "expired_keys": 0,
+                      "truncated_events": 0, "fired": 0}
+
+    # -- feeding -----------------------------------------------------------------------------
+
+    def observe(self, tenant: str, rule: CompiledRule, dataset: str, event: dict[str, Any],
+                ref: EventRef) -> list[Match]:
+        """Record one base-rule match; return the correlation matches it completes."""
+        ts = _epoch(event.get("@timestamp"), self.clock)
+        state = self.tenants.setdefault(tenant, TenantState())
+        if ts < state.watermark - self.lateness:
+            self.stats["late_dropped"] += 1
+            return []
+        state.watermark = max(state.watermark, ts)
+        out: list[Match] = []
+        for correlation in rule.correlations:
+            if correlation.info.tenant not in (None, tenant):
+                continue
+            out.extend(self._observe_one(state, tenant, correlation, rule, dataset, event, ref, ts))
+        state.observed += 1
+        if state.observed % SWEEP_EVERY == 0:
+            out.extend(self._sweep(state, tenant, state.watermark))
+        return out
+
+    def _observe_one(self, state: TenantState, tenant: str, correlation: CorrelationRule,
+                     rule: CompiledRule, dataset: str, event: dict[str, Any], ref: EventRef,
+                     ts: float) -> list[Match]:
+        slot = (rule.position, dataset)
+        group = tuple(_first(event, keys) for keys in correlation.group_keys.get(slot, []))
+        value = None
+        if slot in correlation.value_keys:
+            value = _first(event, correlation.value_keys[slot])
+            if value is None and correlation.type is not SigmaCorrelationType.EVENT_COUNT:
+                return []
+        windows = state.windows.setdefault(correlation.key, OrderedDict())
+        bucket = windows.get(group)
+        if bucket is None:
+            if len(windows) >= self.max_keys:
+                windows.popitem(last=False)
+                self.stats["evicted_keys"] += 1
+            bucket = windows[group] = Bucket(dataset=dataset)
+        else:
+            windows.move_to_end(group)
+        if bucket.dataset != dataset:
+            bucket.dataset = None
+        position = bisect.bisect_right(bucket.keys, ts)
+        bucket.keys.insert(position, ts)
+        bucket.entries.insert(position, Entry(ts, rule.info.id, _plain(value), ref))
+        horizon = state.watermark - correlation.timespan - self.lateness
+        cut = bisect.bisect_left(bucket.keys, horizon)
+        if len(bucket.entries) - cut > self.max_events:
+            self.stats["truncated_events"] += len(bucket.entries) - cut - self.max_events
+            cut = len(bucket.entries) - self.max_events
+        if cut:
+            del bucket.entries[:cut], bucket.keys[:cut]
+        if correlation.op in _AT_CLOSE:
+            return []
+        lo = bisect.bisect_left(bucket.keys, ts - correlation.timespan)
+        hi = bisect.bisect_right(bucket.keys, ts)
+        window = bucket.entries[lo:hi]
+        measured = self._measure(correlation, window)
+        if measured is None or not _OPS[correlation.op](measured, correlation.threshold):
+            return []
+        del windows[group]
+        return [self._match(tenant, correlation, group, bucket.dataset, window, measured)]
+
+    def _measure(self, correlation: CorrelationRule, window: list[Entry]) -> float | None:
+        kind = correlation.type
+        if not window:
+            return None if kind in (SigmaCorrelationType.TEMPORAL,
+                                    SigmaCorrelationType.TEMPORAL_ORDERED) else 0
+        if kind is SigmaCorrelationType.EVENT_COUNT:
+            return len(window)
+        if kind is SigmaCorrelationType.VALUE_COUNT:
+            return len({e.value for e in window if e.value is not None})
+        if kind is SigmaCorrelationType.TEMPORAL:
+            present = {e.rule for e in window}
+            if correlation.extended is not None:
+                return len(present) if _extended(correlation, present) else None
+            return len(present)
+        if kind is SigmaCorrelationType.TEMPORAL_ORDERED:
+            if correlation.extended is not None and not _extended(
+                    correlation, {e.rule for e in window}):
+                return None
+            order = [r.info.id for r in correlation.base_rules]
+            return len(order) if _in_order(window, order) else None
+        numbers = [n for n in (_number(e.value) for e in window) if n is not None]
+        if not numbers:
+            return None
+        if kind is SigmaCorrelationType.VALUE_SUM:
+            return sum(numbers)
+        if kind is SigmaCorrelationType.VALUE_AVG:
+            return sum(numbers) / len(numbers)
+        if kind is SigmaCorrelationType.VALUE_MEDIAN:
+            return float(statistics.median(numbers))
+        if kind is SigmaCorrelationType.VALUE_PERCENTILE:
+            ordered = sorted(numbers)
+            rank = (correlation.percentile or 50) / 100 * (len(ordered) - 1)
+            return ordered[round(rank)]
+        return None
+
+    def _match(self, tenant: str, correlation: CorrelationRule, group: tuple[Any, ...],
+               dataset: str | None, window: list[Entry], measured: float) -> Match:
+        self.stats["fired"] += 1
+        first = datetime.fromtimestamp(window[0].ts, UTC) if window else None
+        last = datetime.fromtimestamp(window[-1].ts, UTC) if window else None
+        value: float | int = int(measured) if float(measured).is_integer() else measured
+        return Match(rule=correlation.info, tenant=tenant, dataset=dataset,
+                     events=[e.ref for e in window[-MAX_REFS:]], first_seen=first,
+                     last_seen=last, group_key=dict(zip(correlation.group_names, group,
+                                                        strict=True)), value=value)
+
+    # -- time --------------------------------------------------------------------------------
+
+    def flush(self, tenant: str | None = None, now: datetime | None = None) -> list[Match]:
+        """Expire closed windows (firing `lt`/`lte` ones); `now` also advances the watermark."""
+        out: list[Match] = []
+        for name, state in list(self.tenants.items()):
+            if tenant is not None and name != tenant:
+                continue
+            mark = state.watermark
+            if now is not None:
+                mark = max(mark, now.timestamp() - self.lateness)
+            out.extend(self._sweep(state, name, mark))
+        return out
+
+    def _sweep(self, state: TenantState, tenant: str, mark: float) -> list[Match]:
+        out: list[Match] = []
+        for key, windows in state.windows.items():
+            correlation = self.correlations.get(key)
+            if correlation is None:
+                continue
+            closed_before = mark - correlation.timespan - self.lateness
+            closed = [g for g, b in windows.items() if not b.keys or b.keys[-1] < closed_before]
+            for group in closed:
+                bucket = windows.pop(group)
+                self.stats["expired_keys"] += 1
+                if correlation.op in _AT_CLOSE and bucket.entries:
+                    window = [e for e in bucket.entries
+                              if e.ts <= bucket.entries[0].ts + correlation.timespan]
+                    measured = self._measure(correlation, window)
+                    if measured is not None and _OPS[correlation.op](measured,
+                                                                     correlation.threshold):
+                        out.append(self._match(tenant, correlation, group, bucket.dataset,
+                                               window, measured))
+        return out
+
+    def key_count(self, tenant: str | None = None) -> int:
+        """Group keys held (for one tenant or all): the state-size gauge."""
+        return sum(len(w) for name, s in self.tenants.items() if tenant in (None, name)
+                   for w in s.windows.values())
+
+    # -- persistence -------------------------------------------------------------------------
+
+    def save(self, path: Path) -> None:
+        """Write the state atomically (temporary file, fsync, rename)."""
+        data = {
+            "version": STATE_VERSION, "saved_at": self.clock().isoformat(), "stats": self.stats,
+            "tenants": {
+                name: {
+                    "watermark": state.watermark if state.watermark != float("-inf") else None,
+                    "windows": {
+                        key: [[list(group), bucket.dataset,
+                               [[e.ts, e.rule, e.value, e.ref.to_dict()] for e in bucket.entries]]
+                              for group, bucket in windows.items()]
+                        for key, windows in state.windows.items()
+                    },
+                } for name, state in self.tenants.items()
+            },
+        }
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "wb") as handle:
+            handle.write(orjson.dumps(data, default=str))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+
+    def restore(self, path: Path) -> int:
+        """Load state saved by `save`; windows of correlations no longer loaded are dropped.
+
+        Returns the number of group keys restored. A missing file restores nothing.
+        """
+        if not path.exists():
+            return 0
+        data = orjson.loads(path.read_bytes())
+        if data.get("version") != STATE_VERSION:
+            log.warning("correlation state version mismatch, ignored", extra={"path": str(path)})
+            return 0
+        restored = 0
+        for name, saved in data.get("tenants", {}).items():
+            state = self.tenants.setdefault(name, TenantState())
+            if saved.get("watermark") is not None:
+                state.watermark = max(state.watermark, float(saved["watermark"]))
+            for key, groups in saved.get("windows", {}).items():
+                if key not in self.correlations:
+                    continue
+                windows = state.windows.setdefault(key, OrderedDict())
+                for group, dataset, entries in groups:
+                    bucket = Bucket(dataset=dataset)
+                    for ts, rule_id, value, ref in entries:
+                        bucket.entries.append(Entry(float(ts), rule_id, value, _ref(ref)))
+                        bucket.keys.append(float(ts))
+                    windows[tuple(group)] = bucket
+                    restored += 1
+        return restored
+
+
+# ------------------------------------------------------------------------------------ helpers
+
+
+def event_time(value: Any, clock: Clock = utc_now) -> datetime:
+    """An event's `@timestamp` as an aware datetime (the clock's time when absent/invalid)."""
+    return datetime.fromtimestamp(_epoch(value, clock), UTC)
+
+
+def _epoch(value: Any, clock: Clock) -> float:
+    if isinstance(value, datetime):
+        return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
+        except ValueError:
+            pass
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    return clock().timestamp()
+
+
+def _first(event: dict[str, Any], keys: tuple[str, ...]) -> Any:
+    for key in keys:
+        value = event.get(key)
+        if value is not None:
+            return _plain(value)
+    return None
+
+
+def _plain(value: Any) -> Any:
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    try:
+        return float(str(value))
+    except ValueError:
+        return None
+
+
+def _in_order(window: list[Entry], order: list[str]) -> bool:
+    """True when the window holds events of `order[0]`, `order[1]`, ... in that time order."""
+    step = 0
+    for entry in window:
+        if entry.rule == order[step]:
+            step += 1
+            if step == len(order):
+                return True
+    return False
+
+
+def _extended(correlation: CorrelationRule, present_ids: set[str]) -> bool:
+    present = {correlation.references.get(r.position, r.info.id)
+               for r in correlation.base_rules if r.info.id in present_ids}
+
+    def walk(node: Any) -> bool:
+        if isinstance(node, SigmaRuleReference):
+            return node.reference in present
+        if isinstance(node, CorrelationConditionAND):
+            return all(walk(a) for a in node.args)
+        if isinstance(node, CorrelationConditionOR):
+            return any(walk(a) for a in node.args)
+        if isinstance(node, CorrelationConditionNOT):
+            return not walk(node.args[0])
+        return False
+
+    return walk(correlation.extended)
+
+
+def _ref(data: dict[str, Any]) -> EventRef:
+    ts = data.get("timestamp")
+    return EventRef(index=int(data.get("index", -1)), offset=data.get("offset"),
+                    timestamp=datetime.fromisoformat(ts) if ts else None,
+                    fields=data.get("fields") or {})

@@ -1,0 +1,296 @@
+"""Load Sigma rules, filters and correlations from directories and compile them per dataset.
+
+Each source is a file or directory (global, or owned by one tenant). Files are read with
+`SigmaCollection.load_ruleset(..., collect_errors=True)` one at a time, so a file that fails to
+parse, or a rule with errors, is reported as a `LoadError` (file and reason) and skipped; loading
+never fails as a whole. Sigma filters become exclusions on the rules they target (kept per owner,
+so a tenant's filter never hides another tenant's alerts); correlations are resolved against the
+global rules plus their owner's rules.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sigma.collection import SigmaCollection
+from sigma.correlations import SigmaCorrelationRule
+from sigma.exceptions import SigmaError
+from sigma.filters import SigmaFilter
+from sigma.rule import SigmaDetections, SigmaRule
+
+from rules.compiler import CompiledCondition, CompileError, Predicate, compile_condition
+from rules.datasets import Mapping, shipped_mappings
+from rules.match import RuleInfo, attack_from_tags, severity_of
+
+log = logging.getLogger(__name__)
+
+RULE_SUFFIXES = (".yml", ".yaml")
+
+
+@dataclass(frozen=True)
+class RuleSource:
+    """A file or directory of Sigma YAML; `tenant` None means the global library."""
+
+    path: Path
+    tenant: str | None = None
+
+
+@dataclass(frozen=True)
+class LoadError:
+    """A rule, filter or file that was skipped, and why."""
+
+    file: str
+    reason: str
+    rule: str | None = None
+
+    def __str__(self) -> str:
+        what = f" ({self.rule})" if self.rule else ""
+        return f"{self.file}{what}: {self.reason}"
+
+
+@dataclass
+class CompiledRule:
+    """One single-event rule compiled for every dataset that serves its logsource."""
+
+    info: RuleInfo
+    position: int
+    conditions: dict[str, CompiledCondition] = field(default_factory=dict)  # dataset -> compiled
+    mappings: dict[str, Mapping] = field(default_factory=dict)  # dataset -> mapping
+    sigma: SigmaRule | None = field(default=None, repr=False)
+    emits: bool = True  # False when only correlations with `generate: false` reference it
+    correlations: list[Any] = field(default_factory=list)  # CorrelationRule objects
+    # owner tenant (None = everyone) -> dataset -> exclusion predicates from Sigma filters
+    exclusions: dict[str | None, dict[str, list[Predicate]]] = field(default_factory=dict)
+
+    @property
+    def datasets(self) -> tuple[str, ...]:
+        return tuple(self.conditions)
+
+    def fields(self, dataset: str) -> frozenset[str]:
+        """Event fields a match needs in `dataset`: union over AND, intersection over OR."""
+        return self.conditions[dataset].fields
+
+
+@dataclass
+class RuleSet:
+    """Everything loaded: compiled rules, correlations, errors, and rules no dataset serves."""
+
+    rules: list[CompiledRule] = field(default_factory=list)
+    correlations: list[Any] = field(default_factory=list)
+    errors: list[LoadError] = field(default_factory=list)
+    unserved: list[RuleInfo] = field(default_factory=list)
+    mappings: list[Mapping] = field(default_factory=list)
+    filters: int = 0
+
+    def by_id(self, rule_id: str, tenant: str | None = None) -> CompiledRule | None:
+        """The rule with this id visible to `tenant` (its own first, then global)."""
+        fallback = None
+        for rule in self.rules:
+            if rule.info.id == rule_id:
+                if rule.info.tenant == tenant:
+                    return rule
+                if rule.info.tenant is None:
+                    fallback = rule
+        return fallback
+
+    def datasets(self) -> list[str]:
+        return sorted({name for m in self.mappings for name in m.datasets})
+
+
+def rule_files(path: Path) -> list[Path]:
+    """Sigma files under a path (the path itself when it is a file)."""
+    if path.is_file():
+        return [path]
+    return sorted(p for p in path.rglob("*") if p.suffix in RULE_SUFFIXES and p.is_file())
+
+
+Owned = tuple[Any, str | None]  # a pySigma rule/filter/correlation and its owner tenant
+
+
+def read_sources(sources: Iterable[RuleSource]) -> tuple[list[Owned], list[LoadError]]:
+    """Parse every file; return (sigma object, owner) pairs and the errors found."""
+    objects: list[Owned] = []
+    errors: list[LoadError] = []
+    for source in sources:
+        if not source.path.exists():
+            errors.append(LoadError(str(source.path), "no such file or directory"))
+            continue
+        for path in rule_files(source.path):
+            try:
+                collection = SigmaCollection.load_ruleset(
+                    [path], collect_errors=True, resolve_references=False)
+            except (SigmaError, ValueError, TypeError, UnicodeDecodeError) as exc:
+                errors.append(LoadError(str(path), _reason(exc)))
+                continue
+            except Exception as exc:  # noqa: BLE001 - e.g. yaml.YAMLError: one bad file only
+                errors.append(LoadError(str(path), _reason(exc)))
+                continue
+            for error in collection.errors:
+                errors.append(LoadError(str(path), _reason(error)))
+            for obj in [*collection.rules, *collection.filters]:
+                if obj.errors:
+                    for error in obj.errors:
+                        errors.append(LoadError(str(path), _reason(error), _label(obj)))
+                    continue
+                objects.append((obj, source.tenant))
+    return objects, errors
+
+
+def load_rules(sources: Sequence[RuleSource | Path | str],
+               mappings: Sequence[Mapping] | None = None) -> RuleSet:
+    """Load and compile rules from files/directories; errors are collected, never raised."""
+    normalised = [s if isinstance(s, RuleSource) else RuleSource(Path(s)) for s in sources]
+    objects, errors = read_sources(normalised)
+    ruleset = RuleSet(errors=errors, mappings=list(mappings or shipped_mappings()))
+
+    sigma_rules = [(o, t) for o, t in objects if isinstance(o, SigmaRule)]
+    for sigma_rule, tenant in sigma_rules:
+        _compile_rule(ruleset, sigma_rule, tenant)
+
+    from rules.correlation import CorrelationRule  # correlation imports the loader's types
+
+    for obj, tenant in objects:
+        if isinstance(obj, SigmaCorrelationRule):
+            try:
+                correlation = CorrelationRule.build(obj, tenant, ruleset)
+            except (SigmaError, CompileError, KeyError, ValueError) as exc:
+                ruleset.errors.append(LoadError(_file(obj), _reason(exc), _label(obj)))
+                continue
+            ruleset.correlations.append(correlation)
+    _set_emits(ruleset)
+
+    for obj, tenant in objects:
+        if isinstance(obj, SigmaFilter):
+            ruleset.filters += 1
+            _attach_filter(ruleset, obj, tenant)
+    for error in ruleset.errors:
+        log.warning("sigma rule skipped", extra={"file": error.file, "rule": error.rule,
+                                                  "reason": error.reason})
+    return ruleset
+
+
+def _compile_rule(ruleset: RuleSet, sigma_rule: SigmaRule, tenant: str | None) -> None:
+    info = rule_info(sigma_rule, tenant)
+    serving = [m for m in ruleset.mappings if m.serves(sigma_rule)]
+    if not serving:
+        ruleset.unserved.append(info)
+        return
+    compiled = CompiledRule(info=info, position=len(ruleset.rules))
+    copies = [sigma_rule] + [copy.deepcopy(sigma_rule) for _ in serving[1:]]
+    for mapping, target in zip(serving, copies, strict=True):
+        try:
+            mapping.apply(target)
+            condition = compile_rule_condition(target, mapping)
+        except (SigmaError, CompileError, ValueError, TypeError) as exc:
+            ruleset.errors.append(LoadError(info.file, _reason(exc), info.id))
+            return
+        for dataset in mapping.datasets:
+            compiled.conditions[dataset] = condition
+            compiled.mappings[dataset] = mapping
+    compiled.sigma = sigma_rule  # processed; its logsource (all filters need) is unchanged
+    ruleset.rules.append(compiled)
+
+
+def compile_rule_condition(rule: SigmaRule, mapping: Mapping) -> CompiledCondition:
+    """Compile a processed rule's conditions (several conditions are OR-ed)."""
+    from sigma.conditions import ConditionOR
+
+    trees = [condition.parsed for condition in rule.detection.parsed_condition]
+    tree = trees[0] if len(trees) == 1 else ConditionOR(trees)  # type: ignore[arg-type]
+    return compile_condition(tree, mapping.resolver)
+
+
+def rule_info(rule: SigmaRule | SigmaCorrelationRule, tenant: str | None) -> RuleInfo:
+    """Metadata of a pySigma rule object."""
+    tags = tuple(str(tag) for tag in rule.tags)
+    tactics, techniques = attack_from_tags(list(tags))
+    level = rule.level.name.lower() if rule.level is not None else ""
+    logsource = getattr(rule, "logsource", None)
+    kind = "rule" if isinstance(rule, SigmaRule) else str(rule.type.name).lower()
+    return RuleInfo(
+        id=str(rule.id) if rule.id is not None else (rule.name or f"{_file(rule)}:{rule.title}"),
+        title=rule.title, level=level or "medium", severity=severity_of(level), kind=kind,
+        status=rule.status.name.lower() if rule.status is not None else "",
+        description=rule.description or "", references=tuple(rule.references or ()),
+        falsepositives=tuple(str(f) for f in rule.falsepositives or ()), tags=tags,
+        tactics=tactics, techniques=techniques, runbook=runbook_of(rule),
+        product=logsource.product if logsource else None,
+        category=logsource.category if logsource else None,
+        service=logsource.service if logsource else None,
+        file=_file(rule), tenant=tenant, name=rule.name,
+    )
+
+
+def runbook_of(rule: SigmaRule | SigmaCorrelationRule) -> str | None:
+    """A custom `runbook:` attribute, else a reference written `runbook: <url>`."""
+    custom = rule.custom_attributes.get("runbook")
+    if isinstance(custom, str) and custom.strip():
+        return custom.strip()
+    for reference in rule.references or ():
+        label, sep, rest = str(reference).partition(":")
+        if sep and label.strip().lower() == "runbook" and rest.strip():
+            return rest.strip()
+    return None
+
+
+def _set_emits(ruleset: RuleSet) -> None:
+    referenced: dict[int, bool] = {}
+    for correlation in ruleset.correlations:
+        for rule in correlation.base_rules:
+            referenced[rule.position] = referenced.get(rule.position, False) or correlation.generate
+            if correlation not in rule.correlations:
+                rule.correlations.append(correlation)
+    for position, generate in referenced.items():
+        ruleset.rules[position].emits = generate
+
+
+def _attach_filter(ruleset: RuleSet, sigma_filter: SigmaFilter, tenant: str | None) -> None:
+    targets = sigma_filter.filter.rules
+    for rule in ruleset.rules:
+        if tenant is not None and rule.info.tenant not in (None, tenant):
+            continue
+        assert rule.sigma is not None
+        if rule.sigma.logsource not in sigma_filter.logsource:
+            continue
+        if not (isinstance(targets, str) or any(
+                ref.reference in (rule.info.id, rule.info.name, rule.info.title)
+                for ref in targets)):
+            continue
+        per_dataset = rule.exclusions.setdefault(tenant, {})
+        for dataset, mapping in rule.mappings.items():
+            probe = SigmaRule(
+                title=f"filter {sigma_filter.title}", logsource=rule.sigma.logsource,
+                detection=SigmaDetections(
+                    detections=copy.deepcopy(sigma_filter.filter.detections),
+                    condition=list(sigma_filter.filter.condition)),
+            )
+            try:
+                mapping.apply(probe)
+                condition = compile_rule_condition(probe, mapping)
+            except (SigmaError, CompileError, ValueError, TypeError) as exc:
+                ruleset.errors.append(LoadError(_file(sigma_filter), _reason(exc),
+                                                str(sigma_filter.id or sigma_filter.title)))
+                return
+            per_dataset.setdefault(dataset, []).append(condition.predicate)
+
+
+def _file(rule: Any) -> str:
+    source = getattr(rule, "source", None)
+    path = getattr(source, "path", None)
+    return str(path) if path is not None else ""
+
+
+def _label(rule: Any) -> str | None:
+    if getattr(rule, "id", None) is not None:
+        return str(rule.id)
+    return getattr(rule, "title", None) or None
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0] if len(text) > 300 else text
