@@ -31,6 +31,9 @@ STEPS: dict[str, str] = {
     "map_values": "parsers.normalize:MapValuesStep",
     "drop": "collector.pipeline.filters:DropStep",
     "sample": "collector.pipeline.filters:SampleStep",
+    "geoip": "enrichers.geoip:GeoipStep",
+    "lookup": "enrichers.lookup:LookupStep",
+    "threat_intel": "enrichers.threat_intel:ThreatIntelStep",
 }
 
 REGISTRIES: dict[str, dict[str, str]] = {"source": SOURCES, "sink": SINKS, "step": STEPS}

@@ -1,0 +1,100 @@
+"""Enrichment files (lookup tables, indicator lists, GeoIP databases) that reload when they change.
+
+`ReloadingFile` keeps the last good load of one file. `refresh()`, called from a step's
+`maintain()` on the daemon's tick, costs one `stat`; a file whose signature changed is loaded
+again, and a file that vanished or no longer loads keeps the previous value (logged and counted
+once per change, so a broken file does not flood the log every tick).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Generic, TypeVar
+
+from collector.errors import VigilError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# (device, inode, size, mtime in ns): an atomic replace changes the inode, an in-place rewrite
+# the size or the mtime. Two rewrites of equal size within one mtime tick look the same; tools
+# that replace files atomically (geoipupdate, `mv`) never hit that.
+Signature = tuple[int, int, int, int]
+_MISSING: Signature = (-1, -1, -1, -1)
+
+
+class EnrichmentFileError(VigilError):
+    """A file that cannot be used; the message says why (it is shown to the user as is)."""
+
+
+def file_signature(path: Path) -> Signature:
+    """What `refresh` compares to notice a change; raises OSError when the file is missing."""
+    st = os.stat(path)
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def missing_file_message(kind: str, path: Path) -> str | None:
+    """`'<kind> not found: PATH'` (or why it is not a readable file), None when it is usable.
+    The validation message of every enricher that reads a file."""
+    if not path.exists():
+        return f"{kind} not found: {path}"
+    if not path.is_file():
+        return f"{kind} is not a file: {path}"
+    if not os.access(path, os.R_OK):
+        return f"{kind} is not readable: {path}"
+    return None
+
+
+class ReloadingFile(Generic[T]):
+    """The value loaded from one file, replaced when the file changes.
+
+    `load(path)` turns the file into a value and raises (preferably `EnrichmentFileError`) on
+    a file it cannot use. The first load happens in the constructor and its error propagates:
+    a step must not start without its data. Later failures keep the previous value.
+    """
+
+    def __init__(self, path: Path, load: Callable[[Path], T], *, what: str) -> None:
+        self.path = path
+        self.what = what
+        self._load = load
+        # Stat before reading: a change during the read is then seen on the next refresh.
+        self.signature = file_signature(path)
+        self.value: T = load(path)
+        self.reloads = 0
+        self.reload_errors = 0
+        self._failed: Signature | None = None
+
+    def refresh(self) -> bool:
+        """Reload if the file changed; True when `value` was replaced."""
+        try:
+            signature = file_signature(self.path)
+        except OSError as exc:
+            self._failure(_MISSING, f"cannot stat the file: {exc.strerror or exc}")
+            return False
+        if signature == self.signature or signature == self._failed:
+            return False
+        try:
+            value = self._load(self.path)
+        except Exception as exc:  # any file we cannot use must keep the previous value
+            reason = str(exc) if isinstance(exc, EnrichmentFileError) else \
+                f"{type(exc).__name__}: {exc}"
+            self._failure(signature, reason)
+            return False
+        self.value = value
+        self.signature = signature
+        self._failed = None
+        self.reloads += 1
+        log.info("enrichment file reloaded", extra={"what": self.what, "path": str(self.path)})
+        return True
+
+    def _failure(self, signature: Signature, reason: str) -> None:
+        if signature == self._failed:
+            return
+        self._failed = signature
+        self.reload_errors += 1
+        log.error("enrichment file not reloaded, keeping the previous version",
+                  extra={"what": self.what, "path": str(self.path), "error": reason})
