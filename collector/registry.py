@@ -29,6 +29,8 @@ STEPS: dict[str, str] = {
     "convert": "parsers.normalize:ConvertStep",
     "lowercase": "parsers.normalize:LowercaseStep",
     "map_values": "parsers.normalize:MapValuesStep",
+    "grok": "parsers.grok.step:GrokStep",
+    "regex": "parsers.regex:RegexStep",
     "drop": "collector.pipeline.filters:DropStep",
     "sample": "collector.pipeline.filters:SampleStep",
     "geoip": "enrichers.geoip:GeoipStep",

@@ -1,0 +1,2 @@
+"""Grok: pygrok's pattern library, expressions compiled to `re` (or `regex`) with dotted
+capture targets, and the `grok` step."""

@@ -1,0 +1,53 @@
+"""The `regex` step: Python `re` expressions whose named groups become dotted event fields.
+
+`(?P<source.ip>...)` is not a valid Python group name, so groups are renamed internally as grok
+captures are (`(?<source.port:int>\\d+)` casts like grok's `:int`). Only the C `re` engine is
+used; an expression it rejects is a validation error.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from collector.config.models import ConfigIssue, ValidationContext
+from collector.errors import ConfigError
+from parsers.grok.expression import CompiledExpression, GrokError, compile_expression
+from parsers.grok.step import CaptureConfig, CaptureStep
+
+NO_MATCH = "no regex matched"
+
+
+class RegexConfig(CaptureConfig):
+    """Extract fields with Python regular expressions: each named group writes the field it
+    names, `(?P<source.ip>[^ ]+)` or `(?<source.port:int>\\d+)` (`:int` / `:float` convert)."""
+
+    type: Literal["regex"] = "regex"
+
+    def semantic_errors(self, context: ValidationContext) -> list[ConfigIssue]:
+        issues: list[ConfigIssue] = []
+        for index, pattern in enumerate(self.patterns):
+            try:
+                compile_regex_pattern(pattern, "")
+            except GrokError as exc:
+                issues.append((("patterns", index), str(exc)))
+        return issues
+
+
+def compile_regex_pattern(pattern: str, prefix: str) -> CompiledExpression:
+    """One expression with its named groups as capture targets, compiled with `re`."""
+    return compile_expression(pattern, {}, engine="re", prefix=prefix, grok=False)
+
+
+class RegexStep(CaptureStep):
+    """`type: regex`."""
+
+    config_model = RegexConfig
+    failure = NO_MATCH
+
+    def __init__(self, config: RegexConfig, context: Any) -> None:
+        prefix = f"{config.target}." if config.target else ""
+        try:
+            compiled = [compile_regex_pattern(p, prefix) for p in config.patterns]
+        except GrokError as exc:
+            raise ConfigError(str(exc)) from None
+        super().__init__(config, context, compiled)
