@@ -21,9 +21,9 @@ from collector.config.loader import DEFAULT_DATA_DIR  # noqa: F401 - re-exported
 from collector.config.models import ValidationContext
 from collector.control import ControlServer
 from collector.errors import ConfigErrors
+from collector.journal import Journal, open_queue
 from collector.logs import configure_logging
 from collector.pipeline.runner import PipelineSet, build_pipelines
-from collector.queue import MemoryQueue
 from collector.registry import resolve
 from collector.replay import DeadLetterReplayer
 from collector.routing import TenantRouter
@@ -62,8 +62,9 @@ class Daemon:
         self.telemetry = Telemetry()
         self.schemas = DatasetSchemas()
         limits = self.config.settings.limits
-        self.queue = MemoryQueue(limits.queue_max_events)
-        self.telemetry.queue_capacity.set(limits.queue_max_events)
+        # A journal is recovered here (torn tails cut, damage counted): start never blocks on it.
+        self.queue = open_queue(self.config.settings, self.data_dir, self.telemetry)
+        self.telemetry.queue_capacity.set(self.queue.max_events)
         self.sources: dict[str, Source] = {}
         self.sinks: dict[str, Sink] = {}
         self.pipelines = self._build_pipelines(self.config)
@@ -119,7 +120,9 @@ class Daemon:
 
     def _build_sink(self, sink_id: str, sink_config: Any) -> Sink:
         cls = resolve("sink", sink_config.type)
-        context = SinkContext(self.data_dir, self.queue.epoch, self.telemetry, self.schemas)
+        context = SinkContext(self.data_dir, self.queue.epoch, self.telemetry, self.schemas,
+                              acknowledged=(self.queue.acked if isinstance(self.queue, Journal)
+                                            else None))
         sink: Sink = cls(sink_id, sink_config, context)
         return sink
 
@@ -209,15 +212,22 @@ class Daemon:
         for source in self.sources.values():
             await source.stop()
         self.queue.close()
+        journal = self.queue if isinstance(self.queue, Journal) else None
+        durable = journal is not None
         code = 0
         if self._worker_task is not None:
             try:
                 await asyncio.wait_for(asyncio.shield(self._worker_task), timeout)
             except TimeoutError:
-                log.error("drain timed out; events still queued are lost",
-                          extra={"pending_events": self.queue.pending()})
                 self._worker_task.cancel()
-                code = 1
+                if durable:
+                    log.warning("drain timed out; unprocessed events stay in the journal and "
+                                "are processed at the next start",
+                                extra={"pending_events": self.queue.pending()})
+                else:
+                    log.error("drain timed out; events still queued are lost",
+                              extra={"pending_events": self.queue.pending()})
+                    code = 1
         async with self.worker.lock:
             await self.worker.flush(force=True)
         for sink_id, sink in self.sinks.items():
@@ -226,10 +236,13 @@ class Daemon:
             except Exception:
                 log.exception("sink failed to stop cleanly", extra={"sink": sink_id})
                 code = 1
-        if self.queue.pending():
+        self.worker.acknowledge()
+        if self.queue.pending() and not durable:
             log.error("events not committed at exit",
                       extra={"pending_events": self.queue.pending()})
             code = 1
+        if journal is not None:
+            await journal.aclose()  # last fsync and checkpoint, lock released
         if self.control is not None:
             await self.control.stop()
         log.info("vigil stopped", extra={
@@ -269,8 +282,16 @@ class Daemon:
         settings = new.settings
         if self.setup_logging:
             configure_logging(settings.logging.level, settings.logging.format)
-        self.queue.set_bound(settings.limits.queue_max_events)
-        self.telemetry.queue_capacity.set(settings.limits.queue_max_events)
+        if settings.queue.type != old.settings.queue.type:
+            log.warning("vigil.queue.type changes only at restart; keeping the running queue",
+                        extra={"running": old.settings.queue.type,
+                               "configured": settings.queue.type})
+        if isinstance(self.queue, Journal):
+            self.queue.reconfigure(settings.queue, settings.limits.queue_max_events)
+        else:
+            self.queue.set_bound(settings.queue.max_events or settings.limits.queue_max_events,
+                                 resume_ratio=settings.queue.resume_ratio)
+        self.telemetry.queue_capacity.set(self.queue.max_events)
         self.worker.batch_max_events = settings.limits.batch_max_events
         self.replayer.root = self._dead_letter_root(new)
         self.replayer.tenants = set(new.tenants)
@@ -316,9 +337,10 @@ class Daemon:
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         ready = self.started.is_set() and not self.stopping
         detail = {
-            "queue": {"pending_events": self.queue.pending(),
-                      "capacity_events": self.queue.max_events,
-                      "backpressure": self.queue.over_bound()},
+            "queue": (self.queue.health() if isinstance(self.queue, Journal) else
+                      {"type": "memory", "pending_events": self.queue.pending(),
+                       "capacity_events": self.queue.max_events,
+                       "backpressure": self.queue.over_bound()}),
             "sources": {sid: s.health() for sid, s in self.sources.items()},
             "sinks": {sid: s.health() for sid, s in self.sinks.items()},
         }

@@ -10,7 +10,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from collector.events import DATASET, Batch
+from collector.events import DATASET, OFFSET, Batch
 from collector.queue import EventQueue
 from sinks.base import Sink
 
@@ -57,6 +57,10 @@ class Worker:
                 await self.flush()
 
     def handle(self, batch: Batch) -> None:
+        # Each event carries its queue offset into the sinks: a replay after a crash trims what
+        # was committed past the acknowledged position by it, and alerts point back with it.
+        for offset, event in enumerate(batch.events, batch.first_offset):
+            event[OFFSET] = offset
         for out in self.processor(batch):
             for sink in self.sinks.values():
                 if out.kind in sink.accepts:

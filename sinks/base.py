@@ -28,6 +28,9 @@ class SinkContext:
     telemetry: Telemetry
     schemas: DatasetSchemas
     monotonic: Callable[[], float] = field(default=time.monotonic)
+    # The queue's acknowledged position per partition when the queue survives restarts (the
+    # journal), so a sink can undo what it committed past it before the replay; None otherwise.
+    acknowledged: Callable[[str], int] | None = None
 
 
 class Sink(ABC):

@@ -22,9 +22,17 @@ import orjson
 from pydantic import Field
 
 from collector.config.models import SinkConfig
-from collector.events import DEAD_LETTERS, RECEIVED_AT, TENANT, TIMESTAMP, Batch, Event
+from collector.events import DEAD_LETTERS, OFFSET, RECEIVED_AT, TENANT, TIMESTAMP, Batch, Event
 from sinks.base import SinkContext
-from sinks.files import FileBuffer, FlushPolicy, PartitionedFileSink, commit_file, temporary_name
+from sinks.files import (
+    FileBuffer,
+    FlushPolicy,
+    PartitionedFileSink,
+    commit_file,
+    remove_file,
+    temporary_name,
+    trimmed_name,
+)
 
 REPLAY_SUFFIX = ".replay"
 REPLAYED_SUFFIX = ".replayed"
@@ -84,6 +92,31 @@ class DeadLetterSink(PartitionedFileSink):
     def committed(self, buffer: FileBuffer, size: int) -> None:
         self.telemetry.dead_letter_files.labels(buffer.tenant).inc()
 
+    def trim_file(self, path: Path, keep: dict[str, int]) -> int:
+        kept: list[bytes] = []
+        removed = 0
+        top = -1
+        for line in path.read_bytes().splitlines(keepends=True):
+            record = orjson.loads(line)
+            original = record.get("event") or {}
+            offset = original.get(OFFSET)
+            limit = keep.get(str(record.get(TENANT)))
+            if isinstance(offset, int) and limit is not None and offset > limit:
+                removed += 1
+                continue
+            kept.append(line)
+            top = max(top, offset if isinstance(offset, int) else -1)
+        if not kept:
+            remove_file(path)
+        elif removed:
+            target = trimmed_name(path, top) if top >= 0 else path
+            tmp = temporary_name(target)
+            tmp.write_bytes(b"".join(kept))
+            commit_file(tmp, target)
+            if target != path:
+                remove_file(path)
+        return removed
+
 
 def _write_lines(records: list[Event], target: Path) -> int:
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -108,8 +141,10 @@ class DeadLetter:
 
 
 def restore_event(stored: dict[str, Any]) -> Event:
-    """The event as it was queued: timestamps back to datetimes, pipeline marks removed."""
+    """The event as it was queued: timestamps back to datetimes; its old queue offset goes (it
+    is queued again under a new one)."""
     event = dict(stored)
+    event.pop(OFFSET, None)
     for name in _DATETIME_FIELDS:
         value = event.get(name)
         if isinstance(value, str):

@@ -2,8 +2,14 @@
 
 A buffer is flushed by rows, bytes or age, whichever comes first. A file is written under a
 temporary name, fsynced and renamed (then the directory fsynced), so a reader never sees a
-partial file; its name carries the queue epoch and offsets it holds, so a batch replayed after a
-crash rewrites the same file instead of adding a second one.
+partial file; its name carries the queue epoch and offsets it holds.
+
+Replays: with a journal, a position is acknowledged only after every sink committed everything
+before it, yet a file may be committed ahead of that position (another buffer of the tenant was
+still open). Before each commit the file is recorded in a small write-ahead manifest; on start,
+every recorded file that holds offsets past the acknowledged position is trimmed to the rows at
+or below it (rows carry `vigil.offset`), and the replay writes the rest again: each event lands
+once. Invariant relied on: the rows of a file belong to one queue partition (its tenant).
 """
 
 from __future__ import annotations
@@ -12,11 +18,12 @@ import asyncio
 import logging
 import os
 from abc import abstractmethod
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+import orjson
 from pydantic import Field
 
 from collector.config.models import StrictModel
@@ -69,9 +76,79 @@ def commit_file(tmp: Path, target: Path) -> int:
     return target.stat().st_size
 
 
+def trimmed_name(path: Path, last_kept: int) -> Path:
+    """`<epoch>-<first>-<last>.<ext>` renamed for the offsets a trimmed file still holds."""
+    stem, _, extension = path.name.partition(".")
+    epoch, first, _ = stem.rsplit("-", 2)
+    return path.with_name(f"{epoch}-{first}-{last_kept:012d}.{extension}")
+
+
+def remove_file(path: Path) -> None:
+    """Unlink and make the removal durable."""
+    path.unlink()
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
 def temporary_name(target: Path) -> Path:
     """Hidden, so readers globbing `*.parquet` / `*.jsonl` never pick a file being written."""
     return target.with_name(f".{target.name}.tmp")
+
+
+@dataclass
+class ManifestEntry:
+    """A file committed while its offsets may not all be acknowledged yet."""
+
+    file: str  # relative to the sink's root
+    offsets: dict[str, list[int]]  # partition -> [first, last]
+
+    def acknowledged_by(self, acknowledged: Callable[[str], int]) -> bool:
+        return all(acknowledged(p) >= last for p, (_, last) in self.offsets.items())
+
+
+class CommitManifest:
+    """Write-ahead list of committed files not yet covered by the acknowledged position."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.entries: list[ManifestEntry] = []
+
+    def load(self) -> list[ManifestEntry]:
+        entries = []
+        if self.path.exists():
+            for line in self.path.read_bytes().splitlines():
+                try:
+                    doc = orjson.loads(line)
+                    entries.append(ManifestEntry(str(doc["file"]), dict(doc["offsets"])))
+                except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+                    continue  # a torn last line: its file was never renamed into place
+        return entries
+
+    def record(self, entry: ManifestEntry) -> None:
+        """Append and fsync before the file is committed."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        line = orjson.dumps({"file": entry.file, "offsets": entry.offsets},
+                            option=orjson.OPT_APPEND_NEWLINE)
+        with open(self.path, "ab") as handle:
+            handle.write(line)
+            handle.flush()
+            os.fsync(handle.fileno())
+        self.entries.append(entry)
+
+    def prune(self, acknowledged: Callable[[str], int], *, force: bool = False) -> None:
+        """Forget acknowledged entries; rewrite the file when that halves it (or `force`)."""
+        kept = [e for e in self.entries if not e.acknowledged_by(acknowledged)]
+        if force or (len(self.entries) >= 64 and len(kept) * 2 <= len(self.entries)):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = temporary_name(self.path)
+            tmp.write_bytes(b"".join(orjson.dumps({"file": e.file, "offsets": e.offsets},
+                                                  option=orjson.OPT_APPEND_NEWLINE)
+                                     for e in kept))
+            commit_file(tmp, self.path)
+            self.entries = kept
 
 
 class PartitionedFileSink(Sink):
@@ -92,6 +169,8 @@ class PartitionedFileSink(Sink):
         self._buffers: dict[Hashable, FileBuffer] = {}
         self._flushing: dict[Hashable, FileBuffer] = {}
         self._lock = asyncio.Lock()
+        self.acknowledged = context.acknowledged
+        self.manifest = CommitManifest(context.data_dir / "state" / f"{sink_id}.commits.jsonl")
 
     @abstractmethod
     def partition_key(self, batch: Batch, event: Event) -> Hashable:
@@ -106,6 +185,11 @@ class PartitionedFileSink(Sink):
     async def write_buffer(self, buffer: FileBuffer, target: Path) -> int:
         """Write the buffer's events to `target` atomically; returns the file size."""
 
+    @abstractmethod
+    def trim_file(self, path: Path, keep: dict[str, int]) -> int:
+        """Rewrite `path` keeping only rows whose `vigil.offset` is at or below `keep` of their
+        partition (deleting the file when none remain); returns the rows removed."""
+
     def event_size(self, event: Event) -> int:
         """A cheap estimate of an event's size for the byte bound."""
         message = event.get("message")
@@ -113,6 +197,27 @@ class PartitionedFileSink(Sink):
 
     async def start(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
+        if self.acknowledged is not None:
+            await asyncio.to_thread(self.recover, self.acknowledged)
+
+    def recover(self, acknowledged: Callable[[str], int]) -> None:
+        """Trim files committed past the acknowledged position by a previous run."""
+        trimmed = files = 0
+        for entry in self.manifest.load():
+            if entry.acknowledged_by(acknowledged):
+                continue
+            path = self.root / entry.file
+            temporary_name(path).unlink(missing_ok=True)
+            if not path.exists():
+                continue
+            keep = {p: acknowledged(p) for p in entry.offsets}
+            trimmed += self.trim_file(path, keep)
+            files += 1
+        self.manifest.prune(acknowledged, force=True)
+        if files:
+            log.info("trimmed files committed past the acknowledged position; the replay "
+                     "writes those rows again", extra={"sink": self.sink_id, "files": files,
+                                                       "rows": trimmed})
 
     def write(self, batch: Batch) -> None:
         now = self.monotonic()
@@ -143,6 +248,8 @@ class PartitionedFileSink(Sink):
         return any(self._due(b, now) for b in self._buffers.values())
 
     async def flush(self, *, force: bool = False) -> None:
+        if self.acknowledged is not None:
+            self.manifest.prune(self.acknowledged)
         async with self._lock:
             now = self.monotonic()
             due = [k for k, b in self._buffers.items() if force or self._due(b, now)]
@@ -169,6 +276,10 @@ class PartitionedFileSink(Sink):
         first = min(span[0] for span in buffer.offsets.values())
         last = max(span[1] for span in buffer.offsets.values())
         target = buffer.directory / f"{self.epoch}-{first:012d}-{last:012d}.{self.extension}"
+        if self.acknowledged is not None:
+            entry = ManifestEntry(str(target.relative_to(self.root)),
+                                  {p: list(span) for p, span in buffer.offsets.items()})
+            await asyncio.to_thread(self.manifest.record, entry)
         size = await self.write_buffer(buffer, target)
         self.committed(buffer, size)
         self.metrics.sent(len(buffer.events), buffer.tenant)

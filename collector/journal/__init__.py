@@ -29,9 +29,8 @@ __all__ = ["FileLayer", "FsyncInterval", "Journal", "JournalClosedError", "Journ
 
 
 def queue_config(settings: GlobalConfig) -> QueueConfig:
-    """The `vigil.queue` section (defaults until GlobalConfig carries one)."""
-    config = getattr(settings, "queue", None)
-    return config if isinstance(config, QueueConfig) else QueueConfig()
+    """The `vigil.queue` section."""
+    return settings.queue
 
 
 def journal_path(settings: GlobalConfig, data_dir: Path) -> Path:

@@ -33,6 +33,7 @@ BASE_SCHEMA: dict[str, FieldType] = {
     "@timestamp": "timestamp",
     "vigil.received_at": "timestamp",
     "vigil.truncated": "bool",
+    "vigil.offset": "int",
     "process.pid": "int",
     "log.syslog.priority": "int",
     "log.syslog.facility.code": "int",

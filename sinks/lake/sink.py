@@ -20,7 +20,15 @@ from pydantic import Field
 from collector.config.models import SinkConfig
 from collector.events import ALERTS, EVENTS, TENANT, TIMESTAMP, Batch, Event
 from sinks.base import SinkContext
-from sinks.files import FileBuffer, FlushPolicy, PartitionedFileSink, commit_file, temporary_name
+from sinks.files import (
+    FileBuffer,
+    FlushPolicy,
+    PartitionedFileSink,
+    commit_file,
+    remove_file,
+    temporary_name,
+    trimmed_name,
+)
 from sinks.lake.schema import events_to_table
 
 
@@ -66,6 +74,38 @@ class LakeWriter:
             con.unregister("lake_batch")
         return commit_file(tmp, target)
 
+    def trim_sync(self, path: Path, keep: dict[str, int]) -> int:
+        """Keep the rows of `path` whose offset is at or below `keep[tenant]`; rows removed."""
+        con = duckdb.connect(":memory:")
+        try:
+            source = str(path).replace("'", "''")
+            columns = {row[0] for row in con.execute(
+                f"DESCRIBE SELECT * FROM read_parquet('{source}')").fetchall()}
+            if "vigil.offset" not in columns:
+                return 0  # written before rows carried offsets: nothing to trim by
+            where = " OR ".join('("vigil.tenant" = ? AND "vigil.offset" <= ?)' for _ in keep)
+            params = [v for item in keep.items() for v in item]
+            counts = con.execute(
+                f'SELECT count(*), count(*) FILTER (WHERE {where}), max("vigil.offset") '
+                f"FILTER (WHERE {where}) FROM read_parquet('{source}')", params * 2).fetchone()
+            assert counts is not None  # an aggregate always yields one row
+            total, kept, top = counts
+            removed = int(total) - int(kept)
+            if not kept:
+                remove_file(path)
+                return removed
+            target = trimmed_name(path, int(top))
+            tmp = temporary_name(target)
+            quoted = str(tmp).replace("'", "''")
+            con.execute(f"COPY (SELECT * FROM read_parquet('{source}') WHERE {where}) TO "
+                        f"'{quoted}' (FORMAT parquet, COMPRESSION {self.compression})", params)
+            commit_file(tmp, target)
+            if target != path:
+                remove_file(path)
+            return removed
+        finally:
+            con.close()
+
     async def write(self, table: pa.Table, target: Path) -> int:
         return await asyncio.get_running_loop().run_in_executor(
             self._executor, self.write_sync, table, target)
@@ -109,6 +149,9 @@ class LakeSink(PartitionedFileSink):
         if failures:
             self.metrics.error("type_conversion", "flush", failures)
         return await self.writer.write(table, target)
+
+    def trim_file(self, path: Path, keep: dict[str, int]) -> int:
+        return self.writer.trim_sync(path, keep)
 
     def committed(self, buffer: FileBuffer, size: int) -> None:
         labels = (buffer.dataset, buffer.tenant)

@@ -1,0 +1,1 @@
+"""The alert store: alerts, their triage lifecycle and audit trail, SLA tracking."""

@@ -1,0 +1,119 @@
+"""The store's schema as a versioned list of SQL scripts, applied in order and recorded.
+
+The SQL is portable (PostgreSQL runs it too) except for the auto-increment key, which each
+dialect spells its own way: `{AUTO_ID}` is replaced by `db.Database` for its dialect. Times are
+ISO-8601 UTC strings with microseconds, so text order is time order in every engine.
+"""
+
+from __future__ import annotations
+
+# (version, name, statements). Never edit a released entry: append a new one.
+MIGRATIONS: list[tuple[int, str, list[str]]] = [
+    (1, "alerts, notes, audit, notification outbox", [
+        """CREATE TABLE alerts (
+            id VARCHAR(64) PRIMARY KEY,
+            tenant VARCHAR(64) NOT NULL,
+            dedup_key TEXT NOT NULL,
+            rule_id TEXT NOT NULL,
+            rule_name TEXT NOT NULL,
+            severity VARCHAR(16) NOT NULL,
+            dataset TEXT,
+            group_key TEXT NOT NULL,
+            status VARCHAR(16) NOT NULL,
+            assignee VARCHAR(64),
+            escalation_level VARCHAR(4),
+            escalation_reason TEXT,
+            resolution VARCHAR(32),
+            first_seen VARCHAR(40) NOT NULL,
+            last_seen VARCHAR(40) NOT NULL,
+            match_count INTEGER NOT NULL,
+            suppressed INTEGER NOT NULL,
+            events TEXT NOT NULL,
+            details TEXT NOT NULL,
+            created_at VARCHAR(40) NOT NULL,
+            updated_at VARCHAR(40) NOT NULL,
+            acknowledged_at VARCHAR(40),
+            resolved_at VARCHAR(40),
+            ack_due VARCHAR(40) NOT NULL,
+            resolve_due VARCHAR(40) NOT NULL,
+            ack_breached_at VARCHAR(40),
+            resolve_breached_at VARCHAR(40)
+        )""",
+        "CREATE INDEX alerts_by_tenant ON alerts (tenant, created_at)",
+        "CREATE INDEX alerts_by_status ON alerts (status, ack_due)",
+        """CREATE TABLE alert_notes (
+            id {AUTO_ID},
+            alert_id VARCHAR(64) NOT NULL REFERENCES alerts (id),
+            tenant VARCHAR(64) NOT NULL,
+            author VARCHAR(64) NOT NULL,
+            created_at VARCHAR(40) NOT NULL,
+            body TEXT NOT NULL
+        )""",
+        "CREATE INDEX alert_notes_by_alert ON alert_notes (alert_id)",
+        """CREATE TABLE audit_log (
+            id {AUTO_ID},
+            tenant VARCHAR(64) NOT NULL,
+            alert_id VARCHAR(64),
+            actor VARCHAR(64) NOT NULL,
+            address VARCHAR(64),
+            at VARCHAR(40) NOT NULL,
+            action VARCHAR(32) NOT NULL,
+            before_state TEXT,
+            after_state TEXT
+        )""",
+        "CREATE INDEX audit_by_tenant ON audit_log (tenant, at)",
+        "CREATE INDEX audit_by_alert ON audit_log (alert_id)",
+        """CREATE TABLE notification_outbox (
+            id {AUTO_ID},
+            tenant VARCHAR(64) NOT NULL,
+            alert_id VARCHAR(64),
+            event VARCHAR(32) NOT NULL,
+            channel VARCHAR(128) NOT NULL,
+            payload TEXT NOT NULL,
+            created_at VARCHAR(40) NOT NULL,
+            state VARCHAR(16) NOT NULL,
+            attempts INTEGER NOT NULL,
+            last_error TEXT,
+            sent_at VARCHAR(40)
+        )""",
+        "CREATE INDEX outbox_by_state ON notification_outbox (state, id)",
+    ]),
+    (2, "users, tenant scopes, sessions and API tokens", [
+        """CREATE TABLE users (
+            login VARCHAR(64) PRIMARY KEY,
+            display_name TEXT NOT NULL,
+            email TEXT NOT NULL,
+            role VARCHAR(32) NOT NULL,
+            status VARCHAR(16) NOT NULL,
+            password_hash TEXT,
+            totp_secret TEXT NOT NULL,
+            totp_last_step BIGINT,
+            activation_hash VARCHAR(64),
+            activation_expires VARCHAR(40),
+            created_at VARCHAR(40) NOT NULL,
+            created_by VARCHAR(64) NOT NULL,
+            activated_at VARCHAR(40),
+            last_login_at VARCHAR(40),
+            disabled_at VARCHAR(40),
+            failed_logins INTEGER NOT NULL,
+            locked_until VARCHAR(40)
+        )""",
+        """CREATE TABLE user_tenants (
+            login VARCHAR(64) NOT NULL REFERENCES users (login),
+            tenant VARCHAR(64) NOT NULL,
+            PRIMARY KEY (login, tenant)
+        )""",
+        """CREATE TABLE auth_tokens (
+            token_hash VARCHAR(64) PRIMARY KEY,
+            login VARCHAR(64) NOT NULL REFERENCES users (login),
+            kind VARCHAR(16) NOT NULL,
+            name TEXT,
+            tenants TEXT NOT NULL,
+            created_at VARCHAR(40) NOT NULL,
+            expires_at VARCHAR(40) NOT NULL,
+            last_used_at VARCHAR(40),
+            revoked_at VARCHAR(40)
+        )""",
+        "CREATE INDEX auth_tokens_by_login ON auth_tokens (login)",
+    ]),
+]

@@ -1,0 +1,153 @@
+"""`type: alert_store`: the sink that takes detection's ALERTS batches into the alert store.
+
+Alerts are buffered with the queue offsets they came from and upserted in one transaction per
+flush, on a thread; only after the commit do their offsets leave `uncommitted_floor`, so the
+journal acknowledges nothing the store might not hold. Upserts are idempotent by `alert.id`, so
+a batch replayed after a crash refreshes rather than duplicates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+
+from collector.config.models import SinkConfig
+from collector.events import ALERTS, Batch, Event
+from sinks.alerts.db import Database
+from sinks.alerts.store import AlertStore, UpsertResult
+from sinks.base import Sink, SinkContext
+
+log = logging.getLogger(__name__)
+
+STORE_FILE = "alerts.db"
+
+
+class AlertStoreConfig(SinkConfig):
+    type: Literal["alert_store"] = "alert_store"
+    path: Path | None = Field(None, description="SQLite database; default <data_dir>/alerts.db")
+    max_seconds: float = Field(1.0, gt=0, description="commit buffered alerts at least this "
+                               "often")
+    max_alerts: int = Field(1000, gt=0, description="... or once this many are buffered")
+
+
+def alert_store_path(data_dir: Path, sinks: Any = ()) -> Path:
+    """The store's file: the `path` of a configured alert_store sink, else
+    `<data_dir>/alerts.db`."""
+    for sink in sinks:
+        if isinstance(sink, AlertStoreConfig) and sink.path is not None:
+            return sink.path
+    return data_dir / STORE_FILE
+
+
+@dataclass
+class _Pending:
+    events: list[tuple[str, Event]] = field(default_factory=list)  # (partition, alert)
+    floors: dict[str, int] = field(default_factory=dict)  # partition -> first offset held
+    opened: float = 0.0
+
+
+class AlertStoreSink(Sink):
+    """Upserts alerts; the daemon adds one at <data_dir>/alerts.db unless one is configured."""
+
+    config_model = AlertStoreConfig
+    accepts = frozenset({ALERTS})
+
+    def __init__(self, sink_id: str, config: AlertStoreConfig, context: SinkContext,
+                 store: AlertStore | None = None) -> None:
+        super().__init__(sink_id, config, context)
+        self.store = store or AlertStore(Database(config.path or context.data_dir / STORE_FILE))
+        self.telemetry = context.telemetry
+        self.metrics = context.telemetry.component(sink_id, "sink", config.type)
+        self.monotonic = context.monotonic
+        self.on_inserted: Callable[[UpsertResult], None] | None = None
+        self._pending = _Pending()
+        self._flushing: dict[str, int] = {}
+        self._lock = asyncio.Lock()
+
+    def bind(self, store: AlertStore, on_inserted: Callable[[UpsertResult], None] | None) -> None:
+        """Use the daemon's store (its tenants' SLAs, its notification planner)."""
+        self.store = store
+        self.on_inserted = on_inserted
+
+    async def start(self) -> None:
+        await asyncio.to_thread(self.store.db.migrate)
+
+    def write(self, batch: Batch) -> None:
+        if not batch.events:
+            return
+        pending = self._pending
+        if not pending.events:
+            pending.opened = self.monotonic()
+        pending.events.extend((batch.partition, event) for event in batch.events)
+        pending.floors.setdefault(batch.partition, batch.first_offset)
+
+    def _due(self) -> bool:
+        pending = self._pending
+        return bool(pending.events) and (
+            len(pending.events) >= self.config.max_alerts
+            or self.monotonic() - pending.opened >= self.config.max_seconds)
+
+    async def flush(self, *, force: bool = False) -> None:
+        async with self._lock:
+            if not self._pending.events or not (force or self._due()):
+                return
+            pending, self._pending = self._pending, _Pending()
+            self._flushing = pending.floors
+            try:
+                results = await asyncio.to_thread(self._commit, pending.events)
+            except Exception:
+                # Keep the alerts, in front of anything that arrived meanwhile.
+                newer = self._pending
+                pending.events.extend(newer.events)
+                for partition, floor in newer.floors.items():
+                    pending.floors.setdefault(partition, floor)
+                self._pending = pending
+                self.metrics.error("write_failed", "flush")
+                log.exception("alert store write failed; will retry",
+                              extra={"sink": self.sink_id, "alerts": len(pending.events)})
+                raise
+            finally:
+                self._flushing = {}
+        for result in results:
+            self._count(result)
+
+    def _commit(self, events: list[tuple[str, Event]]) -> list[UpsertResult]:
+        by_partition: dict[str, list[Event]] = {}
+        for partition, event in events:
+            by_partition.setdefault(partition, []).append(event)
+        return [self.store.upsert(alerts, fallback_tenant=partition)
+                for partition, alerts in by_partition.items()]
+
+    def _count(self, result: UpsertResult) -> None:
+        tenant = result.tenant
+        for kind, n in (("inserted", len(result.inserted)), ("updated", len(result.updated)),
+                        ("unchanged", len(result.unchanged))):
+            if n:
+                self.telemetry.alerts_written.labels(tenant, kind).inc(n)
+        if result.inserted:
+            self.metrics.sent(len(result.inserted) + len(result.updated), tenant)
+        for alert, problem in result.rejected:
+            self.telemetry.alerts_rejected.labels(tenant).inc()
+            self.metrics.discarded("invalid_alert")
+            log.error("alert rejected by the alert store (kept in the lake's alerts dataset)",
+                      extra={"sink": self.sink_id, "tenant": tenant, "problem": problem,
+                             "alert_id": str(alert.get("alert.id"))[:80]})
+        if result.inserted and self.on_inserted is not None:
+            self.on_inserted(result)
+
+    def uncommitted_floor(self, partition: str) -> int | None:
+        floors = [f for f in (self._pending.floors.get(partition),
+                              self._flushing.get(partition)) if f is not None]
+        return min(floors) if floors else None
+
+    async def stop(self) -> None:
+        await self.flush(force=True)
+
+    def health(self) -> dict[str, Any]:
+        return {"path": str(self.store.db.path), "buffered_alerts": len(self._pending.events)}
