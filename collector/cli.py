@@ -13,6 +13,7 @@ COMMAND_MODULES = [
     "collector.commands.validate",
     "collector.commands.dlq",
     "collector.commands.journal",
+    "collector.commands.rules",
 ]
 
 DEFAULT_CONF_DIR = Path("/etc/vigil/conf.d")

@@ -21,6 +21,7 @@ from sigma.collection import SigmaCollection
 from sigma.correlations import SigmaCorrelationRule
 from sigma.exceptions import SigmaError
 from sigma.filters import SigmaFilter
+from sigma.modifiers import SigmaWideModifier, modifier_mapping
 from sigma.rule import SigmaDetections, SigmaRule
 
 from rules.compiler import CompiledCondition, CompileError, Predicate, compile_condition
@@ -28,6 +29,9 @@ from rules.datasets import Mapping, shipped_mappings
 from rules.match import RuleInfo, attack_from_tags, severity_of
 
 log = logging.getLogger(__name__)
+
+# The Sigma specification names `utf16le` as an alias of `wide`; pySigma 2.0 only knows `wide`.
+modifier_mapping.setdefault("utf16le", SigmaWideModifier)
 
 RULE_SUFFIXES = (".yml", ".yaml")
 
@@ -130,8 +134,11 @@ def read_sources(sources: Iterable[RuleSource]) -> tuple[list[Owned], list[LoadE
             except Exception as exc:  # noqa: BLE001 - e.g. yaml.YAMLError: one bad file only
                 errors.append(LoadError(str(path), _reason(exc)))
                 continue
+            attached = {id(e) for obj in [*collection.rules, *collection.filters]
+                        for e in obj.errors}
             for error in collection.errors:
-                errors.append(LoadError(str(path), _reason(error)))
+                if id(error) not in attached:  # the collection repeats its rules' errors
+                    errors.append(LoadError(str(path), _reason(error)))
             for obj in [*collection.rules, *collection.filters]:
                 if obj.errors:
                     for error in obj.errors:
@@ -292,5 +299,5 @@ def _label(rule: Any) -> str | None:
 
 
 def _reason(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0] if len(text) > 300 else text
+    text = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+    return text or type(exc).__name__
