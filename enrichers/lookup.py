@@ -36,7 +36,8 @@ SUFFIX_FORMATS = {".csv": "csv", ".yaml": "yaml", ".yml": "yaml"}
 
 class LookupConfig(StepConfig):
     type: Literal["lookup"] = "lookup"
-    table: Path = Field(description="CSV or YAML file; relative to conf.d")
+    table: Path = Field(description="CSV or YAML file, relative to conf.d; keep tables in a "
+                        "subdirectory (conf.d/enrich/): conf.d/*.yaml are read as configuration")
     format: TableFormat = Field("auto", description="auto: by extension (.csv, .yaml/.yml)")
     delimiter: str = Field(",", min_length=1, max_length=1, description="CSV delimiter")
     key_field: str = Field(description="event field whose value is looked up, e.g. user.name")
