@@ -12,6 +12,9 @@ from typing import Any
 
 SOURCES: dict[str, str] = {
     "syslog_tcp": "collector.sources.syslog.source:SyslogTcpSource",
+    "syslog_udp": "collector.sources.syslog.udp:SyslogUdpSource",
+    "tcp_lines": "collector.sources.tcp_lines:TcpLinesSource",
+    "http": "collector.sources.http.source:HttpSource",
 }
 
 SINKS: dict[str, str] = {

@@ -10,10 +10,11 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 from typing import Any, ClassVar
 
 from collector.config.models import SourceConfig
-from collector.events import DATASET, RECEIVED_AT, SOURCE, TENANT, Event
+from collector.events import DATASET, PARSE_ERROR, RECEIVED_AT, SOURCE, TENANT, Event
 from collector.queue import EventQueue
 from collector.routing import QUARANTINE, TenantRouter
 from collector.telemetry import ComponentTelemetry
@@ -26,46 +27,59 @@ class SourceContext:
 
     def __init__(self, source_id: str, config: SourceConfig, queue: EventQueue,
                  telemetry: ComponentTelemetry, router: TenantRouter,
-                 clock: Callable[[], datetime]) -> None:
+                 clock: Callable[[], datetime], data_dir: Path | None = None,
+                 conf_dir: Path | None = None) -> None:
         self.source_id = source_id
         self.config = config
         self.queue = queue
         self.telemetry = telemetry
         self.router = router
         self.clock = clock
+        self.data_dir = data_dir  # where a source keeps state (e.g. a generated TLS pair)
+        self.conf_dir = conf_dir  # relative paths in the configuration are relative to it
 
-    def emit(self, events: list[Event], peer: str | None = None) -> dict[str, int]:
+    def emit(self, events: list[Event], peer: str | None = None,
+             tenant: str | None = None) -> dict[str, int]:
         """Route, stamp and enqueue events that arrived together from one peer; returns the
-        last queue offset appended per tenant partition."""
+        last queue offset appended per tenant partition. `tenant` (an HTTP token's) decides
+        for every event when it is a declared tenant; otherwise the source's routing does."""
         if not events:
             return {}
         by_tenant: dict[str, list[Event]] = {}
         source_id, dataset, route = self.source_id, self.config.dataset, self.router.route
+        fixed = self.router.tenant_for(tenant) if tenant is not None else None
         now = self.clock()
         for event in events:
-            tenant = route(event, peer)
-            event[TENANT] = tenant
+            owner = fixed or route(event, peer)
+            event[TENANT] = owner
             event[SOURCE] = source_id
             event.setdefault(DATASET, dataset)
             event.setdefault(RECEIVED_AT, now)
-            bucket = by_tenant.get(tenant)
+            bucket = by_tenant.get(owner)
             if bucket is None:
-                by_tenant[tenant] = [event]
+                by_tenant[owner] = [event]
             else:
                 bucket.append(event)
         offsets = {}
-        for tenant, bucket in by_tenant.items():
-            offsets[tenant] = self.queue.append(tenant, bucket)
-            self.telemetry.received(len(bucket), tenant)
-            if tenant == QUARANTINE:
-                self.telemetry.discarded("quarantined", len(bucket))
+        for owner, bucket in by_tenant.items():
+            offsets[owner] = self.queue.append(owner, bucket)
+            self.telemetry.received(len(bucket), owner)
+            if owner == QUARANTINE:
+                self.telemetry.quarantined(len(bucket))
         return offsets
 
-    async def deliver(self, events: list[Event], peer: str | None = None) -> None:
+    async def deliver(self, events: list[Event], peer: str | None = None,
+                      tenant: str | None = None) -> None:
         """`emit`, then wait until the events are durable in the queue: the point after which
         a source may acknowledge them to its peer (HTTP 2xx, SQS delete, Pub/Sub ack)."""
-        for partition, offset in self.emit(events, peer).items():
+        for partition, offset in self.emit(events, peer, tenant).items():
             await self.queue.wait_durable(partition, offset)
+
+    def count_parse_errors(self, events: list[Event]) -> None:
+        """Count the events a source kept whole because it could not parse them."""
+        failed = sum(1 for event in events if PARSE_ERROR in event)
+        if failed:
+            self.telemetry.error("parse", "receive", failed)
 
 
 class Source(ABC):

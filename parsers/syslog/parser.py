@@ -19,22 +19,26 @@ from typing import Any
 
 from collector.events import MESSAGE, PARSE_ERROR, TIMESTAMP
 
-_PRI = re.compile(r"<(\d{1,3})>")
+_PRI = re.compile(r"<(\d{1,3})>", re.ASCII)
 _MONTHS = {m: i for i, m in enumerate(
     ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1)}
 # Mmm dd hh:mm:ss[.fff] [yyyy]  (day may be space-padded; some devices append the year)
 _BSD_TS = re.compile(r"([A-Z][a-z]{2}) {1,2}(\d{1,2}) (\d{2}):(\d{2}):(\d{2})"
-                     r"(?:\.(\d{1,6}))?(?: (\d{4}))?(?=[ :]|$)")
+                     r"(?:\.(\d{1,6}))?(?: (\d{4}))?(?=[ :]|$)", re.ASCII)
 _ISO_TS = re.compile(
-    r"(\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2})(?:\.(\d+))?(Z|[+-]\d{2}:?\d{2})?(?=[ :]|$)")
+    r"(\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2})(?:\.(\d+))?(Z|[+-]\d{2}:?\d{2})?(?=[ :]|$)",
+    re.ASCII)
 _TAG = re.compile(r"([^\s\[\]:]{1,128})(?:\[([^\]\s]{1,32})\])?:(?: |$)")
-_CISCO_SEQ = re.compile(r"(\d{1,10}): (?:\*|\.)?")
-_CISCO_MNEMONIC = re.compile(r"%([A-Z][A-Z0-9_]*-\d-[A-Z0-9_]+): ?")
+_CISCO_SEQ = re.compile(r"(\d{1,10}): (?:\*|\.)?", re.ASCII)
+_CISCO_MNEMONIC = re.compile(r"%([A-Z][A-Z0-9_]*-\d-[A-Z0-9_]+): ?", re.ASCII)
 _SD_PARAM = re.compile(r'\s*([^\s=\]"]{1,32})="((?:[^"\\]|\\.)*)"')
 _SD_UNESCAPE = re.compile(r'\\([\\"\]])')
 _NIL = "-"
 _FUTURE_TOLERANCE = timedelta(days=2)
 _BOM = "\ufeff"
+_PRI_KEYS = ("log.syslog.priority", "log.syslog.facility.code", "log.syslog.severity.code")
+_NOT_5424 = "not an RFC 5424 header"
+_BAD_SD = "malformed RFC 5424 structured data"
 
 
 def parse_syslog(line: bytes | str, *, received_at: datetime, tz: tzinfo = UTC) -> dict[str, Any]:
@@ -45,6 +49,7 @@ def parse_syslog(line: bytes | str, *, received_at: datetime, tz: tzinfo = UTC) 
         text = text[1:]
     event: dict[str, Any] = {}
     rest = text
+    failure: str | None = None
     pri = _PRI.match(text)
     if pri is not None and int(pri.group(1)) <= 191:
         value = int(pri.group(1))
@@ -53,10 +58,12 @@ def parse_syslog(line: bytes | str, *, received_at: datetime, tz: tzinfo = UTC) 
         event["log.syslog.severity.code"] = value & 7
         rest = text[pri.end():]
         if rest.startswith("1 "):
-            parsed = _rfc5424(rest[2:], event, received_at)
-            if parsed:
+            failure = _rfc5424(rest[2:], event, received_at)
+            if failure is None:
                 return event
-            # not really 5424 ("1 " can begin a BSD body); fall through with the header reset
+            # not really 5424 ("1 " can begin a BSD body); fall through with only the PRI kept
+            for key in [k for k in event if k not in _PRI_KEYS]:
+                del event[key]
     elif pri is not None:
         return _unparsed(text, received_at, f"PRI {pri.group(1)} out of range 0-191")
     if _rfc3164(rest, event, received_at, tz, has_pri=pri is not None):
@@ -65,6 +72,8 @@ def parse_syslog(line: bytes | str, *, received_at: datetime, tz: tzinfo = UTC) 
         # PRI followed directly by a body (FortiGate, some appliances): valid enough to keep.
         event[TIMESTAMP] = received_at
         event[MESSAGE] = rest.lstrip(_BOM)
+        if failure == _BAD_SD:
+            event[PARSE_ERROR] = failure
         return event
     return _unparsed(text, received_at, "no syslog PRI or timestamp")
 
@@ -73,10 +82,11 @@ def _unparsed(text: str, received_at: datetime, reason: str) -> dict[str, Any]:
     return {TIMESTAMP: received_at, MESSAGE: text, PARSE_ERROR: reason}
 
 
-def _rfc5424(rest: str, event: dict[str, Any], received_at: datetime) -> bool:
+def _rfc5424(rest: str, event: dict[str, Any], received_at: datetime) -> str | None:
+    """Fill `event` from an RFC 5424 header; None on success, else why it is not one."""
     parts = rest.split(" ", 5)
     if len(parts) < 5:
-        return False
+        return _NOT_5424
     ts, host, app, procid, msgid = parts[:5]
     tail = parts[5] if len(parts) == 6 else ""
     timestamp: datetime | None
@@ -85,10 +95,10 @@ def _rfc5424(rest: str, event: dict[str, Any], received_at: datetime) -> bool:
     else:
         iso = _ISO_TS.fullmatch(ts)
         if iso is None:
-            return False
+            return _NOT_5424
         timestamp = _iso(iso, UTC)
         if timestamp is None:
-            return False
+            return _NOT_5424
     event["log.syslog.version"] = 1
     event[TIMESTAMP] = timestamp
     if host != _NIL:
@@ -101,12 +111,11 @@ def _rfc5424(rest: str, event: dict[str, Any], received_at: datetime) -> bool:
         event["log.syslog.msgid"] = msgid
     message = _structured_data(tail, event)
     if message is None:
-        event.clear()
-        return False
+        return _BAD_SD
     if message.startswith(_BOM):
         message = message[1:]
     event[MESSAGE] = message
-    return True
+    return None
 
 
 def _structured_data(tail: str, event: dict[str, Any]) -> str | None:
@@ -198,7 +207,8 @@ def _looks_like_host(token: str) -> bool:
 
 
 def _set_pid(event: dict[str, Any], procid: str) -> None:
-    if procid.isdigit():
+    # isdigit() alone accepts "²", which int() rejects.
+    if procid.isascii() and procid.isdigit():
         event["process.pid"] = int(procid)
     else:
         event["log.syslog.procid"] = procid
@@ -229,7 +239,7 @@ def _bsd(match: re.Match[str], received_at: datetime, tz: tzinfo) -> datetime | 
         best = candidate
         if candidate <= horizon:
             break
-    return best.astimezone(UTC) if best is not None else None
+    return _to_utc(best) if best is not None else None
 
 
 def _iso(match: re.Match[str], tz: tzinfo) -> datetime | None:
@@ -253,7 +263,15 @@ def _iso(match: re.Match[str], tz: tzinfo) -> datetime | None:
             value = value.replace(tzinfo=_fixed(sign * delta))
     else:
         value = value.replace(tzinfo=tz)
-    return value.astimezone(UTC)
+    return _to_utc(value)
+
+
+def _to_utc(value: datetime) -> datetime | None:
+    """None for a local time that has no UTC equivalent (year 1 east of UTC, 9999 west)."""
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        return None
 
 
 _ZONES: dict[timedelta, tzinfo] = {}

@@ -1,0 +1,1 @@
+"""HTTP ingest: `POST /v1/logs` (JSON, arrays, NDJSON) and Splunk HEC compatibility."""

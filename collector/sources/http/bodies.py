@@ -1,0 +1,217 @@
+"""Request bodies into events: `/v1/logs` (a JSON object, a JSON array or NDJSON) and Splunk
+HEC (`/services/collector/event`: concatenated envelopes; `/services/collector/raw`: lines).
+
+Malformed input is never thrown away: each bad line, element or envelope becomes an event with
+`vigil.parse_error`, and the problems are listed so the reply can name them.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from collector.events import MESSAGE, PARSE_ERROR, TIMESTAMP, Event
+from collector.sources.json_events import (
+    MOVED_PREFIX,
+    event_from_json_line,
+    event_from_object,
+    json_kind,
+    parse_timestamp,
+    unparsed_event,
+)
+
+MAX_REPORTED_ERRORS = 100
+
+
+class BodyTooLarge(Exception):
+    """The body, or what it inflates to, is over the limit."""
+
+
+class BadEncoding(Exception):
+    """The body is not valid for its Content-Encoding."""
+
+
+def inflate_gzip(body: bytes, limit: int) -> bytes:
+    """Gunzip (one or more members) without ever holding more than `limit` + 1 bytes."""
+    out = bytearray()
+    data = body
+    while data:
+        inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+        try:
+            out += inflater.decompress(data, limit + 1 - len(out))
+        except zlib.error as exc:
+            raise BadEncoding(f"body is not valid gzip: {exc}") from None
+        if len(out) > limit:
+            raise BodyTooLarge
+        if not inflater.eof:
+            if inflater.unconsumed_tail:  # stopped by the limit, not by the end of the data
+                raise BodyTooLarge
+            raise BadEncoding("body is not valid gzip: truncated stream")
+        data = inflater.unused_data.lstrip(b"\0")  # members may be padded
+    return bytes(out)
+
+
+@dataclass
+class Decoded:
+    """Events from one body, and what was malformed in it (already kept as events)."""
+
+    events: list[Event] = field(default_factory=list)
+    problems: list[dict[str, Any]] = field(default_factory=list)
+    invalid: int = 0
+
+    def problem(self, where: str, index: int, message: str) -> None:
+        self.invalid += 1
+        if len(self.problems) < MAX_REPORTED_ERRORS:
+            self.problems.append({where: index, "error": message})
+
+
+def decode_logs(body: bytes, received_at: datetime) -> Decoded:
+    """`/v1/logs`: one JSON object, a JSON array of objects, or NDJSON (one object a line)."""
+    decoded = Decoded()
+    try:
+        whole = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return _ndjson(body, received_at, decoded)
+    if isinstance(whole, dict):
+        decoded.events.append(event_from_object(whole, received_at))
+    elif isinstance(whole, list):
+        for index, item in enumerate(whole):
+            if isinstance(item, dict):
+                decoded.events.append(event_from_object(item, received_at))
+            else:
+                reason = f"not a JSON object but {json_kind(item)}"
+                decoded.events.append(unparsed_event(_dump(item), received_at, reason))
+                decoded.problem("element", index, reason)
+    else:
+        reason = f"not a JSON object but {json_kind(whole)}"
+        decoded.events.append(unparsed_event(body.decode("utf-8", "replace"), received_at,
+                                             reason))
+        decoded.problem("line", 1, reason)
+    return decoded
+
+
+def _ndjson(body: bytes, received_at: datetime, decoded: Decoded) -> Decoded:
+    for number, line in enumerate(body.split(b"\n"), 1):
+        line = line.removesuffix(b"\r")
+        if not line.strip():
+            continue
+        event = event_from_json_line(line, received_at)
+        if PARSE_ERROR in event:
+            decoded.problem("line", number, event[PARSE_ERROR])
+        decoded.events.append(event)
+    return decoded
+
+
+def _dump(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+@dataclass
+class HecDecoded(Decoded):
+    """HEC replies name the first bad envelope (0-based) and the reason in HEC's terms."""
+
+    first_invalid: int | None = None
+    hec_text: str = ""
+    hec_code: int = 0
+
+    def invalid_envelope(self, number: int, text: str, code: int, message: str) -> None:
+        if self.first_invalid is None:
+            self.first_invalid, self.hec_text, self.hec_code = number, text, code
+        self.problem("event", number, message)
+
+
+def decode_hec_events(body: bytes, received_at: datetime,
+                      defaults: dict[str, str]) -> HecDecoded:
+    """Concatenated HEC envelopes (`{"event": ..., "time": ..., "host": ...}` ...)."""
+    decoded = HecDecoded()
+    text = body.decode("utf-8", "replace")
+    decoder = json.JSONDecoder()
+    pos, end, number = 0, len(text), 0
+    while True:
+        while pos < end and text[pos] in " \t\r\n":
+            pos += 1
+        if pos >= end:
+            break
+        try:
+            envelope, pos = decoder.raw_decode(text, pos)
+        except json.JSONDecodeError as exc:
+            # The next envelope cannot be found reliably: the rest is one kept event.
+            reason = f"invalid JSON: {exc.msg} at char {exc.pos}"
+            decoded.events.append(unparsed_event(text[pos:], received_at, reason))
+            decoded.invalid_envelope(number, "Invalid data format", 6, reason)
+            break
+        if not isinstance(envelope, dict):
+            reason = f"envelope is not a JSON object but {json_kind(envelope)}"
+            decoded.events.append(unparsed_event(_dump(envelope), received_at, reason))
+            decoded.invalid_envelope(number, "Invalid data format", 6, reason)
+        elif "event" not in envelope:
+            reason = "envelope has no `event` field"
+            kept = event_from_object(envelope, received_at)
+            kept[PARSE_ERROR] = reason
+            decoded.events.append(kept)
+            decoded.invalid_envelope(number, "Event field is required", 12, reason)
+        elif envelope["event"] in ("", None):
+            reason = "envelope's `event` field is blank"
+            kept = event_from_object(envelope, received_at)
+            kept[PARSE_ERROR] = reason
+            decoded.events.append(kept)
+            decoded.invalid_envelope(number, "Event field cannot be blank", 13, reason)
+        else:
+            decoded.events.append(hec_event(envelope, received_at, defaults))
+        number += 1
+    return decoded
+
+
+def hec_event(envelope: dict[str, Any], received_at: datetime,
+              defaults: dict[str, str]) -> Event:
+    """One HEC envelope: `event` (an object's keys as they are, else `message`), `time` ->
+    `@timestamp`, `host` -> `host.hostname`, `source`/`sourcetype`/`index` -> `splunk.*`,
+    indexed `fields` -> `splunk.fields.<name>`."""
+    payload = envelope["event"]
+    if isinstance(payload, dict):
+        event = event_from_object(payload, received_at)
+    else:
+        message = payload if isinstance(payload, str) else _dump(payload)
+        event = {TIMESTAMP: received_at, MESSAGE: message}
+    if "time" in envelope:
+        stamp = parse_timestamp(envelope["time"])
+        if stamp is None:
+            event[MOVED_PREFIX + "splunk.time"] = envelope["time"]
+        else:
+            event[TIMESTAMP] = stamp
+    _hec_meta(event, envelope, defaults)
+    fields = envelope.get("fields")
+    if isinstance(fields, dict):
+        for name, value in fields.items():
+            event[f"splunk.fields.{name}"] = value
+    elif fields is not None:
+        event["splunk.fields"] = fields
+    return event
+
+
+def _hec_meta(event: Event, values: dict[str, Any], defaults: dict[str, str]) -> None:
+    host = values.get("host", defaults.get("host"))
+    if host is not None:
+        event["host.hostname"] = host
+    for key in ("source", "sourcetype", "index"):
+        value = values.get(key, defaults.get(key))
+        if value is not None:
+            event[f"splunk.{key}"] = value
+
+
+def decode_hec_raw(body: bytes, received_at: datetime, defaults: dict[str, str]) -> Decoded:
+    """`/services/collector/raw`: each non-empty line is one event's `message`."""
+    decoded = Decoded()
+    for line in body.split(b"\n"):
+        line = line.rstrip(b"\r")
+        if not line.strip():
+            continue
+        event: Event = {TIMESTAMP: received_at, MESSAGE: line.decode("utf-8", "replace")}
+        _hec_meta(event, {}, defaults)
+        decoded.events.append(event)
+    return decoded

@@ -1,0 +1,63 @@
+"""Configuration of the HTTP ingest source and its tokens."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, Field, model_validator
+
+from collector.config.models import Address, SourceConfig, StrictModel, TenantId, TenantReference
+from collector.sources.tls import TlsConfig
+
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+
+
+def _check_sha256(value: str) -> str:
+    value = value.strip().lower()
+    if not _SHA256_HEX.fullmatch(value):
+        raise ValueError("expected the 64 hex digits of sha256(token), e.g. from "
+                         "`printf %s \"$TOKEN\" | sha256sum`")
+    return value
+
+
+Sha256Hex = Annotated[str, AfterValidator(_check_sha256)]
+
+
+class HttpTokenConfig(StrictModel):
+    """One client token. Stored as its SHA-256 (or read from a file at start), never logged."""
+
+    tenant: TenantId | None = Field(
+        None, description="tenant of every event sent with this token; without it the "
+        "source's `tenant`/`routes` decide")
+    sha256: Sha256Hex | None = Field(None, description="hex SHA-256 of the token")
+    token_file: Path | None = Field(
+        None, description="file holding the token itself (e.g. a systemd credential), read and "
+        "hashed at start; relative to the conf.d directory")
+
+    @model_validator(mode="after")
+    def _one_secret(self) -> HttpTokenConfig:
+        if (self.sha256 is None) == (self.token_file is None):
+            raise ValueError("give exactly one of `sha256` and `token_file`")
+        return self
+
+
+class HttpSourceConfig(SourceConfig):
+    type: Literal["http"] = "http"
+    address: Address = Field(description="HOST:PORT to listen on")
+    dataset: str = Field("json", description="dataset events have unless `?dataset=` names one")
+    tokens: dict[str, HttpTokenConfig] = Field(
+        min_length=1, description="accepted tokens by name (`Authorization: Bearer <token>` or "
+        "`Splunk <token>`)")
+    max_body_bytes: int = Field(
+        10 * 1024 * 1024, gt=0, description="larger bodies (before or after gunzip) get 413")
+    max_connections: int = Field(1024, gt=0, description="further connections are refused")
+    retry_after_seconds: int = Field(1, ge=1, description="Retry-After of a 503 (queue full)")
+    tls: TlsConfig | None = Field(None, description="serve HTTPS")
+
+    def tenant_references(self) -> list[TenantReference]:
+        refs = super().tenant_references()
+        refs += [(("tokens", name, "tenant"), token.tenant)
+                 for name, token in self.tokens.items() if token.tenant is not None]
+        return refs

@@ -1,0 +1,245 @@
+"""HTTP ingest: `POST /v1/logs` and Splunk HEC (`/services/collector/event`, `.../raw`).
+
+Every request is authenticated by a token (which may name the tenant), refused with 503 and
+Retry-After while the queue is over its bound, and answered 200 only once its events are durable
+in the queue (`SourceContext.deliver`). Malformed parts of a body are kept as marked events and
+named in a 400 reply, so a sender never resends what was already accepted.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+from aiohttp import web
+
+from collector.config.models import split_address
+from collector.events import DATASET
+from collector.sources.base import Source, SourceContext
+from collector.sources.http.bodies import (
+    BadEncoding,
+    BodyTooLarge,
+    Decoded,
+    HecDecoded,
+    decode_hec_events,
+    decode_hec_raw,
+    decode_logs,
+    inflate_gzip,
+)
+from collector.sources.http.config import HttpSourceConfig
+from collector.sources.http.tokens import Token, TokenTable, parse_authorization
+from collector.sources.listener import TcpListener
+from collector.sources.tls import server_context
+
+log = logging.getLogger(__name__)
+
+# Datasets become lake path components: the same strictness as tenant ids, dots allowed.
+DATASET_RE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
+_HEC_DEFAULTS = ("host", "source", "sourcetype", "index")
+_SHUTDOWN_SECONDS = 5.0
+
+
+class Rejection(Exception):
+    """A request answered with an error status before any event was taken."""
+
+    def __init__(self, status: int, message: str, hec_text: str = "", hec_code: int | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.hec_text = hec_text or message
+        self.hec_code = hec_code
+        self.headers = headers or {}
+
+
+class HttpSource(Source):
+    """`type: http`: JSON / NDJSON over HTTP(S), Splunk HEC compatible."""
+
+    config_model = HttpSourceConfig
+    config: HttpSourceConfig
+
+    def __init__(self, context: SourceContext) -> None:
+        super().__init__(context)
+        self.tokens = TokenTable([])
+        self.runner: web.AppRunner | None = None
+        self.listener: TcpListener | None = None
+
+    def build_app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/v1/logs", self._logs)
+        for path in ("/services/collector", "/services/collector/event",
+                     "/services/collector/event/1.0"):
+            app.router.add_post(path, self._hec_event)
+        for path in ("/services/collector/raw", "/services/collector/raw/1.0"):
+            app.router.add_post(path, self._hec_raw)
+        for path in ("/services/collector/health", "/services/collector/health/1.0"):
+            app.router.add_get(path, self._hec_health)
+        return app
+
+    async def start(self) -> None:
+        config = self.config
+        try:
+            self.tokens = TokenTable.from_config(config.tokens, self.context.conf_dir)
+        except ValueError as exc:
+            raise ValueError(f"source {self.context.source_id!r}: {exc}") from None
+        tls = None
+        if config.tls is not None:
+            tls = server_context(config.tls, self.context.source_id,
+                                 conf_dir=self.context.conf_dir, data_dir=self.context.data_dir,
+                                 host=split_address(config.address)[0])
+        # Bodies are inflated here, under the size limit, not by aiohttp (a gzip bomb).
+        self.runner = web.AppRunner(self.build_app(), access_log=None, handle_signals=False,
+                                    auto_decompress=False, keepalive_timeout=75,
+                                    shutdown_timeout=_SHUTDOWN_SECONDS)
+        await self.runner.setup()
+        assert self.runner.server is not None
+        self.listener = TcpListener(
+            self.context, config.address, self.runner.server,
+            max_connections=config.max_connections, tls=tls,
+            handshake_timeout=config.tls.handshake_timeout_seconds if config.tls else 10.0)
+        await self.listener.start()
+        log.info("listening", extra={"source": self.context.source_id, "protocol": "http",
+                                     "address": self.bound_address(), "tls": tls is not None})
+
+    def bound_address(self) -> str | None:
+        return self.listener.bound_address() if self.listener else None
+
+    async def stop(self) -> None:
+        if self.listener is not None:
+            self.listener.close()
+            self.listener.abort_handshakes()
+        if self.runner is not None:
+            await self.runner.cleanup()  # lets requests in flight finish (and be enqueued)
+        if self.listener is not None:
+            await self.listener.wait_closed()
+
+    def health(self) -> dict[str, Any]:
+        return {"address": self.bound_address(), "tls": self.config.tls is not None,
+                "connections": len(self.listener.connections) if self.listener else 0}
+
+    # -- handlers -----------------------------------------------------------------------
+
+    async def _logs(self, request: web.Request) -> web.Response:
+        try:
+            token, body, dataset = await self._admit(request)
+            decoded = decode_logs(body, self.context.clock())
+            await self._deliver(decoded, request, token, dataset)
+        except Rejection as rejection:
+            return self._reply(rejection.status, {"error": rejection.message},
+                               rejection.headers)
+        if decoded.problems:
+            return self._reply(400, {"accepted": len(decoded.events), "invalid": decoded.invalid,
+                                     "errors": decoded.problems,
+                                     "note": "every line was kept; invalid ones are marked "
+                                             "with vigil.parse_error: do not resend"})
+        return self._reply(200, {"accepted": len(decoded.events)})
+
+    async def _hec_event(self, request: web.Request) -> web.Response:
+        try:
+            token, body, dataset = await self._admit(request, hec=True)
+            decoded = decode_hec_events(body, self.context.clock(), self._hec_defaults(request))
+            await self._deliver(decoded, request, token, dataset)
+        except Rejection as rejection:
+            return self._hec_reply(rejection)
+        if decoded.first_invalid is not None:
+            assert isinstance(decoded, HecDecoded)
+            return self._reply(400, {"text": decoded.hec_text, "code": decoded.hec_code,
+                                     "invalid-event-number": decoded.first_invalid})
+        return self._reply(200, {"text": "Success", "code": 0})
+
+    async def _hec_raw(self, request: web.Request) -> web.Response:
+        try:
+            token, body, dataset = await self._admit(request, hec=True)
+            decoded = decode_hec_raw(body, self.context.clock(), self._hec_defaults(request))
+            if not decoded.events:
+                raise Rejection(400, "no data", "No data", 5)
+            await self._deliver(decoded, request, token, dataset)
+        except Rejection as rejection:
+            return self._hec_reply(rejection)
+        return self._reply(200, {"text": "Success", "code": 0})
+
+    async def _hec_health(self, request: web.Request) -> web.Response:
+        if self.context.queue.over_bound():
+            return self._reply(503, {"text": "HEC is unhealthy, queues are full", "code": 18})
+        return self._reply(200, {"text": "HEC is healthy", "code": 17})
+
+    # -- the steps every ingest request takes -------------------------------------------
+
+    async def _admit(self, request: web.Request, *, hec: bool = False
+                     ) -> tuple[Token, bytes, str | None]:
+        """Authenticate, check capacity, read and inflate the body; raises Rejection."""
+        header = request.headers.get("Authorization")
+        presented = parse_authorization(header)
+        challenge = {"WWW-Authenticate": 'Splunk' if hec else 'Bearer'}
+        if presented is None:
+            if header:
+                raise Rejection(401, "malformed Authorization header: expected `Bearer <token>`"
+                                " or `Splunk <token>`", "Invalid authorization", 3, challenge)
+            raise Rejection(401, "missing Authorization header", "Token is required", 2,
+                            challenge)
+        token = self.tokens.lookup(presented)
+        if token is None:
+            log.warning("request with an unknown token refused",
+                        extra={"source": self.context.source_id, "peer": request.remote})
+            raise Rejection(403, "unknown token", "Invalid token", 4)
+        if self.context.queue.over_bound():
+            retry = {"Retry-After": str(self.config.retry_after_seconds)}
+            raise Rejection(503, "queue full, retry later", "Server is busy", 9, retry)
+        dataset = request.query.get("dataset")
+        if dataset is not None and not DATASET_RE.fullmatch(dataset):
+            raise Rejection(400, f"dataset must match {DATASET_RE.pattern}",
+                            "Invalid data format", 6)
+        body = await self._read_body(request)
+        if not body.strip():
+            raise Rejection(400, "empty body", "No data", 5)
+        return token, body, dataset
+
+    async def _read_body(self, request: web.Request) -> bytes:
+        limit = self.config.max_body_bytes
+        too_large = Rejection(413, f"body over {limit} bytes",
+                              f"Content too large (maximum is {limit} bytes)")
+        if request.content_length is not None and request.content_length > limit:
+            raise too_large
+        chunks, size = [], 0
+        async for chunk in request.content.iter_any():
+            size += len(chunk)
+            if size > limit:
+                raise too_large
+            chunks.append(chunk)
+        body = b"".join(chunks)
+        self.context.telemetry.received_bytes(size)
+        encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+        if encoding in ("gzip", "x-gzip"):
+            try:
+                return inflate_gzip(body, limit)
+            except BodyTooLarge:
+                raise too_large from None
+            except BadEncoding as exc:
+                raise Rejection(400, str(exc), "Invalid data format", 6) from None
+        if encoding not in ("identity", ""):
+            raise Rejection(415, f"unsupported Content-Encoding {encoding!r} (use gzip)",
+                            "Unsupported content encoding")
+        return body
+
+    async def _deliver(self, decoded: Decoded, request: web.Request, token: Token,
+                       dataset: str | None) -> None:
+        if dataset is not None:
+            for event in decoded.events:
+                event[DATASET] = dataset
+        self.context.count_parse_errors(decoded.events)
+        await self.context.deliver(decoded.events, request.remote, token.tenant)
+
+    def _hec_defaults(self, request: web.Request) -> dict[str, str]:
+        return {key: request.query[key] for key in _HEC_DEFAULTS if key in request.query}
+
+    def _hec_reply(self, rejection: Rejection) -> web.Response:
+        body: dict[str, Any] = {"text": rejection.hec_text}
+        if rejection.hec_code is not None:
+            body["code"] = rejection.hec_code
+        return self._reply(rejection.status, body, rejection.headers)
+
+    def _reply(self, status: int, body: dict[str, Any],
+               headers: dict[str, str] | None = None) -> web.Response:
+        self.context.telemetry.http_response(status)
+        return web.json_response(body, status=status, headers=headers)

@@ -1,0 +1,108 @@
+"""Events from JSON that senders wrote (TCP JSON lines, HTTP bodies): the decoded object's keys
+as they are (flattening is a pipeline's job), with Vigil's reserved keys protected.
+
+Keys a sender may not set (`vigil.*`: tenant, source, dataset are decided here) are kept under
+`payload.<key>`; an `@timestamp` that is not a time Vigil can read is kept as
+`payload.@timestamp` and the receive time used instead. Nothing the sender wrote is dropped.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+
+from collector.events import MESSAGE, PARSE_ERROR, TIMESTAMP, Event
+
+RESERVED_PREFIX = "vigil."
+MOVED_PREFIX = "payload."
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def event_from_object(obj: dict[str, Any], received_at: datetime) -> Event:
+    """An event from one decoded JSON object."""
+    event: Event = {}
+    for key, value in obj.items():
+        if key.startswith(RESERVED_PREFIX):
+            key = MOVED_PREFIX + key
+        event[key] = value
+    stamp = event.get(TIMESTAMP)
+    if stamp is None:
+        event[TIMESTAMP] = received_at
+    elif not isinstance(stamp, datetime):
+        parsed = parse_timestamp(stamp)
+        if parsed is None:
+            event[MOVED_PREFIX + TIMESTAMP] = stamp
+            parsed = received_at
+        event[TIMESTAMP] = parsed
+    return event
+
+
+def unparsed_event(text: str, received_at: datetime, reason: str) -> Event:
+    """Input that could not be decoded, kept whole and marked."""
+    return {TIMESTAMP: received_at, MESSAGE: text, PARSE_ERROR: reason}
+
+
+def event_from_json_line(line: bytes, received_at: datetime) -> Event:
+    """One JSON-lines record; anything but a JSON object is kept in `message`, marked."""
+    try:
+        value = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        return unparsed_event(line.decode("utf-8", "replace"), received_at,
+                              f"invalid JSON: {exc}")
+    if not isinstance(value, dict):
+        return unparsed_event(line.decode("utf-8", "replace"), received_at,
+                              f"not a JSON object but {json_kind(value)}")
+    return event_from_object(value, received_at)
+
+
+def json_kind(value: Any) -> str:
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, str):
+        return "a string"
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    return "a number"
+
+
+def parse_timestamp(value: Any) -> datetime | None:
+    """An aware UTC datetime from ISO 8601 text or a Unix time in s, ms, us or ns; else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            return _from_epoch(float(text))
+        except ValueError:
+            pass
+        try:
+            parsed = datetime.fromisoformat(text)
+        except ValueError:
+            return None
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        try:
+            return parsed.astimezone(UTC)
+        except OverflowError:
+            return None
+    if isinstance(value, int | float):
+        return _from_epoch(float(value))
+    return None
+
+
+def _from_epoch(number: float) -> datetime | None:
+    if number != number or number < 0:  # NaN, or before 1970
+        return None
+    magnitude = abs(number)
+    # Senders mix units; pick the one that lands in a plausible era (before year ~5138).
+    for divisor in (1.0, 1e3, 1e6, 1e9):
+        if magnitude / divisor < 1e11:
+            try:
+                return _EPOCH + timedelta(seconds=number / divisor)
+            except OverflowError:
+                return None
+    return None

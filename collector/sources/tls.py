@@ -1,0 +1,147 @@
+"""TLS for listening sources (RFC 5425 syslog, HTTPS ingest): the config model, the server
+context, and a self-signed pair generated under the data directory for trials.
+
+A self-signed pair lets the example configuration serve TLS without a private key committed to
+the repository; production configurations name their own `cert_file` and `key_file`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import ssl
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from collector.config.models import StrictModel
+
+log = logging.getLogger(__name__)
+
+_SELF_SIGNED_DAYS = 365
+_RENEW_BEFORE = timedelta(days=7)
+
+
+class TlsConfig(StrictModel):
+    """TLS on a listener. Relative paths are relative to the conf.d directory."""
+
+    cert_file: Path | None = Field(None, description="server certificate chain (PEM)")
+    key_file: Path | None = Field(None, description="private key of `cert_file` (PEM)")
+    self_signed: bool = Field(
+        False, description="trials only: generate <data_dir>/tls/<source>.crt/.key instead of "
+        "`cert_file`/`key_file`")
+    ca_file: Path | None = Field(None, description="CA bundle that client certificates must "
+                                 "chain to (mTLS)")
+    client_auth: Literal["none", "optional", "required"] = Field(
+        "none", description="ask for a client certificate; `required` rejects clients "
+        "without one")
+    min_version: Literal["TLSv1.2", "TLSv1.3"] = "TLSv1.2"
+    handshake_timeout_seconds: float = Field(
+        10.0, gt=0, description="a handshake not done by then fails (and is counted)")
+
+    @model_validator(mode="after")
+    def _key_material(self) -> TlsConfig:
+        files = self.cert_file is not None, self.key_file is not None
+        if self.self_signed and any(files):
+            raise ValueError("`self_signed` generates the pair: remove `cert_file`/`key_file` or "
+                             "`self_signed`")
+        if not self.self_signed and not all(files):
+            raise ValueError("give `cert_file` and `key_file` (or `self_signed: true` for a "
+                             "trial)")
+        if self.client_auth != "none" and self.ca_file is None:
+            raise ValueError(f"`client_auth: {self.client_auth}` needs `ca_file`")
+        return self
+
+
+def server_context(config: TlsConfig, source_id: str, *, conf_dir: Path | None,
+                   data_dir: Path | None, host: str) -> ssl.SSLContext:
+    """The SSL context of a listening source; raises OSError/ssl.SSLError naming the file."""
+    def resolve(path: Path) -> Path:
+        return path if path.is_absolute() or conf_dir is None else conf_dir / path
+
+    if config.self_signed:
+        if data_dir is None:
+            raise ValueError("self_signed TLS needs a data directory")
+        cert, key = self_signed_pair(data_dir / "tls", source_id, host)
+    else:
+        assert config.cert_file is not None and config.key_file is not None
+        cert, key = resolve(config.cert_file), resolve(config.key_file)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = (ssl.TLSVersion.TLSv1_3 if config.min_version == "TLSv1.3"
+                               else ssl.TLSVersion.TLSv1_2)
+    try:
+        context.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        raise OSError(f"cannot load TLS certificate {cert} / key {key}: {exc}") from exc
+    if config.client_auth != "none":
+        assert config.ca_file is not None
+        ca = resolve(config.ca_file)
+        try:
+            context.load_verify_locations(cafile=ca)
+        except (OSError, ssl.SSLError) as exc:
+            raise OSError(f"cannot load TLS CA file {ca}: {exc}") from exc
+        context.verify_mode = (ssl.CERT_REQUIRED if config.client_auth == "required"
+                               else ssl.CERT_OPTIONAL)
+    return context
+
+
+def self_signed_pair(directory: Path, name: str, host: str = "127.0.0.1") -> tuple[Path, Path]:
+    """A certificate and key for `name` under `directory`, generated once and renewed shortly
+    before they expire. The key file is created 0600."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    cert_path, key_path = directory / f"{name}.crt", directory / f"{name}.key"
+    if cert_path.exists() and key_path.exists():
+        current = x509.load_pem_x509_certificate(cert_path.read_bytes())
+        if current.not_valid_after_utc - datetime.now(UTC) > _RENEW_BEFORE:
+            return cert_path, key_path
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"vigil {name} (self-signed)")])
+    names: list[x509.GeneralName] = [x509.DNSName("localhost"),
+                                     x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                                     x509.IPAddress(ipaddress.ip_address("::1"))]
+    try:
+        bound = ipaddress.ip_address(host)
+        if not bound.is_unspecified and bound not in (ipaddress.ip_address("127.0.0.1"),
+                                                      ipaddress.ip_address("::1")):
+            names.append(x509.IPAddress(bound))
+    except ValueError:
+        if host:
+            names.append(x509.DNSName(host))
+    now = datetime.now(UTC)
+    cert = (x509.CertificateBuilder()
+            .subject_name(subject).issuer_name(subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(minutes=5))
+            .not_valid_after(now + timedelta(days=_SELF_SIGNED_DAYS))
+            .add_extension(x509.SubjectAlternativeName(names), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    key_pem = key.private_bytes(serialization.Encoding.PEM,
+                                serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    _write_atomic(key_path, key_pem, 0o600)
+    _write_atomic(cert_path, cert.public_bytes(serialization.Encoding.PEM), 0o644)
+    fingerprint = cert.fingerprint(hashes.SHA256()).hex(":")
+    log.warning("generated a self-signed TLS certificate (for trials; configure cert_file and "
+                "key_file in production)",
+                extra={"source": name, "cert_file": str(cert_path), "sha256": fingerprint})
+    return cert_path, key_path
+
+
+def _write_atomic(path: Path, data: bytes, mode: int) -> None:
+    temporary = path.with_name(path.name + ".tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "wb") as file:
+        file.write(data)
+        file.flush()
+        os.fsync(file.fileno())
+    os.replace(temporary, path)

@@ -1,0 +1,146 @@
+"""The `kv` step: `key=value` pairs into fields, as FortiGate, Sophos, Juniper and many others
+write them (`srcip=10.0.0.1 msg="User admin logged in" action=accept`).
+
+The scanner is one regex built from the step's separators and quotes and run with `findall`,
+so the per-pair work stays in C; a hand-written character loop was 4x slower on FortiGate lines.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from collector.events import Event
+from collector.pipeline.step import Step, StepConfig, StepFailure
+from parsers.grok.step import text_of
+
+
+class KvConfig(StepConfig):
+    """Split `key=value` pairs: `date=2024-05-14 srcip=10.1.1.1 msg="a quoted value"`. A pair
+    starts after a separator (or at the start); tokens without the value separator are skipped.
+    """
+
+    type: Literal["kv"] = "kv"
+    field: str = Field("message", description="field holding the pairs")
+    field_split: str = Field(" \t", min_length=1, description="characters that separate pairs "
+                                                              "(a run of them counts as one)")
+    value_split: str = Field("=", min_length=1, description="text between a key and its value")
+    quotes: list[str] = Field(['"', "'"], description="quote characters: a value that starts "
+                                                      "with one runs to the matching close quote")
+    unescape: bool = Field(True, description="inside quotes a backslash escapes the quote "
+                                             "character or a backslash")
+    value_until_next_key: bool = Field(
+        False, description="an unquoted value runs on over separators until the next "
+        "`key=`: `msg=User logged in src=10.0.0.1` keeps `User logged in`")
+    trim_key: str = Field("", description="characters stripped from both ends of keys")
+    trim_value: str = Field("", description="characters stripped from both ends of values")
+    transform_key: Literal["none", "lower", "upper"] = Field("none", description="key case")
+    include_keys: list[str] = Field(default_factory=list,
+                                    description="keep only these keys (as written, after trim)")
+    exclude_keys: list[str] = Field(default_factory=list, description="skip these keys")
+    prefix: str = Field("", description="prepended to every key (`fgt_` -> `fgt_srcip`)")
+    target: str | None = Field(None, description="put the fields under `target.`; default: "
+                                                 "top level")
+    duplicate_keys: Literal["first", "last", "list"] = Field(
+        "first", description="a key seen twice: keep the first value, the last, or all of them "
+        "as a list")
+    keep_empty_values: bool = Field(False, description="keep keys whose value is empty "
+                                                       "(`user=` or `user=\"\"`)")
+
+    @field_validator("quotes")
+    @classmethod
+    def _single_characters(cls, quotes: list[str]) -> list[str]:
+        for quote in quotes:
+            if len(quote) != 1:
+                raise ValueError(f"a quote is one character, got {quote!r}")
+        return quotes
+
+    @model_validator(mode="after")
+    def _separators_differ(self) -> KvConfig:
+        shared = sorted(set(self.field_split) & (set(self.value_split) | set(self.quotes)))
+        if shared:
+            raise ValueError(f"field_split shares {''.join(shared)!r} with value_split or "
+                             "quotes")
+        if set(self.quotes) & set(self.value_split):
+            raise ValueError("value_split and quotes share characters")
+        return self
+
+
+def _class(chars: str) -> str:
+    return "".join(re.escape(c) for c in chars)
+
+
+def build_pair_regex(config: KvConfig) -> re.Pattern[str]:
+    """The regex whose `findall` yields (key, quoted value 1, ..., bare value) per pair; at most
+    one of the value groups is non-empty, so the value is their concatenation."""
+    fs = _class(config.field_split)
+    vs = re.escape(config.value_split)
+    key = f"[^{fs}{vs}]+" if len(config.value_split) == 1 else f"(?:(?!{vs})[^{fs}])+"
+    values = []
+    for quote in config.quotes:
+        q = re.escape(quote)
+        body = f"(?:[^{q}\\\\]|\\\\.)*" if config.unescape else f"[^{q}]*"
+        values.append(f"{q}({body}){q}(?![^{fs}])")
+    if config.value_until_next_key:
+        # A run of separators continues the value unless a `key<value_split>` follows it.
+        bare = f"([^{fs}]*(?:[{fs}]+(?!{key}{vs})[^{fs}]+)*)"
+    else:
+        bare = f"([^{fs}]*)"
+    values.append(bare)
+    return re.compile(f"(?<![^{fs}])({key}){vs}(?:{'|'.join(values)})", re.DOTALL)
+
+
+class KvStep(Step):
+    """`type: kv`."""
+
+    config_model = KvConfig
+
+    def __init__(self, config: KvConfig, context: Any) -> None:
+        super().__init__(config, context)
+        self.findall = build_pair_regex(config).findall
+        self.field = config.field
+        self.name_prefix = (f"{config.target}." if config.target else "") + config.prefix
+        self.include = frozenset(config.include_keys) or None
+        self.exclude = frozenset(config.exclude_keys)
+        self.trim_key = config.trim_key or None
+        self.trim_value = config.trim_value or None
+        self.transform = {"lower": str.lower, "upper": str.upper}.get(config.transform_key)
+        self.duplicates = config.duplicate_keys
+        self.keep_empty = config.keep_empty_values
+        self.unescape = (re.compile(r"\\([\\" + _class("".join(config.quotes)) + "])")
+                         if config.unescape and config.quotes else None)
+        self.failure = f"no key{config.value_split}value pairs found"
+
+    def apply(self, event: Event) -> Event:
+        pairs = self.findall(text_of(event, self.field))
+        if not pairs:
+            raise StepFailure(self.failure)
+        found: dict[str, Any] = {}
+        for groups in pairs:
+            key = groups[0]
+            value = "".join(groups[1:])
+            if self.trim_key is not None:
+                key = key.strip(self.trim_key)
+            if self.include is not None and key not in self.include or key in self.exclude:
+                continue
+            if self.unescape is not None and "\\" in value and not groups[-1]:
+                value = self.unescape.sub(r"\1", value)
+            if self.trim_value is not None:
+                value = value.strip(self.trim_value)
+            if not value and not self.keep_empty:
+                continue
+            if self.transform is not None:
+                key = self.transform(key)
+            name = self.name_prefix + key
+            if name not in found or self.duplicates == "last":
+                found[name] = value
+            elif self.duplicates == "list":
+                previous = found[name]
+                if isinstance(previous, list):
+                    previous.append(value)
+                else:
+                    found[name] = [previous, value]
+        event.update(found)
+        return event
