@@ -194,7 +194,11 @@ class ValueTest(Node):
     required: bool = True
     anchor_values: tuple[str, ...] = ()
 
+    sub_literals: tuple[str, ...] = ()  # alternatives, one of which every match contains
+
     def anchors(self, weak: dict[str, float]) -> list[Anchor] | None:
+        if self.sub_literals:
+            return [("sub", key, lit.lower()) for key in self.keys for lit in self.sub_literals]
         if not self.anchor_values:
             return None
         return [("eq", key, v) for key in self.keys for v in self.anchor_values]
@@ -760,7 +764,58 @@ def _regex_test(keys: tuple[str, ...], value: SigmaRegularExpression) -> Node:
     def check(item: Any) -> bool:
         return search(item if item.__class__ is str else _text_of(item)) is not None
 
-    return ValueTest(cost=8.0, keys=keys, make=lambda: _any_value(get, check))
+    return ValueTest(cost=8.0, keys=keys, make=lambda: _any_value(get, check),
+                     sub_literals=regex_literals(pattern.pattern))
+
+
+def regex_literals(pattern: str) -> tuple[str, ...]:
+    """Literal texts one of which every match of `pattern` contains (empty: none usable).
+
+    Walks the parsed regex: a run of literal characters in the top-level sequence is required;
+    an alternation (top level or a group in the sequence) requires one literal per branch.
+    """
+    import re._parser as sre_parse  # the stdlib regex parser; no public API exposes it
+
+    try:
+        parsed = sre_parse.parse(pattern)
+    except (re.error, RecursionError, OverflowError):
+        return ()
+    best = _sequence_literals(list(parsed))
+    if not best or any(len(lit) < MIN_SUBSTRING for lit in best):
+        return ()
+    return best
+
+
+def _sequence_literals(items: list[Any]) -> tuple[str, ...]:
+    import re._constants as sre  # opcode names of the parser above
+
+    options: list[tuple[str, ...]] = []
+    run: list[str] = []
+    for op, arg in items:
+        if op is sre.LITERAL:
+            run.append(chr(arg))
+            continue
+        if run:
+            options.append(("".join(run),))
+            run = []
+        if op is sre.SUBPATTERN:
+            inner = _sequence_literals(list(arg[-1]))
+            if inner:
+                options.append(inner)
+        elif op is sre.BRANCH:
+            branches = [_sequence_literals(list(branch)) for branch in arg[1]]
+            if all(branches):
+                options.append(tuple(lit for branch in branches for lit in branch))
+        elif op in (sre.MAX_REPEAT, sre.MIN_REPEAT, sre.POSSESSIVE_REPEAT) and arg[0] >= 1:
+            inner = _sequence_literals(list(arg[2]))
+            if inner:
+                options.append(inner)
+    if run:
+        options.append(("".join(run),))
+    options = [o for o in options if all(len(lit) >= MIN_SUBSTRING for lit in o)]
+    if not options:
+        return ()
+    return min(options, key=lambda o: anchor_cost([("sub", "", lit) for lit in o], {}))
 
 
 def _fieldref_test(keys: tuple[str, ...], value: SigmaFieldReference,

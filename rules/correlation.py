@@ -6,7 +6,8 @@ Semantics:
   than `watermark - lateness` (default 60 s) is too late: it is dropped from correlation and
   counted in `stats["late_dropped"]`; a late event within the tolerance is inserted in time order.
 - On every base-rule match the window `[t - timespan, t]` of that (tenant, rule, group key) is
-  evaluated; `gt`/`gte`/`eq`/`neq` conditions fire as soon as they hold, and the key's window
+  evaluated (for a late event also the window ending at the latest event within `timespan`
+  after it); `gt`/`gte`/`eq`/`neq` conditions fire as soon as they hold, and the key's window
   is then cleared, so the next alert needs a fresh set of events. `lt`/`lte` conditions ("fewer
   than N") are evaluated when a key's window closes (the watermark has passed its last event by
   `timespan + lateness`), from `observe` or `flush`.
@@ -261,14 +262,21 @@ class CorrelationEngine:
             del bucket.entries[:cut], bucket.keys[:cut]
         if correlation.op in _AT_CLOSE:
             return []
-        lo = bisect.bisect_left(bucket.keys, ts - correlation.timespan)
-        hi = bisect.bisect_right(bucket.keys, ts)
-        window = bucket.entries[lo:hi]
-        measured = self._measure(correlation, window)
-        if measured is None or not _OPS[correlation.op](measured, correlation.threshold):
-            return []
-        del windows[group]
-        return [self._match(tenant, correlation, group, bucket.dataset, window, measured)]
+        # The window ending at this event; for a late event also the one ending at the latest
+        # event it can share a window with (events after it, within the timespan).
+        ends = [ts]
+        later = bisect.bisect_right(bucket.keys, ts + correlation.timespan)
+        if later and bucket.keys[later - 1] > ts:
+            ends.append(bucket.keys[later - 1])
+        for end in ends:
+            lo = bisect.bisect_left(bucket.keys, end - correlation.timespan)
+            hi = bisect.bisect_right(bucket.keys, end)
+            window = bucket.entries[lo:hi]
+            measured = self._measure(correlation, window)
+            if measured is not None and _OPS[correlation.op](measured, correlation.threshold):
+                del windows[group]
+                return [self._match(tenant, correlation, group, bucket.dataset, window, measured)]
+        return []
 
     def _measure(self, correlation: CorrelationRule, window: list[Entry]) -> float | None:
         kind = correlation.type

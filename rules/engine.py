@@ -212,9 +212,11 @@ class DetectionEngine:
                   lowered: dict[str, str]) -> bool:
         if not rule.exclusions:
             return False
+        # A Sigma filter's condition is AND-ed to the rule (pySigma's apply_on_rule): the match
+        # stands only where every applicable filter condition holds.
         for owner in (None, tenant):
             for predicate in rule.exclusions.get(owner, {}).get(dataset, ()):
-                if predicate(event, lowered):
+                if not predicate(event, lowered):
                     return True
         return False
 

@@ -68,7 +68,7 @@ class CompiledRule:
     sigma: SigmaRule | None = field(default=None, repr=False)
     emits: bool = True  # False when only correlations with `generate: false` reference it
     correlations: list[Any] = field(default_factory=list)  # CorrelationRule objects
-    # owner tenant (None = everyone) -> dataset -> exclusion predicates from Sigma filters
+    # owner tenant (None = everyone) -> dataset -> Sigma filter conditions a match must satisfy
     exclusions: dict[str | None, dict[str, list[Predicate]]] = field(default_factory=dict)
 
     @property

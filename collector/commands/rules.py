@@ -172,7 +172,8 @@ def run_lint(args: argparse.Namespace) -> int:
             by_file.setdefault(file, []).append(_issue_text(issue))
     for file in sorted(by_file):
         print(file)
-        for line in by_file[file]:
+        # pySigma keeps its validators in a set: sort so the output is stable between runs
+        for line in sorted(by_file[file]):
             print(f"  {line}")
     print(f"{len(rules)} rule(s) checked, {len(errors)} error(s), {len(issues)} issue(s)")
     return 1 if errors else 0
@@ -181,8 +182,19 @@ def run_lint(args: argparse.Namespace) -> int:
 def _issue_text(issue: Any) -> str:
     from dataclasses import fields
 
-    details = ", ".join(f"{f.name}={getattr(issue, f.name)!r}" for f in fields(issue)
+    details = ", ".join(f"{f.name}={_short(getattr(issue, f.name))}" for f in fields(issue)
                         if f.name != "rules")
     severity = issue.severity.name.lower()
     text = f"{severity}: {type(issue).__name__}: {issue.description}"
     return f"{text} ({details})" if details else text
+
+
+def _short(value: Any) -> str:
+    """A detail value for humans: detection items by field and values, long reprs cut."""
+    from sigma.rule import SigmaDetectionItem
+
+    if isinstance(value, SigmaDetectionItem):
+        text = f"{value.field}: {[str(v) for v in value.value]}"
+    else:
+        text = repr(value)
+    return text if len(text) <= 120 else text[:117] + "..."

@@ -15,13 +15,13 @@ from rules.loader import RuleSource, load_rules
 AUTH = {"product": "linux", "service": "auth"}
 
 
-def write_rule(directory: Path, name: str, detection: dict[str, Any], *,
+def write_rule(directory: Path, file: str, detection: dict[str, Any], *,
                logsource: dict[str, str] | None = None, **extra: Any) -> Path:
     """Write one Sigma rule file; `extra` adds top-level keys (id, level, tags, ...)."""
-    rule = {"title": extra.pop("title", name), "id": extra.pop("id", None),
+    rule = {"title": extra.pop("title", file), "id": extra.pop("id", None),
             "logsource": logsource or AUTH, "detection": detection, **extra}
     rule = {k: v for k, v in rule.items() if v is not None}
-    path = directory / f"{name}.yml"
+    path = directory / f"{file}.yml"
     path.write_text(yaml.safe_dump(rule, sort_keys=False), encoding="utf-8")
     return path
 

@@ -1,0 +1,131 @@
+"""The whole SigmaHQ set (rules, emerging threats, threat hunting) against SigmaHQ's regression
+events: each rule named in a regression info.yml must fire on its paired JSON event, and the
+indexed engine must return exactly what evaluating every rule on every event returns.
+
+The rule set is loaded once per module (about 10-15 s on this machine); the module runs in about
+20 s. Skips when ../shared/data is absent.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+from support.daemon import SHARED_DATA
+
+from parsers.windows import flatten_windows_event, iter_json_documents
+from rules.engine import DetectionEngine
+from rules.loader import load_rules
+
+SIGMA = SHARED_DATA / "sigma"
+REGRESSION = SIGMA / "regression"
+RULE_DIRS = ("rules", "rules-emerging-threats", "rules-threat-hunting")
+
+pytestmark = pytest.mark.skipif(not (SIGMA / "rules").is_dir() or not REGRESSION.is_dir(),
+                                reason=f"SigmaHQ data not found under {SIGMA}")
+
+
+@dataclass
+class Case:
+    info: Path
+    rule_id: str
+    title: str
+    event_file: Path | None
+    events: list[dict]
+
+
+def regression_cases() -> list[Case]:
+    cases = []
+    for info in sorted(REGRESSION.rglob("info.yml")):
+        meta = yaml.safe_load(info.read_text(encoding="utf-8"))
+        rule = meta["rule_metadata"][0]
+        tests = meta.get("regression_tests_info") or []
+        event_file = None
+        for test in tests:  # the test names the .evtx; the event is its .json sibling
+            candidate = REGRESSION / Path(test["path"]).with_suffix(".json")
+            if candidate.exists():
+                event_file = candidate
+        if event_file is None:
+            found = sorted(info.parent.glob("*.json"))
+            event_file = found[0] if found else None
+        events = []
+        if event_file is not None:
+            events = [flatten_windows_event(doc)
+                      for doc in iter_json_documents(event_file.read_bytes())]
+        cases.append(Case(info, str(rule["id"]), rule["title"], event_file, events))
+    return cases
+
+
+@pytest.fixture(scope="module")
+def engine() -> Iterator[DetectionEngine]:
+    started = time.perf_counter()
+    ruleset = load_rules([SIGMA / name for name in RULE_DIRS])
+    print(f"\nloaded {len(ruleset.rules)} rules ({len(ruleset.unserved)} with no dataset, "
+          f"{len(ruleset.errors)} errors) in {time.perf_counter() - started:.1f} s")
+    yield DetectionEngine(ruleset)
+
+
+def test_every_regression_rule_fires_on_its_event(engine: DetectionEngine) -> None:
+    cases = regression_cases()
+    assert len(cases) >= 100
+    without_event = [c for c in cases if not c.events]
+    # Explicitly accounted for: SigmaHQ's cisco_cli_dot1x_disabled has its test commented out
+    # and ships no event, so that rule cannot be checked here.
+    assert [c.info.parent.name for c in without_event] == ["cisco_cli_dot1x_disabled"]
+    hits, misses, others = 0, [], 0
+    for case in cases:
+        if not case.events:
+            continue
+        fired = {m.rule_id for m in engine.evaluate("windows.event", case.events, "regression")}
+        if case.rule_id in fired:
+            hits += 1
+        else:
+            misses.append(f"{case.rule_id} {case.title} ({case.event_file})")
+        others += len(fired - {case.rule_id})
+    checked = len(cases) - len(without_event)
+    print(f"\nrecall {hits}/{checked} ({100 * hits / checked:.1f}%); "
+          f"{len(without_event)} case(s) without an event; "
+          f"{others} other rule firings on the same events")
+    assert misses == []
+
+
+def synthetic_events() -> list[dict]:
+    """Benign and odd Windows events the regression set lacks (non-Sysmon channels, UserData)."""
+    return [
+        {"winlog.channel": "Security", "winlog.event_id": 4688,
+         "winlog.event_data.NewProcessName": "C:\\Windows\\System32\\whoami.exe",
+         "winlog.event_data.CommandLine": "whoami /priv",
+         "winlog.event_data.ParentProcessName": "C:\\Windows\\System32\\cmd.exe"},
+        {"winlog.channel": "Security", "winlog.event_id": 1102,
+         "winlog.provider_name": "Microsoft-Windows-Eventlog",
+         "winlog.user_data.SubjectUserName": "admin"},
+        {"winlog.channel": "System", "winlog.event_id": 7045,
+         "winlog.provider_name": "Service Control Manager",
+         "winlog.event_data.ServiceName": "PSEXESVC",
+         "winlog.event_data.ImagePath": "%SystemRoot%\\PSEXESVC.exe"},
+        {"winlog.channel": "Microsoft-Windows-PowerShell/Operational", "winlog.event_id": 4104,
+         "winlog.event_data.ScriptBlockText": "IEX (New-Object Net.WebClient).DownloadString('x')"},
+    ]
+
+
+def test_index_returns_what_evaluating_every_rule_returns(engine: DetectionEngine) -> None:
+    """The literal index only skips rules that cannot match: compare with a full scan."""
+    events = [e for case in regression_cases() for e in case.events] + synthetic_events()
+    index = engine.indexes["windows.event"]
+    indexed = {(m.events[0].index, m.rule_id)
+               for m in engine.evaluate("windows.event", events, "parity")}
+    brute = set()
+    for position, original in enumerate(events):
+        event = index.view(original)
+        lowered = {k: v.lower() for k, v in event.items() if isinstance(v, str)}
+        for rule, predicate in zip(index.rules, index.predicates, strict=True):
+            if predicate(event, lowered) and rule.emits:
+                brute.add((position, rule.info.id))
+    assert indexed == brute
+    assert len(brute) > len(events)  # the comparison is not vacuous
+    fired_synthetic = {rule for pos, rule in brute if pos >= len(events) - 4}
+    assert fired_synthetic, "the synthetic events should trip at least one SigmaHQ rule"
