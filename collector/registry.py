@@ -20,6 +20,7 @@ SOURCES: dict[str, str] = {
 SINKS: dict[str, str] = {
     "parquet_lake": "sinks.lake.sink:LakeSink",
     "dead_letter": "sinks.dead_letter:DeadLetterSink",
+    "alert_store": "sinks.alerts.sink:AlertStoreSink",
 }
 
 # Pipeline steps, by the module that owns each concern.
@@ -34,6 +35,11 @@ STEPS: dict[str, str] = {
     "map_values": "parsers.normalize:MapValuesStep",
     "grok": "parsers.grok.step:GrokStep",
     "regex": "parsers.regex:RegexStep",
+    "kv": "parsers.kv:KvStep",
+    "csv": "parsers.csv:CsvStep",
+    "cef": "parsers.cef:CefStep",
+    "leef": "parsers.leef:LeefStep",
+    "timestamp": "parsers.timestamp:TimestampStep",
     "drop": "collector.pipeline.filters:DropStep",
     "sample": "collector.pipeline.filters:SampleStep",
     "geoip": "enrichers.geoip:GeoipStep",
@@ -41,7 +47,14 @@ STEPS: dict[str, str] = {
     "threat_intel": "enrichers.threat_intel:ThreatIntelStep",
 }
 
-REGISTRIES: dict[str, dict[str, str]] = {"source": SOURCES, "sink": SINKS, "step": STEPS}
+# Notification channels (the `notifiers:` section).
+NOTIFIERS: dict[str, str] = {
+    "email": "sinks.notify.email:EmailChannel",
+    "webhook": "sinks.notify.webhook:WebhookChannel",
+}
+
+REGISTRIES: dict[str, dict[str, str]] = {"source": SOURCES, "sink": SINKS, "step": STEPS,
+                                         "notifier": NOTIFIERS}
 
 
 class UnknownComponentType(LookupError):
