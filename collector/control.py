@@ -19,7 +19,8 @@ ReadinessProbe = Callable[[], tuple[bool, dict[str, Any]]]
 class ControlServer:
     """One aiohttp application on the control address."""
 
-    def __init__(self, address: str, telemetry: Telemetry, readiness: ReadinessProbe) -> None:
+    def __init__(self, address: str, telemetry: Telemetry, readiness: ReadinessProbe,
+                 api: web.Application | None = None) -> None:
         self.address = address
         self.telemetry = telemetry
         self.readiness = readiness
@@ -27,6 +28,8 @@ class ControlServer:
         self.app.router.add_get("/metrics", self._metrics)
         self.app.router.add_get("/healthz", self._healthz)
         self.app.router.add_get("/readyz", self._readyz)
+        if api is not None:  # /api/v1 (collector/api): its own middleware, auth per route
+            self.app.add_subapp("/api/v1", api)
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
 

@@ -20,6 +20,7 @@ SOURCES: dict[str, str] = {
 SINKS: dict[str, str] = {
     "parquet_lake": "sinks.lake.sink:LakeSink",
     "dead_letter": "sinks.dead_letter:DeadLetterSink",
+    "alert_store": "sinks.alerts.sink:AlertStoreSink",
 }
 
 # Pipeline steps, by the module that owns each concern.
@@ -46,7 +47,14 @@ STEPS: dict[str, str] = {
     "threat_intel": "enrichers.threat_intel:ThreatIntelStep",
 }
 
-REGISTRIES: dict[str, dict[str, str]] = {"source": SOURCES, "sink": SINKS, "step": STEPS}
+# Notification channels (the `notifiers:` section).
+NOTIFIERS: dict[str, str] = {
+    "email": "sinks.notify.email:EmailChannel",
+    "webhook": "sinks.notify.webhook:WebhookChannel",
+}
+
+REGISTRIES: dict[str, dict[str, str]] = {"source": SOURCES, "sink": SINKS, "step": STEPS,
+                                         "notifier": NOTIFIERS}
 
 
 class UnknownComponentType(LookupError):

@@ -31,6 +31,8 @@ from collector.sources.base import Source, SourceContext
 from collector.systemd import SystemdNotifier
 from collector.telemetry import Telemetry
 from collector.worker import Worker
+from sinks.alerts.service import Alerting
+from sinks.alerts.sink import AlertStoreConfig, AlertStoreSink
 from sinks.base import Sink, SinkContext
 from sinks.dead_letter import DeadLetterConfig, dead_letter_root
 from sinks.lake.schema import DatasetSchemas
@@ -40,6 +42,8 @@ log = logging.getLogger(__name__)
 TICK_SECONDS = 0.5
 # The dead-letter sink every daemon has unless the configuration declares its own.
 DEFAULT_DEAD_LETTER_SINK = "_dead_letter"
+# The alert store every daemon has unless the configuration declares one (<data_dir>/alerts.db).
+DEFAULT_ALERT_STORE_SINK = "_alert_store"
 
 
 def _utcnow() -> datetime:
@@ -72,6 +76,8 @@ class Daemon:
                              self.pipelines.process)
         self.replayer = DeadLetterReplayer(self._dead_letter_root(self.config), self.queue,
                                            self.telemetry, set(self.config.tenants))
+        self.alerting = Alerting(self.config, self.data_dir, self.conf_dir.resolve(),
+                                 self.telemetry, clock=clock)
         self.control: ControlServer | None = None
         self.started = asyncio.Event()
         self.stopping = False
@@ -113,6 +119,8 @@ class Daemon:
         sinks: dict[str, Any] = dict(config.sinks)
         if not any(s.type == "dead_letter" for s in sinks.values()):
             sinks[DEFAULT_DEAD_LETTER_SINK] = DeadLetterConfig()
+        if not any(s.type == "alert_store" for s in sinks.values()):
+            sinks[DEFAULT_ALERT_STORE_SINK] = AlertStoreConfig()
         return sinks
 
     def _dead_letter_root(self, config: VigilConfig) -> Path:
@@ -124,6 +132,8 @@ class Daemon:
                               acknowledged=(self.queue.acked if isinstance(self.queue, Journal)
                                             else None))
         sink: Sink = cls(sink_id, sink_config, context)
+        if isinstance(sink, AlertStoreSink):
+            self.alerting.bind(sink)
         return sink
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -135,12 +145,13 @@ class Daemon:
             configure_logging(settings.logging.level, settings.logging.format)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._wake = asyncio.Event()
+        await self.alerting.start()
         for sink_id, sink_config in self._sink_configs(self.config).items():
             sink = self._build_sink(sink_id, sink_config)
             await sink.start()
             self.sinks[sink_id] = sink
         self._worker_task = asyncio.create_task(self._run_worker(), name="worker")
-        self.control = ControlServer(settings.control.address, self.telemetry, self.readiness)
+        self.control = self._control_server(settings.control.address)
         await self.control.start()
         for source_id, source_config in self.config.sources.items():
             source = self._build_source(self.config, source_id, source_config)
@@ -198,6 +209,7 @@ class Daemon:
             self.pipelines.maintain()
         if not self.stopping:
             await self.replayer.replay_next()
+            await self.alerting.tick()
         pending = self.queue.pending()
         self.telemetry.queue_events.set(pending)
         self.telemetry.backpressure.set(1 if self.queue.over_bound() else 0)
@@ -243,6 +255,7 @@ class Daemon:
             code = 1
         if journal is not None:
             await journal.aclose()  # last fsync and checkpoint, lock released
+        await self.alerting.stop()
         if self.control is not None:
             await self.control.stop()
         log.info("vigil stopped", extra={
@@ -295,6 +308,7 @@ class Daemon:
         self.worker.batch_max_events = settings.limits.batch_max_events
         self.replayer.root = self._dead_letter_root(new)
         self.replayer.tenants = set(new.tenants)
+        self.alerting.configure(new)
 
         # Pipelines and sinks swap between batches: the old sink commits everything first.
         async with self.worker.lock:
@@ -328,9 +342,16 @@ class Daemon:
 
         if settings.control != old.settings.control and self.control is not None:
             await self.control.stop()
-            self.control = ControlServer(settings.control.address, self.telemetry, self.readiness)
+            self.control = self._control_server(settings.control.address)
             await self.control.start()
         self.config = new
+
+    def _control_server(self, address: str) -> ControlServer:
+        """The control listener with /api/v1 (an aiohttp sub-app is single-use: built anew)."""
+        from collector.api.app import build_api_app
+
+        return ControlServer(address, self.telemetry, self.readiness,
+                             api=build_api_app(self.alerting))
 
     # -- health -------------------------------------------------------------------------
 

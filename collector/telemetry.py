@@ -120,6 +120,38 @@ class Telemetry:
             "vigil_dead_letter_files_written", "Dead-letter files committed", ["tenant"],
             registry=r)
 
+        # -- alerts, SLAs, notifications, users and the API (issue 6) ----------------------
+        self.alerts_written = Counter(
+            "vigil_alerts_written", "Alerts the alert store inserted or updated (by detection)",
+            ["tenant", "result"], registry=r)
+        self.alerts_rejected = Counter(
+            "vigil_alerts_rejected", "Alert records the alert store could not take (kept in "
+            "the lake's alerts dataset)", ["tenant"], registry=r)
+        self.alerts_open = Gauge(
+            "vigil_alerts_open", "Open alerts", ["tenant", "severity", "status"], registry=r)
+        self.alert_sla_breaches = Counter(
+            "vigil_alerts_sla_breaches", "Alerts that missed an SLA deadline (ack or resolve)",
+            ["tenant", "severity", "kind"], registry=r)
+        sla_buckets = (60, 300, 900, 1800, 3600, 4 * 3600, 8 * 3600, 86400, 3 * 86400,
+                       7 * 86400)
+        self.alert_time_to_ack = Histogram(
+            "vigil_alerts_time_to_acknowledge_seconds", "Time from an alert's creation to its "
+            "acknowledgement", ["tenant", "severity"], buckets=sla_buckets, registry=r)
+        self.alert_time_to_resolve = Histogram(
+            "vigil_alerts_time_to_resolve_seconds", "Time from an alert's creation to its "
+            "resolution", ["tenant", "severity"], buckets=sla_buckets, registry=r)
+        self.alert_actions = Counter(
+            "vigil_alerts_triage_actions", "Triage changes to alerts", ["tenant", "action"],
+            registry=r)
+        self.notify_messages = Counter(
+            "vigil_notify_messages", "Notification delivery attempts by outcome (sent, retried, "
+            "dead_lettered)", ["channel", "channel_type", "result"], registry=r)
+        self.auth_logins = Counter(
+            "vigil_auth_logins", "Login attempts by result", ["result"], registry=r)
+        self.api_requests = Counter(
+            "vigil_api_requests", "API requests by route and status code",
+            ["route", "method", "code"], registry=r)
+
     def pipeline_events(self, pipeline_id: str, tenant: str, received: int, sent: int) -> None:
         """Events that entered a pipeline and left it towards the sinks, for one batch."""
         labels = (pipeline_id, "pipeline", "pipeline", tenant)

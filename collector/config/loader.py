@@ -39,6 +39,8 @@ SECTIONS: dict[str, str] = {
     "sources": "source",
     "pipelines": "collector.pipeline.config:PipelineConfig",
     "sinks": "sink",
+    "notifiers": "notifier",
+    "access": "collector.auth.config:AccessPolicy",
 }
 
 
@@ -321,3 +323,11 @@ def _check_dataset_schemas(config: VigilConfig, sink: _ErrorSink) -> None:
 
 
 CROSS_CHECKS.append(_check_dataset_schemas)
+
+
+def _check_notifications(config: VigilConfig, sink: _ErrorSink) -> None:
+    import_ref("sinks.notify.config:check_tenant_notifications")(config, sink)
+    import_ref("collector.auth.config:check_access")(config, sink)
+
+
+CROSS_CHECKS.append(_check_notifications)

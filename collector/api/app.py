@@ -1,0 +1,42 @@
+"""The /api/v1 application mounted on the control listener (collector/control.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from collector.api.framework import endpoint, error_middleware, route_of
+from collector.api.openapi import openapi_document
+from collector.api.routes import Api
+from sinks.alerts.service import Alerting
+
+PREFIX = "/api/v1"
+MAX_BODY_BYTES = 256 * 1024
+
+
+def build_api_app(alerting: Alerting) -> web.Application:
+    """A sub-application to mount at /api/v1: JSON errors, auth per operation, the OpenAPI
+    document at /api/v1/openapi.json."""
+    api = Api(alerting)
+    operations = api.operations()
+    document = openapi_document(operations, PREFIX)
+
+    def count(request: web.Request, status: int) -> None:
+        alerting.telemetry.api_requests.labels(route_of(request), request.method,
+                                               str(status)).inc()
+
+    app = web.Application(middlewares=[error_middleware(count)], client_max_size=MAX_BODY_BYTES)
+    for operation in operations:
+        app.router.add_route(operation.method, operation.path, endpoint(operation, api.resolve))
+
+    async def openapi(request: web.Request) -> web.Response:
+        return web.json_response(document)
+
+    app.router.add_get("/openapi.json", openapi)
+    return app
+
+
+def api_document(alerting: Any) -> dict[str, Any]:
+    """The OpenAPI document (for tools and tests that want it without a server)."""
+    return openapi_document(Api(alerting).operations(), PREFIX)

@@ -1,0 +1,409 @@
+"""The /api/v1 operations: login and tokens, alerts and triage, audit, tenants, SLA reports and
+users. Every query carries the caller's tenant scope down to the SQL."""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import quote
+
+from aiohttp import web
+
+from collector.api import models as m
+from collector.api.framework import ApiError, Call, Operation, RateLimiter
+from collector.auth.directory import AuthError, LoginFailed, Principal
+from collector.auth.enrollment import enrollment_message
+from collector.auth.roles import ADMIN, TRIAGE
+from collector.config.models import SEVERITIES, TenantConfig, parse_duration
+from sinks.alerts.service import Alerting
+from sinks.alerts.sla import sla_report
+from sinks.alerts.store import AlertFilter, Change, Conflict, NotFound
+
+log = logging.getLogger(__name__)
+
+CHANGES = (400, 401, 403, 404, 409)
+
+
+def _page(items: list[Any], total: int, limit: int, offset: int) -> dict[str, Any]:
+    following = offset + len(items)
+    return {"items": items, "total": total, "limit": limit, "offset": offset,
+            "next_offset": following if following < total else None}
+
+
+def _principal_out(principal: Principal) -> dict[str, Any]:
+    return {"login": principal.login, "role": principal.role,
+            "tenants": None if principal.tenants is None else sorted(principal.tenants),
+            "token_kind": principal.token_kind, "expires_at": principal.expires_at}
+
+
+def _tenant_out(tenant_id: str, tenant: TenantConfig) -> dict[str, Any]:
+    def contact(c: Any) -> dict[str, Any]:
+        return {"name": c.name, "email": c.email, "phone": c.phone}
+    return {"id": tenant_id, "name": tenant.name, "contract_id": tenant.contract_id,
+            "tier": tenant.tier, "contact": contact(tenant.contact) if tenant.contact else None,
+            "escalation_contacts": [contact(c) for c in tenant.escalation_contacts],
+            "sla": {s: {"ack_seconds": int(tenant.sla.for_severity(s).ack.total_seconds()),
+                        "resolve_seconds": int(tenant.sla.for_severity(s).resolve
+                                               .total_seconds())}
+                    for s in SEVERITIES}}
+
+
+def parse_since(text: str, now: datetime) -> datetime:
+    """`30d` (back from now) or an ISO time."""
+    try:
+        return now - parse_duration(text)
+    except ValueError:
+        pass
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise ApiError(400, "`since` must be a duration like 30d or an ISO time") from None
+    return m._utc(value) if value.tzinfo is None else value
+
+
+class Api:
+    """Handlers bound to the daemon's alerting services."""
+
+    def __init__(self, alerting: Alerting) -> None:
+        self.alerting = alerting
+        self.login_limiter = RateLimiter(alerting.policy.login_attempts_per_minute,
+                                         monotonic=alerting.monotonic)
+
+    @property
+    def store(self) -> Any:
+        return self.alerting.store
+
+    async def resolve(self, token: str) -> Principal | None:
+        return await asyncio.to_thread(self.alerting.directory.authenticate, token)
+
+    def _scope_tenant(self, call: Call, tenant: str | None) -> None:
+        """A tenant named in a request must be in the caller's scope and configured; both
+        failures are the same 404."""
+        if tenant is None:
+            return
+        principal = call.me
+        in_scope = principal.tenants is None or tenant in principal.tenants
+        if not in_scope or tenant not in self.alerting.tenants:
+            raise ApiError(404, f"tenant {tenant!r} not found")
+
+    def _limit(self, call: Call) -> None:
+        wait = self.login_limiter.allow(call.address or "unknown")
+        if wait is not None:
+            self.alerting.telemetry.auth_logins.labels("rate_limited").inc()
+            raise ApiError(429, "too many attempts", headers={"Retry-After": str(int(wait) + 1)})
+
+    # -- auth ------------------------------------------------------------------------------
+
+    async def login(self, call: Call) -> Any:
+        self._limit(call)
+        body: m.LoginRequest = call.body
+        try:
+            token, principal = await asyncio.to_thread(
+                self.alerting.directory.login, body.login, body.password, body.code,
+                call.address)
+        except LoginFailed as exc:
+            self.alerting.telemetry.auth_logins.labels(exc.reason).inc()
+            log.info("login refused", extra={"login": body.login[:64], "reason": exc.reason,
+                                             "address": call.address})
+            raise ApiError(401, str(exc)) from None
+        self.alerting.telemetry.auth_logins.labels("success").inc()
+        log.info("login", extra={"login": principal.login, "address": call.address})
+        return {"token": token, "expires_at": principal.expires_at,
+                "principal": _principal_out(principal)}
+
+    async def activation_page(self, call: Call) -> web.Response:
+        login = html.escape(call.request.query.get("login", "")[:64])
+        token = html.escape(call.request.query.get("token", "")[:200])
+        page = (
+            "<!doctype html><html><head><meta charset=\"utf-8\"><title>Activate your Vigil "
+            "account</title></head><body><h1>Activate your account</h1>"
+            "<p>Choose a password and enter the code your authenticator app shows (the app "
+            "was set up from the enrollment mail you received).</p>"
+            "<form method=\"post\" action=\"activate\">"
+            f"<input type=\"hidden\" name=\"login\" value=\"{login}\">"
+            f"<input type=\"hidden\" name=\"token\" value=\"{token}\">"
+            "<p><label>Password <input type=\"password\" name=\"password\" "
+            "autocomplete=\"new-password\" required></label></p>"
+            "<p><label>Code <input name=\"code\" inputmode=\"numeric\" "
+            "autocomplete=\"one-time-code\" required></label></p>"
+            "<p><button type=\"submit\">Activate</button></p></form></body></html>")
+        return web.Response(text=page, content_type="text/html",
+                            headers={"Cache-Control": "no-store",
+                                     "Referrer-Policy": "no-referrer"})
+
+    async def activate(self, call: Call) -> Any:
+        self._limit(call)
+        body: m.ActivateRequest = call.body
+        try:
+            user = await asyncio.to_thread(self.alerting.directory.activate, body.login,
+                                           body.token, body.password, body.code, call.address)
+        except AuthError as exc:
+            raise ApiError(400, str(exc)) from None
+        log.info("account activated", extra={"login": user.login, "address": call.address})
+        return {"login": user.login, "status": user.status}
+
+    async def logout(self, call: Call) -> Any:
+        token = call.request.headers.get("Authorization", "").partition(" ")[2].strip()
+        await asyncio.to_thread(self.alerting.directory.revoke, token)
+        return {"ok": True}
+
+    async def me(self, call: Call) -> Any:
+        return _principal_out(call.me)
+
+    async def create_token(self, call: Call) -> Any:
+        body: m.TokenRequest = call.body
+        ttl = parse_duration(body.ttl) if body.ttl else None
+        try:
+            token, principal = await asyncio.to_thread(
+                self.alerting.directory.issue_api_token, call.me, body.name, ttl, body.tenants)
+        except AuthError as exc:
+            raise ApiError(400, str(exc)) from None
+        return {"token": token, "expires_at": principal.expires_at,
+                "principal": _principal_out(principal)}
+
+    # -- alerts ----------------------------------------------------------------------------
+
+    async def list_alerts(self, call: Call) -> Any:
+        q: m.AlertQuery = call.query
+        self._scope_tenant(call, q.tenant)
+        filters = AlertFilter(tenant=q.tenant, status=q.status, severity=q.severity,
+                              rule_id=q.rule_id, assignee=q.assignee, since=q.since,
+                              until=q.until, breached=q.breached)
+        items, total = await asyncio.to_thread(self.store.search, call.me.actor(call.address),
+                                               filters, limit=q.limit, offset=q.offset)
+        return _page(items, total, q.limit, q.offset)
+
+    async def get_alert(self, call: Call) -> Any:
+        try:
+            return await asyncio.to_thread(self.store.get, call.path["alert_id"],
+                                           call.me.actor(call.address))
+        except NotFound:
+            raise ApiError(404, "alert not found") from None
+
+    async def _apply(self, call: Call, name: str, *args: Any) -> Any:
+        actor = call.me.actor(call.address)
+        try:
+            change: Change = await self.alerting.change(getattr(self.store, name),
+                                                        call.path["alert_id"], actor, *args)
+        except NotFound:
+            raise ApiError(404, "alert not found") from None
+        except Conflict as exc:
+            raise ApiError(409, str(exc)) from None
+        summary = await asyncio.to_thread(self.store.get, call.path["alert_id"], actor)
+        return {"action": change.action, "alert": summary}
+
+    async def acknowledge(self, call: Call) -> Any:
+        return await self._apply(call, "acknowledge")
+
+    async def assign(self, call: Call) -> Any:
+        return await self._apply(call, "assign", call.body.assignee)
+
+    async def escalate(self, call: Call) -> Any:
+        body: m.EscalateRequest = call.body
+        request = body.client_request.model_dump() if body.client_request else None
+        return await self._apply(call, "escalate", body.level, body.reason, request)
+
+    async def note(self, call: Call) -> Any:
+        return await self._apply(call, "add_note", call.body.body)
+
+    async def resolve_alert(self, call: Call) -> Any:
+        body: m.ResolveRequest = call.body
+        result = await self._apply(call, "resolve", body.resolution)
+        if body.note:
+            await self._apply(call, "add_note", body.note)
+        return result
+
+    async def reopen(self, call: Call) -> Any:
+        return await self._apply(call, "reopen", call.body.reason)
+
+    async def bulk(self, call: Call) -> Any:
+        body: m.BulkRequest = call.body
+        actor = call.me.actor(call.address)
+        if body.action == "resolve" and body.resolution is None:
+            raise ApiError(400, "`resolution` is required to resolve")
+        if body.action == "note" and body.note is None:
+            raise ApiError(400, "`note` is required to add a note")
+        operation, args = {
+            "acknowledge": ("acknowledge", ()), "assign": ("assign", (body.assignee,)),
+            "note": ("add_note", (body.note,)), "resolve": ("resolve", (body.resolution,)),
+        }[body.action]
+        results = []
+        for alert_id in dict.fromkeys(body.ids):
+            try:
+                await self.alerting.change(getattr(self.store, operation), alert_id, actor,
+                                           *args)
+                results.append({"id": alert_id, "result": "ok"})
+            except NotFound:
+                results.append({"id": alert_id, "result": "not_found"})
+            except Conflict as exc:
+                results.append({"id": alert_id, "result": "conflict", "error": str(exc)})
+        return {"results": results}
+
+    # -- audit, tenants, SLA ---------------------------------------------------------------
+
+    async def audit(self, call: Call) -> Any:
+        q: m.AuditQuery = call.query
+        items, total = await asyncio.to_thread(
+            self.store.audit, call.me.actor(call.address), tenant=q.tenant,
+            alert_id=q.alert_id, since=q.since, limit=q.limit, offset=q.offset)
+        return _page(items, total, q.limit, q.offset)
+
+    async def alert_audit(self, call: Call) -> Any:
+        actor = call.me.actor(call.address)
+        try:
+            await asyncio.to_thread(self.store.get, call.path["alert_id"], actor)
+        except NotFound:
+            raise ApiError(404, "alert not found") from None
+        items, total = await asyncio.to_thread(self.store.audit, actor,
+                                               alert_id=call.path["alert_id"], limit=1000)
+        return _page(items, total, 1000, 0)
+
+    def _visible_tenants(self, call: Call) -> dict[str, TenantConfig]:
+        scope = call.me.tenants
+        return {k: v for k, v in sorted(self.alerting.tenants.items())
+                if scope is None or k in scope}
+
+    async def tenants(self, call: Call) -> Any:
+        return {"items": [_tenant_out(k, v) for k, v in self._visible_tenants(call).items()]}
+
+    async def tenant(self, call: Call) -> Any:
+        found = self._visible_tenants(call).get(call.path["tenant_id"])
+        if found is None:
+            raise ApiError(404, "tenant not found")
+        return _tenant_out(call.path["tenant_id"], found)
+
+    async def sla(self, call: Call) -> Any:
+        q: m.SlaQuery = call.query
+        self._scope_tenant(call, q.tenant)
+        now = self.alerting.clock()
+        since = parse_since(q.since, now)
+        scope = frozenset({q.tenant}) if q.tenant else call.me.tenants
+        rows = await asyncio.to_thread(sla_report, self.store, now, tenants=scope, since=since)
+        return {"since": since.isoformat(), "generated_at": now.isoformat(),
+                "rows": [r.as_dict() for r in rows]}
+
+    # -- users (platform admins) -----------------------------------------------------------
+
+    async def users(self, call: Call) -> Any:
+        found = await asyncio.to_thread(self.alerting.directory.users)
+        return {"items": [u.public() for u in found]}
+
+    async def add_user(self, call: Call) -> Any:
+        body: m.UserCreate = call.body
+        channel = self.alerting.enrollment_channel()
+        if channel is None:
+            raise ApiError(409, "no email notifier is configured to send the TOTP enrollment")
+        directory = self.alerting.directory
+        try:
+            new = await asyncio.to_thread(directory.add_user, body.login, body.display_name,
+                                          body.email, body.role, list(body.tenants),
+                                          call.me.actor(call.address))
+        except AuthError as exc:
+            raise ApiError(409 if exc.reason == "exists" else 400, str(exc)) from None
+        try:
+            message = enrollment_message(channel, new, self.alerting.policy.issuer)
+            await asyncio.to_thread(channel.deliver, message)
+        except Exception as exc:
+            await asyncio.to_thread(directory.remove_pending, body.login)
+            log.error("enrollment mail failed; user not created",
+                      extra={"login": body.login, "error": type(exc).__name__})
+            raise ApiError(409, "the enrollment mail could not be sent; user not created"
+                           ) from None
+        return {"user": new.user.public(),
+                "activation_link": activation_link(self.alerting.public_url, new.user.login,
+                                                   new.activation_token),
+                "activation_expires": new.activation_expires,
+                "enrollment_sent_to": new.user.email}
+
+    async def disable_user(self, call: Call) -> Any:
+        body: m.DisableRequest = call.body
+        try:
+            user = await asyncio.to_thread(self.alerting.directory.disable, call.path["login"],
+                                           call.me.actor(call.address), body.reason)
+        except AuthError:
+            raise ApiError(404, "user not found") from None
+        return user.public()
+
+    async def review(self, call: Call) -> Any:
+        q: m.ReviewQuery = call.query
+        found = await asyncio.to_thread(self.alerting.directory.review,
+                                        timedelta(days=q.inactive_days))
+        return {k: [u.public() for u in v] for k, v in found.items()}
+
+    # -- the table -------------------------------------------------------------------------
+
+    def operations(self) -> list[Operation]:
+        Op = Operation  # a table reads better with a short constructor
+        return [
+            Op("POST", "/auth/login", "login", "Log in with password and TOTP code", "auth",
+              self.login, m.LoginResponse, body=m.LoginRequest, authenticated=False,
+              errors=(400, 401, 429)),
+            Op("GET", "/auth/activate", "activationPage", "The activation form (HTML)", "auth",
+              self.activation_page, None, authenticated=False, errors=(),
+              content_type="text/html"),
+            Op("POST", "/auth/activate", "activate", "Set the password and confirm TOTP",
+              "auth", self.activate, m.ActivateResponse, body=m.ActivateRequest,
+              authenticated=False, errors=(400, 429), form=True),
+            Op("POST", "/auth/logout", "logout", "Revoke the token of this request", "auth",
+              self.logout, m.OkResponse, permission=None, errors=(401,)),
+            Op("GET", "/auth/me", "me", "Who the token belongs to and its scope", "auth",
+              self.me, m.PrincipalOut, permission=None, errors=(401,)),
+            Op("POST", "/auth/tokens", "createToken", "Create an API token", "auth",
+              self.create_token, m.LoginResponse, body=m.TokenRequest, permission=None,
+              errors=(400, 401)),
+            Op("GET", "/alerts", "listAlerts", "Alerts with filters and paging", "alerts",
+              self.list_alerts, m.AlertPage, query=m.AlertQuery),
+            Op("POST", "/alerts/bulk", "bulkAlerts", "One change on many alerts", "alerts",
+              self.bulk, m.BulkResponse, body=m.BulkRequest, permission=TRIAGE,
+              errors=(400, 401, 403)),
+            Op("GET", "/alerts/{alert_id}", "getAlert", "One alert with events and notes",
+              "alerts", self.get_alert, m.AlertDetail),
+            Op("POST", "/alerts/{alert_id}/acknowledge", "acknowledgeAlert", "Acknowledge",
+              "alerts", self.acknowledge, m.ChangeResponse, permission=TRIAGE,
+              errors=CHANGES),
+            Op("POST", "/alerts/{alert_id}/assign", "assignAlert", "Assign to an analyst",
+              "alerts", self.assign, m.ChangeResponse, body=m.AssignRequest,
+              permission=TRIAGE, errors=CHANGES),
+            Op("POST", "/alerts/{alert_id}/escalate", "escalateAlert",
+              "Escalate (L1/L2/L3), optionally asking the client", "alerts", self.escalate,
+              m.ChangeResponse, body=m.EscalateRequest, permission=TRIAGE, errors=CHANGES),
+            Op("POST", "/alerts/{alert_id}/notes", "noteAlert", "Add a note", "alerts",
+              self.note, m.ChangeResponse, body=m.NoteRequest, permission=TRIAGE,
+              errors=CHANGES),
+            Op("POST", "/alerts/{alert_id}/resolve", "resolveAlert",
+              "Close as false/true positive, benign or duplicate", "alerts",
+              self.resolve_alert, m.ChangeResponse, body=m.ResolveRequest,
+              permission=TRIAGE, errors=CHANGES),
+            Op("POST", "/alerts/{alert_id}/reopen", "reopenAlert", "Reopen a resolved alert",
+              "alerts", self.reopen, m.ChangeResponse, body=m.ReopenRequest,
+              permission=TRIAGE, errors=CHANGES),
+            Op("GET", "/alerts/{alert_id}/audit", "alertAudit", "The audit trail of an alert",
+              "audit", self.alert_audit, m.AuditPage),
+            Op("GET", "/audit", "listAudit", "Audit records of your tenants", "audit",
+              self.audit, m.AuditPage, query=m.AuditQuery, errors=(400, 401)),
+            Op("GET", "/tenants", "listTenants", "Your tenants with contract and SLAs",
+              "tenants", self.tenants, m.TenantList, errors=(401,)),
+            Op("GET", "/tenants/{tenant_id}", "getTenant", "One tenant", "tenants",
+              self.tenant, m.TenantOut, errors=(401, 404)),
+            Op("GET", "/sla/report", "slaReport", "MTTA, MTTR and share within SLA", "sla",
+              self.sla, m.SlaReport, query=m.SlaQuery),
+            Op("GET", "/users", "listUsers", "Every user (platform admins)", "users",
+              self.users, m.UserList, permission=ADMIN, errors=(401, 403)),
+            Op("POST", "/users", "addUser", "Add a user: activation link back, TOTP "
+              "enrollment mailed to the user", "users", self.add_user, m.UserCreated,
+              body=m.UserCreate, permission=ADMIN, status=201,
+              errors=(400, 401, 403, 409)),
+            Op("POST", "/users/{login}/disable", "disableUser", "Disable a user and revoke "
+              "its tokens", "users", self.disable_user, m.UserOut, body=m.DisableRequest,
+              permission=ADMIN, errors=(400, 401, 403, 404)),
+            Op("GET", "/users/review", "reviewUsers", "Inactive, never activated and "
+              "multi-tenant users", "users", self.review, m.ReviewOut, query=m.ReviewQuery,
+              permission=ADMIN, errors=(400, 401, 403)),
+        ]
+
+
+def activation_link(base_url: str, login: str, token: str) -> str:
+    return f"{base_url}/api/v1/auth/activate?login={quote(login)}&token={quote(token)}"

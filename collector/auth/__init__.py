@@ -1,0 +1,1 @@
+"""Users and access: roles with tenant scopes, argon2 passwords, TOTP, sessions and API tokens."""

@@ -1,0 +1,63 @@
+"""The `access:` section: the one access policy (entry id `default`) for logins and tokens."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from pydantic import Field
+
+from collector.config.models import Duration, StrictModel, parse_duration
+
+if TYPE_CHECKING:
+    from collector.config.loader import VigilConfig
+
+POLICY_ID = "default"
+
+
+class AccessPolicy(StrictModel):
+    """Sessions, tokens, lockout and access review. Declared as `access: {default: {...}}`."""
+
+    public_url: str | None = Field(
+        None, description="URL users reach the control listener at (activation links, alert "
+        "links in mails); default http://<vigil.control.address>")
+    issuer: str = Field("Vigil", description="name shown in authenticator apps")
+    session_ttl: Duration = Field(parse_duration("8h"), description="login session lifetime")
+    api_token_ttl: Duration = Field(parse_duration("90d"),
+                                    description="longest lifetime of an API token")
+    activation_ttl: Duration = Field(parse_duration("72h"),
+                                     description="how long an activation link is valid")
+    min_password_length: int = Field(12, ge=8, le=256)
+    max_failed_logins: int = Field(5, ge=1, description="failures in a row before lockout")
+    lockout: Duration = Field(parse_duration("15m"), description="how long a lockout lasts")
+    login_attempts_per_minute: int = Field(
+        20, ge=1, description="login attempts one client address may make per minute")
+    inactive_after: Duration = Field(parse_duration("90d"),
+                                     description="`vigil users review` flags users idle longer")
+    enrollment_notifier: str | None = Field(
+        None, description="email notifier that sends TOTP enrollment mails (default: the "
+        "first of type email)")
+
+
+def access_policy(config: VigilConfig) -> AccessPolicy:
+    policy = config.section("access").get(POLICY_ID)
+    return policy if isinstance(policy, AccessPolicy) else AccessPolicy()
+
+
+def public_url(config: VigilConfig) -> str:
+    policy = access_policy(config)
+    return (policy.public_url or f"http://{config.settings.control.address}").rstrip("/")
+
+
+def check_access(config: VigilConfig, sink: Any) -> None:
+    """Only the `default` policy exists; its enrollment notifier must be an email notifier."""
+    for entry_id in config.section("access"):
+        if entry_id != POLICY_ID:
+            sink.add_for("access", entry_id, (), f"the access policy is declared as "
+                         f"`access: {{{POLICY_ID}: ...}}`, not {entry_id!r}")
+    policy = access_policy(config)
+    notifier = policy.enrollment_notifier
+    if notifier is not None:
+        found = config.section("notifiers").get(notifier)
+        if getattr(found, "type", None) != "email":
+            sink.add_for("access", POLICY_ID, ("enrollment_notifier",),
+                         f"{notifier!r} is not a notifier of type email")

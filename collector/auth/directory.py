@@ -1,0 +1,402 @@
+"""The user directory: accounts with roles and tenant scopes, activation, password + TOTP login
+with lockout, sessions and API tokens (stored hashed, scoped, expiring), and access review.
+
+Secrets never leave this module except to the one party that must have them: the activation
+token and TOTP secret are returned to `add_user` (the caller prints the link and mails the
+enrollment), a session or API token to its owner. Nothing here logs them.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import re
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+
+from collector.auth.config import AccessPolicy
+from collector.auth.passwords import hash_password, password_problem, verify_password
+from collector.auth.roles import ADMIN, ALL_TENANTS, ROLES, allows
+from collector.auth.tokens import new_token, token_hash
+from collector.auth.totp import ReplayedCode, matching_step, new_secret
+from collector.config.models import is_tenant_id
+from collector.errors import VigilError
+from sinks.alerts.db import Database, from_text, to_text
+from sinks.alerts.store import PLATFORM, Actor, write_audit
+
+log = logging.getLogger(__name__)
+
+LOGIN_RE = re.compile(r"[a-z0-9][a-z0-9._@-]{1,63}")
+EMAIL_RE = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+
+
+class AuthError(VigilError):
+    """A refused request; `reason` is for metrics and the audit log, the message for users."""
+
+    def __init__(self, message: str, reason: str = "refused") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class LoginFailed(AuthError):
+    """Every login failure says the same to the client: which factor failed is not told."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__("invalid login, password or code", reason)
+
+
+@dataclass(frozen=True)
+class User:
+    login: str
+    display_name: str
+    email: str
+    role: str
+    status: str  # pending, active, disabled
+    tenants: frozenset[str]  # {"*"} for every tenant
+    created_at: str
+    created_by: str
+    activated_at: str | None
+    last_login_at: str | None
+    disabled_at: str | None
+    locked_until: str | None
+
+    def public(self) -> dict[str, Any]:
+        return {"login": self.login, "display_name": self.display_name, "email": self.email,
+                "role": self.role, "status": self.status, "tenants": sorted(self.tenants),
+                "created_at": self.created_at, "created_by": self.created_by,
+                "activated_at": self.activated_at, "last_login_at": self.last_login_at,
+                "disabled_at": self.disabled_at, "locked_until": self.locked_until}
+
+
+@dataclass(frozen=True)
+class Principal:
+    """An authenticated caller: the user, its role and the tenants this token may reach
+    (None: every tenant)."""
+
+    login: str
+    role: str
+    tenants: frozenset[str] | None
+    token_kind: str
+    expires_at: str
+
+    def actor(self, address: str | None) -> Actor:
+        return Actor(self.login, self.tenants, address)
+
+    def can(self, permission: str) -> bool:
+        return allows(self.role, permission)
+
+
+@dataclass(frozen=True)
+class NewUser:
+    """What `add_user` hands back once: the activation token and the TOTP secret."""
+
+    user: User
+    activation_token: str
+    totp_secret: str
+    activation_expires: str
+
+
+class UserDirectory:
+    """Users, their scopes and their tokens, in the store's database."""
+
+    def __init__(self, db: Database, policy: AccessPolicy | None = None, *,
+                 clock: Callable[[], datetime] | None = None,
+                 known_tenants: Callable[[], set[str]] | None = None) -> None:
+        self.db = db
+        self.policy = policy or AccessPolicy()
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self.known_tenants = known_tenants
+
+    # -- accounts --------------------------------------------------------------------------
+
+    def _user(self, con: sqlite3.Connection, login: str) -> tuple[User, sqlite3.Row] | None:
+        row = con.execute("SELECT * FROM users WHERE login = ?", (login,)).fetchone()
+        if row is None:
+            return None
+        tenants = frozenset(r[0] for r in con.execute(
+            "SELECT tenant FROM user_tenants WHERE login = ?", (login,)))
+        user = User(row["login"], row["display_name"], row["email"], row["role"], row["status"],
+                    tenants, row["created_at"], row["created_by"], row["activated_at"],
+                    row["last_login_at"], row["disabled_at"], row["locked_until"])
+        return user, row
+
+    def get(self, login: str) -> User | None:
+        with self.db.transaction(write=False) as con:
+            found = self._user(con, login)
+        return found[0] if found else None
+
+    def users(self) -> list[User]:
+        with self.db.transaction(write=False) as con:
+            logins = [r[0] for r in con.execute("SELECT login FROM users ORDER BY login")]
+            return [found[0] for login in logins if (found := self._user(con, login))]
+
+    def add_user(self, login: str, display_name: str, email: str, role: str,
+                 tenants: list[str], actor: Actor) -> NewUser:
+        """Create a pending account; the caller hands out the activation link and mails the
+        TOTP enrollment to `email`."""
+        scope = self._check_new(login, email, role, tenants)
+        now = self.clock()
+        activation = new_token("act")
+        secret = new_secret()
+        expires = to_text(now + self.policy.activation_ttl)
+        with self.db.transaction() as con:
+            if con.execute("SELECT 1 FROM users WHERE login = ?", (login,)).fetchone():
+                raise AuthError(f"user {login!r} already exists", "exists")
+            con.execute(
+                "INSERT INTO users (login, display_name, email, role, status, totp_secret, "
+                "activation_hash, activation_expires, created_at, created_by, failed_logins) "
+                "VALUES (?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, 0)",
+                (login, display_name, email, role, secret, token_hash(activation), expires,
+                 to_text(now), actor.login))
+            for tenant in sorted(scope):
+                con.execute("INSERT INTO user_tenants (login, tenant) VALUES (?, ?)",
+                            (login, tenant))
+            write_audit(con, PLATFORM, None, actor, "user_add", None,
+                        {"login": login, "email": email, "role": role,
+                         "tenants": sorted(scope)}, to_text(now))
+            found = self._user(con, login)
+        assert found is not None
+        return NewUser(found[0], activation, secret, expires)
+
+    def _check_new(self, login: str, email: str, role: str, tenants: list[str]) -> set[str]:
+        if not LOGIN_RE.fullmatch(login):
+            raise AuthError(f"login {login!r} must match {LOGIN_RE.pattern}", "invalid")
+        if not EMAIL_RE.fullmatch(email):
+            raise AuthError(f"{email!r} is not an email address", "invalid")
+        if role not in ROLES:
+            raise AuthError(f"role {role!r} is not one of {', '.join(ROLES)}", "invalid")
+        if role == "platform_admin":
+            if tenants and tenants != [ALL_TENANTS]:
+                raise AuthError("a platform_admin covers every tenant; give no --tenant",
+                                "invalid")
+            return {ALL_TENANTS}
+        if not tenants:
+            raise AuthError("give at least one tenant", "invalid")
+        known = self.known_tenants() if self.known_tenants else None
+        for tenant in tenants:
+            if not is_tenant_id(tenant) or (known is not None and tenant not in known):
+                raise AuthError(f"unknown tenant {tenant!r}", "invalid")
+        return set(tenants)
+
+    def remove_pending(self, login: str) -> None:
+        """Undo an `add_user` whose enrollment mail could not be sent."""
+        with self.db.transaction() as con:
+            row = con.execute("SELECT status FROM users WHERE login = ?", (login,)).fetchone()
+            if row is None or row[0] != "pending":
+                return
+            con.execute("DELETE FROM user_tenants WHERE login = ?", (login,))
+            con.execute("DELETE FROM users WHERE login = ?", (login,))
+
+    def activate(self, login: str, token: str, password: str, code: str,
+                 address: str | None = None) -> User:
+        """Set the password and prove the TOTP enrollment with a first code."""
+        now = self.clock()
+        with self.db.transaction() as con:
+            found = self._user(con, login)
+            refused = AuthError("invalid or expired activation link", "bad_activation")
+            if found is None:
+                raise refused
+            user, row = found
+            expires = from_text(row["activation_expires"])
+            if (user.status != "pending" or not row["activation_hash"] or expires is None
+                    or expires <= now
+                    or not hmac.compare_digest(row["activation_hash"], token_hash(token))):
+                raise refused
+            problem = password_problem(password, self.policy.min_password_length)
+            if problem:
+                raise AuthError(problem, "weak_password")
+            try:
+                step = matching_step(row["totp_secret"], code, now, row["totp_last_step"])
+            except ReplayedCode:
+                step = None
+            if step is None:
+                raise AuthError("the authenticator code is not valid", "bad_code")
+            con.execute(
+                "UPDATE users SET status = 'active', password_hash = ?, totp_last_step = ?, "
+                "activation_hash = NULL, activation_expires = NULL, activated_at = ? "
+                "WHERE login = ?", (hash_password(password), step, to_text(now), login))
+            write_audit(con, PLATFORM, None, Actor(login, None, address), "user_activate",
+                        {"status": "pending"}, {"status": "active"}, to_text(now))
+            activated = self._user(con, login)
+        assert activated is not None
+        return activated[0]
+
+    def disable(self, login: str, actor: Actor, reason: str = "") -> User:
+        now = to_text(self.clock())
+        with self.db.transaction() as con:
+            found = self._user(con, login)
+            if found is None:
+                raise AuthError(f"no user {login!r}", "not_found")
+            user, _ = found
+            if user.status == "disabled":
+                return user
+            con.execute("UPDATE users SET status = 'disabled', disabled_at = ?, "
+                        "activation_hash = NULL WHERE login = ?", (now, login))
+            con.execute("UPDATE auth_tokens SET revoked_at = ? WHERE login = ? AND "
+                        "revoked_at IS NULL", (now, login))
+            write_audit(con, PLATFORM, None, actor, "user_disable", {"status": user.status},
+                        {"status": "disabled", "reason": reason}, now)
+            disabled = self._user(con, login)
+        assert disabled is not None
+        return disabled[0]
+
+    # -- login and tokens ------------------------------------------------------------------
+
+    def login(self, login: str, password: str, code: str | None, address: str | None
+              ) -> tuple[str, Principal]:
+        """Password and TOTP code -> a session token; raises LoginFailed."""
+        now = self.clock()
+        stamp = to_text(now)
+        actor = Actor(login[:64], None, address)
+        with self.db.transaction() as con:
+            found = self._user(con, login)
+            if found is None:
+                verify_password(None, password)  # same cost as a known login
+                reason = "unknown_user"
+            else:
+                user, row = found
+                reason = self._check_login(con, user, row, password, code, now)
+            if reason:
+                if found is not None:
+                    write_audit(con, PLATFORM, None, actor, "login_failed", None,
+                                {"reason": reason}, stamp)
+                failure = LoginFailed(reason)
+            else:
+                write_audit(con, PLATFORM, None, actor, "login", None, None, stamp)
+        if reason:
+            raise failure
+        user = found[0]  # type: ignore[index]
+        token = new_token("vgs")
+        principal = self._issue(user, token, "session", None, self.policy.session_ttl, None)
+        return token, principal
+
+    def _check_login(self, con: sqlite3.Connection, user: User, row: sqlite3.Row,
+                     password: str, code: str | None, now: datetime) -> str:
+        """'' on success; else the reason, with failures counted toward the lockout."""
+        if user.status != "active":
+            verify_password(None, password)
+            return "inactive"
+        locked = from_text(row["locked_until"])
+        if locked is not None and locked > now:
+            return "locked"
+        reason = ""
+        step = None
+        if not verify_password(row["password_hash"], password):
+            reason = "bad_password"
+        elif not code:
+            reason = "missing_code"
+        else:
+            try:
+                step = matching_step(row["totp_secret"], code, now, row["totp_last_step"])
+                reason = "" if step is not None else "bad_code"
+            except ReplayedCode:
+                reason = "replayed_code"
+        if reason:
+            failures = int(row["failed_logins"]) + 1
+            lock = None
+            if failures >= self.policy.max_failed_logins:
+                lock, failures = to_text(now + self.policy.lockout), 0
+            con.execute("UPDATE users SET failed_logins = ?, locked_until = ? WHERE login = ?",
+                        (failures, lock, user.login))
+            return reason
+        con.execute("UPDATE users SET failed_logins = 0, locked_until = NULL, "
+                    "totp_last_step = ?, last_login_at = ? WHERE login = ?",
+                    (step, to_text(now), user.login))
+        return ""
+
+    def _issue(self, user: User, token: str, kind: str, name: str | None, ttl: timedelta,
+               tenants: list[str] | None) -> Principal:
+        now = self.clock()
+        scope = sorted(user.tenants) if tenants is None else sorted(set(tenants))
+        expires = to_text(now + ttl)
+        with self.db.transaction() as con:
+            con.execute(
+                "INSERT INTO auth_tokens (token_hash, login, kind, name, tenants, created_at, "
+                "expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (token_hash(token), user.login, kind, name, orjson.dumps(scope).decode(),
+                 to_text(now), expires))
+        return Principal(user.login, user.role, _scope(frozenset(scope), user.tenants), kind,
+                         expires)
+
+    def issue_api_token(self, principal: Principal, name: str, ttl: timedelta | None,
+                        tenants: list[str] | None) -> tuple[str, Principal]:
+        """An API token for the caller, at most as wide as its own scope and the policy's
+        longest lifetime."""
+        user = self.get(principal.login)
+        if user is None or user.status != "active":
+            raise AuthError("user is not active", "inactive")
+        if tenants is not None:
+            outside = [t for t in tenants if principal.tenants is not None
+                       and t not in principal.tenants]
+            if outside or not tenants:
+                raise AuthError("tenants must be a non-empty subset of your own", "scope")
+        elif principal.tenants is not None:
+            tenants = sorted(principal.tenants)
+        lifetime = min(ttl or self.policy.api_token_ttl, self.policy.api_token_ttl)
+        token = new_token("vgt")
+        return token, self._issue(user, token, "api", name, lifetime, tenants)
+
+    def authenticate(self, token: str) -> Principal | None:
+        """The caller a bearer token stands for, or None (unknown, revoked, expired, user no
+        longer active). The token's scope narrows with the user's current scope."""
+        if not token or len(token) > 200:
+            return None
+        now = self.clock()
+        with self.db.transaction(write=False) as con:
+            row = con.execute("SELECT * FROM auth_tokens WHERE token_hash = ?",
+                              (token_hash(token),)).fetchone()
+            if row is None or row["revoked_at"] is not None:
+                return None
+            expires = from_text(row["expires_at"])
+            if expires is None or expires <= now:
+                return None
+            found = self._user(con, row["login"])
+        if found is None or found[0].status != "active":
+            return None
+        user = found[0]
+        scope = _scope(frozenset(orjson.loads(row["tenants"])), user.tenants)
+        return Principal(user.login, user.role, scope, row["kind"], row["expires_at"])
+
+    def revoke(self, token: str) -> None:
+        with self.db.transaction() as con:
+            con.execute("UPDATE auth_tokens SET revoked_at = ? WHERE token_hash = ? AND "
+                        "revoked_at IS NULL", (to_text(self.clock()), token_hash(token)))
+
+    # -- access review ---------------------------------------------------------------------
+
+    def review(self, inactive_after: timedelta | None = None) -> dict[str, list[User]]:
+        """Users idle longer than `inactive_after` (default the policy's), accounts never
+        activated, and users whose scope spans several tenants."""
+        now = self.clock()
+        limit = now - (inactive_after or self.policy.inactive_after)
+        inactive, never, multi = [], [], []
+        for user in self.users():
+            if user.status == "disabled":
+                continue
+            if user.status == "pending":
+                never.append(user)
+            else:
+                last = from_text(user.last_login_at) or from_text(user.activated_at)
+                if last is None or last < limit:
+                    inactive.append(user)
+            if ALL_TENANTS in user.tenants or len(user.tenants) > 1:
+                multi.append(user)
+        return {"inactive": inactive, "never_activated": never, "multi_tenant": multi}
+
+
+def _scope(token_tenants: frozenset[str], user_tenants: frozenset[str]) -> frozenset[str] | None:
+    """A token's effective tenants: its own, within the user's (None: every tenant)."""
+    if ALL_TENANTS in user_tenants:
+        return None if ALL_TENANTS in token_tenants else token_tenants
+    if ALL_TENANTS in token_tenants:
+        return user_tenants
+    return token_tenants & user_tenants
+
+
+def is_admin(principal: Principal) -> bool:
+    return principal.can(ADMIN)

@@ -1,0 +1,18 @@
+"""Opaque random tokens (sessions, API tokens, activation) and the hash they are stored as."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+TOKEN_BYTES = 32
+
+
+def new_token(prefix: str) -> str:
+    """`<prefix>_<random>`; the prefix tells a reader what kind of secret leaked."""
+    return f"{prefix}_{secrets.token_urlsafe(TOKEN_BYTES)}"
+
+
+def token_hash(token: str) -> str:
+    """Tokens carry 256 random bits, so a plain SHA-256 is enough to store them."""
+    return hashlib.sha256(token.encode()).hexdigest()
