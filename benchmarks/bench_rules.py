@@ -124,7 +124,7 @@ def synthetic_windows(rng: random.Random, n: int) -> list[dict[str, Any]]:
 
 
 def regression_events() -> list[dict[str, Any]]:
-    events = []
+    events: list[dict[str, Any]] = []
     for path in sorted((SIGMA / "regression").rglob("*.json")):
         events.extend(flatten_windows_event(doc) for doc in iter_json_documents(path.read_bytes()))
     return events
