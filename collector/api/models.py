@@ -8,6 +8,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from collector.auth.directory import User as UserOut
+from sinks.alerts.sla import SlaFigures
+
 Severity = Literal["informational", "low", "medium", "high", "critical"]
 Status = Literal["new", "acknowledged", "escalated", "resolved"]
 Resolution = Literal["false_positive", "true_positive", "benign", "duplicate"]
@@ -292,45 +295,10 @@ class SlaQuery(Request):
         "30d", description="a duration back from now (30d) or an ISO time")
 
 
-class SlaRow(Response):
-    tenant: str
-    severity: str
-    alerts: int
-    open: int
-    acknowledged: int
-    resolved: int
-    mtta_seconds: float | None
-    mttr_seconds: float | None
-    ack_within_sla: int
-    ack_breached: int
-    resolve_within_sla: int
-    resolve_breached: int
-    decided: int
-    within_sla: int
-    within_sla_pct: float | None
-    target_pct: float | None
-    meets_target: bool | None
-
-
 class SlaReport(Response):
     since: str
     generated_at: str
-    rows: list[SlaRow]
-
-
-class UserOut(Response):
-    login: str
-    display_name: str
-    email: str
-    role: str
-    status: str
-    tenants: list[str]
-    created_at: str
-    created_by: str
-    activated_at: str | None
-    last_login_at: str | None
-    disabled_at: str | None
-    locked_until: str | None
+    rows: list[SlaFigures]
 
 
 class UserList(Response):

@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
+from pydantic import BaseModel, ConfigDict, Field
 
 from collector.auth.config import AccessPolicy
 from collector.auth.passwords import hash_password, password_problem, verify_password
@@ -50,14 +51,17 @@ class LoginFailed(AuthError):
         super().__init__("invalid login, password or code", reason)
 
 
-@dataclass(frozen=True)
-class User:
+class User(BaseModel):
+    """An account as the API and CLI show it (no secret in it)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
     login: str
     display_name: str
     email: str
     role: str
-    status: str  # pending, active, disabled
-    tenants: frozenset[str]  # {"*"} for every tenant
+    status: str = Field(description="pending, active or disabled")
+    tenants: list[str] = Field(description='sorted tenant ids; ["*"] for every tenant')
     created_at: str
     created_by: str
     activated_at: str | None
@@ -66,11 +70,7 @@ class User:
     locked_until: str | None
 
     def public(self) -> dict[str, Any]:
-        return {"login": self.login, "display_name": self.display_name, "email": self.email,
-                "role": self.role, "status": self.status, "tenants": sorted(self.tenants),
-                "created_at": self.created_at, "created_by": self.created_by,
-                "activated_at": self.activated_at, "last_login_at": self.last_login_at,
-                "disabled_at": self.disabled_at, "locked_until": self.locked_until}
+        return self.model_dump()
 
 
 @dataclass(frozen=True)
@@ -118,12 +118,10 @@ class UserDirectory:
         row = con.execute("SELECT * FROM users WHERE login = ?", (login,)).fetchone()
         if row is None:
             return None
-        tenants = frozenset(r[0] for r in con.execute(
+        tenants = sorted(r[0] for r in con.execute(
             "SELECT tenant FROM user_tenants WHERE login = ?", (login,)))
-        user = User(row["login"], row["display_name"], row["email"], row["role"], row["status"],
-                    tenants, row["created_at"], row["created_by"], row["activated_at"],
-                    row["last_login_at"], row["disabled_at"], row["locked_until"])
-        return user, row
+        fields = {name: row[name] for name in User.model_fields if name != "tenants"}
+        return User(**fields, tenants=tenants), row
 
     def get(self, login: str) -> User | None:
         with self.db.transaction(write=False) as con:
@@ -320,8 +318,8 @@ class UserDirectory:
                 "expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (token_hash(token), user.login, kind, name, orjson.dumps(scope).decode(),
                  to_text(now), expires))
-        return Principal(user.login, user.role, _scope(frozenset(scope), user.tenants), kind,
-                         expires)
+        return Principal(user.login, user.role,
+                         _scope(frozenset(scope), frozenset(user.tenants)), kind, expires)
 
     def issue_api_token(self, principal: Principal, name: str, ttl: timedelta | None,
                         tenants: list[str] | None) -> tuple[str, Principal]:
@@ -359,7 +357,7 @@ class UserDirectory:
         if found is None or found[0].status != "active":
             return None
         user = found[0]
-        scope = _scope(frozenset(orjson.loads(row["tenants"])), user.tenants)
+        scope = _scope(frozenset(orjson.loads(row["tenants"])), frozenset(user.tenants))
         return Principal(user.login, user.role, scope, row["kind"], row["expires_at"])
 
     def revoke(self, token: str) -> None:

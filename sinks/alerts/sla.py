@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
+
+from pydantic import BaseModel, ConfigDict
 
 from collector.config.models import SEVERITIES
 from collector.telemetry import Telemetry
@@ -28,9 +29,11 @@ TARGET_PCT = {"critical": 95.0, "high": 95.0}
 ALL = "all"
 
 
-@dataclass
-class SlaFigures:
-    """The SLA figures of one tenant and severity (`all` for the tenant's total)."""
+class SlaFigures(BaseModel):
+    """The SLA figures of one tenant and severity (`all` for the tenant's total); also the
+    rows of the API's SLA report."""
+
+    model_config = ConfigDict(extra="forbid")
 
     tenant: str
     severity: str
@@ -51,7 +54,7 @@ class SlaFigures:
     meets_target: bool | None
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return self.model_dump()
 
 
 def _mean(values: list[float]) -> float | None:
