@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
-from collector.config.models import Duration, StrictModel, parse_duration
+from collector.config.models import Duration, StrictModel
 
 if TYPE_CHECKING:
     from collector.config.loader import VigilConfig
@@ -21,17 +21,19 @@ class AccessPolicy(StrictModel):
         None, description="URL users reach the control listener at (activation links, alert "
         "links in mails); default http://<vigil.control.address>")
     issuer: str = Field("Vigil", description="name shown in authenticator apps")
-    session_ttl: Duration = Field(parse_duration("8h"), description="login session lifetime")
-    api_token_ttl: Duration = Field(parse_duration("90d"),
+    session_ttl: Duration = Field(
+        "8h", validate_default=True, description="login session lifetime")
+    api_token_ttl: Duration = Field("90d", validate_default=True,
                                     description="longest lifetime of an API token")
-    activation_ttl: Duration = Field(parse_duration("72h"),
+    activation_ttl: Duration = Field("72h", validate_default=True,
                                      description="how long an activation link is valid")
     min_password_length: int = Field(12, ge=8, le=256)
     max_failed_logins: int = Field(5, ge=1, description="failures in a row before lockout")
-    lockout: Duration = Field(parse_duration("15m"), description="how long a lockout lasts")
+    lockout: Duration = Field(
+        "15m", validate_default=True, description="how long a lockout lasts")
     login_attempts_per_minute: int = Field(
         20, ge=1, description="login attempts one client address may make per minute")
-    inactive_after: Duration = Field(parse_duration("90d"),
+    inactive_after: Duration = Field("90d", validate_default=True,
                                      description="`vigil users review` flags users idle longer")
     enrollment_notifier: str | None = Field(
         None, description="email notifier that sends TOTP enrollment mails (default: the "

@@ -17,7 +17,6 @@ from collector.config.models import (
     Duration,
     Email,
     ValidationContext,
-    parse_duration,
 )
 from collector.registry import did_you_mean
 
@@ -30,9 +29,11 @@ class RetryPolicy(ComponentConfig):
 
     retries: int = Field(3, ge=0, le=20, description="attempts after the first before the "
                          "message goes to <data_dir>/notify-dlq/")
-    backoff: Duration = Field(parse_duration("2s"), description="wait before the first retry; "
-                              "doubles for each further retry")
-    max_backoff: Duration = Field(parse_duration("5m"), description="longest wait between tries")
+    backoff: Duration = Field(
+        "2s", validate_default=True,
+        description="wait before the first retry; doubles for each further retry")
+    max_backoff: Duration = Field(
+        "5m", validate_default=True, description="longest wait between tries")
     timeout_seconds: float = Field(10.0, gt=0, description="one attempt's time limit")
 
 
