@@ -105,6 +105,25 @@ class RuleSet:
     def datasets(self) -> list[str]:
         return sorted({name for m in self.mappings for name in m.datasets})
 
+    def requirements(self) -> list[RuleRequirement]:
+        """Per rule, what activation needs: the datasets serving it and the fields it reads."""
+        out = [RuleRequirement(rule.info, {d: c.fields for d, c in rule.conditions.items()})
+               for rule in self.rules]
+        out.extend(RuleRequirement(info, {}) for info in self.unserved)
+        return out
+
+
+@dataclass(frozen=True)
+class RuleRequirement:
+    """A rule's datasets (empty: no dataset serves its logsource) and needed fields in each.
+
+    Needed fields are the union over AND and the intersection over OR branches; fields only
+    tested under `not` are not needed.
+    """
+
+    info: RuleInfo
+    fields: dict[str, frozenset[str]]
+
 
 def rule_files(path: Path) -> list[Path]:
     """Sigma files under a path (the path itself when it is a file)."""

@@ -131,3 +131,68 @@ def test_dedup_key_and_absorb() -> None:
     assert a.dedup_key != match({"user": "x", "ip": "1"}, t1, tenant="other").dedup_key
     a.absorb(b)
     assert (a.suppressed, a.first_seen, a.last_seen) == (1, t1, t2)
+
+
+def test_windows_mapping(sigma: SimpleNamespace, tmp_path: Path) -> None:
+    """Security log cleared (UserData), process creation from Sysmon 1 and Security 4688, and
+    the Sysmon channel/event id a category adds."""
+    windows = {"product": "windows"}
+    sigma.write_rule(tmp_path, "cleared", {"sel": {"EventID": 1102, "SubjectUserName": "admin"},
+                                           "condition": "sel"},
+                     id=RULE_A, logsource={**windows, "service": "security"})
+    sigma.write_rule(tmp_path, "whoami", {"sel": {"Image|endswith": "\\whoami.exe"},
+                                          "condition": "sel"},
+                     id=RULE_B, logsource={**windows, "category": "process_creation"})
+    engine = sigma.engine_on(tmp_path)
+    from parsers.windows import flatten_windows_event
+
+    cleared = flatten_windows_event({"Event": {
+        "System": {"EventID": 1102, "Channel": "Security"},
+        "UserData": {"LogFileCleared": {"SubjectUserName": "admin"}}}})
+    sysmon = {"winlog.channel": "Microsoft-Windows-Sysmon/Operational", "winlog.event_id": 1,
+              "winlog.event_data.Image": "C:\\Windows\\System32\\whoami.exe"}
+    security = {"winlog.channel": "Security", "winlog.event_id": "4688",
+                "winlog.event_data.NewProcessName": "C:\\Windows\\System32\\WHOAMI.EXE"}
+    wrong_id = {**sysmon, "winlog.event_id": 11}
+    wrong_channel = {**sysmon, "winlog.channel": "Application"}
+    events = [cleared, sysmon, security, wrong_id, wrong_channel]
+    fired = [(m.events[0].index, m.rule_id) for m in engine.evaluate("windows.event", events)]
+    assert fired == [(0, RULE_A), (1, RULE_B), (2, RULE_B)]
+    rule = engine.rules_for("windows.event")[0]
+    assert rule.fields("windows.event") == frozenset(
+        {"winlog.channel", "winlog.event_id", "winlog.event_data.SubjectUserName"})
+
+
+MAPPING_CASES = [
+    ({"product": "aws", "service": "cloudtrail"},
+     {"eventName": "ConsoleLogin", "additionalEventData.MFAUsed": "No"},
+     "aws.cloudtrail", {"aws.cloudtrail.eventName": "ConsoleLogin",
+                        "aws.cloudtrail.additionalEventData.MFAUsed": "No"}),
+    ({"product": "okta", "service": "okta"}, {"eventType": "user.mfa.factor.deactivate"},
+     "okta.system", {"okta.eventType": "user.mfa.factor.deactivate"}),
+    ({"product": "azure", "service": "signinlogs"}, {"ResultType": 50126},
+     "azure.signinlogs", {"azure.signinlogs.ResultType": 50126}),
+    ({"product": "azure", "service": "activitylogs"}, {"operationName": "Delete"},
+     "azure.activitylogs", {"azure.activitylogs.operationName": "delete"}),
+    ({"product": "gcp", "service": "gcp.audit"}, {"gcp.audit.method_name": "x.delete"},
+     "gcp.audit", {"gcp.audit.gcp.audit.method_name": "x.delete"}),
+    ({"category": "firewall"}, {"dst_port": 445, "action": "deny"}, "fortinet.firewall",
+     {"destination.port": 445, "event.action": "deny"}),
+    ({"category": "firewall"}, {"src_ip|cidr": "10.0.0.0/8", "username": "bob"}, "cisco.asa",
+     {"source.ip": "10.9.9.9", "user.name": "bob"}),
+    ({"category": "webserver"}, {"cs-uri-query|contains": "union select", "sc-status": 200},
+     "nginx.access", {"url.query": "id=1 UNION SELECT x", "http.response.status_code": 200}),
+    ({"product": "linux", "service": "sshd"}, {"user": "root"}, "linux.auth",
+     {"user.name": "root"}),
+]
+
+
+def test_dataset_mappings(sigma: SimpleNamespace, tmp_path: Path) -> None:
+    for number, (logsource, selection, dataset, event) in enumerate(MAPPING_CASES):
+        folder = tmp_path / str(number)
+        folder.mkdir()
+        sigma.write_rule(folder, "r", {"sel": selection, "condition": "sel"}, id=RULE_A,
+                         logsource=logsource)
+        engine = sigma.engine_on(folder)
+        assert [m.dataset for m in engine.evaluate(dataset, [event])] == [dataset], logsource
+        assert engine.evaluate(dataset, [{k: "other" for k in event}]) == [], logsource

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -165,6 +166,14 @@ CASES = [
     ("bool", sel(flag=True), {"flag": True}, True),
     ("bool string", sel(flag=True), {"flag": "true"}, True),
     ("bool miss", sel(flag=True), {"flag": False}, False),
+    ("neq", {"sel": {"foo|neq": "x"}, "condition": "sel"}, {"foo": "y"}, True),
+    ("neq miss", {"sel": {"foo|neq": "x"}, "condition": "sel"}, {"foo": "X"}, False),
+    ("hour", {"sel": {"@timestamp|hour": 13}, "condition": "sel"},
+     {"@timestamp": datetime(2026, 1, 2, 13, 5, tzinfo=UTC)}, True),
+    ("hour miss", {"sel": {"@timestamp|hour": 13}, "condition": "sel"},
+     {"@timestamp": "2026-01-02T14:05:00Z"}, False),
+    ("month from text", {"sel": {"@timestamp|month": 1}, "condition": "sel"},
+     {"@timestamp": "2026-01-02T14:05:00Z"}, True),
     # fieldref
     ("fieldref", {"sel": {"a|fieldref": "b"}, "condition": "sel"}, {"a": "X", "b": "x"}, True),
     ("fieldref miss", {"sel": {"a|fieldref": "b"}, "condition": "sel"}, {"a": "x", "b": "y"},
@@ -240,3 +249,6 @@ def test_required_fields_union_and_intersection(sigma: SimpleNamespace, tmp_path
     engine = sigma.engine_on(sigma.write_rule(tmp_path, "r", detection, id=RULE_ID))
     rule = engine.rules_for("linux.auth")[0]
     assert rule.fields("linux.auth") == frozenset({"x"})
+    [requirement] = engine.ruleset.requirements()
+    assert requirement.fields == {"linux.auth": frozenset({"x"})}
+    assert (requirement.info.product, requirement.info.service) == ("linux", "auth")
