@@ -8,8 +8,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from alerts.kit import T0, TENANTS_YAML, UNUSED_MAIL_YAML, Clock, load, make_alert, \
-    webhook_receiver
+from alerts.kit import T0, TENANTS_YAML, UNUSED_MAIL_YAML, Clock, load, make_alert, webhook_receiver
 
 from collector.telemetry import Telemetry
 from sinks.alerts.service import Alerting
