@@ -1,0 +1,101 @@
+"""The alert store sink: takes only ALERTS batches, commits before it releases offsets, keeps
+what a failed commit held, and counts what it stores or rejects."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alerts.kit import Clock, make_alert
+
+from collector.events import ALERTS, EVENTS, Batch
+from collector.telemetry import Telemetry
+from sinks.alerts.db import Database
+from sinks.alerts.sink import AlertStoreConfig, AlertStoreSink, alert_store_path
+from sinks.alerts.store import Actor, AlertFilter, AlertStore
+from sinks.base import SinkContext
+from sinks.lake.schema import DatasetSchemas
+
+
+class Monotonic:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _sink(tmp_path: Path, **config: object) -> tuple[AlertStoreSink, Monotonic]:
+    monotonic = Monotonic()
+    context = SinkContext(tmp_path, "epoch", Telemetry(), DatasetSchemas(), monotonic=monotonic)
+    sink = AlertStoreSink("store", AlertStoreConfig(**config), context)  # type: ignore[arg-type]
+    return sink, monotonic
+
+
+def _batch(tenant: str, first: int, last: int, *alerts: dict) -> Batch:
+    return Batch(tenant, list(alerts), first, last, "alerts", kind=ALERTS)
+
+
+async def test_offsets_are_released_only_after_the_commit(tmp_path: Path) -> None:
+    sink, monotonic = _sink(tmp_path, max_seconds=5.0)
+    await sink.start()
+    assert AlertStoreSink.accepts == frozenset({ALERTS}) and EVENTS not in sink.accepts
+    sink.write(_batch("acme", 10, 12, make_alert("acme")))
+    sink.write(_batch("acme", 13, 13, make_alert("acme", rule_id="other")))
+    assert sink.uncommitted_floor("acme") == 10
+    await sink.flush()  # not due yet: nothing committed, nothing released
+    assert sink.uncommitted_floor("acme") == 10
+    store = AlertStore(Database(tmp_path / "alerts.db"), clock=Clock())
+    assert store.search(Actor("x", None), AlertFilter())[1] == 0
+    monotonic.now += 5
+    await sink.flush()
+    assert sink.uncommitted_floor("acme") is None
+    assert store.search(Actor("x", None), AlertFilter())[1] == 2
+    t = sink.telemetry
+    assert t.sample("vigil_alerts_written_total", tenant="acme", result="inserted") == 2
+    # The same batch replayed (a crash before the journal acknowledged it) adds nothing.
+    sink.write(_batch("acme", 10, 12, make_alert("acme")))
+    await sink.flush(force=True)
+    assert store.search(Actor("x", None), AlertFilter())[1] == 2
+    assert t.sample("vigil_alerts_written_total", tenant="acme", result="updated") == 1
+
+
+async def test_a_failed_commit_keeps_the_alerts_and_the_floor(tmp_path: Path) -> None:
+    sink, _ = _sink(tmp_path)
+    await sink.start()
+    db_path = tmp_path / "alerts.db"
+    sink.write(_batch("acme", 5, 5, make_alert("acme")))
+    # A database the process cannot open (its directory is a regular file): the commit fails.
+    (tmp_path / "blocked").write_text("a file where a directory is expected")
+    sink.store = AlertStore(Database(tmp_path / "blocked" / "alerts.db"))
+    try:
+        await sink.flush(force=True)
+        raise AssertionError("the flush should have failed")
+    except Exception as exc:
+        assert not isinstance(exc, AssertionError)
+    assert sink.uncommitted_floor("acme") == 5
+    sink.write(_batch("acme", 6, 6, make_alert("acme", rule_id="later")))
+    assert sink.uncommitted_floor("acme") == 5
+    assert sink.telemetry.sample("vigil_component_errors_total", component_id="store",
+                                 component_kind="sink", component_type="alert_store",
+                                 error_type="write_failed", stage="flush") == 1
+    # Repaired: everything held goes in, in order, and the floor clears.
+    sink.store = AlertStore(Database(db_path))
+    await sink.flush(force=True)
+    assert sink.uncommitted_floor("acme") is None
+    assert AlertStore(Database(db_path)).search(Actor("x", None), AlertFilter())[1] == 2
+
+
+async def test_rejected_records_are_counted_not_stored(tmp_path: Path) -> None:
+    sink, _ = _sink(tmp_path)
+    await sink.start()
+    sink.write(_batch("acme", 1, 2, {"vigil.tenant": "acme", "rule.id": "r"},
+                      make_alert("bravo")))
+    await sink.flush(force=True)
+    assert sink.uncommitted_floor("acme") is None
+    assert sink.telemetry.sample("vigil_alerts_rejected_total", tenant="acme") == 2
+
+
+def test_store_path_default_and_configured(tmp_path: Path) -> None:
+    assert alert_store_path(tmp_path) == tmp_path / "alerts.db"
+    configured = AlertStoreConfig(path=tmp_path / "elsewhere.db")
+    assert alert_store_path(tmp_path, [configured]) == tmp_path / "elsewhere.db"
