@@ -223,8 +223,10 @@ class DetectionEngine:
     def _emit(self, rule: CompiledRule, dataset: str, tenant: str, event: Event, position: int,
               offset: int | None) -> list[Match]:
         when = event_time(event.get("@timestamp"), self.correlation.clock)
+        # Key fields: the general ones plus every field the rule reads, as the analyst needs them.
+        keys = (*self.key_fields, *sorted(rule.conditions[dataset].fields))
         ref = EventRef(index=position, offset=offset, timestamp=when,
-                       fields={k: _plain(event[k]) for k in self.key_fields if k in event})
+                       fields={k: _plain(event[k]) for k in keys if k in event})
         out: list[Match] = []
         if rule.emits:
             out.append(Match(rule=rule.info, tenant=tenant, dataset=dataset, events=[ref],
