@@ -1,0 +1,191 @@
+"""`vigil alerts list|show|ack|escalate|note|resolve`: triage through the daemon's API.
+
+The token comes from `VIGIL_TOKEN`, or from a login (password and TOTP code prompted on the
+terminal); the API address from `--api`, `VIGIL_API`, or the configuration. Tokens are never
+printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import Any
+
+EX_NOAUTH = 77  # sysexits: permission denied / not logged in
+
+
+def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    parser = subparsers.add_parser("alerts", help="triage alerts through the API")
+    actions = parser.add_subparsers(dest="alerts_action", metavar="ACTION", required=True)
+    api = argparse.ArgumentParser(add_help=False, parents=[common])
+    api.add_argument("--api", default=os.environ.get("VIGIL_API"),
+                     help="API base URL (default $VIGIL_API, else the control address)")
+    api.add_argument("--json", action="store_true", help="print the API's JSON")
+
+    listing = actions.add_parser("list", parents=[api], help="alerts, newest first")
+    listing.add_argument("--tenant")
+    listing.add_argument("--status", action="append", default=[])
+    listing.add_argument("--severity", action="append", default=[])
+    listing.add_argument("--limit", type=int, default=50)
+    listing.set_defaults(func=list_alerts)
+    show = actions.add_parser("show", parents=[api], help="one alert with events and notes")
+    show.add_argument("alert_id")
+    show.set_defaults(func=show_alert)
+    ack = actions.add_parser("ack", parents=[api], help="acknowledge")
+    ack.add_argument("alert_id")
+    ack.set_defaults(func=lambda a: _change(a, "acknowledge", {}))
+    escalate = actions.add_parser("escalate", parents=[api], help="escalate to L1/L2/L3")
+    escalate.add_argument("alert_id")
+    escalate.add_argument("--level", required=True, choices=["L1", "L2", "L3"])
+    escalate.add_argument("--reason", required=True)
+    escalate.add_argument("--ask", choices=["validation", "action", "decision"],
+                          help="ask the client (with --question)")
+    escalate.add_argument("--question")
+    escalate.set_defaults(func=escalate_alert)
+    note = actions.add_parser("note", parents=[api], help="add a note")
+    note.add_argument("alert_id")
+    note.add_argument("text")
+    note.set_defaults(func=lambda a: _change(a, "notes", {"body": a.text}))
+    resolve = actions.add_parser("resolve", parents=[api], help="close the alert")
+    resolve.add_argument("alert_id")
+    resolve.add_argument("--resolution", required=True,
+                         choices=["false_positive", "true_positive", "benign", "duplicate"])
+    resolve.add_argument("--note")
+    resolve.set_defaults(func=lambda a: _change(
+        a, "resolve", {"resolution": a.resolution, **({"note": a.note} if a.note else {})}))
+
+
+class ApiFailure(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _base(args: argparse.Namespace) -> str | None:
+    if args.api:
+        return str(args.api).rstrip("/")
+    from collector.auth.config import public_url
+    from collector.commands.tenants import load_or_report
+
+    config = load_or_report(args)
+    return None if config is None else public_url(config)
+
+
+def _call(base: str, method: str, path: str, token: str | None,
+          body: dict[str, Any] | None = None) -> Any:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(f"{base}/api/v1{path}", data=data, method=method)
+    request.add_header("Content-Type", "application/json")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        try:
+            message = json.loads(exc.read()).get("error", exc.reason)
+        except ValueError:
+            message = exc.reason
+        raise ApiFailure(exc.code, str(message)) from None
+    except urllib.error.URLError as exc:
+        raise ApiFailure(0, f"cannot reach {base}: {exc.reason}") from None
+
+
+def _token(base: str) -> str | None:
+    token = os.environ.get("VIGIL_TOKEN")
+    if token:
+        return token
+    if not sys.stdin.isatty():
+        print("set VIGIL_TOKEN (or run on a terminal to log in)", file=sys.stderr)
+        return None
+    login = input("login: ")
+    password = getpass.getpass("password: ")
+    code = input("authenticator code: ")
+    reply = _call(base, "POST", "/auth/login", None,
+                  {"login": login, "password": password, "code": code})
+    return str(reply["token"])
+
+
+def _run(args: argparse.Namespace, method: str, path: str,
+         body: dict[str, Any] | None = None) -> tuple[int, Any]:
+    base = _base(args)
+    if base is None:
+        return 78, None
+    try:
+        token = _token(base)
+        if token is None:
+            return EX_NOAUTH, None
+        return 0, _call(base, method, path, token, body)
+    except ApiFailure as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return (EX_NOAUTH if exc.status in (401, 403) else 1), None
+
+
+def _summary(alert: dict[str, Any]) -> str:
+    return (f"{alert['id']}  {alert['tenant']:<12} {alert['severity']:<9} "
+            f"{alert['status']:<12} {alert['rule']['name']}  (x{alert['count']}, ack by "
+            f"{alert['sla']['ack_due'][:16]})")
+
+
+def list_alerts(args: argparse.Namespace) -> int:
+    query: list[tuple[str, str]] = [("limit", str(args.limit))]
+    if args.tenant:
+        query.append(("tenant", args.tenant))
+    query += [("status", s) for s in args.status] + [("severity", s) for s in args.severity]
+    code, page = _run(args, "GET", "/alerts?" + urllib.parse.urlencode(query))
+    if code:
+        return code
+    if args.json:
+        print(json.dumps(page, indent=2))
+        return 0
+    for alert in page["items"]:
+        print(_summary(alert))
+    print(f"{len(page['items'])} of {page['total']} alert(s)")
+    return 0
+
+
+def show_alert(args: argparse.Namespace) -> int:
+    code, alert = _run(args, "GET", f"/alerts/{urllib.parse.quote(args.alert_id, safe='')}")
+    if code:
+        return code
+    if args.json:
+        print(json.dumps(alert, indent=2))
+        return 0
+    print(_summary(alert))
+    print(f"  rule {alert['rule']['id']}: {alert['rule']['description'] or ''}")
+    print(f"  assignee {alert['assignee'] or '-'}, escalation "
+          f"{alert['escalation']['level'] or '-'}, resolution {alert['resolution'] or '-'}")
+    print(f"  first {alert['first_seen']}  last {alert['last_seen']}  resolve by "
+          f"{alert['sla']['resolve_due']}")
+    for note in alert["notes"]:
+        print(f"  note {note['created_at'][:19]} {note['author']}: {note['body']}")
+    print(f"  {len(alert['events'])} matched event(s)")
+    return 0
+
+
+def _change(args: argparse.Namespace, action: str, body: dict[str, Any]) -> int:
+    path = f"/alerts/{urllib.parse.quote(args.alert_id, safe='')}/{action}"
+    code, reply = _run(args, "POST", path, body)
+    if code:
+        return code
+    if args.json:
+        print(json.dumps(reply, indent=2))
+    else:
+        print(f"{reply['action']}: {_summary(reply['alert'])}")
+    return 0
+
+
+def escalate_alert(args: argparse.Namespace) -> int:
+    body: dict[str, Any] = {"level": args.level, "reason": args.reason}
+    if args.ask:
+        if not args.question:
+            print("--ask needs --question", file=sys.stderr)
+            return 2
+        body["client_request"] = {"kind": args.ask, "question": args.question}
+    return _change(args, "escalate", body)

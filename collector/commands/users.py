@@ -1,0 +1,184 @@
+"""`vigil users add|list|disable|review`: accounts in the alert store's database (no daemon
+needed). `add` prints the one-time activation link for the partner to hand over; the TOTP
+enrollment goes by mail from the platform straight to the user and is never printed."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import logging
+import sys
+from datetime import timedelta
+from typing import Any
+
+from collector.cli import EX_CONFIG
+
+log = logging.getLogger(__name__)
+EX_UNAVAILABLE = 69  # sysexits: the enrollment mail could not be sent
+
+
+def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    parser = subparsers.add_parser("users", help="manage users and review access")
+    actions = parser.add_subparsers(dest="users_action", metavar="ACTION", required=True)
+    add = actions.add_parser("add", parents=[common], help="add a user: prints the activation "
+                             "link, mails the TOTP enrollment to the user")
+    add.add_argument("login")
+    add.add_argument("--email", required=True)
+    add.add_argument("--name", help="display name (default: the login)")
+    add.add_argument("--role", required=True,
+                     help="platform_admin, soc_l1, soc_l2, soc_l3, client_operator, "
+                          "client_viewer")
+    add.add_argument("--tenant", action="append", default=[], dest="tenants",
+                     help="a tenant in the user's scope (repeat for several)")
+    add.set_defaults(func=add_user)
+    listing = actions.add_parser("list", parents=[common], help="every user")
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(func=list_users)
+    disable = actions.add_parser("disable", parents=[common],
+                                 help="disable a user and revoke its tokens")
+    disable.add_argument("login")
+    disable.add_argument("--reason", default="")
+    disable.set_defaults(func=disable_user)
+    review = actions.add_parser("review", parents=[common],
+                                help="inactive, never activated and multi-tenant users")
+    review.add_argument("--inactive-days", type=int, default=None,
+                        help="idle threshold (default: access.default.inactive_after, 90d)")
+    review.add_argument("--disable-inactive", action="store_true",
+                        help="disable the inactive and never-activated users listed")
+    review.add_argument("--json", action="store_true")
+    review.set_defaults(func=review_users)
+
+
+def _operator() -> Any:
+    from sinks.alerts.store import Actor
+
+    return Actor(f"cli:{getpass.getuser()}"[:64], None, "local")
+
+
+def _directory(args: argparse.Namespace) -> tuple[Any, Any] | None:
+    from collector.auth.config import access_policy
+    from collector.auth.directory import UserDirectory
+    from collector.commands.tenants import load_or_report, store_path
+    from sinks.alerts.db import Database
+
+    config = load_or_report(args)
+    if config is None:
+        return None
+    directory = UserDirectory(Database(store_path(config, args.data_dir)),
+                              access_policy(config), known_tenants=lambda: set(config.tenants))
+    return config, directory
+
+
+def add_user(args: argparse.Namespace) -> int:
+    from collector.api.routes import activation_link
+    from collector.auth.config import POLICY_ID, access_policy, public_url
+    from collector.auth.directory import AuthError
+    from collector.auth.enrollment import enrollment_message
+    from sinks.notify.config import EmailNotifierConfig
+    from sinks.notify.email import EmailChannel
+
+    found = _directory(args)
+    if found is None:
+        return EX_CONFIG
+    config, directory = found
+    policy = access_policy(config)
+    notifiers = config.section("notifiers")
+    mail_id = policy.enrollment_notifier or next(
+        (k for k in sorted(notifiers) if isinstance(notifiers[k], EmailNotifierConfig)), None)
+    if mail_id is None:
+        print("no notifier of type email is configured: the TOTP enrollment must be mailed "
+              "to the user by the platform (set one under `notifiers:` or "
+              f"`access.{POLICY_ID}.enrollment_notifier`)", file=sys.stderr)
+        return EX_CONFIG
+    channel = EmailChannel(mail_id, notifiers[mail_id], args.config_dir.resolve())
+    try:
+        new = directory.add_user(args.login, args.name or args.login, args.email, args.role,
+                                 args.tenants, _operator())
+    except AuthError as exc:
+        print(f"cannot add user: {exc}", file=sys.stderr)
+        return 1
+    try:
+        channel.deliver(enrollment_message(channel, new, policy.issuer))
+    except Exception as exc:
+        directory.remove_pending(args.login)
+        print(f"cannot send the enrollment mail through {mail_id!r} "
+              f"({type(exc).__name__}: {exc}); user not created", file=sys.stderr)
+        return EX_UNAVAILABLE
+    user = new.user
+    scope = ", ".join(user.tenants)
+    print(f"user {user.login} added ({user.role}; tenants: {scope}); pending activation")
+    print(f"TOTP enrollment mailed to {user.email}")
+    print(f"hand this one-time activation link to {user.login} (valid until "
+          f"{new.activation_expires}):")
+    print(f"  {activation_link(public_url(config), user.login, new.activation_token)}")
+    return 0
+
+
+def _row(user: Any) -> tuple[str, ...]:
+    return (user.login, user.role, user.status, ",".join(user.tenants), user.email,
+            (user.last_login_at or "-")[:19])
+
+
+def _print(users: list[Any]) -> None:
+    table: list[tuple[str, ...]] = [("LOGIN", "ROLE", "STATUS", "TENANTS", "EMAIL", "LAST LOGIN")]
+    table += [_row(u) for u in users]
+    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
+    for line in table:
+        print("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip())
+
+
+def list_users(args: argparse.Namespace) -> int:
+    found = _directory(args)
+    if found is None:
+        return EX_CONFIG
+    users = found[1].users()
+    if args.json:
+        print(json.dumps([u.public() for u in users], indent=2))
+    else:
+        _print(users)
+    return 0
+
+
+def disable_user(args: argparse.Namespace) -> int:
+    from collector.auth.directory import AuthError
+
+    found = _directory(args)
+    if found is None:
+        return EX_CONFIG
+    try:
+        user = found[1].disable(args.login, _operator(), args.reason)
+    except AuthError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    print(f"user {user.login} disabled; its sessions and API tokens are revoked")
+    return 0
+
+
+def review_users(args: argparse.Namespace) -> int:
+    found = _directory(args)
+    if found is None:
+        return EX_CONFIG
+    directory = found[1]
+    idle = timedelta(days=args.inactive_days) if args.inactive_days else None
+    review = directory.review(idle)
+    disabled: list[str] = []
+    if args.disable_inactive:
+        for user in review["inactive"] + review["never_activated"]:
+            directory.disable(user.login, _operator(), "access review: inactive")
+            disabled.append(user.login)
+    if args.json:
+        print(json.dumps({k: [u.public() for u in v] for k, v in review.items()}
+                         | {"disabled": disabled}, indent=2))
+        return 0
+    titles = {"inactive": f"inactive (no login for "
+                          f"{args.inactive_days or directory.policy.inactive_after.days} days)",
+              "never_activated": "never activated", "multi_tenant": "multi-tenant scopes"}
+    for key, title in titles.items():
+        print(f"{title}: {len(review[key])}")
+        if review[key]:
+            _print(review[key])
+        print()
+    if disabled:
+        print(f"disabled: {', '.join(disabled)}")
+    return 0

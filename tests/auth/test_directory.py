@@ -1,0 +1,168 @@
+"""Users, activation, password + TOTP login (no code, wrong code, replayed code), lockout,
+tokens with scope and expiry, and access review, against an injected clock."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+from alerts.kit import Clock
+
+from collector.auth.config import AccessPolicy
+from collector.auth.directory import AuthError, LoginFailed, UserDirectory
+from collector.auth.totp import current_code
+from sinks.alerts.db import Database
+from sinks.alerts.store import Actor, AlertStore
+
+ADMIN = Actor("root", None, "127.0.0.1")
+PASSWORD = "correct horse battery staple"
+
+
+def _directory(tmp_path: Path, clock: Clock, **policy: object) -> UserDirectory:
+    return UserDirectory(Database(tmp_path / "a.db"), AccessPolicy(**policy),  # type: ignore
+                         clock=clock, known_tenants=lambda: {"acme", "bravo", "charlie"})
+
+
+def _active(directory: UserDirectory, clock: Clock, login: str = "ana", role: str = "soc_l1",
+            tenants: tuple[str, ...] = ("acme",)) -> str:
+    """An activated user; returns its TOTP secret."""
+    new = directory.add_user(login, login.title(), f"{login}@example.com", role,
+                             list(tenants), ADMIN)
+    directory.activate(login, new.activation_token, PASSWORD,
+                       current_code(new.totp_secret, clock()))
+    clock.advance(seconds=30)  # the activation used this step's code
+    return new.totp_secret
+
+
+def test_login_needs_password_and_a_fresh_code(tmp_path: Path) -> None:
+    clock = Clock()
+    directory = _directory(tmp_path, clock)
+    secret = _active(directory, clock)
+    code = current_code(secret, clock())
+    for password, given, reason in ((PASSWORD, None, "missing_code"),
+                                    (PASSWORD, "000000" if code != "000000" else "111111",
+                                     "bad_code"),
+                                    ("wrong password!", code, "bad_password")):
+        with pytest.raises(LoginFailed) as info:
+            directory.login("ana", password, given, "192.0.2.1")
+        assert info.value.reason == reason
+        assert str(info.value) == "invalid login, password or code"
+    token, principal = directory.login("ana", PASSWORD, code, "192.0.2.1")
+    assert principal.tenants == frozenset({"acme"}) and principal.role == "soc_l1"
+    with pytest.raises(LoginFailed) as info:  # the same code again: a replay
+        directory.login("ana", PASSWORD, code, "192.0.2.1")
+    assert info.value.reason == "replayed_code"
+    clock.advance(seconds=30)
+    directory.login("ana", PASSWORD, current_code(secret, clock()), "192.0.2.1")
+    assert directory.authenticate(token) == principal
+
+
+def test_failures_lock_the_account_for_a_while(tmp_path: Path) -> None:
+    clock = Clock()
+    directory = _directory(tmp_path, clock, max_failed_logins=3, lockout="15m")
+    secret = _active(directory, clock)
+    for _ in range(3):
+        with pytest.raises(LoginFailed):
+            directory.login("ana", "wrong password!", None, None)
+    with pytest.raises(LoginFailed) as info:  # right password and code, but locked
+        directory.login("ana", PASSWORD, current_code(secret, clock()), None)
+    assert info.value.reason == "locked"
+    clock.advance(minutes=15, seconds=1)
+    directory.login("ana", PASSWORD, current_code(secret, clock()), None)
+    records, _ = AlertStore(directory.db).audit(Actor("x", None), tenant="_platform")
+    actions = [r["action"] for r in records]
+    assert actions.count("login_failed") == 4 and actions[-1] == "login"
+    assert PASSWORD not in str(records) and "wrong password!" not in str(records)
+
+
+def test_unknown_and_disabled_users_fail_the_same_way(tmp_path: Path) -> None:
+    clock = Clock()
+    directory = _directory(tmp_path, clock)
+    secret = _active(directory, clock)
+    token, _ = directory.login("ana", PASSWORD, current_code(secret, clock()), None)
+    with pytest.raises(LoginFailed, match="invalid login, password or code"):
+        directory.login("nobody", PASSWORD, "123456", None)
+    directory.disable("ana", ADMIN, "left the company")
+    assert directory.authenticate(token) is None  # tokens die with the account
+    clock.advance(seconds=30)
+    with pytest.raises(LoginFailed) as info:
+        directory.login("ana", PASSWORD, current_code(secret, clock()), None)
+    assert info.value.reason == "inactive"
+
+
+def test_activation_checks_token_expiry_password_and_code(tmp_path: Path) -> None:
+    clock = Clock()
+    directory = _directory(tmp_path, clock, activation_ttl="1h")
+    new = directory.add_user("bo", "Bo", "bo@example.com", "client_viewer", ["acme"], ADMIN)
+    code = current_code(new.totp_secret, clock())
+    with pytest.raises(AuthError, match="invalid or expired activation link"):
+        directory.activate("bo", "act_wrong", PASSWORD, code)
+    with pytest.raises(AuthError, match="at least 12 characters"):
+        directory.activate("bo", new.activation_token, "short", code)
+    with pytest.raises(AuthError, match="code is not valid"):
+        directory.activate("bo", new.activation_token, PASSWORD, "12345x")
+    clock.advance(hours=1, seconds=1)
+    with pytest.raises(AuthError, match="invalid or expired activation link"):
+        directory.activate("bo", new.activation_token, PASSWORD,
+                           current_code(new.totp_secret, clock()))
+    other = directory.add_user("cy", "Cy", "cy@example.com", "client_viewer", ["acme"], ADMIN)
+    user = directory.activate("cy", other.activation_token, PASSWORD,
+                              current_code(other.totp_secret, clock()))
+    assert user.status == "active"
+    with pytest.raises(AuthError):  # one-time: the link is spent
+        directory.activate("cy", other.activation_token, PASSWORD,
+                           current_code(other.totp_secret, clock()))
+
+
+def test_new_users_are_validated(tmp_path: Path) -> None:
+    directory = _directory(tmp_path, Clock())
+    for args, message in (
+            (("Bad Login", "x@example.com", "soc_l1", ["acme"]), "must match"),
+            (("ok", "not-an-email", "soc_l1", ["acme"]), "not an email address"),
+            (("ok", "x@example.com", "wizard", ["acme"]), "role 'wizard'"),
+            (("ok", "x@example.com", "soc_l1", []), "at least one tenant"),
+            (("ok", "x@example.com", "soc_l1", ["zulu"]), "unknown tenant 'zulu'"),
+            (("ok", "x@example.com", "platform_admin", ["acme"]), "covers every tenant")):
+        with pytest.raises(AuthError, match=message):
+            directory.add_user(args[0], "X", args[1], args[2], args[3], ADMIN)
+    directory.add_user("ok", "X", "x@example.com", "soc_l1", ["acme"], ADMIN)
+    with pytest.raises(AuthError, match="already exists"):
+        directory.add_user("ok", "X", "x@example.com", "soc_l1", ["acme"], ADMIN)
+
+
+def test_tokens_expire_and_narrow_to_the_users_scope(tmp_path: Path) -> None:
+    clock = Clock()
+    directory = _directory(tmp_path, clock, session_ttl="8h", api_token_ttl="30d")
+    secret = _active(directory, clock, "lead", "soc_l3", ("acme", "bravo"))
+    session, principal = directory.login("lead", PASSWORD, current_code(secret, clock()), None)
+    assert principal.tenants == frozenset({"acme", "bravo"})
+    api_token, narrow = directory.issue_api_token(principal, "ci", dt.timedelta(days=365),
+                                                  ["bravo"])
+    assert narrow.tenants == frozenset({"bravo"})
+    assert narrow.expires_at == "2025-04-02T09:00:30.000000+00:00"  # capped at 30 days
+    with pytest.raises(AuthError, match="subset"):
+        directory.issue_api_token(principal, "x", None, ["charlie"])
+    clock.advance(hours=8)
+    assert directory.authenticate(session) is None
+    assert directory.authenticate(api_token) == narrow
+    assert directory.authenticate("vgs_not-a-token") is None
+    directory.revoke(api_token)
+    assert directory.authenticate(api_token) is None
+
+
+def test_review_lists_inactive_never_activated_and_multi_tenant(tmp_path: Path) -> None:
+    clock = Clock()
+    directory = _directory(tmp_path, clock, inactive_after="30d")
+    secret = _active(directory, clock, "old", "soc_l1", ("acme",))
+    directory.login("old", PASSWORD, current_code(secret, clock()), None)
+    directory.add_user("ghost", "G", "g@example.com", "client_viewer", ["acme"], ADMIN)
+    directory.add_user("ciso", "C", "c@example.com", "client_viewer", ["acme", "bravo"], ADMIN)
+    directory.add_user("root2", "R", "r@example.com", "platform_admin", [], ADMIN)
+    clock.advance(days=31)
+    fresh = _active(directory, clock, "fresh", "soc_l1", ("charlie",))
+    assert fresh
+    review = directory.review()
+    assert [u.login for u in review["inactive"]] == ["old"]
+    assert [u.login for u in review["never_activated"]] == ["ciso", "ghost", "root2"]
+    assert [u.login for u in review["multi_tenant"]] == ["ciso", "root2"]
