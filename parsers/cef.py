@@ -9,7 +9,6 @@ everything else stays under `cef.`. The shared pieces serve the `leef` step too.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections.abc import Callable, Iterable
 from typing import Any, Literal
@@ -18,13 +17,14 @@ from pydantic import Field
 
 from collector.events import Event
 from collector.pipeline.step import Step, StepConfig, StepFailure
+from enrichers.addresses import parse_address
 from parsers.grok.step import text_of
 
 Convert = Callable[[str], Any]
 
-# An extension key: after whitespace (or at the start), up to an unescaped `=`. Keys never hold
-# a backslash, so `a\=b` inside a value never starts one.
-EXTENSION_KEY = re.compile(r"(?<!\S)([\w.\[\]-]+)=")
+# An extension key with the blanks before it (or the start): keys never hold a backslash, so
+# `a\=b` inside a value never starts one. Splitting on it yields [before, key, value, ...].
+EXTENSION_KEY = re.compile(r"(?:^|\s+)([\w.\[\]-]+)=")
 HEADER_FIELD = r"([^|\\]*(?:\\.[^|\\]*)*)"  # unrolled: no per-character alternation
 _CEF_HEADER = re.compile(r"CEF: ?" + r"\|".join([HEADER_FIELD] * 7) + r"(?:\||$)", re.DOTALL)
 _HEADER_ESCAPE = re.compile(r"\\([\\|])")
@@ -38,10 +38,10 @@ _SEVERITY_NAMES = {"low": 3, "medium": 6, "high": 8, "very-high": 10}
 
 
 def to_ip(value: str) -> str | None:
-    try:
-        return str(ipaddress.ip_address(value.strip()))
-    except ValueError:
-        return None
+    """The address in its canonical text, by the rule the enrichers use (so geoip and
+    threat_intel read it the same way); None when it is not one."""
+    address = parse_address(value)
+    return str(address) if address is not None else None
 
 
 def to_int(value: str) -> int | None:
@@ -142,19 +142,15 @@ def unescape_value(value: str) -> str:
 
 def split_extension(text: str, what: str) -> list[tuple[str, str]]:
     """`key=value` pairs whose values may hold spaces: a value runs to the next ` key=`."""
-    keys = list(EXTENSION_KEY.finditer(text))
-    if not keys:
+    parts = EXTENSION_KEY.split(text)
+    if len(parts) == 1:
         if text.strip():
             raise StepFailure(f"{what} holds no key=value pair")
         return []
-    if text[:keys[0].start()].strip():
-        raise StepFailure(f"{what} has text before its first key: "
-                          f"{text[:keys[0].start()].strip()[:40]!r}")
-    pairs = []
-    for index, key in enumerate(keys):
-        end = keys[index + 1].start() if index + 1 < len(keys) else len(text)
-        pairs.append((key.group(1), text[key.end():end].rstrip()))
-    return pairs
+    if parts[0].strip():
+        raise StepFailure(f"{what} has text before its first key: {parts[0].strip()[:40]!r}")
+    parts[-1] = parts[-1].rstrip()
+    return list(zip(parts[1::2], parts[2::2], strict=True))
 
 
 class FormatConfig(StepConfig):
@@ -253,6 +249,6 @@ class CefStep(FormatStep):
         level = to_severity(severity)
         if level is not None:
             ecs["event.severity"] = level
-        pairs = [(key, unescape_value(value)) for key, value in
+        pairs = [(key, unescape_value(value) if "\\" in value else value) for key, value in
                  split_extension(text[header.end():], "CEF extension")]
         return fields, ecs, pairs

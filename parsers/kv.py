@@ -72,24 +72,31 @@ def _class(chars: str) -> str:
     return "".join(re.escape(c) for c in chars)
 
 
+# Value groups in every pair regex: quoted by the first or second quote character, bare. Unused
+# slots are groups that never match, so the hot loop reads fixed positions.
+_FIXED_SLOTS = 3
+
+
 def build_pair_regex(config: KvConfig) -> re.Pattern[str]:
-    """The regex whose `findall` yields (key, quoted value 1, ..., bare value) per pair; at most
-    one of the value groups is non-empty, so the value is their concatenation."""
+    """The regex whose `findall` yields (key, quoted value, ..., bare value) per pair; at most
+    one of the value groups is non-empty. Keys need no lookbehind for a separator: a token
+    holding the value separator matches from its first character, one without it nowhere."""
     fs = _class(config.field_split)
     vs = re.escape(config.value_split)
     key = f"[^{fs}{vs}]+" if len(config.value_split) == 1 else f"(?:(?!{vs})[^{fs}])+"
     values = []
     for quote in config.quotes:
         q = re.escape(quote)
-        body = f"(?:[^{q}\\\\]|\\\\.)*" if config.unescape else f"[^{q}]*"
+        body = f"[^{q}\\\\]*(?:\\\\.[^{q}\\\\]*)*" if config.unescape else f"[^{q}]*"
         values.append(f"{q}({body}){q}(?![^{fs}])")
+    values += ["(?!)()"] * (_FIXED_SLOTS - 1 - len(config.quotes))
     if config.value_until_next_key:
         # A run of separators continues the value unless a `key<value_split>` follows it.
         bare = f"([^{fs}]*(?:[{fs}]+(?!{key}{vs})[^{fs}]+)*)"
     else:
         bare = f"([^{fs}]*)"
     values.append(bare)
-    return re.compile(f"(?<![^{fs}])({key}){vs}(?:{'|'.join(values)})", re.DOTALL)
+    return re.compile(f"({key}){vs}(?:{'|'.join(values)})", re.DOTALL)
 
 
 class KvStep(Step):
@@ -111,6 +118,11 @@ class KvStep(Step):
         self.keep_empty = config.keep_empty_values
         self.unescape = (re.compile(r"\\([\\" + _class("".join(config.quotes)) + "])")
                          if config.unescape and config.quotes else None)
+        self.wide = len(config.quotes) >= _FIXED_SLOTS
+        # The common case (FortiGate): first value of each key, nothing renamed or filtered.
+        self.plain = (self.include is None and not self.exclude and self.trim_key is None and
+                      self.trim_value is None and self.transform is None and
+                      self.duplicates == "first" and not self.keep_empty)
         self.failure = f"no key{config.value_split}value pairs found"
 
     def apply(self, event: Event) -> Event:
@@ -118,29 +130,39 @@ class KvStep(Step):
         if not pairs:
             raise StepFailure(self.failure)
         found: dict[str, Any] = {}
+        plain, wide, unescape = self.plain, self.wide, self.unescape
         for groups in pairs:
             key = groups[0]
-            value = "".join(groups[1:])
-            if self.trim_key is not None:
-                key = key.strip(self.trim_key)
-            if self.include is not None and key not in self.include or key in self.exclude:
-                continue
-            if self.unescape is not None and "\\" in value and not groups[-1]:
-                value = self.unescape.sub(r"\1", value)
-            if self.trim_value is not None:
-                value = value.strip(self.trim_value)
-            if not value and not self.keep_empty:
-                continue
-            if self.transform is not None:
-                key = self.transform(key)
-            name = self.name_prefix + key
-            if name not in found or self.duplicates == "last":
-                found[name] = value
-            elif self.duplicates == "list":
-                previous = found[name]
-                if isinstance(previous, list):
-                    previous.append(value)
-                else:
-                    found[name] = [previous, value]
+            value = "".join(groups[1:]) if wide else groups[1] or groups[2] or groups[3]
+            if unescape is not None and not groups[-1] and "\\" in value:
+                value = unescape.sub(r"\1", value)
+            if plain:
+                if value and key not in found:
+                    found[key] = value
+            else:
+                self._add(found, key, value)
+        if self.name_prefix:
+            prefix = self.name_prefix
+            found = {prefix + key: value for key, value in found.items()}
         event.update(found)
         return event
+
+    def _add(self, found: dict[str, Any], key: str, value: str) -> None:
+        if self.trim_key is not None:
+            key = key.strip(self.trim_key)
+        if self.include is not None and key not in self.include or key in self.exclude:
+            return
+        if self.trim_value is not None:
+            value = value.strip(self.trim_value)
+        if not value and not self.keep_empty:
+            return
+        if self.transform is not None:
+            key = self.transform(key)
+        if key not in found or self.duplicates == "last":
+            found[key] = value
+        elif self.duplicates == "list":
+            previous = found[key]
+            if isinstance(previous, list):
+                previous.append(value)
+            else:
+                found[key] = [previous, value]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -28,12 +28,18 @@ from parsers.syslog.parser import _BSD_TS, _bsd
 
 TIMESTAMP_ERROR = "vigil.timestamp_error"
 EPOCH_UNITS = {"epoch_s": 1_000_000, "epoch_ms": 1_000, "epoch_us": 1, "epoch_ns": None}
-NAMED_FORMATS = ("iso8601", "rfc3164", "epoch", *EPOCH_UNITS)
+NAMED_FORMATS = ("iso8601", "rfc3164", "httpdate", "epoch", *EPOCH_UNITS)
 STRPTIME_DIRECTIVES = frozenset("%ABGHIMSUVWXYZabcdfjmpuwxyz")
 _YEAR_DIRECTIVES = re.compile(r"%[YyGcx]")
 _DIRECTIVE = re.compile(r"%(.?)", re.DOTALL)
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MONTH_NUMBERS = {name: number for number, name in enumerate(_MONTHS, 1)}
+# Common Log Format time (nginx, Apache, HAProxy): `14/May/2024:09:12:00 +0000`. strptime takes
+# ~6 us for it; this regex and the datetime constructor about 1.5 us.
+_HTTPDATE = re.compile(r"(\d{1,2})/([A-Z][a-z]{2})/(\d{4}):(\d{2}):(\d{2}):(\d{2})"
+                       r"(?:[.,](\d{1,9}))? ([+-])(\d{2}):?(\d{2})", re.ASCII)
+_OFFSETS: dict[int, tzinfo] = {}
 
 Parser = Callable[[Any, tzinfo, datetime], datetime | None]
 
@@ -47,7 +53,8 @@ class TimestampConfig(StepConfig):
     formats: list[str] = Field(
         ["iso8601", "rfc3164", "epoch"], min_length=1,
         description="tried in order: iso8601 (with or without offset and fraction), rfc3164 "
-        "(`Mmm dd hh:mm:ss`, year inferred from the receive time), epoch (unit by magnitude: "
+        "(`Mmm dd hh:mm:ss`, year inferred from the receive time), httpdate (access logs' "
+        "`14/May/2024:09:12:00 +0000`), epoch (unit by magnitude: "
         "s, ms, us or ns), epoch_s, epoch_ms, epoch_us, epoch_ns, or a strptime format "
         "(`%Y-%m-%d %H:%M:%S`; without a year directive the year is inferred as for rfc3164)")
     timezone: str = Field("UTC", description="IANA zone for times written without an offset")
@@ -127,6 +134,29 @@ def parse_rfc3164(value: Any, tz: tzinfo, received_at: datetime) -> datetime | N
     return _bsd(match, received_at, tz)
 
 
+def parse_httpdate(value: Any, tz: tzinfo, received_at: datetime) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    text = value.strip()
+    match = _HTTPDATE.fullmatch(text)
+    if match is None:
+        return None
+    day, month, year, hour, minute, second, fraction, sign, off_h, off_m = match.groups()
+    minutes = int(off_h) * 60 + int(off_m)
+    if minutes > 18 * 60 or month not in _MONTH_NUMBERS:
+        return None
+    offset = -minutes if sign == "-" else minutes
+    zone = _OFFSETS.get(offset)
+    if zone is None:
+        zone = _OFFSETS[offset] = timezone(timedelta(minutes=offset))
+    try:
+        parsed = datetime(int(year), _MONTH_NUMBERS[month], int(day), int(hour), int(minute),
+                          int(second), int(fraction[:6].ljust(6, "0")) if fraction else 0, zone)
+    except ValueError:
+        return None
+    return _to_utc(parsed, tz)
+
+
 def infer_year(parsed: datetime, tz: tzinfo, received_at: datetime) -> datetime | None:
     """A year-less time placed in the year that the syslog parser's inference picks."""
     text = (f"{_MONTHS[parsed.month - 1]} {parsed.day:2d} {parsed:%H:%M:%S}."
@@ -202,6 +232,8 @@ def parser_for(fmt: str) -> Parser:
         return parse_iso8601
     if fmt == "rfc3164":
         return parse_rfc3164
+    if fmt == "httpdate":
+        return parse_httpdate
     if fmt == "epoch" or fmt in EPOCH_UNITS:
         return epoch_parser(fmt)
     return strptime_parser(fmt)

@@ -4,7 +4,7 @@ and failures that keep the receive time and mark the event (or fail when asked).
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +90,26 @@ def test_strptime_formats_in_order_and_without_year() -> None:
         datetime(2023, 12, 31, 23, 59, 50, tzinfo=UTC)
 
 
+def test_httpdate_is_the_access_log_format() -> None:
+    assert parse("14/May/2024:11:12:00 +0200", formats=["httpdate"]) == \
+        datetime(2024, 5, 14, 9, 12, tzinfo=UTC)
+    assert parse("4/Feb/2024:00:00:00.123 -0130", formats=["httpdate"]) == \
+        datetime(2024, 2, 4, 1, 30, 0, 123000, UTC)
+    for bad in ("31/Feb/2024:00:00:00 +0000", "14/May/2024:11:12:00 +9900",
+                "14/Mai/2024:11:12:00 +0000", "14/May/2024:11:12:00"):
+        event = ts(field="t", formats=["httpdate"]).apply({"t": bad, RECEIVED_AT: RECEIVED})
+        assert event[TIMESTAMP_ERROR] == f"cannot parse t={bad!r} as httpdate"
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.datetimes(min_value=datetime(1000, 1, 2), max_value=datetime(9999, 12, 30),
+                    timezones=st.sampled_from([UTC, *(timezone(timedelta(minutes=m))
+                                                      for m in (-570, -60, 120, 345))])))
+def test_httpdate_agrees_with_strptime(value: datetime) -> None:
+    text = value.strftime("%d/%b/%Y:%H:%M:%S %z")
+    assert parse(text, formats=["httpdate"]) == parse(text, formats=["%d/%b/%Y:%H:%M:%S %z"])
+
+
 def test_datetime_values_pass_and_target_and_remove_field() -> None:
     step = ts(field="t", target="event.created", remove_field=True, timezone="Asia/Tokyo")
     event = step.apply({"t": datetime(2024, 5, 14, 18, 12)})
@@ -150,8 +170,8 @@ def test_config_errors(config_errors: Callable[[str], list[str]], tmp_path: Path
             formats: []
     """) == [
         f"{path}:7:28: pipelines.p.steps[0].formats[1]: unknown format 'iso_8601' (did you "
-        "mean 'iso8601'?): expected one of iso8601, rfc3164, epoch, epoch_s, epoch_ms, epoch_us, "
-        "epoch_ns or a strptime format",
+        "mean 'iso8601'?): expected one of iso8601, rfc3164, httpdate, epoch, epoch_s, epoch_ms, "
+        "epoch_us, epoch_ns or a strptime format",
         f"{path}:7:38: pipelines.p.steps[0].formats[2]: unknown strptime directive '%Q' in "
         "'%Y-%m-%d %Q'",
         f"{path}:7:53: pipelines.p.steps[0].formats[3]: '%s' is not a strptime directive: use "
@@ -159,8 +179,8 @@ def test_config_errors(config_errors: Callable[[str], list[str]], tmp_path: Path
         f"{path}:7:59: pipelines.p.steps[0].formats[4]: unknown strptime directive 'a lone % at "
         "the end' in '%H:%M %'",
         f"{path}:7:70: pipelines.p.steps[0].formats[5]: unknown format 'epoch_sec' (did you "
-        "mean 'epoch_s'?): expected one of iso8601, rfc3164, epoch, epoch_s, epoch_ms, "
-        "epoch_us, epoch_ns or a strptime format",
+        "mean 'epoch_s'?): expected one of iso8601, rfc3164, httpdate, epoch, epoch_s, "
+        "epoch_ms, epoch_us, epoch_ns or a strptime format",
         f"{path}:8:19: pipelines.p.steps[0].timezone: unknown time zone 'Europe/Pariss'",
         f"{path}:9:9: pipelines.p.steps[1].field: required key is missing",
         f"{path}:10:18: pipelines.p.steps[1].formats: List should have at least 1 item after "
