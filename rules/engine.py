@@ -228,7 +228,7 @@ class DetectionEngine:
         ref = EventRef(index=position, offset=offset, timestamp=when,
                        fields={k: _plain(event[k]) for k in keys if k in event})
         out: list[Match] = []
-        if rule.emits:
+        if rule.emits_for(tenant):
             out.append(Match(rule=rule.info, tenant=tenant, dataset=dataset, events=[ref],
                              first_seen=when, last_seen=when))
         if rule.correlations:

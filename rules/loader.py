@@ -66,7 +66,9 @@ class CompiledRule:
     conditions: dict[str, CompiledCondition] = field(default_factory=dict)  # dataset -> compiled
     mappings: dict[str, Mapping] = field(default_factory=dict)  # dataset -> mapping
     sigma: SigmaRule | None = field(default=None, repr=False)
-    emits: bool = True  # False when only correlations with `generate: false` reference it
+    # Owners (None = every tenant) whose correlations reference this rule with `generate: false`
+    # and none with `generate: true`: the rule feeds those correlations but alerts nothing alone.
+    silenced: set[str | None] = field(default_factory=set)
     correlations: list[Any] = field(default_factory=list)  # CorrelationRule objects
     # owner tenant (None = everyone) -> dataset -> Sigma filter conditions a match must satisfy
     exclusions: dict[str | None, dict[str, list[Predicate]]] = field(default_factory=dict)
@@ -74,6 +76,14 @@ class CompiledRule:
     @property
     def datasets(self) -> tuple[str, ...]:
         return tuple(self.conditions)
+
+    @property
+    def emits(self) -> bool:
+        """Whether the rule alerts on its own for tenants without a silencing correlation."""
+        return None not in self.silenced
+
+    def emits_for(self, tenant: str) -> bool:
+        return None not in self.silenced and tenant not in self.silenced
 
     def fields(self, dataset: str) -> frozenset[str]:
         """Event fields a match needs in `dataset`: union over AND, intersection over OR."""
@@ -265,14 +275,24 @@ def runbook_of(rule: SigmaRule | SigmaCorrelationRule) -> str | None:
 
 
 def _set_emits(ruleset: RuleSet) -> None:
-    referenced: dict[int, bool] = {}
+    generating: dict[int, set[str | None]] = {}
     for correlation in ruleset.correlations:
+        owner = correlation.info.tenant
         for rule in correlation.base_rules:
-            referenced[rule.position] = referenced.get(rule.position, False) or correlation.generate
             if correlation not in rule.correlations:
                 rule.correlations.append(correlation)
-    for position, generate in referenced.items():
-        ruleset.rules[position].emits = generate
+            if correlation.generate:
+                generating.setdefault(rule.position, set()).add(owner)
+            else:
+                rule.silenced.add(owner)
+    # Any correlation with `generate: true` keeps the rule alerting for its owner (everyone, for
+    # a global one). A global silencing still wins over a tenant's generate: a known limit.
+    for position, owners in generating.items():
+        rule = ruleset.rules[position]
+        if None in owners:
+            rule.silenced.clear()
+        else:
+            rule.silenced -= owners
 
 
 def _attach_filter(ruleset: RuleSet, sigma_filter: SigmaFilter, tenant: str | None) -> None:

@@ -273,3 +273,23 @@ def test_unknown_reference_is_a_load_error(sigma: SimpleNamespace, tmp_path: Pat
     assert "no_such_rule" in ruleset.errors[0].reason
     assert ruleset.errors[0].file.endswith("rules.yml")
     assert len(ruleset.rules) == 2
+
+
+def test_tenant_correlation_silences_its_base_rule_only_for_its_tenant(
+        sigma: SimpleNamespace, tmp_path: Path) -> None:
+    from rules.loader import RuleSource
+
+    library, tenant_dir = tmp_path / "library", tmp_path / "acme"
+    library.mkdir()
+    tenant_dir.mkdir()
+    sigma.write_docs(library, "base", *base_rules())
+    sigma.write_docs(tenant_dir, "corr", correlation("event_count", ["failed_login"],
+                                                    condition={"gte": 2}))
+    ruleset = load_rules([RuleSource(library), RuleSource(tenant_dir, tenant="acme")])
+    engine = DetectionEngine(ruleset)
+    events = [login(0, "u"), login(1, "u")]
+    acme = engine.evaluate("linux.auth", events, "acme")
+    other = engine.evaluate("linux.auth", events, "other")
+    assert [m.rule.kind for m in acme] == ["event_count"]
+    assert [m.rule_id for m in other] == [FAILED, FAILED]
+    assert engine.correlation.key_count("other") == 0
