@@ -23,8 +23,10 @@ from parsers.grok.step import text_of
 Convert = Callable[[str], Any]
 
 # An extension key with the blanks before it (or the start): keys never hold a backslash, so
-# `a\=b` inside a value never starts one. Splitting on it yields [before, key, value, ...].
-EXTENSION_KEY = re.compile(r"(?:^|\s+)([\w.\[\]-]+)=")
+# `a\=b` inside a value never starts one. Splitting on it yields [before, key, value, ...]. A
+# match starts only where a run of blanks starts, else a long run would be rescanned from each
+# of its characters (quadratic).
+EXTENSION_KEY = re.compile(r"(?:^|(?<!\s)\s+)([\w.\[\]-]+)=")
 HEADER_FIELD = r"([^|\\]*(?:\\.[^|\\]*)*)"  # unrolled: no per-character alternation
 _CEF_HEADER = re.compile(r"CEF: ?" + r"\|".join([HEADER_FIELD] * 7) + r"(?:\||$)", re.DOTALL)
 _HEADER_ESCAPE = re.compile(r"\\([\\|])")

@@ -79,8 +79,9 @@ _FIXED_SLOTS = 3
 
 def build_pair_regex(config: KvConfig) -> re.Pattern[str]:
     """The regex whose `findall` yields (key, quoted value, ..., bare value) per pair; at most
-    one of the value groups is non-empty. Keys need no lookbehind for a separator: a token
-    holding the value separator matches from its first character, one without it nowhere."""
+    one of the value groups is non-empty. A key starts only after a separator (or at the start):
+    without that lookbehind a long token with no value separator is rescanned from each of its
+    characters, which is quadratic."""
     fs = _class(config.field_split)
     vs = re.escape(config.value_split)
     key = f"[^{fs}{vs}]+" if len(config.value_split) == 1 else f"(?:(?!{vs})[^{fs}])+"
@@ -96,7 +97,7 @@ def build_pair_regex(config: KvConfig) -> re.Pattern[str]:
     else:
         bare = f"([^{fs}]*)"
     values.append(bare)
-    return re.compile(f"({key}){vs}(?:{'|'.join(values)})", re.DOTALL)
+    return re.compile(f"(?<![^{fs}])({key}){vs}(?:{'|'.join(values)})", re.DOTALL)
 
 
 class KvStep(Step):

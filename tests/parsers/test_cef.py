@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -138,6 +139,17 @@ def test_config_errors(config_errors: Callable[[str], list[str]], tmp_path: Path
         "interpret input",
         f"{path}:5:33: pipelines.p.steps[0].prefix: unknown key 'prefix'",
     ]
+
+
+@pytest.mark.parametrize("text", [
+    "CEF:0|a|b|c|d|e|1|k=v" + " " * 200_000 + "x", "CEF:0" + "|" * 200_000,
+    "CEF:0|" + "\\" * 200_000, "CEF:0|a|b|c|d|e|1|" + "k=v " * 50_000, "CEF:" * 50_000,
+])
+def test_long_hostile_lines_take_linear_time(text: str) -> None:
+    started = time.perf_counter()
+    with contextlib.suppress(StepFailure):
+        cef().apply({"message": text})
+    assert time.perf_counter() - started < 2.0
 
 
 STEPS = [cef(), cef(ecs=False, search=False, keep_empty_values=True)]

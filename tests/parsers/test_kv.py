@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -133,6 +134,19 @@ def test_config_errors(config_errors: Callable[[str], list[str]], tmp_path: Path
         f"{path}:11:24: pipelines.p.steps[2].transform_key: Input should be 'none', 'lower' or "
         "'upper'",
     ]
+
+
+@pytest.mark.parametrize("text", [
+    "a" * 200_000, "x" + " " * 200_000 + "y", 'k="v ' * 40_000, "=" * 200_000,
+    'k="' + '\\"' * 100_000, "k=v " * 50_000,
+])
+def test_long_hostile_lines_take_linear_time(text: str) -> None:
+    # A regex that rescans a token from each of its characters needs minutes here.
+    for step in (kv(), kv(value_until_next_key=True)):
+        started = time.perf_counter()
+        with contextlib.suppress(StepFailure):
+            step.apply({"message": text})
+        assert time.perf_counter() - started < 2.0
 
 
 STEPS = [kv(), kv(value_until_next_key=True, duplicate_keys="list"),
