@@ -1,0 +1,1 @@
+"""Sigma processing pipelines (package data): one per dataset family, see rules/datasets.py."""
