@@ -212,7 +212,7 @@ class ReopenRequest(Request):
 
 class ChangeResponse(Response):
     action: str
-    alert: AlertSummary
+    alert: AlertDetail
 
 
 class BulkRequest(Request):

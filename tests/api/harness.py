@@ -27,7 +27,7 @@ class Api:
     async def call(self, method: str, path: str, who: str | None = None,
                    json: Any = None, token: str | None = None, **kwargs: Any
                    ) -> tuple[int, Any]:
-        headers = {}
+        headers = dict(kwargs.pop("headers", {}))
         bearer = token or (self.tokens[who] if who else None)
         if bearer:
             headers["Authorization"] = f"Bearer {bearer}"
