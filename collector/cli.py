@@ -12,6 +12,8 @@ COMMAND_MODULES = [
     "collector.commands.run",
     "collector.commands.validate",
     "collector.commands.dlq",
+    "collector.commands.test",
+    "collector.commands.process",
     "collector.commands.journal",
     "collector.commands.tenants",
     "collector.commands.users",

@@ -93,6 +93,10 @@ class MemoryQueue:
             self._wakeup.clear()
             await self._wakeup.wait()
 
+    def read_nowait(self, max_events: int) -> Batch | None:
+        """The next batch if one is queued (offline runs drain the queue without a loop)."""
+        return self._take(max_events)
+
     def _take(self, max_events: int) -> Batch | None:
         for _ in range(len(self._order)):
             partition = self._order[0]

@@ -38,6 +38,7 @@ SECTIONS: dict[str, str] = {
     "tenants": "collector.config.models:TenantConfig",
     "sources": "source",
     "pipelines": "collector.pipeline.config:PipelineConfig",
+    "tests": "collector.pipeline.testcases:PipelineTestConfig",
     "sinks": "sink",
     "notifiers": "notifier",
     "access": "collector.auth.config:AccessPolicy",
@@ -331,3 +332,13 @@ def _check_notifications(config: VigilConfig, sink: _ErrorSink) -> None:
 
 
 CROSS_CHECKS.append(_check_notifications)
+
+
+def _check_test_sources(config: VigilConfig, sink: _ErrorSink) -> None:
+    for test_id, case in config.section("tests").items():
+        if case.source not in config.sources:
+            sink.add_for("tests", test_id, ("source",), f"unknown source {case.source!r}"
+                         f"{did_you_mean(case.source, config.sources)}")
+
+
+CROSS_CHECKS.append(_check_test_sources)

@@ -100,6 +100,11 @@ class Source(ABC):
     async def stop(self) -> None:
         """Stop accepting; hand everything already read to the queue; close."""
 
+    def decode_lines(self, lines: list[bytes]) -> list[Event]:
+        """Events from lines as if each had arrived on this source on its own (`vigil process`,
+        `vigil test`); sources that do not receive lines say so."""
+        raise NotImplementedError(f"a {self.config.type} source does not take lines")
+
     def health(self) -> dict[str, Any]:
         """Detail for /readyz."""
         return {}

@@ -54,6 +54,15 @@ class StreamSource(Source):
     def decode(self, frames: list[Frame]) -> list[Event]:
         """Events from frames that arrived together (`vigil.truncated` is set by the caller)."""
 
+    def decode_lines(self, lines: list[bytes]) -> list[Event]:
+        limit = self.config.max_message_bytes
+        frames = [Frame(line[:limit], len(line) > limit) for line in lines]
+        events = self.decode(frames)
+        for frame, event in zip(frames, events, strict=True):
+            if frame.truncated:
+                event[TRUNCATED] = True
+        return events
+
     async def start(self) -> None:
         config = self.config
         tls = None

@@ -15,7 +15,7 @@ from typing import Any
 from aiohttp import web
 
 from collector.config.models import split_address
-from collector.events import DATASET
+from collector.events import DATASET, Event
 from collector.sources.base import Source, SourceContext
 from collector.sources.http.bodies import (
     BadEncoding,
@@ -64,6 +64,10 @@ class HttpSource(Source):
         self.tokens = TokenTable([])
         self.runner: web.AppRunner | None = None
         self.listener: TcpListener | None = None
+
+    def decode_lines(self, lines: list[bytes]) -> list[Event]:
+        """Lines as one NDJSON body of `/v1/logs`."""
+        return decode_logs(b"\n".join(lines), self.context.clock()).events
 
     def build_app(self) -> web.Application:
         app = web.Application()

@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 from pydantic import Field
 
 from collector.config.models import Address, SourceConfig, split_address
-from collector.events import TRUNCATED
+from collector.events import TRUNCATED, Event
 from collector.sources.base import Source, SourceContext
 from collector.sources.syslog.source import TIMEZONE_FIELD, TimezoneName, syslog_events
 
@@ -75,6 +75,14 @@ class SyslogUdpSource(Source):
         self._inode = 0
         self._drops_seen: int | None = None
         self._drops_timer: asyncio.TimerHandle | None = None
+
+    def decode_lines(self, lines: list[bytes]) -> list[Event]:
+        limit = self.config.max_message_bytes
+        events = syslog_events([line[:limit] for line in lines], self.context.clock(), self.tz)
+        for line, event in zip(lines, events, strict=True):
+            if len(line) > limit:
+                event[TRUNCATED] = True
+        return events
 
     async def start(self) -> None:
         host, port = split_address(self.config.address)
