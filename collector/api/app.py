@@ -37,6 +37,6 @@ def build_api_app(alerting: Alerting) -> web.Application:
     return app
 
 
-def api_document(alerting: Any) -> dict[str, Any]:
+def api_document() -> dict[str, Any]:
     """The OpenAPI document (for tools and tests that want it without a server)."""
-    return openapi_document(Api(alerting).operations(), PREFIX)
+    return openapi_document(Api(None).operations(), PREFIX)  # type: ignore[arg-type]

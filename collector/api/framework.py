@@ -123,9 +123,11 @@ def parse_query(model: type[BaseModel], query: MultiMapping[str]) -> BaseModel:
 
 async def parse_body(model: type[BaseModel], request: web.Request, form: bool) -> BaseModel:
     raw: Any
-    if form and request.content_type in ("application/x-www-form-urlencoded",
-                                         "multipart/form-data"):
-        posted = await request.post()
+    if form and request.content_type == "application/x-www-form-urlencoded":
+        try:
+            posted = await request.post()
+        except ValueError:
+            raise ApiError(400, "the form body cannot be read") from None
         raw = {k: v for k, v in posted.items() if isinstance(v, str) and v != ""}
     else:
         data = await request.read()

@@ -69,8 +69,14 @@ class Api:
 
     def __init__(self, alerting: Alerting) -> None:
         self.alerting = alerting
-        self.login_limiter = RateLimiter(alerting.policy.login_attempts_per_minute,
-                                         monotonic=alerting.monotonic)
+        self._login_limiter: RateLimiter | None = None
+
+    @property
+    def login_limiter(self) -> RateLimiter:
+        if self._login_limiter is None:
+            self._login_limiter = RateLimiter(self.alerting.policy.login_attempts_per_minute,
+                                              monotonic=self.alerting.monotonic)
+        return self._login_limiter
 
     @property
     def store(self) -> Any:
@@ -155,7 +161,10 @@ class Api:
 
     async def create_token(self, call: Call) -> Any:
         body: m.TokenRequest = call.body
-        ttl = parse_duration(body.ttl) if body.ttl else None
+        try:
+            ttl = parse_duration(body.ttl) if body.ttl else None
+        except ValueError as exc:
+            raise ApiError(400, str(exc)) from None
         try:
             token, principal = await asyncio.to_thread(
                 self.alerting.directory.issue_api_token, call.me, body.name, ttl, body.tenants)
