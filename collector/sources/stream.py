@@ -15,12 +15,18 @@ from typing import Any, cast
 
 from pydantic import Field
 
-from collector.config.models import Address, SourceConfig, split_address
+from collector.config.models import (
+    Address,
+    ConfigIssue,
+    SourceConfig,
+    ValidationContext,
+    split_address,
+)
 from collector.events import TRUNCATED, Event
 from collector.sources.base import Source, SourceContext
 from collector.sources.listener import TcpListener
 from collector.sources.syslog.framing import Frame, FrameDecoder
-from collector.sources.tls import TlsConfig, server_context
+from collector.sources.tls import TlsConfig, server_context, tls_file_issues
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +40,9 @@ class StreamSourceConfig(SourceConfig):
     idle_timeout_seconds: float = Field(
         600.0, ge=0, description="close a connection that sent nothing for this long (0: never)")
     tls: TlsConfig | None = Field(None, description="serve TLS (RFC 5425 for syslog)")
+
+    def semantic_errors(self, context: ValidationContext) -> list[ConfigIssue]:
+        return tls_file_issues(self.tls, context)
 
 
 class StreamSource(Source):

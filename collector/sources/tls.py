@@ -17,7 +17,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from collector.config.models import StrictModel
+from collector.config.models import ConfigIssue, StrictModel, ValidationContext
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,40 @@ class TlsConfig(StrictModel):
         if self.client_auth != "none" and self.ca_file is None:
             raise ValueError(f"`client_auth: {self.client_auth}` needs `ca_file`")
         return self
+
+
+def tls_file_issues(config: TlsConfig | None, context: ValidationContext) -> list[ConfigIssue]:
+    """`vigil validate`'s check of the files a `tls:` block names: present, and loadable as a
+    certificate chain with its key, or as a CA bundle."""
+    if config is None:
+        return []
+    issues: list[ConfigIssue] = []
+    for key in ("cert_file", "key_file", "ca_file"):
+        path = getattr(config, key)
+        if path is not None and not context.resolve(path).is_file():
+            issues.append((("tls", key), f"no such file: {context.resolve(path)}"))
+    if issues:
+        return issues
+    probe = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    if config.cert_file is not None and config.key_file is not None:
+        try:
+            probe.load_cert_chain(context.resolve(config.cert_file),
+                                  context.resolve(config.key_file))
+        except (OSError, ssl.SSLError) as exc:
+            issues.append((("tls", "cert_file"), f"cannot load the certificate with key_file: "
+                                                 f"{_ssl_reason(exc)}"))
+    if config.ca_file is not None:
+        try:
+            probe.load_verify_locations(cafile=context.resolve(config.ca_file))
+        except (OSError, ssl.SSLError) as exc:
+            issues.append((("tls", "ca_file"), f"cannot load the CA bundle: {_ssl_reason(exc)}"))
+    return issues
+
+
+def _ssl_reason(exc: BaseException) -> str:
+    if isinstance(exc, ssl.SSLError) and exc.reason:
+        return str(exc.reason)
+    return str(exc)
 
 
 def server_context(config: TlsConfig, source_id: str, *, conf_dir: Path | None,

@@ -8,8 +8,16 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, model_validator
 
-from collector.config.models import Address, SourceConfig, StrictModel, TenantId, TenantReference
-from collector.sources.tls import TlsConfig
+from collector.config.models import (
+    Address,
+    ConfigIssue,
+    SourceConfig,
+    StrictModel,
+    TenantId,
+    TenantReference,
+    ValidationContext,
+)
+from collector.sources.tls import TlsConfig, tls_file_issues
 
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
@@ -61,3 +69,25 @@ class HttpSourceConfig(SourceConfig):
         refs += [(("tokens", name, "tenant"), token.tenant)
                  for name, token in self.tokens.items() if token.tenant is not None]
         return refs
+
+    def semantic_errors(self, context: ValidationContext) -> list[ConfigIssue]:
+        issues = tls_file_issues(self.tls, context)
+        for name, token in self.tokens.items():
+            if token.token_file is not None:
+                try:
+                    read_token_file(context.resolve(token.token_file))
+                except ValueError as exc:
+                    issues.append((("tokens", name, "token_file"), str(exc)))
+        return issues
+
+
+def read_token_file(path: Path) -> str:
+    """The token a file holds (surrounding whitespace removed); ValueError says why not."""
+    try:
+        secret = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ValueError(f"cannot read token file {path}: {reason}") from None
+    if not secret:
+        raise ValueError(f"token file {path} is empty")
+    return secret

@@ -12,7 +12,7 @@ import hmac
 from dataclasses import dataclass
 from pathlib import Path
 
-from collector.sources.http.config import HttpTokenConfig
+from collector.sources.http.config import HttpTokenConfig, read_token_file
 
 
 @dataclass(frozen=True)
@@ -41,12 +41,9 @@ class TokenTable:
                 if not path.is_absolute() and conf_dir is not None:
                     path = conf_dir / path
                 try:
-                    secret = path.read_text(encoding="utf-8").strip()
-                except (OSError, UnicodeDecodeError) as exc:
-                    raise ValueError(f"token {name!r}: cannot read token_file {path}: "
-                                     f"{exc}") from None
-                if not secret:
-                    raise ValueError(f"token {name!r}: token_file {path} is empty")
+                    secret = read_token_file(path)
+                except ValueError as exc:
+                    raise ValueError(f"token {name!r}: {exc}") from None
                 digest = hashlib.sha256(secret.encode()).digest()
             built.append(Token(name, digest, config.tenant))
         return cls(built)

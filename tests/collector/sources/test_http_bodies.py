@@ -122,5 +122,5 @@ def test_tokens_hashed_and_compared(tmp_path: Path) -> None:
     assert parse_authorization("splunk  demo-token ") == "demo-token"
     assert parse_authorization("Basic abc") is None and parse_authorization("Bearer") is None
     (tmp_path / "empty").write_text("\n")
-    with pytest.raises(ValueError, match="token 'x': token_file .*empty is empty"):
+    with pytest.raises(ValueError, match="token .x.: token file .*empty is empty"):
         TokenTable.from_config({"x": HttpTokenConfig(token_file=Path("empty"))}, tmp_path)

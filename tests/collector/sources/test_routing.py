@@ -186,3 +186,44 @@ def test_validate_names_bad_tls(tmp_path: Path) -> None:
         tls: {cert_file: a.crt, client_auth: required}
     """) == ["10-test.yaml:7:10: sources.tls.tls: give `cert_file` and `key_file` (or "
              "`self_signed: true` for a trial)"]
+
+
+def test_validate_checks_tls_and_token_files(tmp_path: Path) -> None:
+    from collector.sources.tls import self_signed_pair
+
+    cert, _ = self_signed_pair(tmp_path / "a", "a")
+    _, other_key = self_signed_pair(tmp_path / "b", "b")
+    (tmp_path / "junk.pem").write_text("not a certificate")
+    conf = tmp_path / "conf.d"
+    conf.mkdir()
+    assert errors_of(conf, f"""
+    tenants: {{demo: {{name: Demo}}}}
+    sources:
+      missing:
+        type: syslog_tcp
+        address: 127.0.0.1:6514
+        tenant: demo
+        tls: {{cert_file: tls/absent.crt, key_file: {other_key}}}
+      mismatched:
+        type: syslog_tcp
+        address: 127.0.0.1:6515
+        tenant: demo
+        tls:
+          cert_file: {cert}
+          key_file: {other_key}
+          ca_file: {tmp_path}/junk.pem
+          client_auth: optional
+      http:
+        type: http
+        address: 127.0.0.1:8088
+        tokens:
+          a: {{tenant: demo, token_file: tokens/a.token}}
+    """) == [
+        "10-test.yaml:7:22: sources.missing.tls.cert_file: no such file: tls/absent.crt",
+        "10-test.yaml:13:18: sources.mismatched.tls.cert_file: cannot load the certificate "
+        "with key_file: KEY_VALUES_MISMATCH",
+        "10-test.yaml:15:16: sources.mismatched.tls.ca_file: cannot load the CA bundle: "
+        "NO_CERTIFICATE_OR_CRL_FOUND",
+        "10-test.yaml:21:37: sources.http.tokens.a.token_file: cannot read token file "
+        "tokens/a.token: No such file or directory",
+    ]
