@@ -1,0 +1,129 @@
+"""Enrollment end to end: `vigil users add` prints the activation link, the platform mails the
+TOTP enrollment (otpauth URI + QR PNG) to a real SMTP server (aiosmtpd, STARTTLS + AUTH), the
+user activates and logs in against a real daemon; no secret (TOTP secret, password, session
+token, activation token outside the one `add` line) appears in CLI output or daemon logs."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pyotp
+from alerts.kit import TENANTS_YAML, body_text, email_notifier_yaml, smtp_server, write_conf
+from support.daemon import REPO, VigilProcess
+
+from collector.auth.totp import qr_png
+
+PASSWORD = "a long enough passphrase 42"
+
+
+def vigil(conf: Path, data: Path, *args: str, env: dict[str, str] | None = None
+          ) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "collector.cli", *args, "-c", str(conf),
+                           "--data-dir", str(data)], capture_output=True, text=True, cwd=REPO,
+                          env={**os.environ, **(env or {})}, timeout=60)
+
+
+def post(base: str, path: str, body: dict[str, Any], token: str | None = None
+         ) -> tuple[int, dict[str, Any]]:
+    request = urllib.request.Request(f"{base}/api/v1{path}", data=json.dumps(body).encode(),
+                                     method="POST", headers={"Content-Type": "application/json"})
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def next_code(totp: pyotp.TOTP, used: set[str]) -> str:
+    """A code not used yet (waits for the next 30 s step when needed: the server refuses
+    replays, and real time is what a real daemon checks against)."""
+    while (code := totp.now()) in used:
+        time.sleep(0.5)
+    used.add(code)
+    return code
+
+
+def test_enrollment_activation_login_and_no_secret_leaks(tmp_path: Path) -> None:
+    conf, data = tmp_path / "conf.d", tmp_path / "data"
+    with smtp_server(tmp_path / "tls") as smtp:
+        write_conf(conf, TENANTS_YAML, "10-tenants.yaml")
+        write_conf(conf, email_notifier_yaml(smtp), "60-notify.yaml")
+        write_conf(conf, "vigil:\n  control:\n    address: 127.0.0.1:0\n", "00-vigil.yaml")
+        added = vigil(conf, data, "users", "add", "alice", "--email", "alice@acme.example",
+                      "--name", "Alice Acme", "--role", "client_operator", "--tenant", "acme")
+        assert added.returncode == 0, added.stderr
+        link = re.search(r"(http://\S+/api/v1/auth/activate\?\S+)", added.stdout)
+        assert link, added.stdout
+        query = urllib.parse.parse_qs(urllib.parse.urlparse(link.group(1)).query)
+        activation_token = query["token"][0]
+        assert query["login"] == ["alice"]
+
+        mail = smtp.wait(1)[0]
+        assert smtp.envelopes[0][1] == ["alice@acme.example"]
+        text = body_text(mail)
+        uri = re.search(r"(otpauth://totp/\S+)", text)
+        assert uri, text
+        secret = urllib.parse.parse_qs(urllib.parse.urlparse(uri.group(1)).query)["secret"][0]
+        attachment = next(mail.iter_attachments())
+        assert attachment.get_filename() == "vigil-totp.png"
+        png = attachment.get_content()
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and png == qr_png(uri.group(1))
+        assert secret not in added.stdout + added.stderr
+        assert activation_token not in mail.as_string()  # the link never goes by this mail
+
+        daemon = VigilProcess(conf, data).start()
+        try:
+            base = f"http://{daemon.control}"
+            totp, used = pyotp.TOTP(secret), set()
+            status, _ = post(base, "/auth/activate", {"login": "alice", "token": "act_forged",
+                                                      "password": PASSWORD, "code": totp.now()})
+            assert status == 400
+            status, body = post(base, "/auth/activate", {
+                "login": "alice", "token": activation_token, "password": PASSWORD,
+                "code": next_code(totp, used)})
+            assert (status, body) == (200, {"login": "alice", "status": "active"})
+            refused = (401, {"error": "invalid login, password or code"})
+            credentials = {"login": "alice", "password": PASSWORD}
+            assert post(base, "/auth/login", credentials) == refused  # no code
+            assert post(base, "/auth/login", {**credentials, "code": "000000"
+                                              if totp.now() != "000000" else "111111"}) == refused
+            code = next_code(totp, used)
+            status, session = post(base, "/auth/login", {**credentials, "code": code})
+            assert status == 200 and session["principal"]["tenants"] == ["acme"]
+            assert post(base, "/auth/login", {**credentials, "code": code}) == refused  # replay
+            token = session["token"]
+            listed = vigil(conf, data, "alerts", "list", env={"VIGIL_TOKEN": token,
+                                                             "VIGIL_API": base})
+            assert listed.returncode == 0, listed.stderr
+            assert "0 of 0 alert(s)" in listed.stdout
+            outputs = [listed.stdout + listed.stderr]
+            for args in (("users", "list"), ("users", "review"), ("users", "list", "--json"),
+                         ("tenants", "show", "acme")):
+                result = vigil(conf, data, *args)
+                assert result.returncode == 0, result.stderr
+                outputs.append(result.stdout + result.stderr)
+            assert "alice" in outputs[1] and "never activated: 0" in outputs[2]
+        finally:
+            assert daemon.stop() == 0
+        logs = daemon.log()
+        assert "login refused" in logs and "account activated" in logs
+        for secret_value in (secret, PASSWORD, token, activation_token):
+            assert secret_value not in logs
+            for output in outputs:
+                assert secret_value not in output
+        # The activation token is printed once, in the `add` output, by design.
+        assert added.stdout.count(activation_token) == 1
+        db = (data / "alerts.db").read_bytes()
+        assert token.encode() not in db and activation_token.encode() not in db
+        assert PASSWORD.encode() not in db
