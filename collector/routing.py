@@ -111,6 +111,20 @@ class TenantRouter:
                 return route.tenant
         return QUARANTINE
 
+    def tenant_of_peer(self, peer: str | None) -> str | None:
+        """The tenant of everything `peer` sends, when the sender alone decides it (a fixed
+        tenant, or routes by address only); None when it is decided per event."""
+        if self.fixed_tenant is not None:
+            return self.fixed_tenant
+        if not self.routes:
+            return QUARANTINE
+        if self._needs_event:
+            return None
+        cached: str | None = self._by_peer.get(peer)
+        if cached is None:
+            cached = self._peer_matches(peer)
+        return cached
+
     def tenant_for(self, tenant: str | None) -> str | None:
         """A tenant named outside the event (an HTTP token's), if it is declared."""
         return tenant if tenant in self.known_tenants else None

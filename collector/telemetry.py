@@ -32,8 +32,8 @@ class Telemetry:
             "vigil_component_received_events", "Events a component received",
             [*_COMPONENT, "tenant"], registry=r)
         self.received_bytes = Counter(
-            "vigil_component_received_bytes", "Bytes a component received", _COMPONENT,
-            registry=r)
+            "vigil_component_received_bytes", "Bytes a component received (tenant empty when "
+            "it is decided per event, after decoding)", [*_COMPONENT, "tenant"], registry=r)
         self.sent_events = Counter(
             "vigil_component_sent_events", "Events a component sent on", [*_COMPONENT, "tenant"],
             registry=r)
@@ -196,7 +196,7 @@ class ComponentTelemetry:
         self.labels = labels
         self._received: dict[str, Any] = {}
         self._sent: dict[str, Any] = {}
-        self._received_bytes = telemetry.received_bytes.labels(*labels)
+        self._received_bytes: dict[str, Any] = {}
         self._connections = telemetry.connections.labels(*labels)
 
     def received(self, events: int, tenant: str) -> None:
@@ -205,8 +205,12 @@ class ComponentTelemetry:
             child = self._received[tenant] = self._t.received_events.labels(*self.labels, tenant)
         child.inc(events)
 
-    def received_bytes(self, n: int) -> None:
-        self._received_bytes.inc(n)
+    def received_bytes(self, n: int, tenant: str = "") -> None:
+        child = self._received_bytes.get(tenant)
+        if child is None:
+            child = self._received_bytes[tenant] = self._t.received_bytes.labels(*self.labels,
+                                                                                 tenant)
+        child.inc(n)
 
     def sent(self, events: int, tenant: str) -> None:
         child = self._sent.get(tenant)

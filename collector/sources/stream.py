@@ -115,6 +115,7 @@ class StreamProtocol(asyncio.Protocol):
         self.decoder = source.new_decoder()
         self.transport: asyncio.Transport | None = None
         self.peer: str | None = None
+        self.tenant = ""  # the tenant of the connection's bytes, when the sender decides it
         self.paused = False
         self.closed = False
         self.idle_timeout = source.config.idle_timeout_seconds
@@ -128,6 +129,7 @@ class StreamProtocol(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
         peername = transport.get_extra_info("peername")
         self.peer = peername[0] if peername else None
+        self.tenant = self.context.router.tenant_of_peer(self.peer) or ""
         self.source.connections.add(self)
         if self.idle_timeout:
             self.loop = loop = asyncio.get_running_loop()
@@ -137,7 +139,7 @@ class StreamProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.loop is not None:
             self.last_activity = self.loop.time()
-        self.context.telemetry.received_bytes(len(data))
+        self.context.telemetry.received_bytes(len(data), self.tenant)
         frames = self.decoder.feed(data)
         if frames:
             self._emit(frames)

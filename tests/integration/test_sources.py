@@ -190,6 +190,11 @@ def test_routing_by_sender_and_quarantine(daemon: VigilProcess) -> None:
                          component_id="shared_remote") == 1
     assert daemon.metric("vigil_component_received_events_total", component_id="shared_remote",
                          tenant="_quarantine") == 1
+    # bytes carry the tenant when the sender decides it; field routing decides per event
+    assert daemon.metric("vigil_component_received_bytes_total", component_id="shared_local",
+                         tenant="acme") == len(b"<13>May 14 09:00:00 h a: routed from loopback")
+    assert daemon.metric("vigil_component_received_bytes_total", component_id="shared_remote",
+                         tenant="") > 0
 
 
 def test_metrics_per_source(daemon: VigilProcess) -> None:

@@ -110,7 +110,8 @@ async def test_fuzz_100k_random_frames_through_the_tcp_source() -> None:
     events = list(queue._queued["demo"])
     assert len(events) == total == FUZZ_FRAMES
     assert telemetry.sample("vigil_component_received_bytes_total", component_id="fuzz",
-                            component_kind="source", component_type="syslog_tcp") == \
+                            component_kind="source", component_type="syslog_tcp",
+                            tenant="demo") == \
         sum(len(data) for data, _ in streams)
     assert telemetry.sample("vigil_component_errors_total", component_id="fuzz",
                             component_kind="source", component_type="syslog_tcp",

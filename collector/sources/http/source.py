@@ -194,12 +194,13 @@ class HttpSource(Source):
         if dataset is not None and not DATASET_RE.fullmatch(dataset):
             raise Rejection(400, f"dataset must match {DATASET_RE.pattern}",
                             "Invalid data format", 6)
-        body = await self._read_body(request)
+        tenant = token.tenant or self.context.router.tenant_of_peer(request.remote) or ""
+        body = await self._read_body(request, tenant)
         if not body.strip():
             raise Rejection(400, "empty body", "No data", 5)
         return token, body, dataset
 
-    async def _read_body(self, request: web.Request) -> bytes:
+    async def _read_body(self, request: web.Request, tenant: str) -> bytes:
         limit = self.config.max_body_bytes
         too_large = Rejection(413, f"body over {limit} bytes",
                               f"Content too large (maximum is {limit} bytes)")
@@ -212,7 +213,7 @@ class HttpSource(Source):
                 raise too_large
             chunks.append(chunk)
         body = b"".join(chunks)
-        self.context.telemetry.received_bytes(size)
+        self.context.telemetry.received_bytes(size, tenant)
         encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
         if encoding in ("gzip", "x-gzip"):
             try:

@@ -128,7 +128,7 @@ class SyslogUdpSource(Source):
         telemetry = self.context.telemetry
         limit = self.config.max_message_bytes
         by_peer: dict[str | None, list[tuple[bytes, bool]]] = {}
-        received = 0
+        bytes_by_peer: dict[str | None, int] = {}
         for _ in range(_DATAGRAMS_PER_WAKEUP):
             try:
                 size, address = sock.recvfrom_into(self._buffer)
@@ -139,7 +139,8 @@ class SyslogUdpSource(Source):
                 log.warning("UDP receive error", extra={"source": self.context.source_id,
                                                         "error": str(exc)})
                 continue
-            received += size
+            peer = address[0] if address else None
+            bytes_by_peer[peer] = bytes_by_peer.get(peer, 0) + size
             end = size
             while end and view[end - 1] in (10, 13, 0):  # trailers some senders add
                 end -= 1
@@ -147,14 +148,13 @@ class SyslogUdpSource(Source):
                 telemetry.discarded("empty")
                 continue
             datagram = (bytes(view[:min(end, limit)]), end > limit)
-            peer = address[0] if address else None
             bucket = by_peer.get(peer)
             if bucket is None:
                 by_peer[peer] = [datagram]
             else:
                 bucket.append(datagram)
-        if received:
-            telemetry.received_bytes(received)
+        for peer, size in bytes_by_peer.items():
+            telemetry.received_bytes(size, self.context.router.tenant_of_peer(peer) or "")
         if by_peer:
             self._emit(by_peer)
         if not self.paused and self.context.queue.over_bound():

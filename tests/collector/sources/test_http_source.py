@@ -81,7 +81,8 @@ async def test_ndjson_gzip_and_dataset(http: HttpRig) -> None:
     assert [e["n"] for e in events] == list(range(500))
     assert {e["vigil.dataset"] for e in events} == {"app.audit"}
     assert http.telemetry.sample("vigil_component_received_bytes_total", component_id="http",
-                                 component_kind="source", component_type="http") \
+                                 component_kind="source", component_type="http",
+                                 tenant="demo") \
         == len(gzip.compress(body))
 
 

@@ -85,16 +85,17 @@ async def send(address: tuple[str, int], data: bytes, **kwargs: Any) -> None:
 async def test_each_connection_picks_its_own_framing(rigs) -> None:
     rig = await rigs("syslog_tcp", settings={})
     msg = b"<165>1 2024-05-14T09:00:00Z web1 app 42 ID1 - hello\nworld"
-    await asyncio.gather(
-        send(rig.address(), b"<13>May 14 09:00:00 h1 a: newline one\n<13>May 14 09:00:01 h1 a: "
-                            b"two\n"),
-        send(rig.address(), str(len(msg)).encode() + b" " + msg))
+    lines = b"<13>May 14 09:00:00 h1 a: newline one\n<13>May 14 09:00:01 h1 a: two\n"
+    octets = str(len(msg)).encode() + b" " + msg
+    await asyncio.gather(send(rig.address(), lines), send(rig.address(), octets))
     await rig.wait(lambda: len(rig.events()) == 3)
     by_message = {e["message"]: e for e in rig.events()}
     assert by_message["hello\nworld"]["process.pid"] == 42  # a newline inside an octet frame
     assert by_message["newline one"]["host.hostname"] == "h1"
     assert all(e["vigil.tenant"] == "demo" and e["vigil.source"] == "src" for e in rig.events())
     assert rig.metric("vigil_component_received_events_total", tenant="demo") == 3
+    assert rig.metric("vigil_component_received_bytes_total", tenant="demo") == \
+        len(lines) + len(octets)
 
 
 async def test_max_connections_refuses_and_counts(rigs) -> None:
