@@ -214,7 +214,25 @@ def _set_pid(event: dict[str, Any], procid: str) -> None:
         event["log.syslog.procid"] = procid
 
 
+# Messages read together share their receive time and mostly their second: remember the last
+# few conversions (the key holds everything the result depends on, so a hit is exact).
+_BSD_CACHE: dict[tuple[str, tzinfo, datetime], datetime | None] = {}
+_BSD_CACHE_SIZE = 4096
+
+
 def _bsd(match: re.Match[str], received_at: datetime, tz: tzinfo) -> datetime | None:
+    key = (match.group(0), tz, received_at)
+    try:
+        return _BSD_CACHE[key]
+    except KeyError:
+        pass
+    if len(_BSD_CACHE) >= _BSD_CACHE_SIZE:
+        _BSD_CACHE.clear()
+    value = _BSD_CACHE[key] = _bsd_uncached(match, received_at, tz)
+    return value
+
+
+def _bsd_uncached(match: re.Match[str], received_at: datetime, tz: tzinfo) -> datetime | None:
     month = _MONTHS.get(match.group(1))
     if month is None:
         return None

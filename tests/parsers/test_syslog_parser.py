@@ -104,6 +104,17 @@ def test_rfc3164_december_message_received_in_january_is_last_year() -> None:
     assert event[TIMESTAMP] == datetime(2025, 1, 1, 0, 0, 5, tzinfo=UTC)
 
 
+def test_the_same_bsd_timestamp_is_read_against_each_receive_time_and_zone() -> None:
+    """The conversion is cached; the cache must not leak one receive time's year (or one
+    source's zone) into another's."""
+    line = "<13>Mar  1 12:00:00 h app: x"
+    for year in (2023, 2024, 2025):
+        event = parse(line, received_at=datetime(year, 3, 2, tzinfo=UTC))
+        assert event[TIMESTAMP] == datetime(year, 3, 1, 12, tzinfo=UTC)
+    assert parse(line, received_at=datetime(2024, 3, 2, tzinfo=UTC),
+                 tz=ZoneInfo("Asia/Tokyo"))[TIMESTAMP] == datetime(2024, 3, 1, 3, tzinfo=UTC)
+
+
 def test_rfc3164_timezone_per_source() -> None:
     event = parse("<13>May 14 11:29:58 h app: x", tz=ZoneInfo("Europe/Berlin"))
     assert event[TIMESTAMP] == datetime(2024, 5, 14, 9, 29, 58, tzinfo=UTC)
