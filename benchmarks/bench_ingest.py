@@ -68,16 +68,24 @@ def daemon_config(events: int) -> dict[str, Any]:
     }
 
 
-def send_udp(address: tuple[str, int], lines: Sequence[bytes]) -> SendResult:
-    """As fast as one socket can: UDP has no flow control, so what the daemon cannot take in
-    time is dropped by the kernel (and counted by the daemon)."""
+def send_udp(address: tuple[str, int], lines: Sequence[bytes],
+             rate: float | None = None) -> SendResult:
+    """One datagram per line, as fast as one socket can or paced at `rate` datagrams/s (in
+    bursts of 1 ms). UDP has no flow control: what the daemon cannot take in time is dropped
+    by the kernel (and counted by the daemon)."""
     sent = 0
+    burst = max(1, int(rate / 1000)) if rate else len(lines)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.connect(address)
         started = time.monotonic()
-        for line in lines:
-            sock.send(line)
-            sent += len(line)
+        for index in range(0, len(lines), burst):
+            for line in lines[index:index + burst]:
+                sock.send(line)
+                sent += len(line)
+            if rate:
+                ahead = started + (index + burst) / rate - time.monotonic()
+                if ahead > 0:
+                    time.sleep(ahead)
         finished = time.monotonic()
     return SendResult(started, finished, sent)
 
@@ -125,9 +133,14 @@ def run_kind(daemon: VigilProcess, source_id: str, events: int,
 
     def received() -> int:
         return int(daemon.metric("vigil_component_received_events_total",
-                                 component_id=source_id))
+                                 component_id=source_id)) - before
+
+    before = 0
 
     address = daemon.source_address(source_id)
+    before = received()
+    drops_before = int(daemon.metric("vigil_component_discarded_events_total",
+                                     component_id=source_id, reason="kernel_drop"))
     cpu_before = cpu_seconds(pid)
     sent = send(address)
     if lossy:
@@ -157,12 +170,13 @@ def run_kind(daemon: VigilProcess, source_id: str, events: int,
     if lossy:
         result["kernel_drops"] = int(daemon.metric("vigil_component_discarded_events_total",
                                                    component_id=source_id,
-                                                   reason="kernel_drop"))
+                                                   reason="kernel_drop")) - drops_before
         result["lost"] = events - got
+        result["offered_per_second"] = round(events / (sent.finished - sent.started))
     return result
 
 
-def run(events: int, seed: int, connections: int) -> dict[str, Any]:
+def run(events: int, seed: int, connections: int, udp_rate: int) -> dict[str, Any]:
     syslog = workload.syslog_lines(events, seed)
     json_lines = workload.json_lines(events, seed)
     bodies = [workload.newline_framed(json_lines[i:i + HTTP_BATCH_LINES])
@@ -181,8 +195,10 @@ def run(events: int, seed: int, connections: int) -> dict[str, Any]:
                                               lambda a: send_tcp(a, octet_streams)),
                 "http_ndjson": run_kind(daemon, "http_ndjson", events,
                                         lambda a: send_http(a, bodies, connections)),
-                "udp": run_kind(daemon, "udp", events, lambda a: send_udp(a, syslog),
-                                lossy=True),
+                "udp_unpaced": run_kind(daemon, "udp", events, lambda a: send_udp(a, syslog),
+                                        lossy=True),
+                f"udp_paced_{udp_rate // 1000}k": run_kind(
+                    daemon, "udp", events, lambda a: send_udp(a, syslog, udp_rate), lossy=True),
             }
             assert daemon.proc is not None
             rss = peak_rss_mb(daemon.proc.pid)
@@ -201,9 +217,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                         default=int(os.environ.get("BENCH_EVENTS", 200_000)))
     parser.add_argument("--seed", type=int, default=workload.DEFAULT_SEED)
     parser.add_argument("--connections", type=int, default=4)
+    parser.add_argument("--udp-rate", type=int, default=50_000,
+                        help="datagrams per second of the paced UDP run")
     args = parser.parse_args(argv)
     try:
-        result = run(args.events, args.seed, args.connections)
+        result = run(args.events, args.seed, args.connections, args.udp_rate)
     except (RuntimeError, AssertionError, TimeoutError) as exc:
         print(f"benchmark failed: {exc}", file=sys.stderr)
         return 1
