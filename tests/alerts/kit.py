@@ -9,9 +9,16 @@ import datetime as dt
 import email
 import email.policy
 import ipaddress
+import json
+import os
 import ssl
+import subprocess
+import sys
 import textwrap
 import threading
+import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,9 +28,11 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pyotp
 from aiohttp import web
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
+from support.daemon import REPO
 
 from collector.config import VigilConfig, load_config
 from sinks.alerts.db import Database
@@ -297,3 +306,34 @@ def webhook_receiver(statuses: list[int] | None = None) -> Iterator[WebhookRecei
         asyncio.run_coroutine_threadsafe(runner_box["runner"].cleanup(), loop).result(10)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
+
+
+# -- the CLI and the API as a user drives them ---------------------------------------------
+
+def vigil(conf: Path, data: Path, *args: str, env: dict[str, str] | None = None
+          ) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "collector.cli", *args, "-c", str(conf),
+                           "--data-dir", str(data)], capture_output=True, text=True, cwd=REPO,
+                          env={**os.environ, **(env or {})}, timeout=60)
+
+
+def post(base: str, path: str, body: dict[str, Any], token: str | None = None
+         ) -> tuple[int, dict[str, Any]]:
+    request = urllib.request.Request(f"{base}/api/v1{path}", data=json.dumps(body).encode(),
+                                     method="POST", headers={"Content-Type": "application/json"})
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def next_code(totp: pyotp.TOTP, used: set[str]) -> str:
+    """A code not used yet (waits for the next 30 s step when needed: the server refuses
+    replays, and real time is what a real daemon checks against)."""
+    while (code := totp.now()) in used:
+        time.sleep(0.5)
+    used.add(code)
+    return code

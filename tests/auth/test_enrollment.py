@@ -5,53 +5,27 @@ token, activation token outside the one `add` line) appears in CLI output or dae
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import subprocess
-import sys
-import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import Any
 
 import pyotp
-from alerts.kit import TENANTS_YAML, body_text, email_notifier_yaml, smtp_server, write_conf
-from support.daemon import REPO, VigilProcess
+from alerts.kit import (
+    TENANTS_YAML,
+    body_text,
+    email_notifier_yaml,
+    next_code,
+    post,
+    smtp_server,
+    vigil,
+    write_conf,
+)
+from support.daemon import VigilProcess
 
 from collector.auth.totp import qr_png
 
 PASSWORD = "a long enough passphrase 42"
-
-
-def vigil(conf: Path, data: Path, *args: str, env: dict[str, str] | None = None
-          ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "collector.cli", *args, "-c", str(conf),
-                           "--data-dir", str(data)], capture_output=True, text=True, cwd=REPO,
-                          env={**os.environ, **(env or {})}, timeout=60)
-
-
-def post(base: str, path: str, body: dict[str, Any], token: str | None = None
-         ) -> tuple[int, dict[str, Any]]:
-    request = urllib.request.Request(f"{base}/api/v1{path}", data=json.dumps(body).encode(),
-                                     method="POST", headers={"Content-Type": "application/json"})
-    if token:
-        request.add_header("Authorization", f"Bearer {token}")
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
-
-
-def next_code(totp: pyotp.TOTP, used: set[str]) -> str:
-    """A code not used yet (waits for the next 30 s step when needed: the server refuses
-    replays, and real time is what a real daemon checks against)."""
-    while (code := totp.now()) in used:
-        time.sleep(0.5)
-    used.add(code)
-    return code
 
 
 def test_enrollment_activation_login_and_no_secret_leaks(tmp_path: Path) -> None:
