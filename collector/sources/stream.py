@@ -118,6 +118,8 @@ class StreamProtocol(asyncio.Protocol):
         self.tenant = ""  # the tenant of the connection's bytes, when the sender decides it
         self.paused = False
         self.closed = False
+        self.stopping = False  # the daemon is closing this connection: nothing more is read
+        self.flushed = False   # the peer's end of stream was handled
         self.idle_timeout = source.config.idle_timeout_seconds
         self.last_activity = 0.0
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -157,6 +159,9 @@ class StreamProtocol(asyncio.Protocol):
         self.source.connections.discard(self)
         if self._idle_handle is not None:
             self._idle_handle.cancel()
+        if not self.stopping and not self.flushed:
+            # The peer reset the connection: what it sent of an unterminated message is kept.
+            self._flush_partial()
         self._report_framing_errors()
 
     def _emit(self, frames: list[Frame]) -> None:
@@ -172,7 +177,9 @@ class StreamProtocol(asyncio.Protocol):
         self.context.emit(events, self.peer)
 
     def _flush_partial(self) -> None:
-        """The peer is done (EOF, idle): an unterminated last message is still a message."""
+        """The peer is done (EOF, idle, reset): an unterminated last message is still a
+        message."""
+        self.flushed = True
         frames = self.decoder.close()
         if frames:
             self._emit(frames)
@@ -212,5 +219,6 @@ class StreamProtocol(asyncio.Protocol):
 
     def shutdown(self) -> None:
         """Stop reading and close; a line the peer had not finished is not an event yet."""
+        self.stopping = True
         if self.transport is not None:
             self.transport.close()

@@ -233,7 +233,14 @@ class HttpSource(Source):
             for event in decoded.events:
                 event[DATASET] = dataset
         self.context.count_parse_errors(decoded.events)
-        await self.context.deliver(decoded.events, request.remote, token.tenant)
+        try:
+            await self.context.deliver(decoded.events, request.remote, token.tenant)
+        except Exception:  # the queue is closing or cannot write: the sender must retry
+            log.exception("events could not be made durable; answering 503",
+                          extra={"source": self.context.source_id, "events": len(decoded.events)})
+            retry = {"Retry-After": str(self.config.retry_after_seconds)}
+            raise Rejection(503, "events could not be stored, retry later", "Server is busy", 9,
+                            retry) from None
 
     def _hec_defaults(self, request: web.Request) -> dict[str, str]:
         return {key: request.query[key] for key in _HEC_DEFAULTS if key in request.query}

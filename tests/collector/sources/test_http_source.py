@@ -141,6 +141,13 @@ async def test_queue_full_gets_503_with_retry_after(tmp_path: Path) -> None:
         await rig.source.stop()
 
 
+async def test_events_that_cannot_be_stored_get_503(http: HttpRig) -> None:
+    http.queue.close()  # as at shutdown: appends fail
+    status, headers, reply = await post(http, "/v1/logs", b'{"a": 1}')
+    assert (status, reply) == (503, {"error": "events could not be stored, retry later"})
+    assert headers["Retry-After"] == "1"
+
+
 async def test_tenant_by_token_or_by_route(http: HttpRig) -> None:
     assert (await post(http, "/v1/logs", b'{"m": "a"}', token="acme-token"))[0] == 200
     body = b'{"m": "b", "host.hostname": "fw.acme"}\n{"m": "c", "host.hostname": "other"}'

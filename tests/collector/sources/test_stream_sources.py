@@ -122,6 +122,17 @@ async def test_idle_connection_is_closed_and_its_unterminated_line_kept(rigs) ->
     writer.close()
 
 
+async def test_a_reset_connection_keeps_its_unterminated_line(rigs) -> None:
+    rig = await rigs("syslog_tcp", settings={})
+    with socket.create_connection(rig.address()) as sock:
+        sock.sendall(b"<13>May 14 09:00:00 h a: complete\n<13>May 14 09:00:00 h a: cut off by RST")
+        await rig.wait(lambda: len(rig.events()) == 1)
+        # SO_LINGER 0: close() sends RST instead of FIN
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    await rig.wait(lambda: len(rig.events()) == 2)
+    assert [e["message"] for e in rig.events()] == ["complete", "cut off by RST"]
+
+
 async def test_a_fast_sender_is_paused_and_memory_stays_bounded(rigs) -> None:
     """The queue holds at most its bound plus what one read delivered; the sender is slowed by
     TCP, and every line still arrives, in order."""
