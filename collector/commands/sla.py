@@ -34,7 +34,7 @@ def run_report(args: argparse.Namespace) -> int:
 
     from collector.api.framework import ApiError
     from collector.api.routes import parse_since
-    from collector.commands.tenants import load_or_report, store_path
+    from collector.commands.tenants import load_or_report, print_table, store_path
     from sinks.alerts.db import Database
     from sinks.alerts.sla import sla_report
     from sinks.alerts.store import AlertStore
@@ -64,7 +64,7 @@ def run_report(args: argparse.Namespace) -> int:
         return 0
     header = ("TENANT", "SEVERITY", "ALERTS", "OPEN", "MTTA", "MTTR", "ACK LATE",
               "RESOLVE LATE", "WITHIN SLA", "TARGET")
-    table = [header]
+    table: list[tuple[str, ...]] = [header]
     for r in rows:
         pct = "-" if r.within_sla_pct is None else f"{r.within_sla_pct:.1f}%"
         target = "-" if r.target_pct is None else (
@@ -73,10 +73,8 @@ def run_report(args: argparse.Namespace) -> int:
         table.append((r.tenant, r.severity, str(r.alerts), str(r.open), _minutes(r.mtta_seconds),
                       _minutes(r.mttr_seconds), str(r.ack_breached), str(r.resolve_breached),
                       pct, target))
-    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     print(f"alerts created since {since:%Y-%m-%d %H:%M} UTC")
-    for row in table:
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    print_table(table)
     if len(table) == 1:
         print("(no alerts)")
     return 0

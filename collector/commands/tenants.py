@@ -42,6 +42,13 @@ def load_or_report(args: argparse.Namespace) -> VigilConfig | None:
         return None
 
 
+def print_table(rows: list[tuple[str, ...]]) -> None:
+    """Left-aligned columns, two spaces apart; the first row is the header."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
 def store_path(config: VigilConfig, data_dir: Path | None) -> Path:
     from sinks.alerts.sink import alert_store_path
 
@@ -78,14 +85,13 @@ def list_tenants(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    table = [("TENANT", "NAME", "TIER", "CONTRACT", "CRITICAL ACK/RESOLVE", "HIGH ACK/RESOLVE")]
+    table: list[tuple[str, ...]] = [("TENANT", "NAME", "TIER", "CONTRACT",
+                                     "CRITICAL ACK/RESOLVE", "HIGH ACK/RESOLVE")]
     for row in rows:
         crit, high = row["sla"]["critical"], row["sla"]["high"]
         table.append((row["id"], row["name"], row["tier"], row["contract_id"] or "-",
                       f"{crit['ack']}/{crit['resolve']}", f"{high['ack']}/{high['resolve']}"))
-    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
-    for line in table:
-        print("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip())
+    print_table(table)
     return 0
 
 

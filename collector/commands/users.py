@@ -122,10 +122,9 @@ def _row(user: Any) -> tuple[str, ...]:
 
 def _print(users: list[Any]) -> None:
     table: list[tuple[str, ...]] = [("LOGIN", "ROLE", "STATUS", "TENANTS", "EMAIL", "LAST LOGIN")]
-    table += [_row(u) for u in users]
-    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
-    for line in table:
-        print("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip())
+    from collector.commands.tenants import print_table
+
+    print_table(table + [_row(u) for u in users])
 
 
 def list_users(args: argparse.Namespace) -> int:

@@ -1,0 +1,73 @@
+"""`vigil sla report` and `vigil users list|review|disable` on a store no daemon holds."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from alerts.kit import TENANTS_YAML, UNUSED_MAIL_YAML, make_alert, write_conf
+
+from collector.auth.directory import UserDirectory
+from collector.cli import main
+from sinks.alerts.db import Database
+from sinks.alerts.store import Actor, AlertStore
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> tuple[Path, Path]:
+    conf, data = tmp_path / "conf.d", tmp_path / "data"
+    write_conf(conf, TENANTS_YAML, "10-tenants.yaml")
+    write_conf(conf, UNUSED_MAIL_YAML, "60-notify.yaml")
+    return conf, data
+
+
+def test_sla_report_table_and_json(setup: tuple[Path, Path],
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    conf, data = setup
+    args = ["-c", str(conf), "--data-dir", str(data)]
+    assert main(["sla", "report", *args]) == 1  # no store yet
+    assert "no alert store yet" in capsys.readouterr().err
+    store = AlertStore(Database(data / "alerts.db"))
+    store.upsert([make_alert("acme", severity="critical")], "acme")
+    store.upsert([make_alert("bravo", severity="high")], "bravo")
+    store.resolve(make_alert("acme", severity="critical")["alert.id"], Actor("ana", None),
+                  "true_positive")
+    assert main(["sla", "report", *args]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].split()[:4] == ["TENANT", "SEVERITY", "ALERTS", "OPEN"]
+    assert lines[2].split()[:4] == ["acme", "critical", "1", "0"]
+    assert lines[2].split()[-3:] == ["100.0%", ">=95%", "ok"]
+    assert main(["sla", "report", "--tenant", "bravo", "--json", *args]) == 0
+    rows = json.loads(capsys.readouterr().out)["rows"]
+    assert [(r["tenant"], r["severity"], r["open"]) for r in rows] == [
+        ("bravo", "high", 1), ("bravo", "all", 1)]
+    assert main(["sla", "report", "--tenant", "zulu", *args]) == 1
+    assert main(["sla", "report", "--since", "yesterday", *args]) == 2
+
+
+def test_users_list_review_and_disable(setup: tuple[Path, Path],
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    conf, data = setup
+    args = ["-c", str(conf), "--data-dir", str(data)]
+    directory = UserDirectory(Database(data / "alerts.db"))
+    directory.add_user("ghost", "Ghost", "g@example.com", "client_viewer", ["acme"],
+                       Actor("root", None))
+    directory.add_user("ciso", "Ciso", "c@example.com", "client_operator", ["acme", "bravo"],
+                       Actor("root", None))
+    assert main(["users", "list", *args]) == 0
+    out = capsys.readouterr().out
+    assert "ghost" in out and "acme,bravo" in out
+    assert main(["users", "review", "--json", *args]) == 0
+    review = json.loads(capsys.readouterr().out)
+    assert [u["login"] for u in review["never_activated"]] == ["ciso", "ghost"]
+    assert [u["login"] for u in review["multi_tenant"]] == ["ciso"]
+    assert main(["users", "review", "--disable-inactive", *args]) == 0
+    assert "disabled: ciso, ghost" in capsys.readouterr().out
+    assert {u.login: u.status for u in directory.users()} == {"ciso": "disabled",
+                                                               "ghost": "disabled"}
+    assert main(["users", "disable", "nobody", *args]) == 1
+    assert main(["users", "add", "xavier", "--email", "x@example.com", "--role", "soc_l1",
+                 "--tenant", "acme", *args]) == 69  # the SMTP server is not there
+    assert "user not created" in capsys.readouterr().err
+    assert directory.get("xavier") is None
