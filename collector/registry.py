@@ -45,6 +45,8 @@ STEPS: dict[str, str] = {
     "geoip": "enrichers.geoip:GeoipStep",
     "lookup": "enrichers.lookup:LookupStep",
     "threat_intel": "enrichers.threat_intel:ThreatIntelStep",
+    "nest": "parsers.nest:NestStep",
+    "windows_event": "parsers.windows:WindowsEventStep",
 }
 
 # Notification channels (the `notifiers:` section).

@@ -9,7 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import Field
+
+from collector.config.models import ConfigIssue, ValidationContext
+from collector.events import Event
+from collector.pipeline.step import Step, StepConfig, StepFailure
+from parsers.json import flatten_object
+from parsers.nest import object_field
+from parsers.timestamp import zone
 
 ATTRIBUTES = "#attributes"
 TEXT = "#text"
@@ -162,3 +171,195 @@ def _as_int(value: Any) -> Any:
         except ValueError:
             return value
     return value
+
+
+# --- The `windows_event` pipeline step -------------------------------------------------------
+#
+# Windows events reach Vigil in three JSON shapes: EVTX rendered as JSON (`Event.System` /
+# `Event.EventData`, above), Winlogbeat's (`winlog.*` already in Vigil's names, nested) and
+# NXLog's im_msvistalog output (one flat object: system keys such as `EventID`, `Channel`,
+# `SourceName` next to the event data keys). The step brings all three to one field set.
+
+# NXLog im_msvistalog system keys -> Vigil fields; every other key is event data. NXLog 6
+# renamed some (`TaskValue`, `ExecutionProcessID`), both spellings are listed.
+NXLOG_SYSTEM_FIELDS: dict[str, str] = {
+    "EventID": "winlog.event_id",
+    "Channel": "winlog.channel",
+    "SourceName": "winlog.provider_name",
+    "ProviderGuid": "winlog.provider_guid",
+    "Hostname": "winlog.computer_name",
+    "RecordNumber": "winlog.record_id",
+    "Version": "winlog.version",
+    "Keywords": "winlog.keywords",
+    "Category": "winlog.task",
+    "Task": "winlog.task_value",
+    "TaskValue": "winlog.task_value",
+    "Opcode": "winlog.opcode",
+    "OpcodeValue": "winlog.opcode_value",
+    "Level": "winlog.level",
+    "SeverityValue": "winlog.severity_value",
+    "Severity": "log.level",
+    "EventType": "winlog.event_type",
+    "ProcessID": "winlog.process.pid",
+    "ExecutionProcessID": "winlog.process.pid",
+    "ThreadID": "winlog.process.thread.id",
+    "ExecutionThreadID": "winlog.process.thread.id",
+    "ActivityID": "winlog.activity_id",
+    "RelatedActivityID": "winlog.related_activity_id",
+    "Domain": "winlog.user.domain",
+    "AccountName": "winlog.user.name",
+    "UserID": "winlog.user.identifier",
+    "AccountType": "winlog.user.type",
+    "Message": "message",
+    "EventReceivedTime": "nxlog.event_received_time",
+    "SourceModuleName": "nxlog.source_module_name",
+    "SourceModuleType": "nxlog.source_module_type",
+    "ERROR_EVT_UNRESOLVED": "winlog.error_evt_unresolved",
+}
+NXLOG_TIME = "EventTime"
+_INT_FIELDS = ("winlog.event_id", "winlog.record_id", "winlog.process.pid",
+               "winlog.process.thread.id")
+WINDOWS_FORMATS = ("evtx", "winlogbeat", "nxlog")
+
+
+def detect_windows_format(doc: dict[str, Any]) -> str | None:
+    """Which of the three shapes `doc` is in, or None."""
+    if is_windows_event(doc):
+        return "evtx"
+    if isinstance(doc.get("winlog"), dict) or "winlog.event_id" in doc \
+            or "winlog.channel" in doc:
+        return "winlogbeat"
+    if "EventID" in doc and ("SourceName" in doc or "Channel" in doc):
+        return "nxlog"
+    return None
+
+
+def flatten_nxlog_event(doc: dict[str, Any], tz: Any = UTC) -> dict[str, Any]:
+    """One NXLog im_msvistalog record in Vigil's `windows.event` field names."""
+    out: dict[str, Any] = {}
+    for key, value in doc.items():
+        if key == NXLOG_TIME:
+            stamp = _nxlog_time(value, tz)
+            if stamp is not None:
+                out["@timestamp"] = stamp
+            else:
+                out["winlog.time_created"] = value
+            continue
+        target = NXLOG_SYSTEM_FIELDS.get(key)
+        if target is None:
+            out[f"winlog.event_data.{key}"] = value
+        elif target == "log.level" and isinstance(value, str):
+            out[target] = value.lower()
+        else:
+            out[target] = value
+    if "winlog.computer_name" in out:
+        out["host.hostname"] = out["winlog.computer_name"]
+    return out
+
+
+def flatten_winlogbeat_event(doc: dict[str, Any]) -> dict[str, Any]:
+    """A Winlogbeat document (nested objects) as flat dotted fields."""
+    out = flatten_object({k: v for k, v in doc.items() if not k.startswith("vigil.")})
+    created = out.get("@timestamp")
+    if isinstance(created, str):
+        stamp = parse_system_time(created)
+        if stamp is not None:
+            out["@timestamp"] = stamp
+    if "winlog.computer_name" in out:
+        out.setdefault("host.hostname", out["winlog.computer_name"])
+    return out
+
+
+def _nxlog_time(value: Any, tz: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        return parse_system_time(value)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=tz)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        return None
+
+
+class WindowsEventConfig(StepConfig):
+    """Bring a Windows event in any of the three JSON shapes (EVTX-as-JSON `Event.System`,
+    Winlogbeat, NXLog im_msvistalog) to the `windows.event` fields: `winlog.event_id` (int),
+    `winlog.channel`, `winlog.provider_name`, `winlog.computer_name` (and `host.hostname`),
+    `winlog.record_id`, `winlog.event_data.<Name>`, `winlog.user_data.<Name>`, `@timestamp`."""
+
+    type: Literal["windows_event"] = "windows_event"
+    field: str | None = Field(
+        None, description="field holding the record as JSON text or an object (e.g. `message` "
+        "for JSON sent over syslog); absent: the event's own keys, as a JSON source decoded "
+        "them")
+    format: Literal["auto", "evtx", "winlogbeat", "nxlog"] = Field(
+        "auto", description="the record's shape; auto: recognised by its keys")
+    timezone: str = Field("UTC", description="zone of NXLog `EventTime` values written without "
+                                             "an offset (NXLog writes the agent's local time)")
+
+    def semantic_errors(self, context: ValidationContext) -> list[ConfigIssue]:
+        try:
+            zone(self.timezone)
+        except ValueError as exc:
+            return [(("timezone",), str(exc))]
+        return []
+
+
+class WindowsEventStep(Step):
+    """`type: windows_event`: a record it cannot recognise is a step failure."""
+
+    config_model = WindowsEventConfig
+
+    def __init__(self, config: WindowsEventConfig, context: Any) -> None:
+        super().__init__(config, context)
+        self.tz = zone(config.timezone)
+
+    def apply(self, event: Event) -> Event:
+        name = self.config.field
+        if name is None:
+            # The record is what the sender wrote: Vigil's keys and the @timestamp the source
+            # filled in are not part of it.
+            doc: Any = {k: v for k, v in event.items()
+                        if not k.startswith("vigil.") and k != "@timestamp"}
+        else:
+            doc = object_field(event, name)
+            if doc is None:
+                raise StepFailure(f"field {name!r} is missing")
+        shape = self.config.format
+        if shape == "auto":
+            detected = detect_windows_format(doc)
+            if detected is None:
+                raise StepFailure("not a Windows event record (no Event.System, winlog or "
+                                  "EventID/Channel keys)")
+            shape = detected
+        fields = self._flatten(shape, doc)
+        if name is None:
+            # The record's keys give way to their flat names (EVTX: only `Event`; the other
+            # shapes map every key); Vigil's own keys stay.
+            consumed = ["Event"] if shape == "evtx" else \
+                [k for k in event if not k.startswith("vigil.") and k != "@timestamp"]
+            for key in consumed:
+                del event[key]
+        else:
+            event.pop(name, None)
+        event.update(fields)
+        for key in _INT_FIELDS:
+            value = event.get(key)
+            if value is not None and not isinstance(value, int):
+                event[key] = _as_int(str(value).strip())
+        return event
+
+    def _flatten(self, shape: str, doc: dict[str, Any]) -> dict[str, Any]:
+        if shape == "evtx":
+            if not is_windows_event(doc):
+                raise StepFailure("not an EVTX-as-JSON record (no Event.System object)")
+            return flatten_windows_event(doc)
+        if shape == "winlogbeat":
+            return flatten_winlogbeat_event(doc)
+        if "EventID" not in doc:
+            raise StepFailure("not an NXLog Windows record (no EventID)")
+        return flatten_nxlog_event(doc, self.tz)
