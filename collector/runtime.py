@@ -20,7 +20,9 @@ from collector.config import VigilConfig, load_config
 from collector.config.loader import DEFAULT_DATA_DIR  # noqa: F401 - re-exported for commands
 from collector.config.models import ValidationContext
 from collector.control import ControlServer
+from collector.detection.stage import DetectionStage, load_ruleset
 from collector.errors import ConfigErrors
+from collector.events import Batch
 from collector.journal import Journal, open_queue
 from collector.logs import configure_logging
 from collector.pipeline.runner import PipelineSet, build_pipelines
@@ -31,6 +33,7 @@ from collector.sources.base import Source, SourceContext
 from collector.systemd import SystemdNotifier
 from collector.telemetry import Telemetry
 from collector.worker import Worker
+from rules.loader import RuleSet
 from sinks.alerts.service import Alerting
 from sinks.alerts.sink import AlertStoreConfig, AlertStoreSink
 from sinks.base import Sink, SinkContext
@@ -72,8 +75,8 @@ class Daemon:
         self.sources: dict[str, Source] = {}
         self.sinks: dict[str, Sink] = {}
         self.pipelines = self._build_pipelines(self.config)
-        self.worker = Worker(self.queue, self.sinks, limits.batch_max_events,
-                             self.pipelines.process)
+        self.detection = self._build_detection(self.config)
+        self.worker = Worker(self.queue, self.sinks, limits.batch_max_events, self.process)
         self.replayer = DeadLetterReplayer(self._dead_letter_root(self.config), self.queue,
                                            self.telemetry, set(self.config.tenants))
         self.alerting = Alerting(self.config, self.data_dir, self.conf_dir.resolve(),
@@ -88,6 +91,18 @@ class Daemon:
 
     def _data_dir(self, config: VigilConfig) -> Path:
         return config.data_dir(self.data_dir_override)
+
+    def process(self, batch: Batch) -> list[Batch]:
+        """The worker's processor: the pipelines, then detection."""
+        out = self.pipelines.process(batch)
+        return self.detection.process(out) if self.detection is not None else out
+
+    def _build_detection(self, config: VigilConfig, ruleset: RuleSet | None = None
+                         ) -> DetectionStage | None:
+        if not config.settings.detection.enabled:
+            return None
+        return DetectionStage(config, self.conf_dir.resolve(), self.data_dir, self.telemetry,
+                              self.clock, ruleset)
 
     # -- building components ------------------------------------------------------------
 
@@ -130,7 +145,8 @@ class Daemon:
         cls = resolve("sink", sink_config.type)
         context = SinkContext(self.data_dir, self.queue.epoch, self.telemetry, self.schemas,
                               acknowledged=(self.queue.acked if isinstance(self.queue, Journal)
-                                            else None))
+                                            else None),
+                              recover=not self.started.is_set())
         sink: Sink = cls(sink_id, sink_config, context)
         if isinstance(sink, AlertStoreSink):
             self.alerting.bind(sink)
@@ -145,6 +161,9 @@ class Daemon:
             configure_logging(settings.logging.level, settings.logging.format)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._wake = asyncio.Event()
+        if self.detection is not None:
+            self.detection.restore()
+            self.worker.holders = [self.detection]
         await self.alerting.start()
         for sink_id, sink_config in self._sink_configs(self.config).items():
             sink = self._build_sink(sink_id, sink_config)
@@ -205,6 +224,9 @@ class Daemon:
     async def tick(self) -> None:
         """Housekeeping: time-based flushes and acknowledgement, gauges, watchdog."""
         async with self.worker.lock:
+            if self.detection is not None:
+                for batch in self.detection.tick():
+                    self.worker.write_out(batch)
             await self.worker.flush()
             self.pipelines.maintain()
         if not self.stopping:
@@ -248,6 +270,8 @@ class Daemon:
             except Exception:
                 log.exception("sink failed to stop cleanly", extra={"sink": sink_id})
                 code = 1
+        if self.detection is not None:
+            self.detection.close()  # state saved: its offsets may be acknowledged
         self.worker.acknowledge()
         if self.queue.pending() and not durable:
             log.error("events not committed at exit",
@@ -310,13 +334,28 @@ class Daemon:
         self.replayer.tenants = set(new.tenants)
         self.alerting.configure(new)
 
-        # Pipelines and sinks swap between batches: the old sink commits everything first.
+        detection_changed = (new.settings.detection != old.settings.detection
+                             or new.section("rules") != old.section("rules")
+                             or {t: c.rules for t, c in new.tenants.items()}
+                             != {t: c.rules for t, c in old.tenants.items()})
+        # Loading rules can take seconds (SigmaHQ): off the loop, before the swap.
+        ruleset = (await asyncio.to_thread(load_ruleset, new, self.conf_dir.resolve())
+                   if detection_changed and new.settings.detection.enabled else None)
+
+        # Pipelines, detection and sinks swap between batches: old sinks commit first.
         async with self.worker.lock:
             if new.pipelines != old.pipelines:
                 pipelines = self._build_pipelines(new)
                 self.pipelines.close()
                 self.pipelines = pipelines
-                self.worker.processor = pipelines.process
+            if detection_changed:
+                detection = self._build_detection(new, ruleset)
+                if detection is not None and self.detection is not None:
+                    detection.adopt(self.detection)
+                elif self.detection is not None:
+                    self.detection.close()
+                self.detection = detection
+                self.worker.holders = [detection] if detection is not None else []
             new_sinks, old_sinks = self._sink_configs(new), self._sink_configs(old)
             for sink_id in list(self.sinks):
                 if new_sinks.get(sink_id) != old_sinks.get(sink_id):
@@ -364,5 +403,6 @@ class Daemon:
                        "backpressure": self.queue.over_bound()}),
             "sources": {sid: s.health() for sid, s in self.sources.items()},
             "sinks": {sid: s.health() for sid, s in self.sinks.items()},
+            "detection": self.detection.health() if self.detection is not None else None,
         }
         return ready, detail

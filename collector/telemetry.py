@@ -107,6 +107,23 @@ class Telemetry:
             registry=r)
         for result in ("success", "failure"):
             self.config_reloads.labels(result=result)
+        self.detection_rules = Gauge(
+            "vigil_detection_rules", "Single-event rules loaded", registry=r)
+        self.detection_rule_errors = Gauge(
+            "vigil_detection_rule_load_errors", "Rule files or rules that failed to load",
+            registry=r)
+        self.detection_active_rules = Gauge(
+            "vigil_detection_active_rules", "Rules active for a tenant", ["tenant"], registry=r)
+        self.detection_matches = Counter(
+            "vigil_detection_matches", "Rule matches (before deduplication)", ["tenant"],
+            registry=r)
+        self.detection_events = Counter(
+            "vigil_detection_state_events", "Detection state events: late_dropped, "
+            "evicted_keys, expired_keys, truncated_events, fired (correlations), suppressed",
+            ["event"], registry=r)
+        self.detection_correlation_keys = Gauge(
+            "vigil_detection_correlation_keys", "Group keys held in correlation windows",
+            registry=r)
         self.step_events = Counter(
             "vigil_pipeline_step_events", "Events a pipeline step took, passed on, failed on or "
             "dropped", ["pipeline", "step", "step_type", "result"], registry=r)

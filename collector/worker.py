@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from typing import Protocol
 
 from collector.events import DATASET, OFFSET, Batch
 from collector.queue import EventQueue
@@ -17,6 +18,13 @@ from sinks.base import Sink
 log = logging.getLogger(__name__)
 
 BatchProcessor = Callable[[Batch], list[Batch]]
+
+
+class FloorHolder(Protocol):
+    """Anything besides the sinks that must commit before a position is acknowledged (the
+    detection stage's saved state)."""
+
+    def uncommitted_floor(self, partition: str) -> int | None: ...
 
 
 def split_by_dataset(batch: Batch) -> list[Batch]:
@@ -42,6 +50,7 @@ class Worker:
         self.sinks = sinks
         self.batch_max_events = batch_max_events
         self.processor = processor
+        self.holders: list[FloorHolder] = []
         # Held while a batch is in the sinks; a reload swaps components only between batches.
         self.lock = asyncio.Lock()
         self._written: dict[str, int] = {}
@@ -62,10 +71,14 @@ class Worker:
         for offset, event in enumerate(batch.events, batch.first_offset):
             event[OFFSET] = offset
         for out in self.processor(batch):
-            for sink in self.sinks.values():
-                if out.kind in sink.accepts:
-                    sink.write(out)
+            self.write_out(out)
         self._written[batch.partition] = batch.last_offset
+
+    def write_out(self, batch: Batch) -> None:
+        """Hand a processed batch to every sink that takes its kind."""
+        for sink in self.sinks.values():
+            if batch.kind in sink.accepts:
+                sink.write(batch)
 
     async def flush(self, *, force: bool = False) -> None:
         """Commit what is due in every sink, then acknowledge what all of them committed."""
@@ -79,6 +92,6 @@ class Worker:
 
     def acknowledge(self) -> None:
         for partition, last in self._written.items():
-            floors = [f for s in self.sinks.values()
-                      if (f := s.uncommitted_floor(partition)) is not None]
+            holders = [*self.sinks.values(), *self.holders]
+            floors = [f for h in holders if (f := h.uncommitted_floor(partition)) is not None]
             self.queue.ack(partition, min(floors) - 1 if floors else last)

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import bisect
 import logging
-import os
 import statistics
 from collections import OrderedDict
 from collections.abc import Callable
@@ -45,6 +44,7 @@ from sigma.correlations import (
     SigmaRuleReference,
 )
 
+from collector.durable import write_atomic
 from rules.match import EventRef, Match, RuleInfo
 
 if TYPE_CHECKING:
@@ -251,6 +251,12 @@ class CorrelationEngine:
         if bucket.dataset != dataset:
             bucket.dataset = None
         position = bisect.bisect_right(bucket.keys, ts)
+        if ref.offset is not None:
+            # A journal replay feeds events again: one already in the window must not count
+            # twice (same tenant partition, same offset, same base rule; same time by nature).
+            for entry in bucket.entries[bisect.bisect_left(bucket.keys, ts):position]:
+                if entry.ref.offset == ref.offset and entry.rule == rule.info.id:
+                    return []
         bucket.keys.insert(position, ts)
         bucket.entries.insert(position, Entry(ts, rule.info.id, _plain(value), ref))
         horizon = state.watermark - correlation.timespan - self.lateness
@@ -366,9 +372,9 @@ class CorrelationEngine:
 
     # -- persistence -------------------------------------------------------------------------
 
-    def save(self, path: Path) -> None:
-        """Write the state atomically (temporary file, fsync, rename)."""
-        data = {
+    def dump(self) -> dict[str, Any]:
+        """The state as plain data (windows per tenant, watermarks, stats)."""
+        return {
             "version": STATE_VERSION, "saved_at": self.clock().isoformat(), "stats": self.stats,
             "tenants": {
                 name: {
@@ -382,23 +388,12 @@ class CorrelationEngine:
                 } for name, state in self.tenants.items()
             },
         }
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as handle:
-            handle.write(orjson.dumps(data, default=str))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
 
-    def restore(self, path: Path) -> int:
-        """Load state saved by `save`; windows of correlations no longer loaded are dropped.
-
-        Returns the number of group keys restored. A missing file restores nothing.
-        """
-        if not path.exists():
-            return 0
-        data = orjson.loads(path.read_bytes())
+    def load(self, data: dict[str, Any]) -> int:
+        """Restore state from `dump`; windows of correlations no longer loaded are dropped.
+        Returns the number of group keys restored."""
         if data.get("version") != STATE_VERSION:
-            log.warning("correlation state version mismatch, ignored", extra={"path": str(path)})
+            log.warning("correlation state version mismatch, ignored")
             return 0
         restored = 0
         for name, saved in data.get("tenants", {}).items():
@@ -417,6 +412,16 @@ class CorrelationEngine:
                     windows[tuple(group)] = bucket
                     restored += 1
         return restored
+
+    def save(self, path: Path) -> None:
+        """Write the state atomically (temporary file, fsync, rename)."""
+        write_atomic(path, orjson.dumps(self.dump(), default=str))
+
+    def restore(self, path: Path) -> int:
+        """Load state saved by `save`; a missing file restores nothing."""
+        if not path.exists():
+            return 0
+        return self.load(orjson.loads(path.read_bytes()))
 
 
 # ------------------------------------------------------------------------------------ helpers

@@ -31,6 +31,10 @@ class SinkContext:
     # The queue's acknowledged position per partition when the queue survives restarts (the
     # journal), so a sink can undo what it committed past it before the replay; None otherwise.
     acknowledged: Callable[[str], int] | None = None
+    # True for sinks built when the process starts: only then may a sink undo what a previous
+    # run committed past the acknowledged position (a sink rebuilt by a reload must not touch
+    # files this process committed moments ago and has not acknowledged yet).
+    recover: bool = False
 
 
 class Sink(ABC):

@@ -22,13 +22,13 @@ import orjson
 from pydantic import Field
 
 from collector.config.models import SinkConfig
+from collector.durable import commit_file
 from collector.events import DEAD_LETTERS, OFFSET, RECEIVED_AT, TENANT, TIMESTAMP, Batch, Event
 from sinks.base import SinkContext
 from sinks.files import (
     FileBuffer,
     FlushPolicy,
     PartitionedFileSink,
-    commit_file,
     remove_file,
     temporary_name,
     trimmed_name,

@@ -27,6 +27,7 @@ import orjson
 from pydantic import Field
 
 from collector.config.models import StrictModel
+from collector.durable import commit_file, fsync_directory
 from collector.events import TENANT, Batch, Event
 from collector.telemetry import ComponentTelemetry
 from sinks.base import Sink, SinkContext
@@ -60,22 +61,6 @@ class FileBuffer:
             self.offsets.setdefault(partition, [first, last])[1] = last
 
 
-def commit_file(tmp: Path, target: Path) -> int:
-    """fsync `tmp`, rename it to `target`, fsync the directory; returns the file size."""
-    fd = os.open(tmp, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, target)
-    dir_fd = os.open(target.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-    return target.stat().st_size
-
-
 def trimmed_name(path: Path, last_kept: int) -> Path:
     """`<epoch>-<first>-<last>.<ext>` renamed for the offsets a trimmed file still holds."""
     stem, _, extension = path.name.partition(".")
@@ -86,11 +71,7 @@ def trimmed_name(path: Path, last_kept: int) -> Path:
 def remove_file(path: Path) -> None:
     """Unlink and make the removal durable."""
     path.unlink()
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    fsync_directory(path.parent)
 
 
 def temporary_name(target: Path) -> Path:
@@ -198,7 +179,10 @@ class PartitionedFileSink(Sink):
     async def start(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         if self.acknowledged is not None:
-            await asyncio.to_thread(self.recover, self.acknowledged)
+            if self.context.recover:
+                await asyncio.to_thread(self.recover, self.acknowledged)
+            else:
+                self.manifest.entries = self.manifest.load()
 
     def recover(self, acknowledged: Callable[[str], int]) -> None:
         """Trim files committed past the acknowledged position by a previous run."""

@@ -38,6 +38,7 @@ SECTIONS: dict[str, str] = {
     "tenants": "collector.config.models:TenantConfig",
     "sources": "source",
     "pipelines": "collector.pipeline.config:PipelineConfig",
+    "rules": "collector.config.models:RuleSourceConfig",
     "tests": "collector.pipeline.testcases:PipelineTestConfig",
     "sinks": "sink",
     "notifiers": "notifier",

@@ -161,20 +161,6 @@ class LoggingConfig(StrictModel):
     format: Literal["logfmt", "json"] = "logfmt"
 
 
-class GlobalConfig(StrictModel):
-    """The `vigil:` section."""
-
-    data_dir: Path | None = Field(
-        None, description="state directory (lake, journal, dead letter); --data-dir overrides"
-    )
-    control: ControlConfig = ControlConfig()
-    limits: LimitsConfig = LimitsConfig()
-    queue: QueueConfig = QueueConfig()
-    logging: LoggingConfig = LoggingConfig()
-
-
-# -- tenant contract, SLAs and notifications (issue 6: alerts, SLAs, users) ------------------
-
 _DURATION_RE = re.compile(r"(\d+)([smhdw])")
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 SEVERITIES = ("informational", "low", "medium", "high", "critical")
@@ -201,6 +187,77 @@ def _check_email(value: str) -> str:
 
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+
+
+class ActivationConfig(StrictModel):
+    """When a rule switches on for a tenant by itself."""
+
+    mode: Literal["auto", "all"] = Field(
+        "auto", description="auto: a rule is active for a tenant once one of the tenant's "
+        "datasets serves its logsource and every field it needs is populated; all: every rule "
+        "of a dataset the tenant sends is active")
+    min_events: int = Field(1, ge=1, description="events of a dataset in the window before its "
+                                                 "rules can activate")
+    min_field_ratio: float = Field(
+        0.0, ge=0, le=1, description="share of a dataset's events a needed field must be "
+        "populated in (0: at least once)")
+    window: Duration = Field(timedelta(days=7), description="how far back field coverage "
+                                                            "counts (kept in daily buckets)")
+
+
+class CorrelationConfig(StrictModel):
+    lateness: Duration = Field(timedelta(seconds=60), description="how late (event time) an "
+                               "event may arrive and still count toward a window")
+    max_keys: int = Field(10_000, gt=0, description="group keys kept per correlation rule and "
+                                                    "tenant; the oldest are evicted (counted)")
+    max_events: int = Field(10_000, gt=0, description="events kept per window")
+
+
+class DetectionConfig(StrictModel):
+    """The `vigil.detection` settings: Sigma rules over every tenant's events."""
+
+    enabled: bool = True
+    builtin_rules: bool = Field(True, description="load the rules shipped in rules/library")
+    suppression: Duration = Field(
+        timedelta(hours=1), description="repeats of an alert (same tenant, rule and group key) "
+        "within this time fold into it and are counted as suppressed")
+    max_alert_events: int = Field(20, gt=0, description="matched events kept on an alert")
+    state_interval: Duration = Field(
+        timedelta(seconds=5), description="how often detection state (correlation windows, "
+        "suppression) is saved; a journal position is acknowledged only once it is saved")
+    activation: ActivationConfig = ActivationConfig()
+    correlation: CorrelationConfig = CorrelationConfig()
+
+
+class RuleSourceConfig(StrictModel):
+    """A directory (or file) of Sigma rules: the global library, or a tenant's own rules."""
+
+    path: Path = Field(description="directory of Sigma YAML (searched recursively), relative to "
+                                   "the conf.d directory")
+    tenant: TenantId | None = Field(None, description="owner: the rules apply to this tenant "
+                                                      "only; absent: every tenant")
+
+    def semantic_errors(self, context: ValidationContext) -> list[ConfigIssue]:
+        if not context.resolve(self.path).exists():
+            return [(("path",), f"rule path not found: {context.resolve(self.path)}")]
+        return []
+
+
+class GlobalConfig(StrictModel):
+    """The `vigil:` section."""
+
+    data_dir: Path | None = Field(
+        None, description="state directory (lake, journal, dead letter); --data-dir overrides"
+    )
+    control: ControlConfig = ControlConfig()
+    limits: LimitsConfig = LimitsConfig()
+    queue: QueueConfig = QueueConfig()
+    detection: DetectionConfig = DetectionConfig()
+    logging: LoggingConfig = LoggingConfig()
+
+
+# -- tenant contract, SLAs and notifications (issue 6: alerts, SLAs, users) ------------------
+
 Email = Annotated[str, AfterValidator(_check_email)]
 
 
@@ -261,6 +318,14 @@ class TenantNotifications(StrictModel):
         default_factory=list, description="ids of `notifiers` of type webhook for this client")
 
 
+class TenantRulesConfig(StrictModel):
+    """Explicit rule switches of one tenant; they override automatic activation."""
+
+    enable: list[str] = Field(default_factory=list,
+                              description="rule ids active whatever the tenant's data shows")
+    disable: list[str] = Field(default_factory=list, description="rule ids never active")
+
+
 class TenantConfig(StrictModel):
     """One client of the provider. The id (the map key) is a strict slug."""
 
@@ -274,6 +339,8 @@ class TenantConfig(StrictModel):
     notifications: TenantNotifications = Field(default_factory=TenantNotifications)
     escalation_contacts: list[ContactConfig] = Field(
         default_factory=list, description="who escalations to the client go to")
+    rules: TenantRulesConfig = Field(default_factory=TenantRulesConfig,
+                                     description="rule switches for this tenant")
 
 
 def _check_cidr(value: str) -> str:

@@ -18,13 +18,13 @@ import pyarrow as pa
 from pydantic import Field
 
 from collector.config.models import SinkConfig
+from collector.durable import commit_file
 from collector.events import ALERTS, EVENTS, TENANT, TIMESTAMP, Batch, Event
 from sinks.base import SinkContext
 from sinks.files import (
     FileBuffer,
     FlushPolicy,
     PartitionedFileSink,
-    commit_file,
     remove_file,
     temporary_name,
     trimmed_name,

@@ -113,7 +113,7 @@ async def test_replay_after_crash_lands_each_row_once(tmp_path: Path) -> None:
 
     def sink() -> LakeSink:
         context = SinkContext(tmp_path, "j1", telemetry, DatasetSchemas(), monotonic=clock,
-                              acknowledged=lambda p: acked.get(p, -1))
+                              acknowledged=lambda p: acked.get(p, -1), recover=True)
         return LakeSink("lake", config, context)
 
     nine, ten = datetime(2026, 1, 1, 9, tzinfo=UTC), datetime(2026, 1, 1, 10, tzinfo=UTC)

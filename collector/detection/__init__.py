@@ -1,0 +1,1 @@
+"""Detection inside the daemon: coverage, rule activation, evaluation, alerts, state."""

@@ -1,0 +1,237 @@
+"""Field coverage per tenant and dataset, automatic rule activation, and the coverage report.
+
+Coverage counts, in daily buckets over a sliding window, the events of each (tenant, dataset)
+and how many of them populate each field. A rule is active for a tenant when one of the
+tenant's datasets serves its logsource and every field the rule needs there (union over AND,
+intersection over OR) is populated often enough; a tenant's explicit enable/disable lists win.
+The same figures explain, per tenant, what is active, what is missing and which source
+categories would switch on how many more rules.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from collector.config.models import ActivationConfig
+from collector.durable import write_atomic
+from collector.events import Event
+from rules.loader import RuleRequirement
+
+STATE_VERSION = 1
+
+# What a partner integrates, by dataset (prefix before the first dot for unknown ones).
+DATASET_CATEGORIES: dict[str, str] = {
+    "fortinet.firewall": "perimeter security", "paloalto.firewall": "perimeter security",
+    "cisco.asa": "perimeter security",
+    "linux.auth": "authentication", "okta.system": "authentication",
+    "azure.signinlogs": "authentication",
+    "windows.event": "endpoint/server",
+    "nginx.access": "business applications", "apache.access": "business applications",
+    "apache.error": "business applications",
+    "aws.cloudtrail": "cloud", "azure.activitylogs": "cloud", "gcp.audit": "cloud",
+    "zeek.conn": "network", "zeek.dns": "network", "suricata.eve": "network",
+}
+CATEGORIES = ("perimeter security", "authentication", "endpoint/server", "network",
+              "business applications", "cloud", "threat intelligence")
+# Events enriched from indicator lists count as the threat intelligence category.
+THREAT_INTEL_FIELD = "threat.enrichments.matched"
+
+
+def dataset_category(dataset: str) -> str | None:
+    return DATASET_CATEGORIES.get(dataset)
+
+
+@dataclass
+class DatasetCoverage:
+    """Totals of one (tenant, dataset) over the window."""
+
+    events: int = 0
+    fields: Counter[str] = field(default_factory=Counter)
+
+    def populated(self, name: str) -> int:
+        return self.fields.get(name, 0)
+
+
+class FieldCoverage:
+    """Daily buckets of event and field counts per (tenant, dataset)."""
+
+    def __init__(self, window: timedelta) -> None:
+        self.window_days = max(1, int(window.total_seconds() // 86400))
+        # (tenant, dataset) -> day number -> [events, Counter]
+        self.days: dict[tuple[str, str], dict[int, tuple[list[int], Counter[str]]]] = {}
+        self.seen_fields: dict[tuple[str, str], set[str]] = {}
+
+    def observe(self, tenant: str, dataset: str, events: list[Event], now: datetime) -> bool:
+        """Count a batch; True when the (tenant, dataset) or one of its fields is new, which is
+        when activation can change."""
+        key = (tenant, dataset)
+        day = _day(now)
+        buckets = self.days.setdefault(key, {})
+        bucket = buckets.get(day)
+        if bucket is None:
+            bucket = buckets[day] = ([0], Counter())
+            self._trim(buckets, day)
+        counts = bucket[1]
+        for event in events:
+            counts.update(k for k, v in event.items() if v is not None and v != "")
+        bucket[0][0] += len(events)
+        seen = self.seen_fields.get(key)
+        if seen is None:
+            self.seen_fields[key] = set(counts)
+            return True
+        if len(seen) != len(seen | counts.keys()):
+            seen.update(counts)
+            return True
+        return False
+
+    def _trim(self, buckets: dict[int, Any], today: int) -> None:
+        for old in [d for d in buckets if d <= today - self.window_days]:
+            del buckets[old]
+
+    def totals(self, tenant: str) -> dict[str, DatasetCoverage]:
+        """Per dataset of one tenant, the window's totals."""
+        out: dict[str, DatasetCoverage] = {}
+        for (owner, dataset), buckets in self.days.items():
+            if owner != tenant:
+                continue
+            total = DatasetCoverage()
+            for (events, counts) in buckets.values():
+                total.events += events[0]
+                total.fields.update(counts)
+            out[dataset] = total
+        return out
+
+    def tenants(self) -> list[str]:
+        return sorted({tenant for tenant, _ in self.days})
+
+    # -- persistence -------------------------------------------------------------------------
+
+    def save(self, path: Path) -> None:
+        data = {"version": STATE_VERSION, "window_days": self.window_days, "coverage": [
+            {"tenant": t, "dataset": d,
+             "days": {str(day): [ev[0], dict(counts)] for day, (ev, counts) in b.items()}}
+            for (t, d), b in self.days.items()]}
+        write_atomic(path, orjson.dumps(data))
+
+    def restore(self, path: Path, now: datetime) -> int:
+        """Load saved coverage (a missing or unreadable file restores nothing)."""
+        try:
+            data = orjson.loads(path.read_bytes())
+        except (OSError, orjson.JSONDecodeError):
+            return 0
+        if data.get("version") != STATE_VERSION:
+            return 0
+        today = _day(now)
+        for entry in data.get("coverage", []):
+            key = (str(entry["tenant"]), str(entry["dataset"]))
+            buckets = self.days.setdefault(key, {})
+            for day, (events, counts) in entry.get("days", {}).items():
+                if int(day) > today - self.window_days:
+                    buckets[int(day)] = ([int(events)], Counter(counts))
+            self.seen_fields[key] = {f for _, c in buckets.values() for f in c}
+        return len(self.days)
+
+
+def _day(now: datetime) -> int:
+    return (now.astimezone(UTC) - datetime(1970, 1, 1, tzinfo=UTC)).days
+
+
+# -- activation ----------------------------------------------------------------------------------
+
+
+@dataclass
+class RuleStatus:
+    """Why a rule is or is not active for a tenant."""
+
+    rule_id: str
+    active: bool
+    dataset: str | None = None  # the dataset that activates it
+    reason: str = ""
+    missing_fields: dict[str, list[str]] = field(default_factory=dict)  # dataset -> fields
+
+
+def rule_status(requirement: RuleRequirement, coverage: dict[str, DatasetCoverage],
+                config: ActivationConfig, enabled: frozenset[str], disabled: frozenset[str]
+                ) -> RuleStatus:
+    """Activation of one rule for one tenant."""
+    rule_id = requirement.info.id
+    if rule_id in disabled:
+        return RuleStatus(rule_id, False, reason="disabled for the tenant")
+    if rule_id in enabled:
+        return RuleStatus(rule_id, True, reason="enabled for the tenant")
+    if not requirement.fields:
+        return RuleStatus(rule_id, False, reason="no dataset serves its logsource")
+    status = RuleStatus(rule_id, False)
+    present = False
+    for dataset, needed in requirement.fields.items():
+        stats = coverage.get(dataset)
+        if stats is None or stats.events < config.min_events:
+            continue
+        present = True
+        floor = max(1, int(config.min_field_ratio * stats.events + 0.999999))
+        missing = sorted(f for f in needed if stats.populated(f) < floor)
+        if not missing or config.mode == "all":
+            return RuleStatus(rule_id, True, dataset, "data supports it")
+        status.missing_fields[dataset] = missing
+    if present:
+        status.reason = "fields it needs are not populated"
+    else:
+        status.reason = "missing dataset: " + ", ".join(sorted(requirement.fields))
+    return status
+
+
+def active_rules(requirements: Iterable[RuleRequirement], coverage: dict[str, DatasetCoverage],
+                 config: ActivationConfig, enabled: frozenset[str], disabled: frozenset[str]
+                 ) -> set[str]:
+    return {r.info.id for r in requirements
+            if rule_status(r, coverage, config, enabled, disabled).active}
+
+
+def coverage_report(tenant: str, requirements: list[RuleRequirement],
+                    coverage: dict[str, DatasetCoverage], config: ActivationConfig,
+                    enabled: frozenset[str] = frozenset(), disabled: frozenset[str] = frozenset(),
+                    *, limit: int = 50) -> dict[str, Any]:
+    """Everything `vigil coverage` says about one tenant, JSON-ready."""
+    statuses = [(r, rule_status(r, coverage, config, enabled, disabled)) for r in requirements]
+    active = [(r, s) for r, s in statuses if s.active]
+    inactive = [(r, s) for r, s in statuses if not s.active]
+    by_tactic: Counter[str] = Counter()
+    for r, _ in active:
+        for tactic in r.info.tactics or ("(no tactic)",):
+            by_tactic[tactic] += 1
+    present_categories = {c for d, stats in coverage.items()
+                          if stats.events and (c := dataset_category(d)) is not None}
+    if any(stats.populated(THREAT_INTEL_FIELD) for stats in coverage.values()):
+        present_categories.add("threat intelligence")
+    would_enable: Counter[str] = Counter()
+    for r, status in inactive:
+        if status.reason.startswith("missing dataset"):
+            categories = {c for d in r.fields if (c := dataset_category(d)) is not None}
+            for category in categories - present_categories:
+                would_enable[category] += 1
+    near = [(r, s) for r, s in inactive if s.missing_fields]
+    return {
+        "tenant": tenant,
+        "datasets": {d: {"events": stats.events,
+                         "fields": {f: round(n / stats.events, 4) for f, n in
+                                    sorted(stats.fields.items()) if stats.events}}
+                     for d, stats in sorted(coverage.items())},
+        "active_rules": len(active),
+        "active_by_tactic": dict(sorted(by_tactic.items())),
+        "active": sorted((r.info.id, r.info.title, s.dataset) for r, s in active)[:limit],
+        "inactive_rules": len(inactive),
+        "inactive_missing_fields": [
+            {"rule_id": r.info.id, "title": r.info.title, "missing_fields": s.missing_fields}
+            for r, s in sorted(near, key=lambda item: item[0].info.id)[:limit]],
+        "inactive_by_reason": dict(Counter(s.reason.split(":")[0] for _, s in inactive)),
+        "categories": {c: {"present": c in present_categories,
+                           "rules_it_would_activate": would_enable.get(c, 0)}
+                       for c in CATEGORIES},
+    }

@@ -1,0 +1,251 @@
+"""The detection stage: after the pipelines, every tenant's events against its active rules.
+
+Per batch: field coverage is counted (activation is recomputed for a tenant when a dataset or a
+field appears for the first time), the engine evaluates the tenant's active rules (single-event
+and correlation), and matches become alerts (deduplicated by `AlertTracker`) in an `alerts`
+batch of the same tenant and offsets, which the alert store and the lake take.
+
+Durability: correlation windows and open alerts are saved to `<data_dir>/state/detection.json`
+every `state_interval`; until then the stage holds the offsets it processed as uncommitted, so
+the worker acknowledges a journal position only once the state that counted it is saved. A
+replay after a crash therefore starts at or before the saved state, and replayed events are
+recognised by their offsets (correlation windows, alerts) instead of counted twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+import rules as rules_package
+from collector.config import VigilConfig
+from collector.config.models import DetectionConfig
+from collector.detection.alerts import AlertTracker
+from collector.detection.coverage import FieldCoverage, active_rules
+from collector.durable import write_atomic
+from collector.events import ALERTS, EVENTS, TIMESTAMP, Batch, Event
+from collector.routing import QUARANTINE
+from collector.telemetry import Telemetry
+from rules.correlation import CorrelationEngine
+from rules.engine import DetectionEngine
+from rules.loader import RuleSet, RuleSource, load_rules
+from rules.match import Match, RuleInfo
+
+log = logging.getLogger(__name__)
+
+BUILTIN_RULES = Path(rules_package.__file__).resolve().parent / "library"
+STATE_VERSION = 1
+COVERAGE_SAVE_SECONDS = 60.0
+
+
+def rule_sources(config: VigilConfig, conf_dir: Path) -> list[RuleSource]:
+    """The built-in library (unless switched off) and every `rules:` entry of the config."""
+    sources = []
+    if config.settings.detection.builtin_rules and BUILTIN_RULES.is_dir():
+        sources.append(RuleSource(BUILTIN_RULES))
+    for entry in config.section("rules").values():
+        path = entry.path if entry.path.is_absolute() else conf_dir / entry.path
+        sources.append(RuleSource(path, entry.tenant))
+    return sources
+
+
+def load_ruleset(config: VigilConfig, conf_dir: Path) -> RuleSet:
+    """Load every configured rule; a rule that fails is logged with its file and skipped."""
+    ruleset = load_rules(rule_sources(config, conf_dir))
+    for error in ruleset.errors:
+        log.warning("rule not loaded", extra={"file": error.file, "reason": error.reason})
+    log.info("rules loaded", extra={"rules": len(ruleset.rules),
+                                    "correlations": len(ruleset.correlations),
+                                    "errors": len(ruleset.errors),
+                                    "unserved": len(ruleset.unserved)})
+    return ruleset
+
+
+class DetectionStage:
+    """Coverage, activation, evaluation and alerting for every tenant; one per daemon."""
+
+    def __init__(self, config: VigilConfig, conf_dir: Path, data_dir: Path,
+                 telemetry: Telemetry | None, clock: Callable[[], datetime],
+                 ruleset: RuleSet | None = None,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.settings: DetectionConfig = config.settings.detection
+        self.clock = clock
+        self.monotonic = monotonic
+        self.telemetry = telemetry
+        self.ruleset = ruleset if ruleset is not None else load_ruleset(config, conf_dir)
+        correlation = self.settings.correlation
+        self.engine = DetectionEngine(self.ruleset, correlation=CorrelationEngine(
+            self.ruleset.correlations, lateness=correlation.lateness,
+            max_keys=correlation.max_keys, max_events=correlation.max_events, clock=clock))
+        self.requirements = self.ruleset.requirements()
+        self.coverage = FieldCoverage(self.settings.activation.window)
+        self.alerts = AlertTracker(self.settings.suppression, self.settings.max_alert_events)
+        self.switches = {tenant: (frozenset(t.rules.enable), frozenset(t.rules.disable))
+                         for tenant, t in config.tenants.items()}
+        state_dir = data_dir / "state"
+        self.state_path = state_dir / "detection.json"
+        self.coverage_path = state_dir / "coverage.json"
+        self.unsaved: dict[str, int] = {}  # partition -> first offset processed since the save
+        self.last_offset: dict[str, int] = {}
+        self.watermarks: dict[str, datetime] = {}
+        self._saved_at = monotonic()
+        self._coverage_saved_at = monotonic()
+        self._stats_reported: dict[str, int] = {}
+        if telemetry is not None:
+            telemetry.detection_rules.set(len(self.ruleset.rules))
+            telemetry.detection_rule_errors.set(len(self.ruleset.errors))
+
+    # -- processing -----------------------------------------------------------------------
+
+    def process(self, batches: list[Batch]) -> list[Batch]:
+        """The pipelines' batches plus one `alerts` batch per batch that produced alerts."""
+        out = list(batches)
+        now = self.clock()
+        for batch in batches:
+            tenant = batch.partition
+            if batch.kind != EVENTS or tenant == QUARANTINE or not batch.events:
+                continue
+            self.unsaved.setdefault(tenant, batch.first_offset)
+            self.last_offset[tenant] = batch.last_offset
+            dataset = batch.dataset or "unknown"
+            self._advance_watermark(tenant, batch.events)
+            if self.coverage.observe(tenant, dataset, batch.events, now):
+                self.activate(tenant)
+            matches = self.engine.evaluate(dataset, batch.events, tenant)
+            if matches:
+                out.append(self._alert_batch(tenant, matches, batch.first_offset,
+                                             batch.last_offset, now))
+        return out
+
+    def _alert_batch(self, tenant: str, matches: list[Match], first: int, last: int,
+                     now: datetime) -> Batch:
+        by_id: dict[str, Event] = {}
+        for match in matches:
+            alert = self.alerts.add(match, now)
+            by_id[alert.id] = alert.record()  # the latest state of each alert, once
+        if self.telemetry is not None:
+            self.telemetry.detection_matches.labels(tenant).inc(len(matches))
+        return Batch(tenant, list(by_id.values()), first, last, "alerts", kind=ALERTS)
+
+    def _advance_watermark(self, tenant: str, events: list[Event]) -> None:
+        for event in (events[0], events[-1]):
+            ts = event.get(TIMESTAMP)
+            if isinstance(ts, datetime) and (tenant not in self.watermarks
+                                             or ts > self.watermarks[tenant]):
+                self.watermarks[tenant] = ts
+
+    def activate(self, tenant: str) -> set[str]:
+        """Recompute the tenant's active rules from its coverage and switches."""
+        enabled, disabled = self.switches.get(tenant, (frozenset(), frozenset()))
+        active = active_rules(self.requirements, self.coverage.totals(tenant),
+                              self.settings.activation, enabled, disabled)
+        self.engine.set_tenant_rules(tenant, active=active, enabled=enabled, disabled=disabled)
+        if self.telemetry is not None:
+            self.telemetry.detection_active_rules.labels(tenant).set(len(active))
+        log.info("rules activated", extra={"tenant": tenant, "active_rules": len(active)})
+        return active
+
+    # -- tick -----------------------------------------------------------------------------
+
+    def tick(self) -> list[Batch]:
+        """Close correlation windows (alerts of `lt`-type rules), forget expired alerts, save
+        state when due; returns alert batches to hand to the sinks."""
+        now = self.clock()
+        out = []
+        by_tenant: dict[str, list[Match]] = {}
+        for match in self.engine.correlation.flush(now=now):
+            by_tenant.setdefault(match.tenant, []).append(match)
+        for tenant, matches in by_tenant.items():
+            # Fired by time passing: attach them to the last offset the tenant had processed.
+            offset = max(self.last_offset.get(tenant, 0), 0)
+            self.unsaved.setdefault(tenant, offset)
+            out.append(self._alert_batch(tenant, matches, offset, offset, now))
+        self.alerts.expire(self.watermarks)
+        if self.monotonic() - self._saved_at >= self.settings.state_interval.total_seconds():
+            self.save()
+        if self.monotonic() - self._coverage_saved_at >= COVERAGE_SAVE_SECONDS:
+            self.save_coverage()
+        self._report_stats()
+        return out
+
+    def uncommitted_floor(self, partition: str) -> int | None:
+        """Offsets at or after this were counted in state not yet saved."""
+        return self.unsaved.get(partition)
+
+    # -- state ----------------------------------------------------------------------------
+
+    def save(self) -> None:
+        """Correlation windows and open alerts, atomically; releases the held offsets."""
+        data = {"version": STATE_VERSION, "correlation": self.engine.correlation.dump(),
+                "alerts": self.alerts.dump(),
+                "watermarks": {t: w.isoformat() for t, w in self.watermarks.items()}}
+        write_atomic(self.state_path, orjson.dumps(data, default=str))
+        self.unsaved.clear()
+        self._saved_at = self.monotonic()
+
+    def save_coverage(self) -> None:
+        self.coverage.save(self.coverage_path)
+        self._coverage_saved_at = self.monotonic()
+
+    def restore(self) -> None:
+        """Load saved state and coverage, then activate every tenant seen before."""
+        now = self.clock()
+        self.coverage.restore(self.coverage_path, now)
+        try:
+            data = orjson.loads(self.state_path.read_bytes())
+        except FileNotFoundError:
+            data = None
+        except (OSError, orjson.JSONDecodeError) as exc:
+            log.error("detection state unreadable; windows start empty",
+                      extra={"path": str(self.state_path), "error": str(exc)})
+            data = None
+        if data is not None and data.get("version") == STATE_VERSION:
+            keys = self.engine.correlation.load(data.get("correlation") or {})
+            infos: dict[tuple[str, str | None], RuleInfo] = {
+                (r.info.id, r.info.tenant): r.info for r in self.ruleset.rules}
+            infos.update({(c.info.id, c.info.tenant): c.info for c in self.ruleset.correlations})
+            alerts = self.alerts.load(data.get("alerts") or [], infos)
+            for tenant, text in (data.get("watermarks") or {}).items():
+                self.watermarks[tenant] = datetime.fromisoformat(text)
+            log.info("detection state restored", extra={"correlation_keys": keys,
+                                                        "open_alerts": alerts})
+        for tenant in self.coverage.tenants():
+            self.activate(tenant)
+
+    def adopt(self, previous: DetectionStage) -> None:
+        """Take over another stage's state (a reload built this one with new rules)."""
+        self.coverage = previous.coverage
+        self.engine.correlation.load(previous.engine.correlation.dump())
+        self.alerts.open = previous.alerts.open
+        self.unsaved = previous.unsaved
+        self.last_offset = previous.last_offset
+        self.watermarks = previous.watermarks
+        for tenant in self.coverage.tenants():
+            self.activate(tenant)
+
+    def close(self) -> None:
+        self.save()
+        self.save_coverage()
+
+    def _report_stats(self) -> None:
+        if self.telemetry is None:
+            return
+        stats = {**self.engine.correlation.stats, "suppressed": self.alerts.suppressed}
+        for name, value in stats.items():
+            delta = value - self._stats_reported.get(name, 0)
+            if delta > 0:
+                self.telemetry.detection_events.labels(name).inc(delta)
+            self._stats_reported[name] = value
+        self.telemetry.detection_correlation_keys.set(self.engine.correlation.key_count())
+
+    def health(self) -> dict[str, Any]:
+        return {"rules": len(self.ruleset.rules), "correlations": len(self.ruleset.correlations),
+                "rule_errors": len(self.ruleset.errors), "open_alerts": len(self.alerts.open),
+                "correlation_keys": self.engine.correlation.key_count()}
+
