@@ -20,6 +20,9 @@ RECEIVED_AT = "vigil.received_at"
 PARSE_ERROR = "vigil.parse_error"
 TRUNCATED = "vigil.truncated"
 OFFSET = "vigil.offset"
+# Set by a source on input it could not turn into events (e.g. an S3 object that does not
+# decompress): the reason; the pipelines send such an event straight to the dead letter.
+SOURCE_FAILURE = "vigil.source_failure"
 
 TIMESTAMP = "@timestamp"
 MESSAGE = "message"

@@ -15,7 +15,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 from collector.config.models import ValidationContext
-from collector.events import DATASET, DEAD_LETTERS, SOURCE, TENANT, TIMESTAMP, Batch, Event
+from collector.events import (
+    DATASET,
+    DEAD_LETTERS,
+    SOURCE,
+    SOURCE_FAILURE,
+    TENANT,
+    TIMESTAMP,
+    Batch,
+    Event,
+)
 from collector.pipeline.conditions import Predicate, compile_condition
 from collector.pipeline.config import PipelineConfig
 from collector.pipeline.step import Step, StepConfig, StepContext, StepFailure
@@ -142,6 +151,10 @@ class PipelineSet:
         per_pipeline: dict[str, list[int]] = {}
         now = self.clock
         for event in batch.events:
+            failure = event.get(SOURCE_FAILURE)
+            if failure is not None:
+                dead.append(dead_letter(event, "-", "source", str(failure), now()))
+                continue
             pipeline = self.select(event)
             if pipeline is None:
                 out: Event | None = event

@@ -14,7 +14,15 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from collector.config.models import SourceConfig
-from collector.events import DATASET, PARSE_ERROR, RECEIVED_AT, SOURCE, TENANT, Event
+from collector.events import (
+    DATASET,
+    PARSE_ERROR,
+    RECEIVED_AT,
+    SOURCE,
+    SOURCE_FAILURE,
+    TENANT,
+    Event,
+)
 from collector.queue import EventQueue
 from collector.routing import QUARANTINE, TenantRouter
 from collector.telemetry import ComponentTelemetry
@@ -67,6 +75,14 @@ class SourceContext:
             if owner == QUARANTINE:
                 self.telemetry.quarantined(len(bucket))
         return offsets
+
+    async def deliver_failure(self, reason: str, record: dict[str, Any],
+                              peer: str | None = None, tenant: str | None = None) -> None:
+        """Input that could not become events (an unreadable object, a bad archive): journal it
+        with the reason, so it reaches the tenant's dead-letter area like a failed step would,
+        and only then let the source acknowledge its peer. `record` says where it came from."""
+        self.telemetry.error("source_failure", "receive")
+        await self.deliver([{**record, SOURCE_FAILURE: reason}], peer, tenant)
 
     async def deliver(self, events: list[Event], peer: str | None = None,
                       tenant: str | None = None) -> None:

@@ -193,3 +193,15 @@ def test_weird_events_never_escape_a_step(tmp_path_factory, events: list[dict]) 
     dropped = sum(s.counters.dropped for p in pipelines.pipelines for s in p.steps)
     assert passed + len(dead) + dropped == len(events)
     assert all(d["error"] and d["step"] for d in dead)
+
+
+def test_a_source_failure_goes_straight_to_the_dead_letter(tmp_path: Path) -> None:
+    pipelines = build(tmp_path, PIPELINES)
+    failed = {"aws.s3.bucket": "logs", "aws.s3.key": "a.gz", "log.syslog.appname": "app",
+              "vigil.source_failure": "not gzip: bad magic"}
+    (dead,) = pipelines.process(batch(failed))
+    assert dead.kind == DEAD_LETTERS
+    (record,) = dead.events
+    assert (record["pipeline"], record["step"], record["error"]) == \
+        ("-", "source", "not gzip: bad magic")
+    assert record["event"]["aws.s3.key"] == "a.gz"
