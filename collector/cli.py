@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "collector.commands.alerts",
     "collector.commands.sla",
     "collector.commands.rules",
+    "collector.commands.coverage",
 ]
 
 DEFAULT_CONF_DIR = Path("/etc/vigil/conf.d")

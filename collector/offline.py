@@ -15,7 +15,7 @@ from pathlib import Path
 
 from collector.config import VigilConfig
 from collector.config.models import ValidationContext
-from collector.events import DEAD_LETTERS, Batch, Event
+from collector.events import DEAD_LETTERS, OFFSET, Batch, Event
 from collector.pipeline.runner import PipelineSet, build_pipelines
 from collector.queue import MemoryQueue
 from collector.registry import resolve
@@ -80,6 +80,8 @@ class OfflineRun:
     def drain(self) -> list[Batch]:
         out: list[Batch] = []
         while (batch := self.queue.read_nowait(10_000)) is not None:
+            for offset, event in enumerate(batch.events, batch.first_offset):
+                event[OFFSET] = offset  # as the daemon's worker does
             out.extend(self.pipelines.process(batch))
             self.queue.ack(batch.partition, batch.last_offset)
         return out

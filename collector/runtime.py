@@ -20,6 +20,7 @@ from collector.config import VigilConfig, load_config
 from collector.config.loader import DEFAULT_DATA_DIR  # noqa: F401 - re-exported for commands
 from collector.config.models import ValidationContext
 from collector.control import ControlServer
+from collector.detection.alerts import ALERT_SCHEMA, ALERTS_DATASET
 from collector.detection.stage import DetectionStage, load_ruleset
 from collector.errors import ConfigErrors
 from collector.events import Batch
@@ -120,7 +121,7 @@ class Daemon:
         return source
 
     def _build_pipelines(self, config: VigilConfig) -> PipelineSet:
-        schemas: dict[str, dict[str, Any]] = {}
+        schemas: dict[str, dict[str, Any]] = {ALERTS_DATASET: dict(ALERT_SCHEMA)}
         for pipeline in config.pipelines.values():
             schemas.setdefault(pipeline.dataset, {}).update(pipeline.schema_)
         self.schemas.reset(schemas)

@@ -20,6 +20,7 @@ from rules.compiler import Predicate, anchor_cost
 from rules.correlation import CorrelationEngine, event_time
 from rules.loader import CompiledRule, RuleSet
 from rules.match import EventRef, Match
+from rules.new_value import NewValueState
 
 Event = dict[str, Any]
 
@@ -151,6 +152,7 @@ class DetectionEngine:
                 by_dataset.setdefault(dataset, []).append(rule)
         for dataset, rules in by_dataset.items():
             self.indexes[dataset] = DatasetIndex.build(dataset, rules)
+        self.new_values = NewValueState()
         self.tenant_rules: dict[str, TenantRules] = {}
         self._blocked: dict[tuple[str, str], frozenset[int]] = {}
 
@@ -228,9 +230,15 @@ class DetectionEngine:
         ref = EventRef(index=position, offset=offset, timestamp=when,
                        fields={k: _plain(event[k]) for k in keys if k in event})
         out: list[Match] = []
-        if rule.emits_for(tenant):
+        alerting = rule.emits_for(tenant)
+        if alerting and rule.new_value is not None:
+            # Alerts only when the value is new for its key (correlations still see the match).
+            alerting = self.new_values.observe(tenant, rule.info.id, rule.new_value, event,
+                                               when.timestamp(), offset)
+        if alerting:
+            group = {f: _plain(event.get(f)) for f in rule.info.suppress_by}
             out.append(Match(rule=rule.info, tenant=tenant, dataset=dataset, events=[ref],
-                             first_seen=when, last_seen=when))
+                             first_seen=when, last_seen=when, group_key=group))
         if rule.correlations:
             out.extend(self.correlation.observe(tenant, rule, dataset, event, ref))
         return out

@@ -10,7 +10,9 @@ global rules plus their owner's rules.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import dataclasses
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -24,9 +26,11 @@ from sigma.filters import SigmaFilter
 from sigma.modifiers import SigmaWideModifier, modifier_mapping
 from sigma.rule import SigmaDetections, SigmaRule
 
+from collector.config.models import parse_duration
 from rules.compiler import CompiledCondition, CompileError, Predicate, compile_condition
 from rules.datasets import Mapping, shipped_mappings
 from rules.match import RuleInfo, attack_from_tags, severity_of
+from rules.new_value import NewValueSpec
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +76,7 @@ class CompiledRule:
     correlations: list[Any] = field(default_factory=list)  # CorrelationRule objects
     # owner tenant (None = everyone) -> dataset -> Sigma filter conditions a match must satisfy
     exclusions: dict[str | None, dict[str, list[Predicate]]] = field(default_factory=dict)
+    new_value: NewValueSpec | None = None  # Vigil's first-seen extension (rules/new_value.py)
 
     @property
     def datasets(self) -> tuple[str, ...]:
@@ -216,7 +221,18 @@ def _compile_rule(ruleset: RuleSet, sigma_rule: SigmaRule, tenant: str | None) -
     if not serving:
         ruleset.unserved.append(info)
         return
-    compiled = CompiledRule(info=info, position=len(ruleset.rules))
+    try:
+        new_value = NewValueSpec.from_rule(sigma_rule.custom_attributes)
+        vigil = sigma_rule.custom_attributes.get("vigil")
+        if isinstance(vigil, dict) and vigil.get("suppression") is not None:
+            parse_duration(vigil["suppression"])
+    except ValueError as exc:
+        ruleset.errors.append(LoadError(info.file, str(exc), info.id))
+        return
+    if new_value is not None and not info.suppress_by:
+        # One alert per key and value learned, not one per rule and window.
+        info = dataclasses.replace(info, suppress_by=new_value.group_by + new_value.fields)
+    compiled = CompiledRule(info=info, position=len(ruleset.rules), new_value=new_value)
     copies = [sigma_rule] + [copy.deepcopy(sigma_rule) for _ in serving[1:]]
     for mapping, target in zip(serving, copies, strict=True):
         try:
@@ -258,8 +274,26 @@ def rule_info(rule: SigmaRule | SigmaCorrelationRule, tenant: str | None) -> Rul
         product=logsource.product if logsource else None,
         category=logsource.category if logsource else None,
         service=logsource.service if logsource else None,
-        file=_file(rule), tenant=tenant, name=rule.name,
+        file=_file(rule), tenant=tenant, name=rule.name, **_suppression(rule),
     )
+
+
+def _suppression(rule: SigmaRule | SigmaCorrelationRule) -> dict[str, Any]:
+    """`vigil.suppress_by` / `vigil.suppression` custom attributes (invalid ones ignored: the
+    rule still loads with the defaults)."""
+    vigil = rule.custom_attributes.get("vigil")
+    if not isinstance(vigil, dict):
+        return {}
+    out: dict[str, Any] = {}
+    fields = vigil.get("suppress_by")
+    if isinstance(fields, str):
+        out["suppress_by"] = (fields,)
+    elif isinstance(fields, list):
+        out["suppress_by"] = tuple(str(f) for f in fields)
+    if vigil.get("suppression") is not None:
+        with contextlib.suppress(ValueError):  # reported by _compile_rule
+            out["suppression_seconds"] = parse_duration(vigil["suppression"]).total_seconds()
+    return out
 
 
 def runbook_of(rule: SigmaRule | SigmaCorrelationRule) -> str | None:

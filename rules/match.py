@@ -75,6 +75,10 @@ class RuleInfo:
     file: str = ""
     tenant: str | None = None  # owner for rules loaded from a tenant's directory
     name: str | None = None  # Sigma `name` (correlations reference rules by id or name)
+    # Vigil's custom attributes: `vigil.suppress_by` (fields whose values tell one alert from
+    # another; a correlation's group-by otherwise) and `vigil.suppression` (window, seconds).
+    suppress_by: tuple[str, ...] = ()
+    suppression_seconds: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

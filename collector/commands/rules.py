@@ -32,8 +32,25 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
                       help="JSON lines, a JSON event or list, or concatenated JSON objects")
     test.add_argument("--dataset", default=None, metavar="NAME",
                       help="dataset of events that are not EVTX-as-JSON (e.g. linux.auth)")
-    test.add_argument("--tenant", default="cli", help="tenant the events are evaluated for")
+    test.add_argument("--tenant", default=None,
+                      help="tenant the events are evaluated for (default: cli, or the "
+                           "source's routing with --source)")
+    test.add_argument("--source", default=None, metavar="SOURCE_ID",
+                      help="the files hold raw lines arriving on this source of the -c "
+                           "configuration: they go through its routing and pipelines first")
     test.set_defaults(func=run_test)
+
+    backtest = commands.add_parser(
+        "backtest", parents=[common],
+        help="what rules would have fired on a tenant's lake (DuckDB scans, same evaluators)")
+    backtest.add_argument("--tenant", required=True)
+    backtest.add_argument("--since", default="7d", metavar="DURATION",
+                          help="how far back, e.g. 24h, 7d (default 7d)")
+    backtest.add_argument("--alerts", action="store_true",
+                          help="print every alert as a JSON line before the summary")
+    backtest.add_argument("rules", nargs="+", type=Path, metavar="RULE",
+                          help="Sigma rule files or directories to try")
+    backtest.set_defaults(func=run_backtest)
 
     lint = commands.add_parser("lint", help="check Sigma rules with pySigma's validators")
     lint.add_argument("paths", nargs="+", type=Path, metavar="PATH")
@@ -85,9 +102,13 @@ def run_test(args: argparse.Namespace) -> int:
         print(f"{error}", file=sys.stderr)
     engine = DetectionEngine(ruleset)
     seen: list[FileEvent] = []  # every event read; a match's EventRef.offset indexes it
+    offline = _offline(args) if args.source else None
+    if args.source and offline is None:
+        return 78
     for path in args.events:
         try:
-            events = list(read_event_file(path, args.dataset))
+            events = (list(_through_pipelines(offline, args, path)) if offline is not None
+                      else list(read_event_file(path, args.dataset)))
         except (OSError, ValueError) as exc:
             print(f"{path}: {exc}", file=sys.stderr)
             failed = True
@@ -100,7 +121,8 @@ def run_test(args: argparse.Namespace) -> int:
         for dataset, group in _runs(e for e in events if e.dataset is not None):
             offsets = list(range(len(seen), len(seen) + len(group)))
             seen.extend(group)
-            matches = engine.evaluate(dataset, [e.event for e in group], args.tenant, offsets)
+            tenant = args.tenant or str(group[0].event.get("vigil.tenant") or "cli")
+            matches = engine.evaluate(dataset, [e.event for e in group], tenant, offsets)
             for match in matches:
                 _print_match(match, [seen[ref.offset] for ref in match.events
                                      if ref.offset is not None])
@@ -108,6 +130,39 @@ def run_test(args: argparse.Namespace) -> int:
     for match in engine.correlation.flush(now=far_future):
         _print_match(match, [seen[ref.offset] for ref in match.events if ref.offset is not None])
     return 1 if failed else 0
+
+
+def _offline(args: argparse.Namespace) -> Any:
+    """The -c configuration built for offline runs; None (errors printed) when invalid."""
+    from collector.config import load_config
+    from collector.errors import ConfigErrors
+    from collector.offline import OfflineRun
+
+    try:
+        config = load_config(args.config_dir)
+    except ConfigErrors as exc:
+        for error in exc.errors:
+            print(error, file=sys.stderr)
+        return None
+    return OfflineRun(config, args.config_dir)
+
+
+def _through_pipelines(offline: Any, args: argparse.Namespace, path: Path
+                       ) -> Iterator[FileEvent]:
+    """The file's lines as events of the pipelines they went through; the index is the line's
+    position among the file's non-empty lines (dead letters are reported on stderr)."""
+    from collector.offline import split_dead_letters
+
+    lines = [line for line in path.read_bytes().splitlines() if line.strip()]
+    batches = offline.process_lines(args.source, lines, tenant=args.tenant)
+    events, dead = split_dead_letters(batches)
+    for record in dead:
+        print(f"{path}: dead letter at {record.get('pipeline')}/{record.get('step')}: "
+              f"{record.get('error')}", file=sys.stderr)
+    first = min((int(e.get("vigil.offset", 0)) for e in events), default=0)
+    for event in events:
+        yield FileEvent(str(path), int(event.get("vigil.offset", first)) - first,
+                        event.get("vigil.dataset"), event)
 
 
 def _runs(events: Iterator[FileEvent]) -> Iterator[tuple[str, list[FileEvent]]]:
@@ -198,3 +253,42 @@ def _short(value: Any) -> str:
     else:
         text = repr(value)
     return text if len(text) <= 120 else text[:117] + "..."
+
+
+def run_backtest(args: argparse.Namespace) -> int:
+    """Rules over one tenant's lake; the last line is a JSON summary."""
+    from collector.config import load_config
+    from collector.config.models import is_tenant_id, parse_duration
+    from collector.detection.backtest import backtest, summary
+    from collector.errors import ConfigErrors
+    from rules.loader import load_rules
+    from sinks.lake.sink import lake_root
+
+    try:
+        config = load_config(args.config_dir)
+        since = parse_duration(args.since)
+    except ConfigErrors as exc:
+        for error in exc.errors:
+            print(error, file=sys.stderr)
+        return 78
+    except ValueError as exc:
+        print(f"--since: {exc}", file=sys.stderr)
+        return 2
+    if not is_tenant_id(args.tenant) or args.tenant not in config.tenants:
+        print(f"unknown tenant {args.tenant!r}", file=sys.stderr)
+        return 2
+    ruleset = load_rules(args.rules)
+    for problem in ruleset.errors:
+        print(f"{problem}", file=sys.stderr)
+    lake = lake_root(config.data_dir(args.data_dir), config.sinks.values())
+    now = datetime.now(UTC)
+    detection = config.settings.detection
+    result = backtest(ruleset, lake, args.tenant, now - since, now, detection.suppression,
+                      detection.max_alert_events)
+    if args.alerts:
+        for alert in sorted(result.alerts.values(), key=lambda a: str(a["alert.first_seen"])):
+            sys.stdout.write(orjson.dumps(alert, default=str).decode() + "\n")
+    sys.stdout.write(orjson.dumps({"tenant": args.tenant, "since": (now - since).isoformat(),
+                                   "rules": len(ruleset.rules) + len(ruleset.correlations),
+                                   **summary(result)}).decode() + "\n")
+    return 1 if ruleset.errors else 0

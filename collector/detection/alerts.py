@@ -18,9 +18,18 @@ from typing import Any
 
 import orjson
 
-from collector.events import TENANT, TIMESTAMP, Event
+from collector.events import DATASET, TENANT, TIMESTAMP, Event
 from rules.match import EventRef, Match, RuleInfo
+from sinks.lake.schema import FieldType
 
+ALERTS_DATASET = "alerts"
+# Column types of the lake's `alerts` dataset.
+ALERT_SCHEMA: dict[str, FieldType] = {
+    "alert.first_seen": "timestamp", "alert.last_seen": "timestamp", "alert.count": "int",
+    "alert.suppressed": "int", "alert.value": "float", "alert.events": "list",
+    "rule.references": "list", "rule.falsepositives": "list", "rule.tags": "list",
+    "threat.tactic.name": "list", "threat.technique.id": "list",
+}
 # uuid5 namespace of alert ids (a fixed random UUID: ids are stable across versions and hosts).
 ALERT_NAMESPACE = uuid.UUID("6f4b1c52-3a5e-4d2b-9a51-2f9d0c7e8b14")
 
@@ -50,7 +59,7 @@ class OpenAlert:
         """The alert event (see the alert record contract)."""
         rule = self.rule
         return {
-            TIMESTAMP: self.last_seen, TENANT: self.tenant,
+            TIMESTAMP: self.last_seen, TENANT: self.tenant, DATASET: ALERTS_DATASET,
             "alert.id": self.id, "alert.dedup_key": self.dedup_key,
             "alert.first_seen": self.first_seen, "alert.last_seen": self.last_seen,
             "alert.count": self.count, "alert.suppressed": self.count - 1,
@@ -97,7 +106,9 @@ class AlertTracker:
         key = match.dedup_key
         current = self.open.get(key)
         offset = _max_offset(match.events)
-        if current is not None and first < current.first_seen + self.suppression:
+        window = (timedelta(seconds=match.rule.suppression_seconds)
+                  if match.rule.suppression_seconds is not None else self.suppression)
+        if current is not None and first < current.first_seen + window:
             if offset >= 0 and offset <= current.max_offset:
                 return current  # a replayed match, already counted
             current.count += 1 + match.suppressed
@@ -123,8 +134,12 @@ class AlertTracker:
 
     def expire(self, watermarks: dict[str, datetime]) -> int:
         """Forget alerts whose window closed before their tenant's latest event time."""
+        def window(alert: OpenAlert) -> timedelta:
+            seconds = alert.rule.suppression_seconds
+            return self.suppression if seconds is None else timedelta(seconds=seconds)
+
         closed = [k for k, a in self.open.items() if a.tenant in watermarks
-                  and a.first_seen + self.suppression <= watermarks[a.tenant]]
+                  and a.first_seen + window(a) <= watermarks[a.tenant]]
         for key in closed:
             del self.open[key]
         return len(closed)

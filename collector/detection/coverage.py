@@ -194,11 +194,26 @@ def active_rules(requirements: Iterable[RuleRequirement], coverage: dict[str, Da
             if rule_status(r, coverage, config, enabled, disabled).active}
 
 
+def correlation_requirements(correlations: Iterable[Any],
+                             requirements: list[RuleRequirement]) -> list[RuleRequirement]:
+    """A correlation needs what all its base rules need: the datasets serving every one of them
+    and, per dataset, the union of their fields (active exactly when its base rules are)."""
+    by_id = {r.info.id: r for r in requirements}
+    out = []
+    for correlation in correlations:
+        bases = [by_id[b.info.id] for b in correlation.base_rules if b.info.id in by_id]
+        datasets = set.intersection(*(set(b.fields) for b in bases)) if bases else set()
+        out.append(RuleRequirement(correlation.info, {
+            d: frozenset().union(*(b.fields[d] for b in bases)) for d in sorted(datasets)}))
+    return out
+
+
 def coverage_report(tenant: str, requirements: list[RuleRequirement],
                     coverage: dict[str, DatasetCoverage], config: ActivationConfig,
                     enabled: frozenset[str] = frozenset(), disabled: frozenset[str] = frozenset(),
                     *, limit: int = 50) -> dict[str, Any]:
-    """Everything `vigil coverage` says about one tenant, JSON-ready."""
+    """Everything `vigil coverage` says about one tenant, JSON-ready. `requirements` holds the
+    rules that alert (single-event rules and correlations, see `correlation_requirements`)."""
     statuses = [(r, rule_status(r, coverage, config, enabled, disabled)) for r in requirements]
     active = [(r, s) for r, s in statuses if s.active]
     inactive = [(r, s) for r, s in statuses if not s.active]

@@ -27,7 +27,11 @@ import rules as rules_package
 from collector.config import VigilConfig
 from collector.config.models import DetectionConfig
 from collector.detection.alerts import AlertTracker
-from collector.detection.coverage import FieldCoverage, active_rules
+from collector.detection.coverage import (
+    FieldCoverage,
+    active_rules,
+    correlation_requirements,
+)
 from collector.durable import write_atomic
 from collector.events import ALERTS, EVENTS, TIMESTAMP, Batch, Event
 from collector.routing import QUARANTINE
@@ -84,6 +88,10 @@ class DetectionStage:
             self.ruleset.correlations, lateness=correlation.lateness,
             max_keys=correlation.max_keys, max_events=correlation.max_events, clock=clock))
         self.requirements = self.ruleset.requirements()
+        # What `vigil coverage` reports on: rules that alert on their own, and correlations.
+        self.alerting_requirements = [r for r, rule in zip(
+            self.requirements, self.ruleset.rules, strict=False) if rule.emits] + \
+            correlation_requirements(self.ruleset.correlations, self.requirements)
         self.coverage = FieldCoverage(self.settings.activation.window)
         self.alerts = AlertTracker(self.settings.suppression, self.settings.max_alert_events)
         self.switches = {tenant: (frozenset(t.rules.enable), frozenset(t.rules.disable))
@@ -183,7 +191,7 @@ class DetectionStage:
     def save(self) -> None:
         """Correlation windows and open alerts, atomically; releases the held offsets."""
         data = {"version": STATE_VERSION, "correlation": self.engine.correlation.dump(),
-                "alerts": self.alerts.dump(),
+                "new_values": self.engine.new_values.dump(), "alerts": self.alerts.dump(),
                 "watermarks": {t: w.isoformat() for t, w in self.watermarks.items()}}
         write_atomic(self.state_path, orjson.dumps(data, default=str))
         self.unsaved.clear()
@@ -207,6 +215,7 @@ class DetectionStage:
             data = None
         if data is not None and data.get("version") == STATE_VERSION:
             keys = self.engine.correlation.load(data.get("correlation") or {})
+            self.engine.new_values.load(data.get("new_values") or [])
             infos: dict[tuple[str, str | None], RuleInfo] = {
                 (r.info.id, r.info.tenant): r.info for r in self.ruleset.rules}
             infos.update({(c.info.id, c.info.tenant): c.info for c in self.ruleset.correlations})
@@ -222,6 +231,7 @@ class DetectionStage:
         """Take over another stage's state (a reload built this one with new rules)."""
         self.coverage = previous.coverage
         self.engine.correlation.load(previous.engine.correlation.dump())
+        self.engine.new_values = previous.engine.new_values
         self.alerts.open = previous.alerts.open
         self.unsaved = previous.unsaved
         self.last_offset = previous.last_offset
@@ -236,7 +246,8 @@ class DetectionStage:
     def _report_stats(self) -> None:
         if self.telemetry is None:
             return
-        stats = {**self.engine.correlation.stats, "suppressed": self.alerts.suppressed}
+        stats = {**self.engine.correlation.stats, "suppressed": self.alerts.suppressed,
+                 "new_value_evicted": self.engine.new_values.evicted}
         for name, value in stats.items():
             delta = value - self._stats_reported.get(name, 0)
             if delta > 0:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,6 +38,14 @@ class LakeConfig(SinkConfig):
     path: Path | None = Field(None, description="lake root; default <data_dir>/lake")
     flush: FlushPolicy = FlushPolicy()
     compression: Literal["zstd", "snappy", "gzip", "uncompressed"] = "zstd"
+
+
+def lake_root(data_dir: Path, sinks: Iterable[SinkConfig] = ()) -> Path:
+    """Where the lake is: the `path` of a configured parquet_lake sink, else `<data_dir>/lake`."""
+    for sink in sinks:
+        if isinstance(sink, LakeConfig) and sink.path is not None:
+            return sink.path
+    return data_dir / "lake"
 
 
 def partition_dir(root: Path, dataset: str, tenant: str, ts: datetime) -> Path:
@@ -124,7 +133,7 @@ class LakeSink(PartitionedFileSink):
     config: LakeConfig
 
     def __init__(self, sink_id: str, config: LakeConfig, context: SinkContext) -> None:
-        super().__init__(sink_id, config, context, config.path or context.data_dir / "lake",
+        super().__init__(sink_id, config, context, lake_root(context.data_dir, [config]),
                          config.flush)
         self.schemas = context.schemas
         self.writer = LakeWriter(config.compression)
