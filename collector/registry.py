@@ -15,6 +15,7 @@ SOURCES: dict[str, str] = {
     "syslog_udp": "collector.sources.syslog.udp:SyslogUdpSource",
     "tcp_lines": "collector.sources.tcp_lines:TcpLinesSource",
     "http": "collector.sources.http.source:HttpSource",
+    "s3_sqs": "collector.sources.aws.source:S3SqsSource",
 }
 
 SINKS: dict[str, str] = {

@@ -52,6 +52,22 @@ class Telemetry:
         self.http_requests = Counter(
             "vigil_component_http_requests", "HTTP requests a source answered, by status code",
             [*_COMPONENT, "code"], registry=r)
+        # -- pulled cloud sources (S3/SQS, Pub/Sub, Event Hubs) ------------------------------
+        self.pulled_messages = Counter(
+            "vigil_component_pulled_messages", "Messages a pulling source took from its cloud "
+            "service, by result: received, acknowledged (SQS delete, Pub/Sub ack, Event Hubs "
+            "checkpoint), failed, released (handed back: visibility reset, nack)",
+            [*_COMPONENT, "result"], registry=r)
+        self.pull_retries = Counter(
+            "vigil_component_pull_retries", "Calls to a cloud service retried after an error "
+            "(with exponential backoff)", [*_COMPONENT, "operation"], registry=r)
+        self.pull_lease_extensions = Counter(
+            "vigil_component_pull_lease_extensions", "Visibility timeouts or ack deadlines "
+            "extended while a message was still being processed", _COMPONENT, registry=r)
+        self.pull_backlog = Gauge(
+            "vigil_component_pull_backlog_messages", "Messages waiting in the cloud service, "
+            "where its API says (SQS approximate count, Event Hubs sequence-number lag)",
+            _COMPONENT, registry=r)
         self.queue_events = Gauge(
             "vigil_queue_events", "Events queued or in flight between sources and sinks",
             registry=r)
@@ -246,6 +262,19 @@ class ComponentTelemetry:
 
     def http_response(self, code: int) -> None:
         self._t.http_requests.labels(*self.labels, str(code)).inc()
+
+    def pulled(self, result: str, n: int = 1) -> None:
+        """Messages of a pulling source: received, acknowledged, failed or released."""
+        self._t.pulled_messages.labels(*self.labels, result).inc(n)
+
+    def pull_retry(self, operation: str) -> None:
+        self._t.pull_retries.labels(*self.labels, operation).inc()
+
+    def lease_extended(self, n: int = 1) -> None:
+        self._t.pull_lease_extensions.labels(*self.labels).inc(n)
+
+    def backlog(self, messages: float) -> None:
+        self._t.pull_backlog.labels(*self.labels).set(messages)
 
     def connection_opened(self) -> None:
         self._connections.inc()

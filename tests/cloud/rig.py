@@ -1,0 +1,57 @@
+"""A pulled source in-process: its real SourceContext over a MemoryQueue (or a journal), real
+telemetry and tenant routing, and an async poll for conditions."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from collector.events import Event
+from collector.queue import MemoryQueue
+from collector.registry import resolve
+from collector.routing import TenantRouter
+from collector.sources.base import Source, SourceContext
+from collector.telemetry import Telemetry
+
+NOW = datetime(2024, 5, 14, 9, 30, tzinfo=UTC)
+
+
+async def until(condition: Callable[[], Any], timeout: float = 10.0,
+                message: str = "condition") -> Any:
+    """Poll `condition` on the running loop until it is truthy; fail after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+        await asyncio.sleep(0.02)
+
+
+class SourceRig:
+    """Builds the source a config names, as the daemon does."""
+
+    def __init__(self, tmp_path: Path, settings: dict[str, Any], *, queue: Any = None,
+                 tenants: frozenset[str] = frozenset({"demo", "acme"}), **kwargs: Any) -> None:
+        cls = resolve("source", settings["type"])
+        self.config = cls.config_model.model_validate(settings)
+        self.queue = queue if queue is not None else MemoryQueue(100_000)
+        self.telemetry = Telemetry()
+        self.context = SourceContext(
+            "cloud", self.config, self.queue,
+            self.telemetry.component("cloud", "source", settings["type"]),
+            TenantRouter.from_config(self.config, set(tenants)), lambda: NOW,
+            data_dir=tmp_path, conf_dir=tmp_path)
+        self.source: Source = cls(self.context, **kwargs)
+
+    def events(self, tenant: str = "demo") -> list[Event]:
+        return list(self.queue._queued.get(tenant, []))
+
+    def metric(self, name: str, **labels: str) -> float:
+        return self.telemetry.sample(name, component_id="cloud", component_kind="source",
+                                     component_type=self.config.type, **labels)
