@@ -22,6 +22,7 @@ SINKS: dict[str, str] = {
     "parquet_lake": "sinks.lake.sink:LakeSink",
     "dead_letter": "sinks.dead_letter:DeadLetterSink",
     "alert_store": "sinks.alerts.sink:AlertStoreSink",
+    "s3_lake": "sinks.s3:S3LakeSink",
 }
 
 # Pipeline steps, by the module that owns each concern.
