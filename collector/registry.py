@@ -16,6 +16,7 @@ SOURCES: dict[str, str] = {
     "tcp_lines": "collector.sources.tcp_lines:TcpLinesSource",
     "http": "collector.sources.http.source:HttpSource",
     "s3_sqs": "collector.sources.aws.source:S3SqsSource",
+    "pubsub": "collector.sources.gcp.source:PubSubSource",
 }
 
 SINKS: dict[str, str] = {
