@@ -169,3 +169,64 @@ def test_killed_between_download_and_append_reads_the_object_again(
         assert restarted.stop() == 0
     finally:
         restarted.kill()
+
+
+ROOT_LOGIN = "AWS root account console login"
+NO_MFA = "AWS console login without MFA"
+
+
+def console_login(n: int, identity: dict[str, Any], mfa: str) -> dict[str, Any]:
+    """A ConsoleLogin record in the shape of AWS's "console sign-in events" page."""
+    return cloudtrail_record(
+        n, eventSource="signin.amazonaws.com", eventName="ConsoleLogin",
+        eventType="AwsConsoleSignIn", userIdentity=identity, sourceIPAddress="81.2.69.160",
+        requestParameters=None, responseElements={"ConsoleLogin": "Success"},
+        additionalEventData={"LoginTo": "https://console.aws.amazon.com/console/home",
+                             "MobileVersion": "No", "MFAUsed": mfa})
+
+
+def test_builtin_rules_fire_on_cloudtrail_from_s3(tmp_path: Path,
+                                                  moto_server: MotoServer) -> None:
+    """The built-in CloudTrail rules (rules/library/aws_cloudtrail.yml) on sign-in records
+    that came through S3/SQS: a root login without MFA raises the root-login alert and the
+    no-MFA alert, an IAM user without MFA another no-MFA alert, a login with MFA none; the
+    alerts are in the alert store and in the lake's `alerts` dataset."""
+    from sinks.alerts.db import Database
+    from sinks.alerts.store import SYSTEM, AlertFilter, AlertStore
+
+    bucket = LogBucket(moto_server)
+    conf = cloud_conf(tmp_path, source_settings(bucket, moto_server))
+    settings = yaml.safe_load((conf / "10-test.yaml").read_text())
+    # Every rule of a dataset the tenant sends is active: the test is about the rules firing
+    # on what S3 delivered, not about field-coverage activation.
+    settings["vigil"]["detection"] = {"activation": {"mode": "all"}}
+    write_conf(conf, settings)
+    data = tmp_path / "data"
+    daemon = VigilProcess(conf, data, env=aws_env())
+    daemon.env = aws_env()
+    daemon.start()
+    root = {"type": "Root", "principalId": "123456789012",
+            "arn": "arn:aws:iam::123456789012:root", "accountId": "123456789012"}
+    anaya = {"type": "IAMUser", "principalId": "AIDAEXAMPLE1", "accountId": "123456789012",
+             "arn": "arn:aws:iam::123456789012:user/Anaya", "userName": "Anaya"}
+    mateo = {"type": "IAMUser", "principalId": "AIDAEXAMPLE2", "accountId": "123456789012",
+             "arn": "arn:aws:iam::123456789012:user/Mateo", "userName": "Mateo"}
+    try:
+        bucket.put(cloudtrail_key(20), cloudtrail_file([
+            cloudtrail_record(1), console_login(2, root, "No"), console_login(3, anaya, "No"),
+            console_login(4, mateo, "Yes")]))
+        wait_for(lambda: len(lake_rows(
+            data, "SELECT 1 FROM lake WHERE \"vigil.dataset\" = 'alerts'")) == 3, 30,
+            message="three alerts in the lake")
+        assert bucket.empty()
+        assert daemon.stop() == 0
+    finally:
+        daemon.kill()
+    store = AlertStore(Database(data / "alerts.db"))
+    rows, total = store.search(SYSTEM, AlertFilter(tenant="acme"))
+    assert total == 3
+    found = sorted((r["rule"]["name"], r["severity"]) for r in rows)
+    assert found == [(NO_MFA, "medium"), (NO_MFA, "medium"), (ROOT_LOGIN, "high")]
+    lake_alerts = lake_rows(data, "SELECT * FROM lake WHERE \"vigil.dataset\" = 'alerts'")
+    assert sorted(a["rule.name"] for a in lake_alerts) == [NO_MFA, NO_MFA, ROOT_LOGIN]
+    assert {a["tenant"] for a in lake_alerts} == {"acme"}
