@@ -17,6 +17,7 @@ SOURCES: dict[str, str] = {
     "http": "collector.sources.http.source:HttpSource",
     "s3_sqs": "collector.sources.aws.source:S3SqsSource",
     "pubsub": "collector.sources.gcp.source:PubSubSource",
+    "eventhubs": "collector.sources.azure.source:EventHubsSource",
 }
 
 SINKS: dict[str, str] = {

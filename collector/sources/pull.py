@@ -9,11 +9,15 @@ import asyncio
 import functools
 import random
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any
 
+import orjson
 from pydantic import Field, model_validator
 
 from collector.config.models import StrictModel
+from collector.events import Event
+from collector.sources.json_events import event_from_object, json_kind, unparsed_event
 
 # Where an event was read: `s3://bucket/key`, `pubsub://<subscription>/<message id>`,
 # `eventhubs://<namespace>/<hub>/<partition>/<sequence number>`. Under `vigil.` so vendor
@@ -21,6 +25,25 @@ from collector.config.models import StrictModel
 ORIGIN = "vigil.origin"
 
 Sleep = Callable[[float], Awaitable[Any]]
+
+
+def split_records(value: Any, records_key: str, received_at: datetime,
+                  raw: Callable[[], bytes]) -> list[Event]:
+    """Events of one decoded JSON value as cloud services export them: an object whose only
+    key is `records_key` (CloudTrail's `Records`, Azure's `records`) or a top-level array gives
+    one event per element; any other object is one event; anything else is kept, marked."""
+    if isinstance(value, dict):
+        records = value.get(records_key)
+        if not (isinstance(records, list) and len(value) == 1):
+            return [event_from_object(value, received_at)]
+        value = records
+    if isinstance(value, list):
+        return [event_from_object(element, received_at) if isinstance(element, dict)
+                else unparsed_event(orjson.dumps(element).decode(), received_at,
+                                    f"array element is {json_kind(element)}, not an object")
+                for element in value]
+    return [unparsed_event(raw().decode("utf-8", "replace"), received_at,
+                           f"not a JSON object but {json_kind(value)}")]
 
 
 class BackoffConfig(StrictModel):

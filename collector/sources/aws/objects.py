@@ -9,15 +9,16 @@ download, so the event loop never waits on the network or on a large decode.
 
 from __future__ import annotations
 
+import functools
 import zlib
-from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
 import orjson
 
 from collector.events import Event
-from collector.sources.json_events import event_from_object, json_kind, unparsed_event
+from collector.sources.json_events import unparsed_event
+from collector.sources.pull import split_records
 
 Format = Literal["auto", "json", "ndjson", "lines"]
 Compression = Literal["auto", "gzip", "none"]
@@ -172,31 +173,8 @@ class RecordDecoder:
                 events.append(unparsed_event(line.decode("utf-8", "replace"), now,
                                              f"invalid JSON: {exc}"))
                 continue
-            self._values(value, line, events)
+            events += split_records(value, "Records", now, functools.partial(bytes, line))
         return events
-
-    def _values(self, value: Any, raw: bytes | Callable[[], bytes], events: list[Event]) -> None:
-        """Events of one decoded JSON value: its `Records` or array elements, or itself."""
-        now = self.received_at
-        if isinstance(value, dict):
-            records = value.get("Records")
-            if isinstance(records, list) and len(value) == 1:
-                value = records
-            else:
-                events.append(event_from_object(value, now))
-                return
-        if isinstance(value, list):
-            for element in value:
-                if isinstance(element, dict):
-                    events.append(event_from_object(element, now))
-                else:
-                    events.append(unparsed_event(orjson.dumps(element).decode(), now,
-                                                 f"array element is {json_kind(element)}, "
-                                                 "not an object"))
-            return
-        text = raw() if callable(raw) else raw
-        events.append(unparsed_event(text.decode("utf-8", "replace"), now,
-                                     f"not a JSON object but {json_kind(value)}"))
 
     def _collect(self, data: bytes) -> None:
         self._document_bytes += len(data)
@@ -219,9 +197,7 @@ class RecordDecoder:
             # marked where it does not parse.
             self.mode = "ndjson"
             return self._lines(raw.split(b"\n"))
-        events: list[Event] = []
-        self._values(value, raw, events)
-        return events
+        return split_records(value, "Records", self.received_at, lambda: raw)
 
 
 class Body(Protocol):
