@@ -230,6 +230,9 @@ class Daemon:
                     self.worker.write_out(batch)
             await self.worker.flush()
             self.pipelines.maintain()
+        for source in self.sources.values():
+            if source.context.held:
+                source.context.retry_held()
         if not self.stopping:
             await self.replayer.replay_next()
             await self.alerting.tick()
@@ -402,7 +405,8 @@ class Daemon:
                       {"type": "memory", "pending_events": self.queue.pending(),
                        "capacity_events": self.queue.max_events,
                        "backpressure": self.queue.over_bound()}),
-            "sources": {sid: s.health() for sid, s in self.sources.items()},
+            "sources": {sid: {**s.health(), "held_events": s.context.held_events}
+                        for sid, s in self.sources.items()},
             "sinks": {sid: s.health() for sid, s in self.sinks.items()},
             "detection": self.detection.health() if self.detection is not None else None,
         }

@@ -33,7 +33,7 @@ from collector.detection.coverage import (
     correlation_requirements,
 )
 from collector.durable import write_atomic
-from collector.events import ALERTS, EVENTS, TIMESTAMP, Batch, Event
+from collector.events import ALERTS, EVENTS, OFFSET, TIMESTAMP, Batch, Event
 from collector.routing import QUARANTINE
 from collector.telemetry import Telemetry
 from rules.correlation import CorrelationEngine
@@ -136,7 +136,11 @@ class DetectionStage:
         by_id: dict[str, Event] = {}
         for match in matches:
             alert = self.alerts.add(match, now)
-            by_id[alert.id] = alert.record()  # the latest state of each alert, once
+            record = by_id[alert.id] = alert.record()  # the latest state of each alert, once
+            # The offset of the event that produced this state: a replay trims the row with the
+            # events it came from and writes it again, so the lake holds each state once.
+            offsets = [ref.offset for ref in match.events if ref.offset is not None]
+            record[OFFSET] = max(offsets) if offsets else last
         if self.telemetry is not None:
             self.telemetry.detection_matches.labels(tenant).inc(len(matches))
         return Batch(tenant, list(by_id.values()), first, last, "alerts", kind=ALERTS)

@@ -414,15 +414,18 @@ class Journal:
 
     async def _background(self) -> None:
         assert self._sync_wanted is not None
-        while True:
+        while not self._stopped:  # abandon() releases the files without a last round
             mode = self.config.fsync_mode()
             wait = (self.config.fsync_interval() if mode == "interval"
                     else self.config.checkpoint_interval_ms / 1000)
             if self._failing is not None:
                 wait = min(wait, self.config.probe_interval_ms / 1000)
             if not self._sync_wanted.is_set():
+                # asyncio.timeout, not wait_for: on 3.11, wait_for swallows a cancellation that
+                # lands as the event is set, and the task then waits on forever.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._sync_wanted.wait(), wait)
+                    async with asyncio.timeout(wait):
+                        await self._sync_wanted.wait()
             self._sync_wanted.clear()
             stopping = self._stopping
             try:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from collector.config.models import SourceConfig
+from collector.errors import VigilError
 from collector.events import (
     DATASET,
     PARSE_ERROR,
@@ -28,6 +29,14 @@ from collector.routing import QUARANTINE, TenantRouter
 from collector.telemetry import ComponentTelemetry
 
 log = logging.getLogger(__name__)
+
+# Events a source may hold while the queue refuses appends; a stream source pauses long before.
+MAX_HELD_EVENTS = 100_000
+
+
+class QueueUnavailable(VigilError):
+    """The queue cannot take events now (journal failing, queue closing): the sender should
+    retry later (HTTP 503)."""
 
 
 class SourceContext:
@@ -45,14 +54,25 @@ class SourceContext:
         self.clock = clock
         self.data_dir = data_dir  # where a source keeps state (e.g. a generated TLS pair)
         self.conf_dir = conf_dir  # relative paths in the configuration are relative to it
+        # Events already read that the queue refused (journal failing: disk full, I/O error),
+        # per tenant in arrival order; appended again before anything newer.
+        self.held: list[tuple[str, list[Event]]] = []
+        self.held_events = 0
 
     def emit(self, events: list[Event], peer: str | None = None,
-             tenant: str | None = None) -> dict[str, int]:
+             tenant: str | None = None, *, hold: bool = True) -> dict[str, int]:
         """Route, stamp and enqueue events that arrived together from one peer; returns the
         last queue offset appended per tenant partition. `tenant` (an HTTP token's) decides
-        for every event when it is a declared tenant; otherwise the source's routing does."""
+        for every event when it is a declared tenant; otherwise the source's routing does.
+
+        When the queue refuses an append (the journal is failing), the events are held and
+        appended again, in order, before anything newer (`retry_held`, also from the tick);
+        the failing journal reports over its bound, so stream sources pause meanwhile. With
+        `hold=False` (sources that acknowledge their peer) the error is raised instead."""
         if not events:
             return {}
+        if self.held and not self.retry_held() and not hold:
+            raise QueueUnavailable("events are held until the journal accepts appends again")
         by_tenant: dict[str, list[Event]] = {}
         source_id, dataset, route = self.source_id, self.config.dataset, self.router.route
         fixed = self.router.tenant_for(tenant) if tenant is not None else None
@@ -70,11 +90,45 @@ class SourceContext:
                 bucket.append(event)
         offsets = {}
         for owner, bucket in by_tenant.items():
-            offsets[owner] = self.queue.append(owner, bucket)
             self.telemetry.received(len(bucket), owner)
             if owner == QUARANTINE:
                 self.telemetry.quarantined(len(bucket))
+            if self.held:  # keep arrival order behind what is already held
+                self._hold(owner, bucket)
+                continue
+            try:
+                offsets[owner] = self.queue.append(owner, bucket)
+            except VigilError as exc:
+                if not hold:
+                    raise QueueUnavailable(str(exc)) from exc
+                log.warning("queue refused events; holding them and pausing",
+                            extra={"source": self.source_id, "error": str(exc)})
+                self._hold(owner, bucket)
         return offsets
+
+    def _hold(self, tenant: str, events: list[Event]) -> None:
+        room = MAX_HELD_EVENTS - self.held_events
+        if room < len(events):
+            # Only a source that cannot pause (UDP) gets here: the excess is counted, not kept.
+            self.telemetry.discarded("queue_unavailable", len(events) - max(room, 0))
+            events = events[:max(room, 0)]
+        if events:
+            self.held.append((tenant, events))
+            self.held_events += len(events)
+
+    def retry_held(self) -> bool:
+        """Append held events again, oldest first; True when none are left."""
+        while self.held:
+            tenant, events = self.held[0]
+            try:
+                self.queue.append(tenant, events)
+            except VigilError:
+                return False
+            self.held.pop(0)
+            self.held_events -= len(events)
+            log.info("held events appended", extra={"source": self.source_id,
+                                                    "events": len(events)})
+        return True
 
     async def deliver_failure(self, reason: str, record: dict[str, Any],
                               peer: str | None = None, tenant: str | None = None) -> None:
@@ -88,7 +142,7 @@ class SourceContext:
                       tenant: str | None = None) -> None:
         """`emit`, then wait until the events are durable in the queue: the point after which
         a source may acknowledge them to its peer (HTTP 2xx, SQS delete, Pub/Sub ack)."""
-        for partition, offset in self.emit(events, peer, tenant).items():
+        for partition, offset in self.emit(events, peer, tenant, hold=False).items():
             await self.queue.wait_durable(partition, offset)
 
     def count_parse_errors(self, events: list[Event]) -> None:

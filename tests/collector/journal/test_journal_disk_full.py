@@ -13,14 +13,12 @@ import contextlib
 import errno
 import logging
 import os
-import shutil
-import subprocess
-import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from support.tmpfs import small_tmpfs
 
 from collector.journal import FileLayer, Journal, JournalFullError, JournalWriteError
 from collector.telemetry import Telemetry
@@ -124,35 +122,26 @@ async def test_fsync_error_fails_the_durable_wait(open_journal: Factory) -> None
     assert journal.read_nowait(10) is None  # never handed to sinks while not durable
     assert telemetry.sample("vigil_journal_write_errors_total", error_type="io_error") >= 1
     files.fsync_errno = None
-    await journal.wait_durable("acme", last)  # the next round syncs it
+    # A round already under way may still fail; once the probe sees the disk healthy, the next
+    # round syncs the record.
     await until(lambda: journal.failing is None)
+    await journal.wait_durable("acme", last)
     assert journal.read_nowait(10) is not None
 
 
 @pytest.fixture
-async def small_tmpfs(tmp_path: Path) -> AsyncIterator[Path]:
-    mount = shutil.which("mount")
-    if mount is None or os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root and mount(8)")
-    target = tmp_path / f"tmpfs-{uuid.uuid4().hex[:6]}"
-    target.mkdir()
-    result = subprocess.run([mount, "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(target)],
-                            capture_output=True, text=True)
-    if result.returncode != 0:
-        pytest.skip(f"mounting a tmpfs is not permitted here: {result.stderr.strip()}")
-    try:
-        yield target
-    finally:
-        subprocess.run(["umount", "-l", str(target)], check=False)
+def tmpfs(tmp_path: Path) -> Iterator[Path]:
+    with small_tmpfs(tmp_path) as mounted:
+        yield mounted
 
 
-async def test_real_full_tmpfs(small_tmpfs: Path, open_journal: Factory, drain: Drain) -> None:
+async def test_real_full_tmpfs(tmpfs: Path, open_journal: Factory, drain: Drain) -> None:
     telemetry = Telemetry()
-    journal = open_journal(small_tmpfs / "journal", telemetry=telemetry,
+    journal = open_journal(tmpfs / "journal", telemetry=telemetry,
                            segment_bytes=64 * 1024, probe_interval_ms=20)
     for n in range(20):
         journal.append("acme", [{"n": n, "message": "x" * 400}])
-    ballast = small_tmpfs / "ballast"
+    ballast = tmpfs / "ballast"
     fd = os.open(ballast, os.O_WRONLY | os.O_CREAT)
     try:  # fill the file system to the last byte
         for size in (65536, 4096, 512, 1):
@@ -176,6 +165,6 @@ async def test_real_full_tmpfs(small_tmpfs: Path, open_journal: Factory, drain: 
     assert [e["n"] for _, _, e in got] == [*range(written), "after"]
     assert telemetry.sample("vigil_journal_write_errors_total", error_type="no_space") >= 1
     await journal.aclose()
-    reopened = open_journal(small_tmpfs / "journal")
+    reopened = open_journal(tmpfs / "journal")
     assert not reopened.damage
     reopened.abandon()

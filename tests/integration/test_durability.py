@@ -1,0 +1,54 @@
+"""Durability of the real daemon: a full disk under the journal gives backpressure and a clear,
+counted error, loses nothing, and heals when space returns."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from pathlib import Path
+
+from support.daemon import VigilProcess, basic_config, lake_count, wait_for, write_conf
+from support.tmpfs import small_tmpfs
+
+
+def test_disk_full_gives_backpressure_and_recovers(tmp_path: Path) -> None:
+    with small_tmpfs(tmp_path, "4m") as disk:
+        config = basic_config(flush_seconds=30)  # nothing acknowledged: the journal keeps all
+        config["vigil"]["queue"] = {"path": str(disk / "journal"), "segment_bytes": 65536,
+                                    "probe_interval_ms": 100}
+        write_conf(tmp_path / "conf.d", config)
+        daemon = VigilProcess(tmp_path / "conf.d", tmp_path / "data").start()
+        try:
+            ballast = disk / "ballast"
+            ballast.write_bytes(b"\0" * (4 * 1024 * 1024 - 300 * 1024))  # leave ~300 KiB
+            lines = [f"<13>Nov 23 10:00:00 h app: line {i} ".encode() + b"x" * 150 + b"\n"
+                     for i in range(8000)]  # ~3 MB in the journal: cannot fit in 300 KiB
+            sent = threading.Event()
+
+            def send() -> None:
+                with socket.create_connection(daemon.source_address("syslog_tcp")) as sock:
+                    sock.sendall(b"".join(lines))  # blocks while the daemon stops reading
+                sent.set()
+
+            sender = threading.Thread(target=send, daemon=True)
+            sender.start()
+            wait_for(lambda: daemon.metric("vigil_journal_write_errors_total") >= 1,
+                     timeout=20, message="the journal to hit the full disk")
+            status, ready = daemon.readyz()
+            assert ready["queue"]["failing"] and ready["queue"]["backpressure"] is True
+            assert daemon.metric("vigil_journal_failing") == 1
+            source = ready["sources"]["syslog_tcp"]
+            assert source["paused_connections"] == 1 and source["held_events"] > 0
+            assert "queue refused events; holding them and pausing" in daemon.log()
+            assert daemon.proc is not None and daemon.proc.poll() is None
+            os.unlink(ballast)  # space returns
+            wait_for(sent.is_set, timeout=30, message="the sender to get everything through")
+            wait_for(lambda: daemon.metric("vigil_journal_failing") == 0, timeout=10,
+                     message="the journal to recover by itself")
+            wait_for(lambda: daemon.metric("vigil_component_received_events_total") == 8000,
+                     timeout=20, message="all lines received")
+            assert daemon.stop() == 0
+        finally:
+            daemon.kill()
+        assert lake_count(tmp_path / "data") == 8000
