@@ -116,3 +116,33 @@ def test_cloud_sdks_are_imported_only_when_used(tmp_path: Path) -> None:
                 connection: {connection_string_env: X}}
     """))
     assert imported_sdks(conf) == []  # validating them does not need the SDKs either
+
+
+def test_vigil_process_decodes_lines_like_each_source(tmp_path: Path) -> None:
+    """`vigil process` / `vigil test` through a cloud source: a line is one S3 object, one
+    Pub/Sub message's data, one Event Hubs event body."""
+    from collector.offline import OfflineRun
+
+    conf = tmp_path / "conf.d"
+    conf.mkdir()
+    (conf / "10.yaml").write_text(textwrap.dedent("""
+        tenants: {demo: {name: Demo}}
+        sources:
+          trail: {type: s3_sqs, tenant: demo,
+                  queue_url: 'https://sqs.eu-west-1.amazonaws.com/123456789012/q'}
+          audit: {type: pubsub, tenant: demo, subscription: projects/demo-1/subscriptions/sub1}
+          hub: {type: eventhubs, tenant: demo, eventhub_name: h,
+                connection: {connection_string_env: X}}
+    """))
+    run = OfflineRun(load_config(conf), conf)
+    try:
+        trail = run.process_lines("trail", [b'{"Records": [{"eventName": "A"}, '
+                                            b'{"eventName": "B"}]}'])
+        audit = run.process_lines("audit", [b'{"logName": "x", "timestamp": '
+                                            b'"2024-05-14T09:30:00Z"}', b"text"])
+        hub = run.process_lines("hub", [b'{"records": [{"a": 1}, {"a": 2}]}'])
+    finally:
+        run.close()
+    assert [e["eventName"] for b in trail for e in b.events] == ["A", "B"]
+    assert [e.get("logName", e.get("message")) for b in audit for e in b.events] == ["x", "text"]
+    assert [e["a"] for b in hub for e in b.events] == [1, 2]

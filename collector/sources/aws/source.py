@@ -117,6 +117,15 @@ class S3SqsSource(Source):
                 await asyncio.gather(*pending, return_exceptions=True)
         self._executor.shutdown(wait=False, cancel_futures=True)
 
+    def decode_lines(self, lines: list[bytes]) -> list[Event]:
+        """Each line as the content of one object (`vigil test`, `vigil process`)."""
+        events: list[Event] = []
+        for line in lines:
+            decoder = RecordDecoder(self.config.format, self.context.clock(),
+                                    self.config.max_document_bytes)
+            events += decoder.feed(line) + decoder.finish()
+        return events
+
     def health(self) -> dict[str, Any]:
         return {"queue_url": self.config.queue_url, "connected": self.connected,
                 "in_flight_messages": len(self.inflight),

@@ -113,6 +113,11 @@ class PubSubSource(Source):
         while self._delivering:
             await asyncio.sleep(0.01)
 
+    def decode_lines(self, lines: list[bytes]) -> list[Event]:
+        """Each line as the data of one message (`vigil test`, `vigil process`)."""
+        now = self.context.clock()
+        return [event_from_data(line, self.config.format, now) for line in lines]
+
     def health(self) -> dict[str, Any]:
         streaming = self.future is not None and not self.future.done()
         return {"subscription": self.config.subscription, "subscribed": streaming,
