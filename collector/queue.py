@@ -35,11 +35,13 @@ class EventQueue(Protocol):
     def ack(self, partition: str, offset: int) -> None:
         """Every event of `partition` up to `offset` (inclusive) is committed by every sink."""
 
-    def over_bound(self) -> bool:
-        """True while sources should stop reading (backpressure)."""
+    def over_bound(self, partition: str | None = None) -> bool:
+        """True while sources should stop reading (backpressure): the queue as a whole, or with
+        `partition`, that tenant's share (one flooding tenant is held back alone)."""
 
-    def add_capacity_listener(self, callback: Callable[[], None]) -> None:
-        """Call `callback` once when the queue drops back under its bound."""
+    def add_capacity_listener(self, callback: Callable[[], None],
+                              partition: str | None = None) -> None:
+        """Call `callback` once when the queue (or `partition`) drops back under its bound."""
 
     def pending(self) -> int:
         """Events appended but not yet acknowledged."""
@@ -126,7 +128,8 @@ class MemoryQueue:
         self._acked[partition] = offset
         self._notify_capacity()
 
-    def over_bound(self) -> bool:
+    def over_bound(self, partition: str | None = None) -> bool:
+        # One bound for everything: per-tenant bounds are the journal's.
         return self.pending() >= self.max_events
 
     def set_bound(self, max_events: int, *, resume_ratio: float = 0.8) -> None:
@@ -134,7 +137,8 @@ class MemoryQueue:
         self._resume_at = int(max_events * resume_ratio)
         self._notify_capacity()
 
-    def add_capacity_listener(self, callback: Callable[[], None]) -> None:
+    def add_capacity_listener(self, callback: Callable[[], None],
+                              partition: str | None = None) -> None:
         self._listeners.append(callback)
         self._notify_capacity()
 

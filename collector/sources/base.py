@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar
@@ -60,7 +60,8 @@ class SourceContext:
         self.held_events = 0
 
     def emit(self, events: list[Event], peer: str | None = None,
-             tenant: str | None = None, *, hold: bool = True) -> dict[str, int]:
+             tenant: str | None = None, *, hold: bool = True, shed: bool = False
+             ) -> dict[str, int]:
         """Route, stamp and enqueue events that arrived together from one peer; returns the
         last queue offset appended per tenant partition. `tenant` (an HTTP token's) decides
         for every event when it is a declared tenant; otherwise the source's routing does.
@@ -68,7 +69,9 @@ class SourceContext:
         When the queue refuses an append (the journal is failing), the events are held and
         appended again, in order, before anything newer (`retry_held`, also from the tick);
         the failing journal reports over its bound, so stream sources pause meanwhile. With
-        `hold=False` (sources that acknowledge their peer) the error is raised instead."""
+        `hold=False` (sources that acknowledge their peer) the error is raised instead. With
+        `shed=True` (sources that cannot push back, UDP) the events of a tenant over its own
+        bound are discarded and counted instead of queued."""
         if not events:
             return {}
         if self.held and not self.retry_held() and not hold:
@@ -93,6 +96,9 @@ class SourceContext:
             self.telemetry.received(len(bucket), owner)
             if owner == QUARANTINE:
                 self.telemetry.quarantined(len(bucket))
+            if shed and self.queue.over_bound(owner):
+                self.telemetry.discarded("tenant_over_bound", len(bucket))
+                continue
             if self.held:  # keep arrival order behind what is already held
                 self._hold(owner, bucket)
                 continue
@@ -105,6 +111,18 @@ class SourceContext:
                             extra={"source": self.source_id, "error": str(exc)})
                 self._hold(owner, bucket)
         return offsets
+
+    def over_bound(self, tenants: Iterable[str] = ()) -> str | None:
+        """Why events for `tenants` should wait: "" when the whole queue is over its bound, a
+        tenant's id when that tenant is over its own, None when nothing is."""
+        queue = self.queue
+        if queue.over_bound():
+            return ""
+        return next((t for t in tenants if queue.over_bound(t)), None)
+
+    def when_capacity(self, callback: Callable[[], None], reason: str) -> None:
+        """Call `callback` once the bound `over_bound` named has room again."""
+        self.queue.add_capacity_listener(callback, reason or None)
 
     def _hold(self, tenant: str, events: list[Event]) -> None:
         room = MAX_HELD_EVENTS - self.held_events

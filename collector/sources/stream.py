@@ -63,14 +63,17 @@ class StreamSource(Source):
     def decode(self, frames: list[Frame]) -> list[Event]:
         """Events from frames that arrived together (`vigil.truncated` is set by the caller)."""
 
-    def decode_lines(self, lines: list[bytes]) -> list[Event]:
-        limit = self.config.max_message_bytes
-        frames = [Frame(line[:limit], len(line) > limit) for line in lines]
+    def decode_frames(self, frames: list[Frame]) -> list[Event]:
+        """`decode`, with frames that were cut marked `vigil.truncated`."""
         events = self.decode(frames)
         for frame, event in zip(frames, events, strict=True):
             if frame.truncated:
                 event[TRUNCATED] = True
         return events
+
+    def decode_lines(self, lines: list[bytes]) -> list[Event]:
+        limit = self.config.max_message_bytes
+        return self.decode_frames([Frame(line[:limit], len(line) > limit) for line in lines])
 
     async def start(self) -> None:
         config = self.config
@@ -117,6 +120,7 @@ class StreamProtocol(asyncio.Protocol):
         self.peer: str | None = None
         self.tenant = ""  # the tenant of the connection's bytes, when the sender decides it
         self.paused = False
+        self.tenants: set[str] = set()
         self.closed = False
         self.stopping = False  # the daemon is closing this connection: nothing more is read
         self.flushed = False   # the peer's end of stream was handled
@@ -147,8 +151,10 @@ class StreamProtocol(asyncio.Protocol):
             self._emit(frames)
         if self.decoder.errors != self._reported_errors:
             self._report_framing_errors()
-        if not self.paused and self.context.queue.over_bound():
-            self._pause()
+        if not self.paused:
+            reason = self.context.over_bound(self.tenants)
+            if reason is not None:
+                self._pause(reason)
 
     def eof_received(self) -> bool:
         self._flush_partial()
@@ -165,16 +171,13 @@ class StreamProtocol(asyncio.Protocol):
         self._report_framing_errors()
 
     def _emit(self, frames: list[Frame]) -> None:
-        events = self.source.decode(frames)
-        truncated = 0
-        for frame, event in zip(frames, events, strict=True):
-            if frame.truncated:
-                event[TRUNCATED] = True
-                truncated += 1
+        events = self.source.decode_frames(frames)
+        truncated = sum(1 for frame in frames if frame.truncated)
         if truncated:
             self.context.telemetry.error("oversize", "receive", truncated)
         self.context.count_parse_errors(events)
-        self.context.emit(events, self.peer)
+        # The tenants this connection writes to: its backpressure follows their bounds.
+        self.tenants.update(self.context.emit(events, self.peer))
 
     def _flush_partial(self) -> None:
         """The peer is done (EOF, idle, reset): an unterminated last message is still a
@@ -191,11 +194,11 @@ class StreamProtocol(asyncio.Protocol):
             self._reported_errors = self.decoder.errors
             self.context.telemetry.error("framing", "receive", new)
 
-    def _pause(self) -> None:
+    def _pause(self, reason: str) -> None:
         assert self.transport is not None
         self.paused = True
         self.transport.pause_reading()
-        self.context.queue.add_capacity_listener(self._resume)
+        self.context.when_capacity(self._resume, reason)
 
     def _resume(self) -> None:
         self.paused = False

@@ -52,3 +52,40 @@ def test_disk_full_gives_backpressure_and_recovers(tmp_path: Path) -> None:
         finally:
             daemon.kill()
         assert lake_count(tmp_path / "data") == 8000
+
+
+def test_a_flooding_tenant_is_held_back_alone(tmp_path: Path) -> None:
+    """Per-tenant bounds: the flooding tenant's connection pauses at its share of the journal
+    while the quiet tenant's keeps flowing; nothing is lost either way."""
+    config = basic_config(tenant="flood", flush_seconds=30)  # nothing acknowledged meanwhile
+    config["tenants"]["quiet"] = {"name": "Quiet"}
+    config["sources"]["quiet_tcp"] = {"type": "syslog_tcp", "address": "127.0.0.1:0",
+                                      "tenant": "quiet"}
+    config["vigil"]["queue"] = {"max_events": 100_000, "partition_max_events": 500}
+    write_conf(tmp_path / "conf.d", config)
+    daemon = VigilProcess(tmp_path / "conf.d", tmp_path / "data").start()
+    try:
+        flood = socket.create_connection(daemon.source_address("syslog_tcp"))
+        flood.sendall(b"".join(f"<13>Nov 23 10:00:00 h f: flood {i}\n".encode()
+                               for i in range(5000)))
+
+        def paused(source: str) -> int:
+            return daemon.readyz()[1]["sources"][source]["paused_connections"]
+
+        wait_for(lambda: paused("syslog_tcp") == 1, message="the flooding connection paused")
+        with socket.create_connection(daemon.source_address("quiet_tcp")) as quiet:
+            quiet.sendall(b"".join(f"<13>Nov 23 10:00:00 h q: quiet {i}\n".encode()
+                                   for i in range(300)))
+            wait_for(lambda: daemon.metric("vigil_component_received_events_total",
+                                           component_id="quiet_tcp") == 300,
+                     message="the quiet tenant's events, read while the flood waits")
+            assert paused("quiet_tcp") == 0 and paused("syslog_tcp") == 1
+            partitions = daemon.readyz()[1]["queue"]["partitions"]
+            assert partitions["flood"]["backpressure"] is True
+            assert partitions["quiet"]["backpressure"] is False
+        read = daemon.metric("vigil_component_received_events_total")
+        assert daemon.stop() == 0  # flood's unread bytes stay in the socket: never received
+        flood.close()
+    finally:
+        daemon.kill()
+    assert 300 + 500 <= lake_count(tmp_path / "data") == read

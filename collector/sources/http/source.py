@@ -187,7 +187,9 @@ class HttpSource(Source):
             log.warning("request with an unknown token refused",
                         extra={"source": self.context.source_id, "peer": request.remote})
             raise Rejection(403, "unknown token", "Invalid token", 4)
-        if self.context.queue.over_bound():
+        # The whole queue, or this token's tenant over its own share (a flooding tenant is
+        # refused alone).
+        if self.context.over_bound([token.tenant] if token.tenant else ()) is not None:
             retry = {"Retry-After": str(self.config.retry_after_seconds)}
             raise Rejection(503, "queue full, retry later", "Server is busy", 9, retry)
         dataset = request.query.get("dataset")

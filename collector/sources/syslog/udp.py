@@ -157,7 +157,7 @@ class SyslogUdpSource(Source):
             telemetry.received_bytes(size, self.context.router.tenant_of_peer(peer) or "")
         if by_peer:
             self._emit(by_peer)
-        if not self.paused and self.context.queue.over_bound():
+        if not self.paused and self.context.over_bound() is not None:
             self._pause()
 
     def _emit(self, by_peer: dict[str | None, list[tuple[bytes, bool]]]) -> None:
@@ -170,7 +170,9 @@ class SyslogUdpSource(Source):
                     event[TRUNCATED] = True
                     truncated += 1
             self.context.count_parse_errors(events)
-            self.context.emit(events, peer)
+            # No backpressure over UDP: a tenant over its share loses its own datagrams
+            # (counted), not everyone's.
+            self.context.emit(events, peer, shed=True)
         if truncated:
             self.context.telemetry.error("oversize", "receive", truncated)
 
@@ -179,7 +181,7 @@ class SyslogUdpSource(Source):
             return
         self.paused = True
         self.loop.remove_reader(self.sock.fileno())
-        self.context.queue.add_capacity_listener(self._resume)
+        self.context.when_capacity(self._resume, "")
 
     def _resume(self) -> None:
         self.paused = False
