@@ -153,6 +153,9 @@ class DetectionEngine:
         for dataset, rules in by_dataset.items():
             self.indexes[dataset] = DatasetIndex.build(dataset, rules)
         self.new_values = NewValueState()
+        # Bumped whenever evaluation changes saved state (correlation windows, learned values):
+        # a caller that persists that state knows which batches it must wait for.
+        self.state_changes = 0
         self.tenant_rules: dict[str, TenantRules] = {}
         self._blocked: dict[tuple[str, str], frozenset[int]] = {}
 
@@ -231,6 +234,8 @@ class DetectionEngine:
                        fields={k: _plain(event[k]) for k in keys if k in event})
         out: list[Match] = []
         alerting = rule.emits_for(tenant)
+        if rule.correlations or rule.new_value is not None:
+            self.state_changes += 1
         if alerting and rule.new_value is not None:
             # Alerts only when the value is new for its key (correlations still see the match).
             alerting = self.new_values.observe(tenant, rule.info.id, rule.new_value, event,

@@ -136,10 +136,11 @@ class QueueConfig(StrictModel):
                            description="journal bytes on disk in total before backpressure")
     partition_max_events: int | None = Field(
         None, gt=0, description="unacknowledged events of one tenant before that tenant gets "
-                                "backpressure; default a quarter of max_events")
+                                "backpressure; default half of max_events (a flooding tenant "
+                                "leaves the other half to the rest)")
     partition_max_bytes: int | None = Field(
         None, gt=0, description="journal bytes of one tenant before backpressure; "
-                                "default a quarter of max_bytes")
+                                "default half of max_bytes")
     resume_ratio: float = Field(0.8, gt=0, lt=1,
                                 description="backpressure ends below this share of a bound")
     checkpoint_interval_ms: int = Field(

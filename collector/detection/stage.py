@@ -6,8 +6,9 @@ and correlation), and matches become alerts (deduplicated by `AlertTracker`) in 
 batch of the same tenant and offsets, which the alert store and the lake take.
 
 Durability: correlation windows and open alerts are saved to `<data_dir>/state/detection.json`
-every `state_interval`; until then the stage holds the offsets it processed as uncommitted, so
-the worker acknowledges a journal position only once the state that counted it is saved. A
+every `state_interval`; until then the stage holds the offsets of batches that changed that
+state as uncommitted, so the worker acknowledges a journal position only once the state that
+counted it is saved (batches that matched nothing are not held). A
 replay after a crash therefore starts at or before the saved state, and replayed events are
 recognised by their offsets (correlation windows, alerts) instead of counted twice.
 """
@@ -119,13 +120,17 @@ class DetectionStage:
             tenant = batch.partition
             if batch.kind != EVENTS or tenant == QUARANTINE or not batch.events:
                 continue
-            self.unsaved.setdefault(tenant, batch.first_offset)
             self.last_offset[tenant] = batch.last_offset
             dataset = batch.dataset or "unknown"
             self._advance_watermark(tenant, batch.events)
             if self.coverage.observe(tenant, dataset, batch.events, now):
                 self.activate(tenant)
+            changes = self.engine.state_changes
             matches = self.engine.evaluate(dataset, batch.events, tenant)
+            if matches or self.engine.state_changes != changes:
+                # The batch changed state that is saved (windows, learned values, alerts):
+                # its offsets wait for the save. Batches that matched nothing need not.
+                self.unsaved.setdefault(tenant, batch.first_offset)
             if matches:
                 out.append(self._alert_batch(tenant, matches, batch.first_offset,
                                              batch.last_offset, now))

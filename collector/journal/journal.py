@@ -121,8 +121,8 @@ class Journal:
         self.config = config
         self.max_events = config.max_events or default_max_events
         self.max_bytes = config.max_bytes
-        self.partition_max_events = config.partition_max_events or max(1, self.max_events // 4)
-        self.partition_max_bytes = config.partition_max_bytes or max(1, self.max_bytes // 4)
+        self.partition_max_events = config.partition_max_events or max(1, self.max_events // 2)
+        self.partition_max_bytes = config.partition_max_bytes or max(1, self.max_bytes // 2)
         self.resume_ratio = config.resume_ratio
         if getattr(self, "_partitions", None) is not None:
             self._notify_capacity()
@@ -132,7 +132,7 @@ class Journal:
         if self.config.max_events is None:
             self.max_events = max_events
             if self.config.partition_max_events is None:
-                self.partition_max_events = max(1, max_events // 4)
+                self.partition_max_events = max(1, max_events // 2)
         if resume_ratio is not None:
             self.resume_ratio = resume_ratio
         self._notify_capacity()
