@@ -27,6 +27,7 @@ from collector.sources.pull import ORIGIN, Backoff, Sleep, wait_for_capacity
 log = logging.getLogger(__name__)
 
 _STOP_GRACE_SECONDS = 10.0
+_NACK_AFTER_CLOSE_SECONDS = 0.3
 _SCOPES = ["https://www.googleapis.com/auth/pubsub"]
 
 
@@ -91,6 +92,10 @@ class PubSubSource(Source):
         while not self._inbox.empty():
             left.append(self._inbox.get_nowait())
         if left and self.client is not None:
+            # The stream's end reaches the server a moment after the client closed it; a nack
+            # that arrives first can be undone by the server's own handling of the closed
+            # stream (seen with Google's emulator: the messages then wait for their deadline).
+            await asyncio.sleep(_NACK_AFTER_CLOSE_SECONDS)
             await asyncio.to_thread(self._nack_unary, left)
         if self.client is not None:
             await asyncio.to_thread(self.client.close)
