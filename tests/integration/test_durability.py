@@ -4,11 +4,12 @@ counted error, loses nothing, and heals when space returns."""
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import threading
 from pathlib import Path
 
-from support.daemon import VigilProcess, basic_config, lake_count, wait_for, write_conf
+from support.daemon import REPO, VigilProcess, basic_config, lake_count, wait_for, write_conf
 from support.tmpfs import small_tmpfs
 
 
@@ -56,17 +57,24 @@ def test_disk_full_gives_backpressure_and_recovers(tmp_path: Path) -> None:
 
 def test_a_flooding_tenant_is_held_back_alone(tmp_path: Path) -> None:
     """Per-tenant bounds: the flooding tenant's connection pauses at its share of the journal
-    while the quiet tenant's keeps flowing; nothing is lost either way."""
-    config = basic_config(tenant="flood", flush_seconds=30)  # nothing acknowledged meanwhile
+    while the quiet tenant's keeps flowing; nothing is lost either way. The flood is SSH
+    failures, which feed the brute-force correlation: their offsets wait for the detection
+    state save (an hour here), so the flood stays over its share; the quiet tenant's lines
+    change no state and are acknowledged as soon as the lake commits them."""
+    config = basic_config(tenant="flood", flush_seconds=0.2)
     config["tenants"]["quiet"] = {"name": "Quiet"}
     config["sources"]["quiet_tcp"] = {"type": "syslog_tcp", "address": "127.0.0.1:0",
                                       "tenant": "quiet"}
     config["vigil"]["queue"] = {"max_events": 100_000, "partition_max_events": 500}
+    config["vigil"]["detection"] = {"state_interval": "1h"}
     write_conf(tmp_path / "conf.d", config)
+    shutil.copy(REPO / "conf.d" / "30-linux-auth.yaml", tmp_path / "conf.d")
+    shutil.copytree(REPO / "conf.d" / "enrich", tmp_path / "conf.d" / "enrich")
     daemon = VigilProcess(tmp_path / "conf.d", tmp_path / "data").start()
     try:
         flood = socket.create_connection(daemon.source_address("syslog_tcp"))
-        flood.sendall(b"".join(f"<13>Nov 23 10:00:00 h f: flood {i}\n".encode()
+        flood.sendall(b"".join(f"<38>Nov 23 10:00:00 web1 sshd[7]: Failed password for root "
+                               f"from 10.9.{i // 250}.{i % 250} port 22 ssh2\n".encode()
                                for i in range(5000)))
 
         def paused(source: str) -> int:
@@ -83,7 +91,7 @@ def test_a_flooding_tenant_is_held_back_alone(tmp_path: Path) -> None:
             partitions = daemon.readyz()[1]["queue"]["partitions"]
             assert partitions["flood"]["backpressure"] is True
             assert partitions["quiet"]["backpressure"] is False
-        read = daemon.metric("vigil_component_received_events_total")
+        read = daemon.metric("vigil_component_received_events_total", component_kind="source")
         assert daemon.stop() == 0  # flood's unread bytes stay in the socket: never received
         flood.close()
     finally:
