@@ -190,3 +190,24 @@ async def test_role_assumed_through_sts(tmp_path: Path, moto: MotoServer) -> Non
     frozen = rig.source.s3._request_signer._credentials.get_frozen_credentials()  # type: ignore[attr-defined]
     assert frozen.access_key.startswith("ASIA") and frozen.token  # temporary STS keys
     assert json.loads(json.dumps(rig.source.health()))["connected"] is True
+
+
+async def test_organization_trail_routed_by_account(tmp_path: Path, moto: MotoServer) -> None:
+    """One bucket for several clients: each record goes to the tenant of its account, a record
+    of an unknown account to _quarantine, never to another tenant."""
+    bucket = LogBucket(moto)
+    records = [cloudtrail_record(1, recipientAccountId="111111111111"),
+               cloudtrail_record(2, recipientAccountId="222222222222"),
+               cloudtrail_record(3, recipientAccountId="999999999999")]
+    bucket.put(cloudtrail_key(1), cloudtrail_file(records))
+    settings = s3_settings(bucket, moto)
+    del settings["tenant"]
+    settings["routes"] = [
+        {"tenant": "demo", "field": "recipientAccountId", "patterns": ["111111111111"]},
+        {"tenant": "acme", "field": "recipientAccountId", "patterns": ["222222222222"]}]
+    rig = SourceRig(tmp_path, settings)
+    await run_until(rig, lambda: len(rig.events("_quarantine")) == 1 and bucket.empty(),
+                    "three records routed")
+    assert [e["recipientAccountId"] for e in rig.events("demo")] == ["111111111111"]
+    assert [e["recipientAccountId"] for e in rig.events("acme")] == ["222222222222"]
+    assert rig.metric("vigil_component_quarantined_events_total") == 1
