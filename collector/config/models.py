@@ -21,6 +21,8 @@ from pydantic import (
 )
 
 TENANT_ID_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+# Dataset names are lake directory names too.
+DATASET_RE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
 COMPONENT_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
 
@@ -42,7 +44,14 @@ def _check_tenant(value: str) -> str:
     return value
 
 
+def _check_dataset(value: str) -> str:
+    if not DATASET_RE.fullmatch(value):
+        raise ValueError(f"dataset {value!r} must match {DATASET_RE.pattern}")
+    return value
+
+
 Address = Annotated[str, AfterValidator(_check_address)]
+DatasetName = Annotated[str, AfterValidator(_check_dataset)]
 TenantId = Annotated[str, AfterValidator(_check_tenant)]
 
 
@@ -390,7 +399,8 @@ class SourceConfig(ComponentConfig):
     routes: list[RouteConfig] = Field(
         default_factory=list,
         description="instead of `tenant`: routes tried in order, unmatched -> _quarantine")
-    dataset: str = Field("syslog", description="dataset events have until a pipeline assigns one")
+    dataset: DatasetName = Field("syslog",
+                                 description="dataset events have until a pipeline assigns one")
 
     @field_validator("routes")
     @classmethod

@@ -3,26 +3,13 @@ types of the fields it produces (the lake columns follow them)."""
 
 from __future__ import annotations
 
-import re
-from typing import Annotated, Any, ClassVar
+from typing import Any, ClassVar
 
-from pydantic import AfterValidator, Field
+from pydantic import Field
 
-from collector.config.models import StrictModel
+from collector.config.models import DatasetName, StrictModel
 from collector.pipeline.conditions import Condition
 from sinks.lake.schema import FieldType
-
-DATASET_RE = re.compile(r"[a-z0-9][a-z0-9_.]{0,62}")
-
-
-def _check_dataset(value: str) -> str:
-    # A dataset name is a lake directory name.
-    if not DATASET_RE.fullmatch(value):
-        raise ValueError(f"dataset {value!r} must match {DATASET_RE.pattern}")
-    return value
-
-
-DatasetName = Annotated[str, AfterValidator(_check_dataset)]
 
 
 class PipelineConfig(StrictModel):

@@ -164,3 +164,18 @@ def test_validate_ok_exit_code(tmp_path: Path, capsys) -> None:
     write(tmp_path, "00-a.yaml", VALID)
     assert main(["validate", "-c", str(tmp_path)]) == 0
     assert "configuration is valid" in capsys.readouterr().out
+
+
+def test_a_source_dataset_is_a_safe_path_component(tmp_path: Path) -> None:
+    path = write(tmp_path, "00-a.yaml", """
+    tenants:
+      demo: {name: Demo}
+    sources:
+      s:
+        type: syslog_tcp
+        address: 127.0.0.1:1
+        tenant: demo
+        dataset: ../../etc
+    """)
+    assert errors_of(tmp_path) == [
+        f"{path}:8:14: sources.s.dataset: dataset '../../etc' must match [a-z0-9][a-z0-9_.-]{{0,62}}"]

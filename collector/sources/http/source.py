@@ -9,12 +9,11 @@ named in a 400 reply, so a sender never resends what was already accepted.
 from __future__ import annotations
 
 import logging
-import re
 from typing import Any
 
 from aiohttp import web
 
-from collector.config.models import split_address
+from collector.config.models import DATASET_RE, split_address
 from collector.events import DATASET, Event
 from collector.sources.base import Source, SourceContext
 from collector.sources.http.bodies import (
@@ -35,7 +34,6 @@ from collector.sources.tls import server_context
 log = logging.getLogger(__name__)
 
 # Datasets become lake path components: the same strictness as tenant ids, dots allowed.
-DATASET_RE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
 _HEC_DEFAULTS = ("host", "source", "sourcetype", "index")
 _SHUTDOWN_SECONDS = 5.0
 
