@@ -224,3 +224,27 @@ async def test_blob_checkpoint_store_on_azurite(tmp_path: Path, azurite: Azurite
     assert checkpoints == {"0": 1, "1": 0}
     assert {o["partition_id"] for o in owners} == {"0", "1"}
     assert not (tmp_path / "eventhubs").exists()
+
+
+async def test_claims_of_a_killed_run_do_not_block_the_restart(tmp_path: Path) -> None:
+    """A daemon killed without releasing its partitions leaves fresh ownership claims in the
+    file; the restarted source (load balancing every 1 s, so those claims would hold it off for
+    ~6 s) reads at once from the checkpoint."""
+    store = FileCheckpointStore(tmp_path / "eventhubs" / "cloud")
+    base = {"fully_qualified_namespace": NAMESPACE, "eventhub_name": "logs",
+            "consumer_group": "$Default"}
+    await store.claim_ownership([{**base, "partition_id": "0", "owner_id": "killed-run",
+                                  "etag": None}])
+    await store.update_checkpoint({**base, "partition_id": "0", "sequence_number": 0,
+                                   "offset": "0"})
+    hub = FakeHub(partitions=1)
+    hub.send("0", body(0), body(1))
+    rig = rig_for(tmp_path, hub)
+    started = asyncio.get_running_loop().time()
+    await rig.source.start()
+    try:
+        await until(lambda: len(rig.events()) == 1, 20, "the event after the checkpoint")
+    finally:
+        await rig.source.stop()
+    assert asyncio.get_running_loop().time() - started < 4
+    assert rig.events()[0]["resourceId"].endswith("VM1")

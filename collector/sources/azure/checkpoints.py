@@ -4,7 +4,7 @@ atomically (`collector.durable.write_atomic`) on every change.
 
 Ownership claims compare etags like the blob store does, so the library's load balancing
 works unchanged; the file is local, so one daemon owns a consumer group (several daemons
-sharing one need the blob store).
+sharing one need the blob store), and the claims of a previous run are dropped at start.
 """
 
 from __future__ import annotations
@@ -46,6 +46,17 @@ class FileCheckpointStore(CheckpointStore):  # type: ignore[misc]
 
     def _save(self, path: Path, data: dict[str, Any]) -> None:
         write_atomic(path, orjson.dumps(data, option=orjson.OPT_INDENT_2))
+
+    def forget_ownership(self) -> None:
+        """Drop every ownership record (checkpoints stay). A killed daemon's claims would
+        otherwise keep its partitions from the restarted one until they time out; the files
+        are this daemon's alone (its data directory is locked), so no one else owns them."""
+        if not self.directory.is_dir():
+            return
+        for path in self.directory.glob("*.json"):
+            data = self._load(path)
+            if data["ownership"]:
+                self._save(path, {**data, "ownership": {}})
 
     async def list_ownership(self, fully_qualified_namespace: str, eventhub_name: str,
                              consumer_group: str, **kwargs: Any) -> list[dict[str, Any]]:

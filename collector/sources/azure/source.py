@@ -127,7 +127,9 @@ class EventHubsSource(Source):
         if not directory.is_absolute() and self.context.conf_dir is not None \
                 and store.path is not None:
             directory = self.context.conf_dir / directory
-        return FileCheckpointStore(directory)
+        store_files = FileCheckpointStore(directory)
+        store_files.forget_ownership()
+        return store_files
 
     async def _run(self) -> None:
         assert self.stopping is not None
