@@ -1,13 +1,11 @@
-"""End to end: SSH brute-force lines sent over TCP syslog land in the lake; an alert on them goes
-into the alert store with the tenant's SLA due times and is notified to the SOC; an analyst
-added with `vigil users add` activates, logs in with TOTP, acknowledges, notes and closes it as a
-true positive with the `vigil alerts` CLI; `vigil sla report` and the audit log show it.
+"""End to end: SSH brute-force lines sent over TCP syslog go through the shipped Linux auth
+pipeline; the built-in brute-force correlation raises an alert, which goes into the alert store
+with the tenant's SLA due times and is notified to the SOC; an analyst added with
+`vigil users add` activates, logs in with TOTP, acknowledges, notes and closes it as a true
+positive with the `vigil alerts` CLI; `vigil sla report` and the audit log show it.
 
-Faked: the detection stage is not committed yet, so the alert record (notes/alert-record.md)
-is built from the lake rows of the sent lines and handed to the daemon's sinks as an ALERTS
-batch, the way the worker hands detection's output to them. Everything else is real: the daemon
-(in-process, on its own event loop), TCP syslog, the journal, the lake, aiosmtpd, the webhook
-receiver, the CLI as subprocesses.
+Nothing is faked: the daemon (in-process, on its own event loop), TCP syslog, the journal, the
+pipelines, detection, the lake, aiosmtpd, the webhook receiver, the CLI as subprocesses.
 """
 
 from __future__ import annotations
@@ -15,11 +13,11 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import shutil
 import socket
 import threading
 import urllib.parse
 import urllib.request
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -36,14 +34,14 @@ from alerts.kit import (
     webhook_receiver,
     write_conf,
 )
-from support.daemon import lake_rows, wait_for
+from support.daemon import REPO, lake_rows, wait_for
 
-from collector.events import ALERTS, Batch
 from collector.runtime import Daemon
 
 PASSWORD = "analyst passphrase 2025"
 LINES = [f"<38>Mar  3 09:00:{i:02d} web-1 sshd[4242]: Failed password for root from "
-         f"203.0.113.7 port {50000 + i} ssh2" for i in range(6)]
+         f"203.0.113.7 port {50000 + i} ssh2" for i in range(12)]
+BRUTE_FORCE = "SSH brute force from one source"
 
 
 class DaemonThread:
@@ -87,32 +85,9 @@ class DaemonThread:
         return f"http://{self.daemon.control.bound_address()}"
 
     def source_address(self) -> tuple[str, int]:
-        address = self.daemon.sources["ssh"].health()["address"]
+        address = self.daemon.sources["syslog_tcp"].health()["address"]
         host, _, port = address.rpartition(":")
         return host, int(port)
-
-
-def alert_from_lake(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """The alert detection would emit for these matches (the record contract)."""
-    times = sorted(r["@timestamp"] for r in rows)
-    group = '{"source.ip": "203.0.113.7"}'
-    dedup = f"acme|ssh_brute_force|{group}"
-    return {
-        "@timestamp": times[-1], "vigil.tenant": "acme",
-        "alert.id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{dedup}|{times[0].isoformat()}")),
-        "alert.dedup_key": dedup, "alert.first_seen": times[0], "alert.last_seen": times[-1],
-        "alert.count": len(rows), "alert.suppressed": len(rows) - 1,
-        "alert.severity": "critical", "alert.dataset": "syslog", "alert.group_key": group,
-        "alert.events": [orjson.dumps({"message": r["message"], "lake": {
-            "dataset": "syslog", "tenant": "acme", "time": r["@timestamp"],
-            "offset": r.get("vigil.offset")}}, default=str).decode() for r in rows],
-        "rule.id": "ssh_brute_force", "rule.name": "SSH brute force",
-        "rule.description": "Many failed SSH logins from one address",
-        "rule.level": "critical", "rule.type": "correlation", "rule.references": [],
-        "rule.falsepositives": [], "rule.tags": ["attack.credential_access", "attack.t1110"],
-        "rule.runbook": None, "threat.tactic.name": ["credential-access"],
-        "threat.technique.id": ["T1110"],
-    }
 
 
 def test_ssh_brute_force_to_triaged_alert_with_sla_and_audit(tmp_path: Path) -> None:
@@ -126,9 +101,9 @@ def test_ssh_brute_force_to_triaged_alert_with_sla_and_audit(tmp_path: Path) -> 
             name: ACME Corp
             tier: managed_soc
             sla:
-              critical: {{ack: 15m, resolve: 4h}}
+              high: {{ack: 15m, resolve: 4h}}
         sources:
-          ssh:
+          syslog_tcp:
             type: syslog_tcp
             address: 127.0.0.1:0
             tenant: acme
@@ -144,30 +119,24 @@ def test_ssh_brute_force_to_triaged_alert_with_sla_and_audit(tmp_path: Path) -> 
             audience: soc
         """)
         write_conf(conf, email_notifier_yaml(smtp), "60-notify.yaml")
+        shutil.copy(REPO / "conf.d" / "30-linux-auth.yaml", conf / "30-linux-auth.yaml")
+        shutil.copytree(REPO / "conf.d" / "enrich", conf / "enrich")
         running = DaemonThread(conf, data).start()
         try:
+            before = datetime.now(UTC)
             with socket.create_connection(running.source_address(), timeout=5) as sock:
                 sock.sendall("".join(line + "\n" for line in LINES).encode())
-            rows = wait_for(lambda: len(found := lake_rows(data)) >= 6 and found, 20,
-                            message="six syslog events in the lake")
-            alert = alert_from_lake(rows)
-            alert_id = alert["alert.id"]
-
-            async def inject() -> None:
-                batch = Batch("acme", [alert], 0, 0, "alerts", kind=ALERTS)
-                async with running.daemon.worker.lock:
-                    for sink in running.daemon.sinks.values():
-                        if ALERTS in sink.accepts:
-                            sink.write(batch)
-                    await running.daemon.worker.flush(force=True)
-
-            before = datetime.now(UTC)
-            running.run(inject())
-            running.run(inject())  # a replay updates, never duplicates
             soc_events = wait_for(lambda: [orjson.loads(b) for _, b in soc.requests], 20,
                                   message="the SOC webhook")
             assert [e["event"] for e in soc_events] == ["new_alert"]
             stored = soc_events[0]["alert"]
+            alert_id = stored["id"]
+            assert stored["rule"]["name"] == BRUTE_FORCE
+            assert json.loads(stored["group_key"]) == {"source.ip": "203.0.113.7"}
+            rows = wait_for(lambda: len(found := lake_rows(
+                data, "SELECT * FROM lake WHERE \"vigil.dataset\" = 'linux.auth'")) == 12
+                and found, 20, message="the twelve events in the lake")
+            assert {r["event.outcome"] for r in rows} == {"failure"}
             created = datetime.fromisoformat(stored["created_at"])
             assert before <= created <= datetime.now(UTC)
             assert datetime.fromisoformat(stored["sla"]["ack_due"]) - created == \
@@ -184,7 +153,7 @@ def test_ssh_brute_force_to_triaged_alert_with_sla_and_audit(tmp_path: Path) -> 
             activation = urllib.parse.parse_qs(link.group(1))["token"][0]
             # Two mails: the new alert to the SOC, the enrollment to the analyst.
             mails = {m["To"]: m for m in smtp.wait(2)}
-            assert "[CRITICAL] New critical alert: SSH brute force" in \
+            assert f"[HIGH] New high alert: {BRUTE_FORCE}" in \
                 mails["soc@provider.example"]["Subject"]
             uri = re.search(r"(otpauth://\S+)", body_text(mails["ana@soc.example"]))
             assert uri
@@ -212,19 +181,18 @@ def test_ssh_brute_force_to_triaged_alert_with_sla_and_audit(tmp_path: Path) -> 
             shown = vigil(conf, data, "alerts", "show", alert_id, "--json", env=env)
             detail = json.loads(shown.stdout)
             assert (detail["status"], detail["resolution"], detail["count"]) == \
-                ("resolved", "true_positive", 6)
-            assert len(detail["events"]) == 6 and "Failed password" in \
-                detail["events"][0]["message"]
+                ("resolved", "true_positive", 1)
+            # The correlation window's ten failures, with their place in the lake.
+            assert len(detail["events"]) == 10
+            assert {e["lake"]["dataset"] for e in detail["events"]} == {"linux.auth"}
 
             report = vigil(conf, data, "sla", "report", "--tenant", "acme", "--json")
             assert report.returncode == 0, report.stderr
-            critical = next(r for r in json.loads(report.stdout)["rows"]
-                            if r["severity"] == "critical")
-            assert (critical["alerts"], critical["acknowledged"], critical["resolved"]) == \
-                (1, 1, 1)
-            assert (critical["within_sla"], critical["within_sla_pct"],
-                    critical["meets_target"]) == (1, 100.0, True)
-            assert 0 < critical["mtta_seconds"] <= critical["mttr_seconds"] < 900
+            high = next(r for r in json.loads(report.stdout)["rows"] if r["severity"] == "high")
+            assert (high["alerts"], high["acknowledged"], high["resolved"]) == (1, 1, 1)
+            assert (high["within_sla"], high["within_sla_pct"], high["meets_target"]) == \
+                (1, 100.0, True)
+            assert 0 < high["mtta_seconds"] <= high["mttr_seconds"] < 900
 
             request = urllib.request.Request(f"{base}/api/v1/alerts/{alert_id}/audit",
                                              headers={"Authorization":
@@ -239,6 +207,6 @@ def test_ssh_brute_force_to_triaged_alert_with_sla_and_audit(tmp_path: Path) -> 
             assert metrics.sample("vigil_alerts_written_total", tenant="acme",
                                   result="inserted") == 1
             assert metrics.sample("vigil_alerts_time_to_acknowledge_seconds_count",
-                                  tenant="acme", severity="critical") == 1
+                                  tenant="acme", severity="high") == 1
         finally:
             assert running.stop() == 0
