@@ -21,6 +21,10 @@ run: venv
 	@echo "  send a test event:   logger -n 127.0.0.1 -P 5514 -T 'hello from logger'"
 	@echo "  events land in:      $(DATA)/lake/<dataset>/tenant=<id>/date=YYYY-MM-DD/hour=HH/*.parquet"
 	@echo "  query them:          $(BIN)/python -c \"import duckdb; print(duckdb.sql(\\\"SELECT * FROM read_parquet('$(DATA)/lake/**/*.parquet', hive_partitioning=true, union_by_name=true)\\\"))\""
+	@echo "  alerts land in:      $(DATA)/alerts.db (and the lake's alerts dataset); try 12 failed"
+	@echo "                       SSH logins: for i in \$$(seq 12); do logger -n 127.0.0.1 -P 5514 -T -t sshd 'Failed password for root from 203.0.113.9 port 22 ssh2'; done"
+	@echo "                       then: $(BIN)/vigil sla report -c $(CONF) --data-dir $(DATA)"
+	@echo "  dead letters:        $(DATA)/dlq/  ($(BIN)/vigil dlq list -c $(CONF) --data-dir $(DATA))"
 	@echo "  metrics and health:  curl 127.0.0.1:9580/metrics  |  curl 127.0.0.1:9580/readyz"
 	@echo "  stop with Ctrl-C (SIGINT drains and flushes like SIGTERM)"
 	$(BIN)/vigil validate -c $(CONF)

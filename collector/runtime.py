@@ -288,7 +288,8 @@ class Daemon:
             await self.control.stop()
         log.info("vigil stopped", extra={
             "exit_code": code,
-            "received_events": int(self.telemetry.total("vigil_component_received_events_total")),
+            "received_events": int(self.telemetry.total("vigil_component_received_events_total",
+                                                        component_kind="source")),
             "lake_rows": int(self.telemetry.total("vigil_lake_rows_written_total"))})
         return code
 

@@ -215,10 +215,11 @@ class Telemetry:
         value = self.registry.get_sample_value(name, labels)
         return 0.0 if value is None else value
 
-    def total(self, name: str) -> float:
-        """The sum of every sample of one metric (e.g. events received by all sources)."""
+    def total(self, name: str, **labels: str) -> float:
+        """The sum of the samples of one metric whose labels include `labels` (e.g. events
+        received by all sources: component_kind="source")."""
         return sum(s.value for metric in self.registry.collect() for s in metric.samples
-                   if s.name == name)
+                   if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()))
 
 
 class ComponentTelemetry:
