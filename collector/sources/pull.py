@@ -97,27 +97,17 @@ class Backoff:
         self.failures = 0
 
 
-def over_bound(queue: Any, partition: str | None) -> bool:
-    """The queue's backpressure signal; per partition where the queue has bounds per partition
-    (the journal), in total otherwise (the memory queue)."""
-    if partition is not None and getattr(queue, "partition_max_events", None) is not None:
-        return bool(queue.over_bound(partition))
-    return bool(queue.over_bound())
-
-
 async def wait_for_capacity(queue: Any, partition: str | None,
                             stopping: asyncio.Event | None = None) -> bool:
-    """Return True once the queue (or `partition`) is under its bound; False when `stopping`
-    is set first. Pulling sources call it before each append, so a full journal pauses them
-    while the cloud service keeps the messages."""
-    while over_bound(queue, partition):
+    """Return True once the queue is under its bound (and `partition`, the source's fixed
+    tenant, under its own share); False when `stopping` is set first. Pulling sources call it
+    before each append, so a full journal pauses them while the cloud service keeps the
+    messages."""
+    while queue.over_bound() or (partition is not None and queue.over_bound(partition)):
         loop = asyncio.get_running_loop()
         ready: asyncio.Future[None] = loop.create_future()
         wake = functools.partial(_resolve, ready)
-        if partition is not None and getattr(queue, "partition_max_events", None) is not None:
-            queue.add_capacity_listener(wake, partition)
-        else:
-            queue.add_capacity_listener(wake)
+        queue.add_capacity_listener(wake, None if queue.over_bound() else partition)
         waiters: set[asyncio.Future[Any]] = {ready}
         stopper = asyncio.ensure_future(stopping.wait()) if stopping is not None else None
         if stopper is not None:
