@@ -6,6 +6,10 @@ import argparse
 import importlib
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collector.config import VigilConfig
 
 # Each module defines `register(subparsers, common)`; a sub-command sets `func(args) -> int`.
 COMMAND_MODULES = [
@@ -25,6 +29,20 @@ COMMAND_MODULES = [
 
 DEFAULT_CONF_DIR = Path("/etc/vigil/conf.d")
 EX_CONFIG = 78
+
+
+def load_or_report(args: argparse.Namespace) -> VigilConfig | None:
+    """The configuration of `-c DIR`, or None after printing each error (FILE:LINE:COL: key:
+    message) on stderr; callers then exit with EX_CONFIG."""
+    from collector.config import load_config
+    from collector.errors import ConfigErrors
+
+    try:
+        return load_config(args.config_dir)
+    except ConfigErrors as exc:
+        for error in exc.errors:
+            print(error, file=sys.stderr)
+        return None
 
 
 def common_options() -> argparse.ArgumentParser:

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from collector.config import VigilConfig, load_config
-from collector.config.loader import DEFAULT_DATA_DIR  # noqa: F401 - re-exported for commands
 from collector.config.models import ValidationContext
 from collector.control import ControlServer
 from collector.detection.alerts import ALERT_SCHEMA, ALERTS_DATASET

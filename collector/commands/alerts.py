@@ -71,7 +71,7 @@ def _base(args: argparse.Namespace) -> str | None:
     if args.api:
         return str(args.api).rstrip("/")
     from collector.auth.config import public_url
-    from collector.commands.tenants import load_or_report
+    from collector.cli import load_or_report
 
     config = load_or_report(args)
     return None if config is None else public_url(config)

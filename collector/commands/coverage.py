@@ -10,7 +10,7 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-from collector.cli import EX_CONFIG
+from collector.cli import EX_CONFIG, load_or_report
 
 
 def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -24,16 +24,11 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
 def run(args: argparse.Namespace) -> int:
     import orjson
 
-    from collector.config import load_config
     from collector.detection.coverage import FieldCoverage, coverage_report
     from collector.detection.stage import DetectionStage
-    from collector.errors import ConfigErrors
 
-    try:
-        config = load_config(args.config_dir)
-    except ConfigErrors as exc:
-        for error in exc.errors:
-            print(error, file=sys.stderr)
+    config = load_or_report(args)
+    if config is None:
         return EX_CONFIG
     data_dir = config.data_dir(args.data_dir)
     stage = DetectionStage(config, args.config_dir.resolve(), data_dir, None,

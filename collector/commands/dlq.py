@@ -12,7 +12,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from collector.cli import EX_CONFIG
+from collector.cli import EX_CONFIG, load_or_report
 
 
 def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -32,15 +32,10 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
 
 
 def _root(args: argparse.Namespace) -> Path | None:
-    from collector.config import load_config
-    from collector.errors import ConfigErrors
     from sinks.dead_letter import dead_letter_root
 
-    try:
-        config = load_config(args.config_dir)
-    except ConfigErrors as exc:
-        for error in exc.errors:
-            print(error, file=sys.stderr)
+    config = load_or_report(args)
+    if config is None:
         return None
     return dead_letter_root(config.data_dir(args.data_dir), config.sinks.values())
 

@@ -45,22 +45,18 @@ def _journal_dir(args: argparse.Namespace) -> Path | int:
 
 
 def _configured_dir(args: argparse.Namespace) -> Path | None:
+    """`vigil.queue.path`, else `journal` under --data-dir / `vigil.data_dir`. With --data-dir
+    and no conf.d at all (a data dir inspected on its own), `<data-dir>/journal`."""
+    from collector.cli import load_or_report
     from collector.journal import journal_path
-    from collector.runtime import DEFAULT_DATA_DIR
 
-    if args.data_dir is not None:
+    if args.data_dir is not None and not args.config_dir.is_dir():
         path: Path = args.data_dir / "journal"
         return path
-    from collector.config import load_config
-    from collector.errors import ConfigErrors
-
-    try:
-        config = load_config(args.config_dir)
-    except ConfigErrors as exc:
-        for error in exc.errors:
-            print(error, file=sys.stderr)
+    config = load_or_report(args)
+    if config is None:
         return None
-    return journal_path(config.settings, config.settings.data_dir or DEFAULT_DATA_DIR)
+    return journal_path(config.settings, config.data_dir(args.data_dir))
 
 
 def _human(n: int) -> str:

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from collector.cli import EX_CONFIG
+from collector.cli import EX_CONFIG, load_or_report
 
 CHUNK_LINES = 10_000
 
@@ -43,16 +43,11 @@ def _lines(handle: BinaryIO) -> Iterator[list[bytes]]:
 def run(args: argparse.Namespace) -> int:
     import orjson
 
-    from collector.config import load_config
-    from collector.errors import ConfigErrors
     from collector.events import DATASET
     from collector.offline import OfflineRun, UnknownSource, split_dead_letters
 
-    try:
-        config = load_config(args.config_dir)
-    except ConfigErrors as exc:
-        for error in exc.errors:
-            print(error, file=sys.stderr)
+    config = load_or_report(args)
+    if config is None:
         return EX_CONFIG
     offline = OfflineRun(config, args.config_dir)
     out = sys.stdout.buffer

@@ -134,17 +134,11 @@ def run_test(args: argparse.Namespace) -> int:
 
 def _offline(args: argparse.Namespace) -> Any:
     """The -c configuration built for offline runs; None (errors printed) when invalid."""
-    from collector.config import load_config
-    from collector.errors import ConfigErrors
+    from collector.cli import load_or_report
     from collector.offline import OfflineRun
 
-    try:
-        config = load_config(args.config_dir)
-    except ConfigErrors as exc:
-        for error in exc.errors:
-            print(error, file=sys.stderr)
-        return None
-    return OfflineRun(config, args.config_dir)
+    config = load_or_report(args)
+    return None if config is None else OfflineRun(config, args.config_dir)
 
 
 def _through_pipelines(offline: Any, args: argparse.Namespace, path: Path
@@ -257,23 +251,20 @@ def _short(value: Any) -> str:
 
 def run_backtest(args: argparse.Namespace) -> int:
     """Rules over one tenant's lake; the last line is a JSON summary."""
-    from collector.config import load_config
+    from collector.cli import EX_CONFIG, load_or_report
     from collector.config.models import is_tenant_id, parse_duration
     from collector.detection.backtest import backtest, summary
-    from collector.errors import ConfigErrors
     from rules.loader import load_rules
     from sinks.lake.sink import lake_root
 
     try:
-        config = load_config(args.config_dir)
         since = parse_duration(args.since)
-    except ConfigErrors as exc:
-        for error in exc.errors:
-            print(error, file=sys.stderr)
-        return 78
     except ValueError as exc:
         print(f"--since: {exc}", file=sys.stderr)
         return 2
+    config = load_or_report(args)
+    if config is None:
+        return EX_CONFIG
     if not is_tenant_id(args.tenant) or args.tenant not in config.tenants:
         print(f"unknown tenant {args.tenant!r}", file=sys.stderr)
         return 2

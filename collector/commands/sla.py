@@ -34,7 +34,8 @@ def run_report(args: argparse.Namespace) -> int:
 
     from collector.api.framework import ApiError
     from collector.api.routes import parse_since
-    from collector.commands.tenants import load_or_report, print_table, store_path
+    from collector.cli import load_or_report
+    from collector.commands.tenants import print_table, store_path
     from sinks.alerts.db import Database
     from sinks.alerts.sla import sla_report
     from sinks.alerts.store import AlertStore

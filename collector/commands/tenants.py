@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from collector.cli import EX_CONFIG
+from collector.cli import EX_CONFIG, load_or_report
 
 if TYPE_CHECKING:
     from collector.config import VigilConfig
@@ -27,19 +27,6 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     show.add_argument("tenant")
     show.add_argument("--json", action="store_true", help="JSON instead of text")
     show.set_defaults(func=show_tenant)
-
-
-def load_or_report(args: argparse.Namespace) -> VigilConfig | None:
-    """The configuration, or None after printing its errors."""
-    from collector.config import load_config
-    from collector.errors import ConfigErrors
-
-    try:
-        return load_config(args.config_dir)
-    except ConfigErrors as exc:
-        for error in exc.errors:
-            print(error, file=sys.stderr)
-        return None
 
 
 def print_table(rows: list[tuple[str, ...]]) -> None:

@@ -7,7 +7,7 @@ import argparse
 import sys
 from datetime import UTC, datetime
 
-from collector.cli import EX_CONFIG
+from collector.cli import EX_CONFIG, load_or_report
 
 
 def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -17,16 +17,11 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
 
 
 def run(args: argparse.Namespace) -> int:
-    from collector.config import load_config
-    from collector.errors import ConfigErrors
     from collector.offline import OfflineRun, split_dead_letters
     from collector.pipeline.testcases import CaseResult, check_case
 
-    try:
-        config = load_config(args.config_dir)
-    except ConfigErrors as exc:
-        for error in exc.errors:
-            print(error, file=sys.stderr)
+    config = load_or_report(args)
+    if config is None:
         return EX_CONFIG
     cases = config.section("tests")
     unknown = [name for name in args.names if name not in cases]

@@ -59,7 +59,8 @@ def _operator() -> Any:
 def _directory(args: argparse.Namespace) -> tuple[Any, Any] | None:
     from collector.auth.config import access_policy
     from collector.auth.directory import UserDirectory
-    from collector.commands.tenants import load_or_report, store_path
+    from collector.cli import load_or_report
+    from collector.commands.tenants import store_path
     from sinks.alerts.db import Database
 
     config = load_or_report(args)
