@@ -143,6 +143,11 @@ class Telemetry:
         self.step_events = Counter(
             "vigil_pipeline_step_events", "Events a pipeline step took, passed on, failed on or "
             "dropped", ["pipeline", "step", "step_type", "result"], registry=r)
+        self.step_results = Counter(
+            "vigil_pipeline_step_results", "What a step did with the events it took, by result "
+            "(geoip enriched/not_found/not_public/invalid, lookup matched/defaulted/missed, "
+            "threat_intel matched, file reloads/reload_errors)",
+            ["pipeline", "step", "step_type", "result"], registry=r)
         self.dead_letter_events = Counter(
             "vigil_dead_letter_events", "Events sent to the dead-letter area", ["tenant"],
             registry=r)

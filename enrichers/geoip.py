@@ -18,6 +18,7 @@ neither fails the event; both are counted in `GeoipStep.counts`.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 from collections.abc import Callable
@@ -32,7 +33,12 @@ from collector.config.models import ConfigIssue, ValidationContext
 from collector.events import Event
 from collector.pipeline.step import Step, StepConfig, StepContext
 from enrichers.addresses import Address, parse_address
-from enrichers.reloading import EnrichmentFileError, ReloadingFile, missing_file_message
+from enrichers.reloading import (
+    EnrichmentFileError,
+    ReloadingFile,
+    file_stats,
+    missing_file_message,
+)
 
 log = logging.getLogger(__name__)
 
@@ -166,6 +172,9 @@ class GeoipStep(Step):
         if config.cache_size:
             self.lookup = functools.lru_cache(maxsize=config.cache_size)(self._lookup)
         self._bind_readers()
+
+    def stats(self) -> dict[str, int]:
+        return file_stats(self.databases.values(), dataclasses.asdict(self.counts))
 
     def _bind_readers(self) -> None:
         city = self.databases.get("city_database")

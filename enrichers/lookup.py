@@ -12,6 +12,7 @@ either a list of rows (mappings) or a mapping from key to row, the key then bein
 from __future__ import annotations
 
 import csv
+import dataclasses
 import difflib
 import functools
 import logging
@@ -26,7 +27,12 @@ from pydantic import Field, field_validator
 from collector.config.models import ConfigIssue, ValidationContext
 from collector.events import Event
 from collector.pipeline.step import Step, StepConfig, StepContext
-from enrichers.reloading import EnrichmentFileError, ReloadingFile, missing_file_message
+from enrichers.reloading import (
+    EnrichmentFileError,
+    ReloadingFile,
+    file_stats,
+    missing_file_message,
+)
 
 log = logging.getLogger(__name__)
 
@@ -250,6 +256,9 @@ class LookupStep(Step):
             for name, value in pairs:
                 event.setdefault(name, value)
         return event
+
+    def stats(self) -> dict[str, int]:
+        return file_stats([self.table], dataclasses.asdict(self.counts))
 
     def maintain(self) -> None:
         """Re-read the table when its file changed."""

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from collector.errors import VigilError
 
@@ -68,6 +68,9 @@ class ReloadingFile(Generic[T]):
         self.reload_errors = 0
         self._failed: Signature | None = None
 
+    def stats(self) -> dict[str, int]:
+        return {"reloads": self.reloads, "reload_errors": self.reload_errors}
+
     def refresh(self) -> bool:
         """Reload if the file changed; True when `value` was replaced."""
         try:
@@ -98,3 +101,12 @@ class ReloadingFile(Generic[T]):
         self.reload_errors += 1
         log.error("enrichment file not reloaded, keeping the previous version",
                   extra={"what": self.what, "path": str(self.path), "error": reason})
+
+
+def file_stats(files: Iterable[ReloadingFile[Any]], counts: dict[str, int]) -> dict[str, int]:
+    """A step's counts plus the reloads and reload errors of all its files (`Step.stats`)."""
+    out = dict(counts)
+    for reloading in files:
+        for name, value in reloading.stats().items():
+            out[name] = out.get(name, 0) + value
+    return out

@@ -16,6 +16,7 @@ address, also for a CIDR match) or `threat.indicator.url.domain` (the listed dom
 from __future__ import annotations
 
 import csv
+import dataclasses
 import functools
 import ipaddress
 import logging
@@ -31,7 +32,12 @@ from collector.config.models import ConfigIssue, StrictModel, ValidationContext
 from collector.events import Event
 from collector.pipeline.step import Step, StepConfig, StepContext
 from enrichers.addresses import parse_address
-from enrichers.reloading import EnrichmentFileError, ReloadingFile, missing_file_message
+from enrichers.reloading import (
+    EnrichmentFileError,
+    ReloadingFile,
+    file_stats,
+    missing_file_message,
+)
 
 log = logging.getLogger(__name__)
 
@@ -370,6 +376,9 @@ class ThreatIntelStep(Step):
             if item is not None:
                 event[name] = item
         return event
+
+    def stats(self) -> dict[str, int]:
+        return file_stats(self.files, dataclasses.asdict(self.counts))
 
     def maintain(self) -> None:
         """Re-read indicator files that changed and rebuild the index once."""

@@ -65,6 +65,7 @@ class BoundStep:
     condition: Predicate | None
     on_failure: str
     counters: StepCounters = field(default_factory=StepCounters)
+    reported_stats: dict[str, int] = field(default_factory=dict)
 
 
 class Pipeline:
@@ -191,10 +192,20 @@ class PipelineSet:
                 c = bound.counters
                 if c.received or c.failed:
                     telemetry.pipeline_step_events(pipeline.id, bound.step_id, bound.type_name,
-                                          c.received, c.sent, c.failed, c.dropped)
+                                                   c.received, c.sent, c.failed, c.dropped)
                     bound.counters = StepCounters()
+                    self._report_stats(pipeline.id, bound, telemetry)
         if dead:
             telemetry.dead_letters(tenant, dead)
+
+    @staticmethod
+    def _report_stats(pipeline_id: str, bound: BoundStep, telemetry: Telemetry) -> None:
+        for result, value in bound.step.stats().items():
+            delta = value - bound.reported_stats.get(result, 0)
+            if delta > 0:
+                telemetry.step_results.labels(pipeline_id, bound.step_id, bound.type_name,
+                                              result).inc(delta)
+            bound.reported_stats[result] = value
 
     def maintain(self) -> None:
         """Tick housekeeping for every step (file reloads)."""

@@ -73,6 +73,11 @@ class Step(ABC):
     def apply(self, event: Event) -> Event | None:
         """Transform `event` (in place is fine) and return it; None drops it."""
 
+    def stats(self) -> dict[str, int]:
+        """Cumulative counts of what the step did beyond in/out/failed (an enricher's matches,
+        misses, file reloads), reported to Prometheus by the runner once per batch."""
+        return {}
+
     def maintain(self) -> None:  # noqa: B027 - optional hook, most steps need none
         """Housekeeping from the daemon's tick (e.g. reload a lookup file that changed)."""
 

@@ -205,3 +205,29 @@ def test_a_source_failure_goes_straight_to_the_dead_letter(tmp_path: Path) -> No
     assert (record["pipeline"], record["step"], record["error"]) == \
         ("-", "source", "not gzip: bad magic")
     assert record["event"]["aws.s3.key"] == "a.gz"
+
+
+def test_step_stats_reach_prometheus(tmp_path: Path) -> None:
+    """What an enricher did (matched, missed, ...) is counted per step, once per batch."""
+    (tmp_path / "enrich").mkdir()
+    (tmp_path / "enrich" / "users.csv").write_text("username,department\nann,Finance\n")
+    telemetry = Telemetry()
+    pipelines = build(tmp_path, """
+    pipelines:
+      p:
+        dataset: d
+        steps:
+          - type: lookup
+            table: enrich/users.csv
+            key_field: user.name
+            key_column: username
+            fields: {department: user.department}
+    """, telemetry)
+    pipelines.process(batch({"user.name": "ann"}, {"user.name": "bob"}, {"user.name": "ann"}))
+    pipelines.process(batch({"user.name": "cy"}))
+
+    def result(name: str) -> float:
+        return telemetry.sample("vigil_pipeline_step_results_total", pipeline="p",
+                                step="0-lookup", step_type="lookup", result=name)
+
+    assert (result("matched"), result("missed"), result("reloads")) == (2, 2, 0)
