@@ -9,6 +9,7 @@ is dropped. Counters are kept in plain integers per step and reported once per b
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -25,7 +26,7 @@ from collector.events import (
     Batch,
     Event,
 )
-from collector.pipeline.conditions import Predicate, compile_condition
+from collector.pipeline.conditions import Condition, Predicate, compile_condition
 from collector.pipeline.config import PipelineConfig
 from collector.pipeline.step import Step, StepConfig, StepContext, StepFailure
 from collector.registry import resolve
@@ -129,18 +130,56 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def routing_values(condition: Condition | None) -> tuple[str, frozenset[str]] | None:
+    """(field, values) when a match requires the field to equal one of those texts: at the top
+    level or as one condition of `all` (case-sensitive tests only)."""
+    if condition is None:
+        return None
+    fields_set = condition.model_fields_set
+    if "all" in fields_set:
+        for part in condition.all or ():
+            found = routing_values(part)
+            if found is not None:
+                return found
+        return None
+    if condition.field is None or condition.ignore_case:
+        return None
+    if "equals" in fields_set and isinstance(condition.equals, str):
+        return condition.field, frozenset([condition.equals])
+    if "in_" in fields_set:
+        return condition.field, frozenset(str(v) for v in condition.in_ or ())
+    return None
+
+
 class PipelineSet:
-    """Every configured pipeline in declaration order; the worker's batch processor."""
+    """Every configured pipeline in declaration order; the worker's batch processor.
+
+    Most pipelines route on one field (the program name): they are indexed by its values, so an
+    event is tested only against the pipelines that can take it, in declaration order."""
 
     def __init__(self, pipelines: list[Pipeline], telemetry: Telemetry | None = None,
                  clock: Callable[[], datetime] = _utcnow) -> None:
         self.pipelines = pipelines
         self.telemetry = telemetry
         self.clock = clock
+        keys = [routing_values(p.config.match) for p in pipelines]
+        fields = Counter(k[0] for k in keys if k is not None)
+        self.route_field = fields.most_common(1)[0][0] if fields else None
+        keyed = [k[1] if k is not None and k[0] == self.route_field else None for k in keys]
+        self.unrouted = [p for p, values in zip(pipelines, keyed, strict=True) if values is None]
+        self.routes: dict[str, list[Pipeline]] = {
+            value: [p for p, values in zip(pipelines, keyed, strict=True)
+                    if values is None or value in values]
+            for value in {v for values in keyed if values is not None for v in values}}
 
     def select(self, event: Event) -> Pipeline | None:
         """The first pipeline whose `match` holds (a pipeline without `match` takes all)."""
-        for pipeline in self.pipelines:
+        candidates = self.pipelines
+        if self.route_field is not None:
+            value = event.get(self.route_field)
+            candidates = self.routes.get(value if isinstance(value, str) else str(value),
+                                         self.unrouted)
+        for pipeline in candidates:
             if pipeline.match is None or pipeline.match(event):
                 return pipeline
         return None

@@ -231,3 +231,57 @@ def test_step_stats_reach_prometheus(tmp_path: Path) -> None:
                                 step="0-lookup", step_type="lookup", result=name)
 
     assert (result("matched"), result("missed"), result("reloads")) == (2, 2, 0)
+
+
+def test_indexed_routing_picks_what_a_linear_scan_picks(tmp_path: Path) -> None:
+    """The shipped conf.d's pipelines, indexed by program name, choose exactly the pipeline a
+    plain first-match scan chooses, for the benchmark workload and odd events."""
+    from support.daemon import REPO
+
+    from benchmarks.workload import json_lines, syslog_lines
+    from collector.offline import OfflineRun
+    from parsers.syslog import parse_syslog
+
+    config = load_config(REPO / "conf.d")
+    offline = OfflineRun(config, REPO / "conf.d")
+    pipelines = offline.pipelines
+    assert pipelines.route_field == "log.syslog.appname"
+
+    def linear(event: dict) -> object:
+        return next((p for p in pipelines.pipelines if p.match is None or p.match(event)), None)
+
+    import orjson
+    events = [parse_syslog(line, received_at=NOW) for line in syslog_lines(3000, seed=3)]
+    events += [dict(orjson.loads(line), **{"vigil.dataset": "json"})
+               for line in json_lines(500, seed=4)]
+    events += [{"log.syslog.appname": name, "message": "x"} for name in
+               ("sshd", "SSHD", "sudo", "nginx", "", "none", "None")] + [{}, {"message": 1}]
+    try:
+        for event in events:
+            assert pipelines.select(event) is linear(event), event
+    finally:
+        offline.close()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(st.sampled_from(["log.syslog.appname", "message", "vigil.dataset",
+                                        "eventSource", "Event"]),
+                       st.sampled_from(["sshd", "sudo", "nginx", "json", "su", "x", 1, None]),
+                       max_size=4))
+def test_indexed_routing_matches_linear_on_odd_events(event: dict) -> None:
+
+    pipelines = _shipped()
+    linear = next((p for p in pipelines.pipelines if p.match is None or p.match(event)), None)
+    assert pipelines.select(event) is linear
+
+
+_SHIPPED: list = []
+
+
+def _shipped():
+    if not _SHIPPED:
+        from support.daemon import REPO
+
+        from collector.offline import OfflineRun
+        _SHIPPED.append(OfflineRun(load_config(REPO / "conf.d"), REPO / "conf.d").pipelines)
+    return _SHIPPED[0]
