@@ -18,7 +18,7 @@ from typing import Any
 from sigma.processing.pipeline import ProcessingPipeline
 from sigma.rule import SigmaDetection, SigmaDetectionItem, SigmaRule
 
-from rules.compiler import DEFAULT_WEAK_SHARE, FieldResolver
+from rules.compiler.fields import DEFAULT_WEAK_SHARE, FieldResolver
 
 MAPPINGS_DIR = Path(__file__).parent / "mappings"
 LOGSOURCE_PREFIX = "logsource_"

@@ -16,7 +16,8 @@ from typing import Any
 
 import ahocorasick
 
-from rules.compiler import Predicate, anchor_cost
+from rules.compiler.anchors import anchor_cost
+from rules.compiler.fields import Predicate
 from rules.correlation import CorrelationEngine, event_time
 from rules.loader import CompiledRule, RuleSet
 from rules.match import EventRef, Match

@@ -27,7 +27,9 @@ from sigma.modifiers import SigmaWideModifier, modifier_mapping
 from sigma.rule import SigmaDetections, SigmaRule
 
 from collector.config.models import parse_duration
-from rules.compiler import CompiledCondition, CompileError, Predicate, compile_condition
+from rules.compiler.condition import CompiledCondition, compile_condition
+from rules.compiler.fields import Predicate
+from rules.compiler.ir import CompileError
 from rules.datasets import Mapping, shipped_mappings
 from rules.match import RuleInfo, attack_from_tags, severity_of
 from rules.new_value import NewValueSpec
