@@ -18,9 +18,9 @@ from collector.auth.directory import AuthError, LoginFailed, Principal
 from collector.auth.enrollment import enrollment_message
 from collector.auth.roles import ADMIN, TRIAGE
 from collector.config.models import SEVERITIES, TenantConfig, parse_duration
+from sinks.alerts.model import AlertFilter, Change, Conflict, NotFound
 from sinks.alerts.service import Alerting
 from sinks.alerts.sla import sla_report
-from sinks.alerts.store import AlertFilter, Change, Conflict, NotFound
 
 log = logging.getLogger(__name__)
 

@@ -27,8 +27,9 @@ from collector.auth.tokens import new_token, token_hash
 from collector.auth.totp import ReplayedCode, matching_step, new_secret
 from collector.config.models import is_tenant_id
 from collector.errors import VigilError
+from sinks.alerts.audit import write_audit
 from sinks.alerts.db import Database, from_text, to_text
-from sinks.alerts.store import PLATFORM, Actor, write_audit
+from sinks.alerts.model import PLATFORM, Actor
 
 log = logging.getLogger(__name__)
 

@@ -51,7 +51,7 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
 
 
 def _operator() -> Any:
-    from sinks.alerts.store import Actor
+    from sinks.alerts.model import Actor
 
     return Actor(f"cli:{getpass.getuser()}"[:64], None, "local")
 

@@ -21,9 +21,11 @@ from collector.config.loader import VigilConfig
 from collector.config.models import SeveritySla, SlaConfig, TenantConfig
 from collector.telemetry import Telemetry
 from sinks.alerts.db import Database, from_text
+from sinks.alerts.model import Change
+from sinks.alerts.outbox import Outgoing
 from sinks.alerts.sink import AlertStoreSink, alert_store_path
 from sinks.alerts.sla import SlaMonitor
-from sinks.alerts.store import AlertStore, Change, Outgoing
+from sinks.alerts.store import AlertStore
 from sinks.notify.dispatcher import NotificationDispatcher, Sleep, build_channels
 from sinks.notify.email import EmailChannel
 from sinks.notify.router import NotificationRouter

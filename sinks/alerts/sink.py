@@ -20,7 +20,8 @@ from pydantic import Field
 from collector.config.models import SinkConfig
 from collector.events import ALERTS, Batch, Event
 from sinks.alerts.db import Database
-from sinks.alerts.store import AlertStore, UpsertResult
+from sinks.alerts.model import UpsertResult
+from sinks.alerts.store import AlertStore
 from sinks.base import Sink, SinkContext
 
 log = logging.getLogger(__name__)

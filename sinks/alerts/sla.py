@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict
 from collector.config.models import SEVERITIES
 from collector.telemetry import Telemetry
 from sinks.alerts.db import from_text
-from sinks.alerts.store import AlertStore, age_seconds
+from sinks.alerts.store import AlertStore
 
 log = logging.getLogger(__name__)
 
@@ -150,3 +150,11 @@ class SlaMonitor:
         for labels in self._gauge_labels - seen:
             self.telemetry.alerts_open.labels(*labels).set(0)
         self._gauge_labels |= seen
+
+
+def age_seconds(start: str | None, end: str | None) -> float | None:
+    """Seconds between two stored times, None when either is missing."""
+    a, b = from_text(start), from_text(end)
+    if a is None or b is None:
+        return None
+    return (b - a) / timedelta(seconds=1)

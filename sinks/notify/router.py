@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from collector.config.models import TenantConfig
-from sinks.alerts.store import Outgoing
+from sinks.alerts.outbox import Outgoing
 from sinks.notify.config import EmailNotifierConfig, WebhookNotifierConfig
 
 NEW_ALERT = "new_alert"

@@ -11,7 +11,8 @@ from alerts.kit import TENANTS_YAML, UNUSED_MAIL_YAML, make_alert, write_conf
 from collector.auth.directory import UserDirectory
 from collector.cli import main
 from sinks.alerts.db import Database
-from sinks.alerts.store import Actor, AlertStore
+from sinks.alerts.model import Actor
+from sinks.alerts.store import AlertStore
 
 
 @pytest.fixture

@@ -21,8 +21,8 @@ from alerts.kit import (
 )
 
 from collector.telemetry import Telemetry
+from sinks.alerts.model import Actor
 from sinks.alerts.service import Alerting
-from sinks.alerts.store import Actor
 from sinks.notify.dispatcher import backoff_delays
 from sinks.notify.webhook import SIGNATURE_HEADER, verify
 

@@ -10,8 +10,9 @@ from alerts.kit import Clock, make_alert
 from collector.events import ALERTS, EVENTS, Batch
 from collector.telemetry import Telemetry
 from sinks.alerts.db import Database
+from sinks.alerts.model import Actor, AlertFilter
 from sinks.alerts.sink import AlertStoreConfig, AlertStoreSink, alert_store_path
-from sinks.alerts.store import Actor, AlertFilter, AlertStore
+from sinks.alerts.store import AlertStore
 from sinks.base import SinkContext
 from sinks.lake.schema import DatasetSchemas
 

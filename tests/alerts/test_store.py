@@ -15,7 +15,8 @@ from alerts.kit import T0, TENANTS_YAML, UNUSED_MAIL_YAML, Clock, load, make_ale
 from collector.config.models import SlaConfig
 from sinks.alerts.db import Database
 from sinks.alerts.migrations import MIGRATIONS
-from sinks.alerts.store import Actor, AlertFilter, AlertStore, Conflict, NotFound
+from sinks.alerts.model import Actor, AlertFilter, Conflict, NotFound
+from sinks.alerts.store import AlertStore
 
 ANALYST = Actor("ana", frozenset({"acme"}), "192.0.2.10")
 
@@ -163,7 +164,7 @@ def test_several_processes_write_at_once(tmp_path: Path) -> None:
         import sys
         sys.path[:0] = [{str(Path.cwd())!r}, {str(Path.cwd() / 'tests')!r}]
         from alerts.kit import make_alert, Clock, new_store
-        from sinks.alerts.store import Actor
+        from sinks.alerts.model import Actor
         from pathlib import Path
         import datetime as dt
         worker = int(sys.argv[1])

@@ -15,8 +15,8 @@ from collector.api.app import build_api_app
 from collector.auth.totp import current_code
 from collector.control import ControlServer
 from collector.telemetry import Telemetry
+from sinks.alerts.model import Actor
 from sinks.alerts.service import Alerting
-from sinks.alerts.store import Actor
 
 ROOT = Actor("root", None, "127.0.0.1")
 USERS = {

@@ -26,8 +26,8 @@ from collector.api.app import api_document, build_api_app
 from collector.auth.totp import current_code
 from collector.control import ControlServer
 from collector.telemetry import Telemetry
+from sinks.alerts.model import Actor
 from sinks.alerts.service import Alerting
-from sinks.alerts.store import Actor
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
           response_schema_conformance]

@@ -13,7 +13,8 @@ from collector.auth.config import AccessPolicy
 from collector.auth.directory import AuthError, LoginFailed, UserDirectory
 from collector.auth.totp import current_code
 from sinks.alerts.db import Database
-from sinks.alerts.store import Actor, AlertStore
+from sinks.alerts.model import Actor
+from sinks.alerts.store import AlertStore
 
 ADMIN = Actor("root", None, "127.0.0.1")
 PASSWORD = "correct horse battery staple"
