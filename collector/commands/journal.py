@@ -99,7 +99,7 @@ def run_stats(args: argparse.Namespace) -> int:
 def run_fsck(args: argparse.Namespace) -> int:
     from collector.journal.files import FileLayer
     from collector.journal.fsck import inspect, repair
-    from collector.journal.journal import LOCK_FILE
+    from collector.journal.layout import LOCK_FILE
 
     directory = _journal_dir(args)
     if isinstance(directory, int):

@@ -12,7 +12,7 @@ from typing import Any
 
 from collector.journal.codec import SEGMENT_HEADER_SIZE, SEGMENT_MAGIC
 from collector.journal.files import FileLayer
-from collector.journal.journal import (
+from collector.journal.layout import (
     CHECKPOINT_FILE,
     EPOCH_FILE,
     LOCK_FILE,
