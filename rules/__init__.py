@@ -2,6 +2,7 @@
 correlate per tenant (`CorrelationEngine`) and describe matches (`Match`, `RuleInfo`).
 
 Modules: loader (files, filters, correlations), datasets (mapping pipelines in mappings/),
-compiler/ (predicates, literals, fields), engine (index and evaluation), correlation (windows),
-match (the alert record). Import from the modules; this package imports nothing heavy.
+compiler/ (predicates, literals, fields), engine (index and evaluation), correlation/
+(resolution, windows), match (the alert record). Import from the modules; this package imports
+nothing heavy.
 """

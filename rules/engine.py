@@ -18,7 +18,7 @@ import ahocorasick
 
 from rules.compiler.anchors import anchor_cost
 from rules.compiler.fields import Predicate
-from rules.correlation import CorrelationEngine, event_time
+from rules.correlation.engine import CorrelationEngine, event_time
 from rules.loader import CompiledRule, RuleSet
 from rules.match import EventRef, Match
 from rules.new_value import NewValueState

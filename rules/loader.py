@@ -195,7 +195,7 @@ def load_rules(sources: Sequence[RuleSource | Path | str],
     for sigma_rule, tenant in sigma_rules:
         _compile_rule(ruleset, sigma_rule, tenant)
 
-    from rules.correlation import CorrelationRule  # correlation imports the loader's types
+    from rules.correlation.rule import CorrelationRule  # correlation imports the loader's types
 
     for obj, tenant in objects:
         if isinstance(obj, SigmaCorrelationRule):

@@ -37,7 +37,7 @@ from collector.durable import write_atomic
 from collector.events import ALERTS, EVENTS, OFFSET, TIMESTAMP, Batch, Event
 from collector.routing import QUARANTINE
 from collector.telemetry import Telemetry
-from rules.correlation import CorrelationEngine
+from rules.correlation.engine import CorrelationEngine
 from rules.engine import DetectionEngine
 from rules.loader import RuleSet, RuleSource, load_rules
 from rules.match import Match, RuleInfo

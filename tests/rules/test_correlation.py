@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from rules.correlation import CorrelationEngine
+from rules.correlation.engine import CorrelationEngine
 from rules.engine import DetectionEngine
 from rules.loader import load_rules
 
