@@ -1,11 +1,8 @@
 """A pulled source in-process: its real SourceContext over a MemoryQueue (or a journal), real
-telemetry and tenant routing, and an async poll for conditions."""
+telemetry and tenant routing (poll conditions with `support.daemon.wait_until`)."""
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,19 +15,6 @@ from collector.sources.base import Source, SourceContext
 from collector.telemetry import Telemetry
 
 NOW = datetime(2024, 5, 14, 9, 30, tzinfo=UTC)
-
-
-async def until(condition: Callable[[], Any], timeout: float = 10.0,
-                message: str = "condition") -> Any:
-    """Poll `condition` on the running loop until it is truthy; fail after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
-        await asyncio.sleep(0.02)
 
 
 class SourceRig:

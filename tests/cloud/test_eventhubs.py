@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 from cloud.azurite_rig import Azurite
 from cloud.eventhubs_rig import CONNECTION_STRING, NAMESPACE, FakeHub
-from cloud.rig import SourceRig, until
+from cloud.rig import SourceRig
+from support.daemon import wait_until
 
 from collector.queue import MemoryQueue
 from collector.sources.azure.checkpoints import FileCheckpointStore
@@ -65,9 +66,10 @@ async def test_all_partitions_records_and_checkpoints(tmp_path: Path) -> None:
     rig = rig_for(tmp_path, hub)
     await rig.source.start()
     try:
-        await until(lambda: len(rig.events()) == 6, 20, "6 events")
-        await until(lambda: rig.metric("vigil_component_pulled_messages_total",
-                                       result="acknowledged") == 5, 10, "5 checkpointed")
+        await wait_until(lambda: len(rig.events()) == 6, 20, message="6 events")
+        await wait_until(lambda: rig.metric("vigil_component_pulled_messages_total",
+                                            result="acknowledged") == 5, 10,
+                         message="5 checkpointed")
     finally:
         await rig.source.stop()
     events = rig.events()
@@ -90,14 +92,14 @@ async def test_restart_resumes_after_the_checkpoint(tmp_path: Path) -> None:
     hub.send("0", body(0), body(1))
     first = rig_for(tmp_path, hub)
     await first.source.start()
-    await until(lambda: first.metric("vigil_component_pulled_messages_total",
-                                     result="acknowledged") == 2, 20, "2 checkpointed")
+    await wait_until(lambda: first.metric("vigil_component_pulled_messages_total",
+                                          result="acknowledged") == 2, 20, message="2 checkpointed")
     await first.source.stop()
     hub.send("0", body(2))
     second = rig_for(tmp_path, hub)
     await second.source.start()
     try:
-        await until(lambda: len(second.events()) == 1, 20, "the new event")
+        await wait_until(lambda: len(second.events()) == 1, 20, message="the new event")
     finally:
         await second.source.stop()
     assert second.events()[0]["resourceId"].endswith("VM2")
@@ -112,15 +114,15 @@ async def test_no_checkpoint_while_the_journal_is_full_and_lag(tmp_path: Path) -
     rig = rig_for(tmp_path, hub, queue=queue, max_batch_size=4)
     await rig.source.start()
     try:
-        await until(lambda: rig.metric("vigil_component_pulled_messages_total",
-                                       result="received") == 4, 20, "a batch in hand")
+        await wait_until(lambda: rig.metric("vigil_component_pulled_messages_total",
+                                            result="received") == 4, 20, message="a batch in hand")
         store = FileCheckpointStore(tmp_path / "eventhubs" / "cloud")
         assert await store.list_checkpoints(NAMESPACE, "logs", "$Default") == []
         batch = queue.read_nowait(10)
         assert batch is not None
         queue.ack("demo", batch.last_offset)
-        await until(lambda: rig.metric("vigil_component_pulled_messages_total",
-                                       result="acknowledged") >= 4, 20, "checkpointed")
+        await wait_until(lambda: rig.metric("vigil_component_pulled_messages_total",
+                                            result="acknowledged") >= 4, 20, message="checkpointed")
         assert rig.metric("vigil_component_pull_backlog_messages") == 6
     finally:
         await rig.source.stop()
@@ -140,7 +142,8 @@ async def test_link_errors_back_off_and_recover(tmp_path: Path) -> None:
                         library_client(c, s, st)))
     await rig.source.start()
     try:
-        await until(lambda: len(rig.events()) == 1, 30, "the event after two link errors")
+        await wait_until(lambda: len(rig.events()) == 1, 30,
+                         message="the event after two link errors")
     finally:
         await rig.source.stop()
     assert rig.metric("vigil_component_pull_retries_total", operation="partition") == 2
@@ -161,10 +164,11 @@ async def test_missing_secret_is_retried_not_logged(tmp_path: Path,
     rig = SourceRig(tmp_path, settings(), sleep=sleep,
                     client_factory=lambda c, s, st: hub.attach(library_client(c, s, st)))
     await rig.source.start()
-    await until(lambda: len(delays) >= 2, 10, "retries")
+    await wait_until(lambda: len(delays) >= 2, 10, message="retries")
     monkeypatch.setenv("VIGIL_TEST_EH", CONNECTION_STRING)
     hub.send("0", body(1))
-    await until(lambda: len(rig.events()) == 1, 20, "the event once the secret is there")
+    await wait_until(lambda: len(rig.events()) == 1, 20,
+                     message="the event once the secret is there")
     await rig.source.stop()
     errors = [getattr(r, "error", "") for r in caplog.records]
     assert "ValueError: environment variable VIGIL_TEST_EH is empty or not set" in errors
@@ -212,8 +216,9 @@ async def test_blob_checkpoint_store_on_azurite(tmp_path: Path, azurite: Azurite
         "type": "blob", "container": container, "connection_string_env": "VIGIL_TEST_BLOB"})
     await rig.source.start()
     try:
-        await until(lambda: rig.metric("vigil_component_pulled_messages_total",
-                                       result="acknowledged") == 3, 30, "3 checkpointed")
+        await wait_until(lambda: rig.metric("vigil_component_pulled_messages_total",
+                                            result="acknowledged") == 3, 30,
+                         message="3 checkpointed")
     finally:
         await rig.source.stop()
     async with BlobCheckpointStore.from_connection_string(azurite.connection_string,
@@ -243,7 +248,8 @@ async def test_claims_of_a_killed_run_do_not_block_the_restart(tmp_path: Path) -
     started = asyncio.get_running_loop().time()
     await rig.source.start()
     try:
-        await until(lambda: len(rig.events()) == 1, 20, "the event after the checkpoint")
+        await wait_until(lambda: len(rig.events()) == 1, 20,
+                         message="the event after the checkpoint")
     finally:
         await rig.source.stop()
     assert asyncio.get_running_loop().time() - started < 4

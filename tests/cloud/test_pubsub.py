@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 from cloud.pubsub_rig import PROJECT, PubSubEmulator, Topic, audit_entry
-from cloud.rig import SourceRig, until
+from cloud.rig import SourceRig
+from support.daemon import wait_until
 
 from collector.events import PARSE_ERROR
 from collector.queue import MemoryQueue
@@ -36,8 +37,9 @@ async def test_log_entries_acknowledged_after_journaling(tmp_path: Path,
     rig = SourceRig(tmp_path, settings(topic))
     await rig.source.start()
     try:
-        await until(lambda: rig.metric("vigil_component_pulled_messages_total",
-                                       result="acknowledged") == 20, 20, "20 acknowledged")
+        await wait_until(lambda: rig.metric("vigil_component_pulled_messages_total",
+                                            result="acknowledged") == 20, 20,
+                         message="20 acknowledged")
     finally:
         await rig.source.stop()
     events = sorted(rig.events(), key=lambda e: e["insertId"])
@@ -58,7 +60,7 @@ async def test_formats(tmp_path: Path, pubsub: PubSubEmulator) -> None:
     rig = SourceRig(tmp_path, settings(topic, format="json"))
     await rig.source.start()
     try:
-        await until(lambda: len(rig.events()) == 4, 20, "4 events")
+        await wait_until(lambda: len(rig.events()) == 4, 20, message="4 events")
     finally:
         await rig.source.stop()
     by_message = {e.get("message", "object"): e for e in rig.events()}
@@ -78,14 +80,15 @@ async def test_held_messages_nacked_on_stop_are_redelivered(tmp_path: Path,
     topic.publish(*(json.dumps(audit_entry(i)).encode() for i in range(5)))
     rig = SourceRig(tmp_path, settings(topic), queue=queue)
     await rig.source.start()
-    await until(lambda: rig.source.health()["held_messages"] == 5, 20, "5 held messages")
+    await wait_until(lambda: rig.source.health()["held_messages"] == 5, 20,
+                     message="5 held messages")
     await rig.source.stop()
     assert rig.metric("vigil_component_pulled_messages_total", result="released") == 5
     assert rig.metric("vigil_component_pulled_messages_total", result="acknowledged") == 0
     # Redelivered well before the 60 s ack deadline would have let them go.
     redelivered: list[Any] = []
-    await until(lambda: (redelivered.extend(topic.pull()), len(redelivered) >= 5)[1], 15,
-                "the nacked messages redelivered")
+    await wait_until(lambda: (redelivered.extend(topic.pull()), len(redelivered) >= 5)[1], 15,
+                     message="the nacked messages redelivered")
     assert sorted(json.loads(m.message.data)["insertId"] for m in redelivered) == [
         f"insert-{i}" for i in range(5)]
 
@@ -102,7 +105,7 @@ async def test_missing_subscription_backs_off(tmp_path: Path, pubsub: PubSubEmul
                     sleep=sleep)
     await rig.source.start()
     try:
-        await until(lambda: len(delays) >= 4, 30, "four retries")
+        await wait_until(lambda: len(delays) >= 4, 30, message="four retries")
     finally:
         await rig.source.stop()
     assert rig.metric("vigil_component_pull_retries_total", operation="subscribe") >= 4
@@ -122,7 +125,7 @@ async def test_deadlines_extended_while_the_journal_is_full(tmp_path: Path,
     rig = SourceRig(tmp_path, settings(topic), queue=queue)
     await rig.source.start()
     try:
-        await until(lambda: rig.source.health()["held_messages"] == 3, 20, "3 held")
+        await wait_until(lambda: rig.source.health()["held_messages"] == 3, 20, message="3 held")
         import asyncio
         import time
 
@@ -132,8 +135,9 @@ async def test_deadlines_extended_while_the_journal_is_full(tmp_path: Path,
         batch = queue.read_nowait(10)
         assert batch is not None
         queue.ack("demo", batch.last_offset)
-        await until(lambda: rig.metric("vigil_component_pulled_messages_total",
-                                       result="acknowledged") == 3, 20, "3 acknowledged")
+        await wait_until(lambda: rig.metric("vigil_component_pulled_messages_total",
+                                            result="acknowledged") == 3, 20,
+                         message="3 acknowledged")
     finally:
         await rig.source.stop()
     assert sorted(e["insertId"] for e in rig.events()) == ["insert-0", "insert-1", "insert-2"]

@@ -21,7 +21,8 @@ from cloud.moto_rig import (
     cloudtrail_key,
     cloudtrail_record,
 )
-from cloud.rig import SourceRig, until
+from cloud.rig import SourceRig
+from support.daemon import wait_until
 
 from collector.events import PARSE_ERROR, SOURCE_FAILURE
 from collector.queue import MemoryQueue
@@ -39,7 +40,7 @@ def s3_settings(bucket: LogBucket, moto: MotoServer, **extra: Any) -> dict[str, 
 async def run_until(rig: SourceRig, condition: Any, message: str, timeout: float = 15) -> None:
     await rig.source.start()
     try:
-        await until(condition, timeout, message)
+        await wait_until(condition, timeout, message=message)
     finally:
         await rig.source.stop()
 
@@ -144,14 +145,14 @@ async def test_visibility_renewed_while_the_journal_is_full(tmp_path: Path,
             queue.ack(batch.partition, batch.last_offset)
 
     try:
-        await until(lambda: rig.metric("vigil_component_pull_lease_extensions_total") >= 2,
-                    10, "two visibility renewals")
+        await wait_until(lambda: rig.metric("vigil_component_pull_lease_extensions_total") >= 2,
+                         10, message="two visibility renewals")
         assert queue.over_bound() and queue.pending() == 10
         other = bucket.sqs.receive_message(QueueUrl=bucket.queue_url, WaitTimeSeconds=0)
         assert other.get("Messages", []) == []
         assert bucket.counts() == (0, 1)
-        await until(lambda: (drain(), len(drained) == 30 and bucket.empty())[1], 10,
-                    "every record journaled and the message deleted")
+        await wait_until(lambda: (drain(), len(drained) == 30 and bucket.empty())[1], 10,
+                         message="every record journaled and the message deleted")
     finally:
         await rig.source.stop()
     assert sorted(e["eventID"] for e in drained) == sorted(
@@ -172,7 +173,7 @@ async def test_backoff_on_an_unreachable_endpoint_then_clean_stop(tmp_path: Path
                 "backoff": {"initial_seconds": 1, "max_seconds": 8}}
     rig = SourceRig(tmp_path, settings, sleep=sleep)
     await rig.source.start()
-    await until(lambda: len(delays) >= 5, 60, "five retries")
+    await wait_until(lambda: len(delays) >= 5, 60, message="five retries")
     await rig.source.stop()
     assert rig.metric("vigil_component_pull_retries_total", operation="connect") >= 5
     steps = [1, 2, 4, 8, 8]

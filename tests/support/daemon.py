@@ -6,6 +6,7 @@ control listener's /readyz detail names each source's address.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -30,13 +31,27 @@ def wait_for(condition: Callable[[], Any], timeout: float = 10.0, interval: floa
              message: str = "condition") -> Any:
     """Poll `condition` until it returns a truthy value; fail after `timeout` seconds."""
     deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+    while not (value := _poll(condition, deadline, timeout, message)):
         time.sleep(interval)
+    return value
+
+
+async def wait_until(condition: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02,
+                     message: str = "condition") -> Any:
+    """`wait_for` on a running event loop: sleeps with asyncio, so the loop (a source, the
+    journal's background rounds) makes progress between polls."""
+    deadline = time.monotonic() + timeout
+    while not (value := _poll(condition, deadline, timeout, message)):
+        await asyncio.sleep(interval)
+    return value
+
+
+def _poll(condition: Callable[[], Any], deadline: float, timeout: float, message: str) -> Any:
+    """The condition's value; raises once `deadline` has passed and it is still falsy."""
+    value = condition()
+    if not value and time.monotonic() > deadline:
+        raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+    return value
 
 
 def write_conf(conf_dir: Path, sections: dict[str, Any], name: str = "10-test.yaml") -> Path:

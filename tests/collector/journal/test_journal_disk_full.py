@@ -8,7 +8,6 @@ last one fills a real 1 MiB tmpfs and skips where mounting is not permitted.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import errno
 import logging
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.daemon import wait_until
 from support.tmpfs import small_tmpfs
 
 from collector.journal import FileLayer, Journal, JournalFullError, JournalWriteError
@@ -50,14 +50,6 @@ class FaultyFiles(FileLayer):
         os.fsync(fd)
 
 
-async def until(condition: Callable[[], Any], timeout: float = 5.0) -> None:
-    """Poll a condition while the loop runs the journal's background rounds."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not condition():
-        assert asyncio.get_running_loop().time() < deadline, "condition not reached"
-        await asyncio.sleep(0.005)
-
-
 async def test_enospc_fails_cleanly_backpressures_and_recovers(
         tmp_path: Path, open_journal: Factory, drain: Drain,
         caplog: pytest.LogCaptureFixture) -> None:
@@ -85,7 +77,7 @@ async def test_enospc_fails_cleanly_backpressures_and_recovers(
     assert telemetry.sample("vigil_journal_failing") == 1
 
     files.write_errno = None  # space returns: the probe notices without any append
-    await until(lambda: resumed)
+    await wait_until(lambda: resumed)
     assert not journal.over_bound() and journal.failing is None
     assert telemetry.sample("vigil_journal_failing") == 0
     assert journal.append("acme", [{"n": 2}]) == 2  # failed appends consumed no offsets
@@ -124,7 +116,7 @@ async def test_fsync_error_fails_the_durable_wait(open_journal: Factory) -> None
     files.fsync_errno = None
     # A round already under way may still fail; once the probe sees the disk healthy, the next
     # round syncs the record.
-    await until(lambda: journal.failing is None)
+    await wait_until(lambda: journal.failing is None)
     await journal.wait_durable("acme", last)
     assert journal.read_nowait(10) is not None
 
@@ -157,7 +149,7 @@ async def test_real_full_tmpfs(tmpfs: Path, open_journal: Factory, drain: Drain)
             written += 1
     assert journal.over_bound()
     ballast.unlink()  # space returns
-    await until(lambda: journal.failing is None)
+    await wait_until(lambda: journal.failing is None)
     assert not journal.over_bound()
     last = journal.append("acme", [{"n": "after"}])
     await journal.wait_durable("acme", last)

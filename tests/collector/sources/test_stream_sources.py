@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.daemon import wait_until
 
 from collector.events import PARSE_ERROR, TRUNCATED
 from collector.queue import MemoryQueue
@@ -51,14 +52,6 @@ class Rig:
         return self.telemetry.sample(name, component_id="src", component_kind="source",
                                      component_type=self.config.type, **labels)
 
-    async def wait(self, condition, timeout: float = 5.0) -> None:
-        deadline = asyncio.get_running_loop().time() + timeout
-        while not condition():
-            if asyncio.get_running_loop().time() > deadline:
-                raise AssertionError("timed out")
-            await asyncio.sleep(0.01)
-
-
 @pytest.fixture
 async def rigs():
     started: list[Rig] = []
@@ -88,7 +81,7 @@ async def test_each_connection_picks_its_own_framing(rigs) -> None:
     lines = b"<13>May 14 09:00:00 h1 a: newline one\n<13>May 14 09:00:01 h1 a: two\n"
     octets = str(len(msg)).encode() + b" " + msg
     await asyncio.gather(send(rig.address(), lines), send(rig.address(), octets))
-    await rig.wait(lambda: len(rig.events()) == 3)
+    await wait_until(lambda: len(rig.events()) == 3)
     by_message = {e["message"]: e for e in rig.events()}
     assert by_message["hello\nworld"]["process.pid"] == 42  # a newline inside an octet frame
     assert by_message["newline one"]["host.hostname"] == "h1"
@@ -101,14 +94,14 @@ async def test_each_connection_picks_its_own_framing(rigs) -> None:
 async def test_max_connections_refuses_and_counts(rigs) -> None:
     rig = await rigs("syslog_tcp", settings={"max_connections": 2})
     held = [await asyncio.open_connection(*rig.address()) for _ in range(2)]
-    await rig.wait(lambda: rig.source.health()["connections"] == 2)
+    await wait_until(lambda: rig.source.health()["connections"] == 2)
     reader, writer = await asyncio.open_connection(*rig.address())
     assert await reader.read() == b""  # closed by the daemon
     assert rig.metric("vigil_component_discarded_events_total", reason="max_connections") == 1
     for _, w in held:
         w.close()
     writer.close()
-    await rig.wait(lambda: rig.metric("vigil_component_open_connections") == 0)
+    await wait_until(lambda: rig.metric("vigil_component_open_connections") == 0)
 
 
 async def test_idle_connection_is_closed_and_its_unterminated_line_kept(rigs) -> None:
@@ -117,7 +110,7 @@ async def test_idle_connection_is_closed_and_its_unterminated_line_kept(rigs) ->
     writer.write(b"<13>May 14 09:00:00 h a: no newline at the end")
     await writer.drain()
     assert await asyncio.wait_for(reader.read(), 5) == b""
-    await rig.wait(lambda: len(rig.events()) == 1)
+    await wait_until(lambda: len(rig.events()) == 1)
     assert rig.events()[0]["message"] == "no newline at the end"
     writer.close()
 
@@ -126,10 +119,10 @@ async def test_a_reset_connection_keeps_its_unterminated_line(rigs) -> None:
     rig = await rigs("syslog_tcp", settings={})
     with socket.create_connection(rig.address()) as sock:
         sock.sendall(b"<13>May 14 09:00:00 h a: complete\n<13>May 14 09:00:00 h a: cut off by RST")
-        await rig.wait(lambda: len(rig.events()) == 1)
+        await wait_until(lambda: len(rig.events()) == 1)
         # SO_LINGER 0: close() sends RST instead of FIN
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
-    await rig.wait(lambda: len(rig.events()) == 2)
+    await wait_until(lambda: len(rig.events()) == 2)
     assert [e["message"] for e in rig.events()] == ["complete", "cut off by RST"]
 
 
@@ -180,7 +173,7 @@ async def test_tls_with_client_certificates(rigs, tmp_path: Path) -> None:
     trusted = ssl.create_default_context(cafile=server_cert)
     trusted.load_cert_chain(client_cert, client_key)
     await send(rig.address(), b"<13>May 14 09:00:00 h a: over mTLS\n", ssl=trusted)
-    await rig.wait(lambda: len(rig.events()) == 1)
+    await wait_until(lambda: len(rig.events()) == 1)
     assert rig.events()[0]["message"] == "over mTLS"
 
     anonymous = ssl.create_default_context(cafile=server_cert)  # no client certificate
@@ -192,10 +185,10 @@ async def test_tls_with_client_certificates(rigs, tmp_path: Path) -> None:
     writer.write(b"<13>May 14 09:00:00 h a: plain text to a TLS port\n")
     assert await asyncio.wait_for(reader.read(), 5) == b""
     writer.close()
-    await rig.wait(lambda: rig.metric("vigil_component_errors_total", error_type="tls_handshake",
-                                      stage="receive") == 3)
+    await wait_until(lambda: rig.metric("vigil_component_errors_total", error_type="tls_handshake",
+                                        stage="receive") == 3)
     assert len(rig.events()) == 1
-    await rig.wait(lambda: rig.metric("vigil_component_open_connections") == 0)
+    await wait_until(lambda: rig.metric("vigil_component_open_connections") == 0)
 
 
 async def test_udp_datagrams_cut_oversize_and_pause_when_full(rigs) -> None:
@@ -207,7 +200,7 @@ async def test_udp_datagrams_cut_oversize_and_pause_when_full(rigs) -> None:
         client.sendto(b"<13>May 14 09:00:00 h a: " + b"x" * 100, rig.address())
         client.sendto(b"\n", rig.address())
         client.sendto(b"garbage that is not syslog", rig.address())
-        await rig.wait(lambda: len(rig.events()) == 3)
+        await wait_until(lambda: len(rig.events()) == 3)
         first, long, garbage = rig.events()
         assert first["message"] == "first" and first["host.hostname"] == "h"
         assert long[TRUNCATED] is True and long["message"] == "x" * 25
@@ -218,11 +211,11 @@ async def test_udp_datagrams_cut_oversize_and_pause_when_full(rigs) -> None:
         assert rig.metric("vigil_component_errors_total", error_type="parse",
                           stage="receive") == 1
         # the queue is at its bound: the source stops reading and the kernel buffer holds on
-        await rig.wait(lambda: rig.source.health()["paused"])
+        await wait_until(lambda: rig.source.health()["paused"])
         client.sendto(b"<13>May 14 09:00:00 h a: waits in the kernel", rig.address())
         batch = await rig.queue.read(10)
         rig.queue.ack(batch.partition, batch.last_offset)
-        await rig.wait(lambda: len(rig.events()) == 1 and not rig.source.health()["paused"])
+        await wait_until(lambda: len(rig.events()) == 1 and not rig.source.health()["paused"])
         assert rig.events()[0]["message"] == "waits in the kernel"
 
 
@@ -230,7 +223,7 @@ async def test_json_lines_keep_bad_lines(rigs) -> None:
     rig = await rigs("tcp_lines", settings={"codec": "json", "max_message_bytes": 40})
     await send(rig.address(), b'{"user.name": "alice", "n": 1}\nnot json\n'
                               b'{"long": "' + b"z" * 50 + b'"}\n[1, 2]\n')
-    await rig.wait(lambda: len(rig.events()) == 4)
+    await wait_until(lambda: len(rig.events()) == 4)
     good, bad, long, array = rig.events()
     assert good["user.name"] == "alice" and good["n"] == 1 and good["vigil.dataset"] == "json"
     assert bad["message"] == "not json" and bad[PARSE_ERROR].startswith("invalid JSON")
