@@ -1,37 +1,13 @@
-"""Fixtures for journal tests: open journals under tmp_path and always release them."""
+"""Fixtures for journal tests: `drain` (`open_journal` is in tests/collector/conftest.py)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from collector.journal import FileLayer, Journal, QueueConfig
-from collector.telemetry import Telemetry
-
-JournalFactory = Callable[..., Journal]
-
-
-@pytest.fixture
-async def open_journal(tmp_path: Path) -> AsyncIterator[JournalFactory]:
-    """open_journal(**QueueConfig fields, files=..., telemetry=..., max_events=...)"""
-    opened: list[Journal] = []
-
-    def factory(directory: Path | None = None, *, files: FileLayer | None = None,
-                telemetry: Telemetry | None = None, max_events: int = 200_000,
-                **config: Any) -> Journal:
-        journal = Journal(directory or tmp_path / "journal", QueueConfig(**config),
-                          max_events=max_events, telemetry=telemetry, files=files)
-        opened.append(journal)
-        return journal
-
-    yield factory
-    for journal in opened:
-        if not journal._stopped:
-            journal.abandon()
-
+from collector.journal import Journal
 
 
 @pytest.fixture
