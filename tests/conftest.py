@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import textwrap
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from support.daemon import VigilProcess
+
+from collector.config import load_config
+from collector.errors import ConfigErrors
+
+CONF_NAME = "30-pipelines.yaml"
 
 
 @pytest.fixture
@@ -22,3 +28,29 @@ def daemon_factory(tmp_path: Path) -> Iterator:
     yield start
     for process in started:
         process.kill()
+
+
+@pytest.fixture
+def write_conf(tmp_path: Path) -> Callable[[str], Path]:
+    """Write a dedented conf.d file (30-pipelines.yaml) into tmp_path; returns its path."""
+
+    def write(text: str) -> Path:
+        path = tmp_path / CONF_NAME
+        path.write_text(textwrap.dedent(text).lstrip())
+        return path
+
+    return write
+
+
+@pytest.fixture
+def config_errors(tmp_path: Path, write_conf: Callable[[str], Path]
+                  ) -> Callable[[str], list[str]]:
+    """Every error `load_config` reports for the given conf.d text, as printed."""
+
+    def errors(text: str) -> list[str]:
+        write_conf(text)
+        with pytest.raises(ConfigErrors) as info:
+            load_config(tmp_path)
+        return [str(e) for e in info.value.errors]
+
+    return errors

@@ -5,15 +5,16 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support.steps import build_step
 
-from collector.pipeline.step import StepContext, StepFailure
-from parsers.cef import CefConfig, CefStep
+from collector.pipeline.step import StepFailure
 
 # Trend Micro Deep Security firewall event, as in Trend Micro's "Syslog message formats"
 # documentation (CEF), behind the syslog header the Deep Security Manager sends.
@@ -34,8 +35,7 @@ TREND_MALWARE = (
 )
 
 
-def cef(**config: Any) -> CefStep:
-    return CefStep(CefConfig.model_validate({"type": "cef", **config}), StepContext(Path(".")))
+cef = partial(build_step, "cef")
 
 
 def test_vendor_event_after_a_syslog_header_with_ecs_names() -> None:

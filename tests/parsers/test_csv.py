@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support.steps import build_step
 
-from collector.pipeline.step import StepContext, StepFailure
-from parsers.csv import CsvConfig, CsvStep
+from collector.pipeline.step import StepFailure
 
 # PAN-OS 10.1 traffic log fields in syslog order (the first 47; FUTURE_USE -> `_`).
 PAN_TRAFFIC_COLUMNS = [
@@ -38,8 +39,7 @@ PAN_TRAFFIC = (
 )
 
 
-def csv_step(**config: Any) -> CsvStep:
-    return CsvStep(CsvConfig.model_validate({"type": "csv", **config}), StepContext(Path(".")))
+csv_step = partial(build_step, "csv")
 
 
 def test_palo_alto_traffic_log_with_future_use_columns_skipped() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -14,21 +15,19 @@ import regex
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from support.daemon import SHARED_DATA
+from support.steps import build_step
 
 from collector.events import Batch
 from collector.pipeline.runner import PipelineSet
-from collector.pipeline.step import StepContext, StepFailure
+from collector.pipeline.step import StepFailure
 from parsers.grok.expression import GrokError, compile_expression
 from parsers.grok.library import bundled_patterns
-from parsers.grok.step import GrokConfig, GrokStep
 
 SSHD_ACCEPTED = ("Accepted %{WORD:event.action} for %{USERNAME:user.name} from "
                  "%{IP:source.ip} port %{INT:source.port:int} %{WORD:network.protocol}")
 
 
-def grok(**config: Any) -> GrokStep:
-    return GrokStep(GrokConfig.model_validate({"type": "grok", **config}),
-                    StepContext(Path(".")))
+grok = partial(build_step, "grok")
 
 
 def test_sshd_line_into_dotted_fields_with_cast() -> None:

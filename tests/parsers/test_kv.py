@@ -5,15 +5,16 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support.steps import build_step
 
-from collector.pipeline.step import StepContext, StepFailure
-from parsers.kv import KvConfig, KvStep
+from collector.pipeline.step import StepFailure
 
 # FortiOS 7 forward traffic log, in the layout of Fortinet's Log Message Reference example.
 FORTIGATE_TRAFFIC = (
@@ -38,8 +39,7 @@ FORTIGATE_LOGIN = (
 )
 
 
-def kv(**config: Any) -> KvStep:
-    return KvStep(KvConfig.model_validate({"type": "kv", **config}), StepContext(Path(".")))
+kv = partial(build_step, "kv")
 
 
 def test_fortigate_traffic_log() -> None:

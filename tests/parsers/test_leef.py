@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support.steps import build_step
 
-from collector.pipeline.step import StepContext, StepFailure
-from parsers.leef import LeefConfig, LeefStep
+from collector.pipeline.step import StepFailure
 
 # IBM QRadar "Log Event Extended Format (LEEF)" documentation examples.
 LEEF_1 = ("LEEF:1.0|Microsoft|MSExchange|4.0 SP1|15345|src=192.0.2.0\tdst=172.50.123.1\t"
@@ -21,9 +22,7 @@ LEEF_2 = "LEEF:2.0|Lancope|StealthWatch|1.0|41|^|src=10.0.1.8^dst=10.0.0.5^sev=5
          "dstPort=21"
 
 
-def leef(**config: Any) -> LeefStep:
-    return LeefStep(LeefConfig.model_validate({"type": "leef", **config}),
-                    StepContext(Path(".")))
+leef = partial(build_step, "leef")
 
 
 def test_leef_1_with_tab_separated_attributes() -> None:

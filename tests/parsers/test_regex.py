@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support.steps import build_step
 
-from collector.pipeline.step import StepContext, StepFailure
-from parsers.regex import RegexConfig, RegexStep
+from collector.pipeline.step import StepFailure
 
-
-def regex_step(**config: Any) -> RegexStep:
-    return RegexStep(RegexConfig.model_validate({"type": "regex", **config}),
-                     StepContext(Path(".")))
+regex_step = partial(build_step, "regex")
 
 
 def test_named_groups_write_dotted_fields_with_casts() -> None:

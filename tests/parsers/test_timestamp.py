@@ -5,24 +5,24 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support.steps import build_step
 
 from collector.events import DEAD_LETTERS, RECEIVED_AT, TIMESTAMP, Batch
 from collector.pipeline.runner import DEAD_LETTER_ERROR, DEAD_LETTER_STEP, PipelineSet
 from collector.pipeline.step import StepContext, StepFailure
-from parsers.timestamp import TIMESTAMP_ERROR, TimestampConfig, TimestampStep
+from parsers.timestamp import TIMESTAMP_ERROR
 
 RECEIVED = datetime(2024, 5, 14, 9, 30, tzinfo=UTC)
 
 
-def ts(**config: Any) -> TimestampStep:
-    return TimestampStep(TimestampConfig.model_validate({"type": "timestamp", **config}),
-                         StepContext(Path("."), clock=lambda: RECEIVED))
+ts = partial(build_step, "timestamp", StepContext(Path("."), clock=lambda: RECEIVED))
 
 
 def parse(value: Any, received: datetime = RECEIVED, **config: Any) -> datetime:
