@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.daemon import wait_for
+from support.daemon import stop_process, wait_for
 
 # Fake credentials for the moto server; the real credential chain reads them from the env.
 AWS_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
@@ -58,12 +58,7 @@ class MotoServer:
                             aws_access_key_id="testing", aws_secret_access_key="testing")
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc)
 
 
 @pytest.fixture(scope="session")

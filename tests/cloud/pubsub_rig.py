@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.daemon import wait_for
+from support.daemon import stop_process, wait_for
 
 EMULATOR_DIRS = [Path("/usr/lib/google-cloud-sdk/platform/pubsub-emulator"),
                  Path("/usr/share/google-cloud-sdk/platform/pubsub-emulator")]
@@ -54,12 +54,7 @@ class PubSubEmulator:
             raise AssertionError("Pub/Sub emulator exited:\n" + self.log.read_text())
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc, 15)
 
 
 @pytest.fixture(scope="session")

@@ -54,6 +54,17 @@ def _poll(condition: Callable[[], Any], deadline: float, timeout: float, message
     return value
 
 
+def stop_process(proc: subprocess.Popen[Any], timeout: float = 10.0) -> None:
+    """Stop a helper server (an emulator, moto): SIGTERM, then SIGKILL if it outlives
+    `timeout` seconds."""
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def write_conf(conf_dir: Path, sections: dict[str, Any], name: str = "10-test.yaml") -> Path:
     conf_dir.mkdir(parents=True, exist_ok=True)
     path = conf_dir / name
