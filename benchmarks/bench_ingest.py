@@ -36,6 +36,7 @@ from benchmarks.harness import (
     SendResult,
     cpu_seconds,
     peak_rss_mb,
+    run_senders,
     send_tcp,
     split_streams,
     wait_until,
@@ -110,14 +111,7 @@ def send_http(address: tuple[str, int], bodies: Sequence[bytes], connections: in
                 errors.append(f"{response.status} {reply[:200]!r}")
                 return
 
-    threads = [threading.Thread(target=pump, args=(i,), daemon=True) for i in range(connections)]
-    for thread in threads:
-        thread.start()
-    started = time.monotonic()
-    gate.wait()
-    for thread in threads:
-        thread.join()
-    finished = time.monotonic()
+    started, finished = run_senders(pump, connections, gate)
     for client in clients:
         client.close()
     if errors:

@@ -91,6 +91,20 @@ class SendResult:
     bytes_sent: int
 
 
+def run_senders(pump: Callable[[int], None], count: int, gate: threading.Barrier
+                ) -> tuple[float, float]:
+    """Run `pump(0)` .. `pump(count - 1)` on threads that each wait on `gate` (count + 1
+    parties) before sending; returns the monotonic times of the release and of the last end."""
+    threads = [threading.Thread(target=pump, args=(i,), daemon=True) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    started = time.monotonic()
+    gate.wait()
+    for thread in threads:
+        thread.join()
+    return started, time.monotonic()
+
+
 def send_tcp(address: tuple[str, int], streams: Sequence[bytes]) -> SendResult:
     """Send each stream over its own TCP connection, all at once; half-close each when done.
 
@@ -114,14 +128,7 @@ def send_tcp(address: tuple[str, int], streams: Sequence[bytes]) -> SendResult:
         finally:
             sock.close()
 
-    threads = [threading.Thread(target=pump, args=(i,), daemon=True) for i in range(len(streams))]
-    for thread in threads:
-        thread.start()
-    started = time.monotonic()
-    gate.wait()
-    for thread in threads:
-        thread.join()
-    finished = time.monotonic()
+    started, finished = run_senders(pump, len(streams), gate)
     if errors:
         raise RuntimeError(f"sending failed: {errors[0]!r}") from errors[0]
     return SendResult(started, finished, sum(sent))
