@@ -8,6 +8,7 @@ with the offsets it covers, so acknowledgement can follow it through every stage
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 Event = dict[str, Any]
@@ -48,3 +49,17 @@ class Batch:
 
     def __len__(self) -> int:
         return len(self.events)
+
+
+def as_datetime(value: Any) -> datetime | None:
+    """An event time (a datetime or ISO 8601 text) as an aware datetime, a naive one taken as
+    UTC; None for anything else."""
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return None

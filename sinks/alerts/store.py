@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 
 from collector.config.models import SEVERITIES
-from collector.events import TENANT, TIMESTAMP, Event
+from collector.events import TENANT, TIMESTAMP, Event, as_datetime
 from sinks.alerts.audit import AuditTrail, write_audit
 from sinks.alerts.db import Database, from_text, to_text
 from sinks.alerts.model import (
@@ -38,18 +38,6 @@ from sinks.alerts.outbox import NotificationOutbox, NotificationPlanner, enqueue
 from sinks.alerts.triage import AlertTriage
 
 log = logging.getLogger(__name__)
-
-
-def _time(value: Any) -> datetime | None:
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-    if isinstance(value, str) and value:
-        try:
-            parsed = datetime.fromisoformat(value)
-        except ValueError:
-            return None
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-    return None
 
 
 def _list(value: Any) -> list[Any]:
@@ -144,8 +132,8 @@ class AlertStore(AlertTriage, AuditTrail, NotificationOutbox):
             return None, f"alert of tenant {tenant!r} in a batch of tenant {fallback_tenant!r}"
         if not isinstance(rule_id, str) or not rule_id:
             return None, "missing rule.id"
-        last_seen = _time(alert.get("alert.last_seen")) or _time(alert.get(TIMESTAMP))
-        first_seen = _time(alert.get("alert.first_seen")) or last_seen
+        last_seen = as_datetime(alert.get("alert.last_seen")) or as_datetime(alert.get(TIMESTAMP))
+        first_seen = as_datetime(alert.get("alert.first_seen")) or last_seen
         if last_seen is None or first_seen is None:
             return None, "missing alert.first_seen / alert.last_seen"
         severity = str(alert.get("alert.severity") or alert.get("rule.level") or "medium")

@@ -8,13 +8,13 @@ different times always union cleanly.
 from __future__ import annotations
 
 import ipaddress
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 
 import orjson
 import pyarrow as pa
 
-from collector.events import Event
+from collector.events import Event, as_datetime
 
 FieldType = Literal["string", "int", "float", "bool", "ip", "timestamp", "list"]
 
@@ -99,18 +99,6 @@ def _to_bool(value: Any) -> bool | None:
     return None
 
 
-def _to_timestamp(value: Any) -> datetime | None:
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-    if isinstance(value, str):
-        try:
-            parsed = datetime.fromisoformat(value)
-        except ValueError:
-            return None
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-    return None
-
-
 def _to_ip(value: Any) -> str | None:
     try:
         return str(ipaddress.ip_address(str(value).strip()))
@@ -125,7 +113,7 @@ def _to_list(value: Any) -> list[str | None] | None:
 
 
 CONVERTERS = {"string": _to_string, "int": _to_int, "float": _to_float, "bool": _to_bool,
-              "timestamp": _to_timestamp, "ip": _to_ip, "list": _to_list}
+              "timestamp": as_datetime, "ip": _to_ip, "list": _to_list}
 
 
 def events_to_table(events: list[Event], fields: dict[str, FieldType],
