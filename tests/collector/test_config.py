@@ -178,4 +178,5 @@ def test_a_source_dataset_is_a_safe_path_component(tmp_path: Path) -> None:
         dataset: ../../etc
     """)
     assert errors_of(tmp_path) == [
-        f"{path}:8:14: sources.s.dataset: dataset '../../etc' must match [a-z0-9][a-z0-9_.-]{{0,62}}"]
+        f"{path}:8:14: sources.s.dataset: dataset '../../etc' must match "
+        "[a-z0-9][a-z0-9_.-]{0,62}"]

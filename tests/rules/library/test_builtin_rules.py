@@ -190,7 +190,8 @@ def test_web_scanning(detector: Detector) -> None:
 def test_every_builtin_rule_has_a_test() -> None:
     """The library and this file stay in step: a rule without a case here fails."""
     tested = {"SSH brute force from one source", "SSH password spraying from one source",
-              "SSH login succeeded after failures from the same source", "Port scan from one source",
+              "SSH login succeeded after failures from the same source",
+              "Port scan from one source",
               "Spike of denied connections from one source",
               "Login from a country never seen for the user",
               "Sudo to root by a user who never did it before", "AWS root account console login",

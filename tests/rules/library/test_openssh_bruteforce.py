@@ -22,7 +22,8 @@ from rules.loader import load_rules
 
 LOG = SHARED_DATA / "loghub" / "OpenSSH" / "OpenSSH_2k.log"
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
-MONTHS = {m: i for i, m in enumerate("Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split(), 1)}
+MONTHS = {m: i for i, m in enumerate(
+    ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"], 1)}
 FAILED = re.compile(r"^(\w{3}) +(\d+) (\d\d):(\d\d):(\d\d) \S+ sshd\[\d+\]: (?:message repeated "
                     r"\d+ times: \[ )?Failed \S+ for (?:invalid user )?(.+?) from (\S+) port ")
 SUPPRESSION = timedelta(hours=1)
