@@ -306,6 +306,7 @@ def webhook_receiver(statuses: list[int] | None = None) -> Iterator[WebhookRecei
         asyncio.run_coroutine_threadsafe(runner_box["runner"].cleanup(), loop).result(10)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
+        loop.close()
 
 
 # -- the CLI and the API as a user drives them ---------------------------------------------

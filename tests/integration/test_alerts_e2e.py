@@ -77,6 +77,7 @@ class DaemonThread:
     def stop(self) -> int:
         self.stop_flag = True
         self.thread.join(60)
+        self.loop.close()
         return int(self.code)
 
     @property
