@@ -324,6 +324,10 @@ class DisableRequest(Request):
     reason: Annotated[str, Field(max_length=500)] = ""
 
 
+class ResetRequest(Request):
+    reason: Annotated[str, Field(max_length=500)] = ""
+
+
 class ReviewQuery(Request):
     inactive_days: int = Field(90, ge=1, le=36500)
 

@@ -302,9 +302,7 @@ class Api:
 
     async def add_user(self, call: Call) -> Any:
         body: m.UserCreate = call.body
-        channel = self.alerting.enrollment_channel()
-        if channel is None:
-            raise ApiError(409, "no email notifier is configured to send the TOTP enrollment")
+        channel = self._enrollment_channel()
         directory = self.alerting.directory
         try:
             new = await asyncio.to_thread(directory.add_user, body.login, body.display_name,
@@ -312,15 +310,44 @@ class Api:
                                           call.me.actor(call.address))
         except AuthError as exc:
             raise ApiError(409 if exc.reason == "exists" else 400, str(exc)) from None
+        if not await self._mail_enrollment(channel, new):
+            await asyncio.to_thread(directory.remove_pending, body.login)
+            raise ApiError(409, "the enrollment mail could not be sent; user not created")
+        return self._activation(new)
+
+    async def reset_user(self, call: Call) -> Any:
+        body: m.ResetRequest = call.body
+        channel = self._enrollment_channel()
+        try:
+            new = await asyncio.to_thread(self.alerting.directory.reset_enrollment,
+                                          call.path["login"], call.me.actor(call.address),
+                                          body.reason)
+        except AuthError as exc:
+            if exc.reason == "not_found":
+                raise ApiError(404, "user not found") from None
+            raise ApiError(409, str(exc)) from None
+        if not await self._mail_enrollment(channel, new):
+            raise ApiError(409, "the reset stands but the enrollment mail could not be sent; "
+                           "reset again once mail works")
+        return self._activation(new)
+
+    def _enrollment_channel(self) -> Any:
+        channel = self.alerting.enrollment_channel()
+        if channel is None:
+            raise ApiError(409, "no email notifier is configured to send the TOTP enrollment")
+        return channel
+
+    async def _mail_enrollment(self, channel: Any, new: Any) -> bool:
         try:
             message = enrollment_message(channel, new, self.alerting.policy.issuer)
             await asyncio.to_thread(channel.deliver, message)
         except Exception as exc:
-            await asyncio.to_thread(directory.remove_pending, body.login)
-            log.error("enrollment mail failed; user not created",
-                      extra={"login": body.login, "error": type(exc).__name__})
-            raise ApiError(409, "the enrollment mail could not be sent; user not created"
-                           ) from None
+            log.error("enrollment mail failed",
+                      extra={"login": new.user.login, "error": type(exc).__name__})
+            return False
+        return True
+
+    def _activation(self, new: Any) -> dict[str, Any]:
         return {"user": new.user.public(),
                 "activation_link": activation_link(self.alerting.public_url, new.user.login,
                                                    new.activation_token),
@@ -408,6 +435,10 @@ class Api:
             Op("POST", "/users/{login}/disable", "disableUser", "Disable a user and revoke "
               "its tokens", "users", self.disable_user, m.UserOut, body=m.DisableRequest,
               permission=ADMIN, errors=(400, 401, 403, 404)),
+            Op("POST", "/users/{login}/reset", "resetUser", "Lost authenticator or password: "
+              "clear both, revoke the user's tokens, new activation link back, new TOTP "
+              "enrollment mailed to the user", "users", self.reset_user, m.UserCreated,
+              body=m.ResetRequest, permission=ADMIN, errors=(400, 401, 403, 404, 409)),
             Op("GET", "/users/review", "reviewUsers", "Inactive, never activated and "
               "multi-tenant users", "users", self.review, m.ReviewOut, query=m.ReviewQuery,
               permission=ADMIN, errors=(400, 401, 403)),

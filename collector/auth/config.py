@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from collector.config.models import Duration, StrictModel
 
@@ -35,9 +36,21 @@ class AccessPolicy(StrictModel):
         20, ge=1, description="login attempts one client address may make per minute")
     inactive_after: Duration = Field("90d", validate_default=True,
                                      description="`vigil users review` flags users idle longer")
+    secret_key_file: Path | None = Field(
+        None, description="key that seals TOTP secrets in the alert store (AES-256-GCM), "
+        "created 0600 on first use; default `secret.key` beside the alert store. Keep it out "
+        "of the store's backups, or a copy of both gives the second factors away")
     enrollment_notifier: str | None = Field(
         None, description="email notifier that sends TOTP enrollment mails (default: the "
         "first of type email)")
+
+    @field_validator("secret_key_file")
+    @classmethod
+    def _absolute(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_absolute():
+            raise ValueError(f"{value} must be an absolute path (the daemon and the CLI must "
+                             "find the same key)")
+        return value
 
 
 def access_policy(config: VigilConfig) -> AccessPolicy:
@@ -57,6 +70,13 @@ def check_access(config: VigilConfig, sink: Any) -> None:
             sink.add_for("access", entry_id, (), f"the access policy is declared as "
                          f"`access: {{{POLICY_ID}: ...}}`, not {entry_id!r}")
     policy = access_policy(config)
+    if policy.secret_key_file is not None:
+        from collector.auth.sealing import SealError, SecretSealer
+
+        try:
+            SecretSealer(policy.secret_key_file).check()
+        except (SealError, OSError) as exc:
+            sink.add_for("access", POLICY_ID, ("secret_key_file",), str(exc))
     notifier = policy.enrollment_notifier
     if notifier is not None:
         found = config.section("notifiers").get(notifier)

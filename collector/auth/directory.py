@@ -15,6 +15,7 @@ import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -23,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from collector.auth.config import AccessPolicy
 from collector.auth.passwords import hash_password, password_problem, verify_password
 from collector.auth.roles import ADMIN, ALL_TENANTS, ROLES, allows
+from collector.auth.sealing import SealError, SecretSealer, is_sealed
 from collector.auth.tokens import new_token, token_hash
 from collector.auth.totp import ReplayedCode, matching_step, new_secret
 from collector.config.models import is_tenant_id
@@ -112,6 +114,30 @@ class UserDirectory:
         self.policy = policy or AccessPolicy()
         self.clock = clock or (lambda: datetime.now(UTC))
         self.known_tenants = known_tenants
+        self._sealers: dict[Path, SecretSealer] = {}
+
+    def sealer(self) -> SecretSealer:
+        """The sealer for TOTP secrets: the policy's key file (which a reload may change), by
+        default `secret.key` beside the store."""
+        path = self.policy.secret_key_file or self.db.path.with_name("secret.key")
+        if path not in self._sealers:
+            self._sealers[path] = SecretSealer(path)
+        return self._sealers[path]
+
+    def _seal_totp(self, login: str, secret: str) -> str:
+        try:
+            return self.sealer().seal(secret, f"totp:{login}")
+        except (SealError, OSError) as exc:
+            raise AuthError(f"cannot seal the TOTP secret: {exc}", "secret_key") from exc
+
+    def _open_totp(self, row: sqlite3.Row) -> str | None:
+        """The row's TOTP secret; None (logged, without the value) when it cannot be opened."""
+        try:
+            return self.sealer().open(row["totp_secret"], f"totp:{row['login']}")
+        except SealError as exc:
+            log.error("TOTP secret cannot be opened; reset the user's enrollment",
+                      extra={"login": row["login"], "error": str(exc)})
+            return None
 
     # -- accounts --------------------------------------------------------------------------
 
@@ -123,6 +149,12 @@ class UserDirectory:
             "SELECT tenant FROM user_tenants WHERE login = ?", (login,)))
         fields = {name: row[name] for name in User.model_fields if name != "tenants"}
         return User(**fields, tenants=tenants), row
+
+    def _existing(self, con: sqlite3.Connection, login: str) -> User:
+        found = self._user(con, login)
+        if found is None:
+            raise AuthError(f"no user {login!r}", "not_found")
+        return found[0]
 
     def get(self, login: str) -> User | None:
         with self.db.transaction(write=False) as con:
@@ -150,7 +182,8 @@ class UserDirectory:
                 "INSERT INTO users (login, display_name, email, role, status, totp_secret, "
                 "activation_hash, activation_expires, created_at, created_by, failed_logins) "
                 "VALUES (?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, 0)",
-                (login, display_name, email, role, secret, token_hash(activation), expires,
+                (login, display_name, email, role, self._seal_totp(login, secret),
+                 token_hash(activation), expires,
                  to_text(now), actor.login))
             for tenant in sorted(scope):
                 con.execute("INSERT INTO user_tenants (login, tenant) VALUES (?, ?)",
@@ -182,6 +215,32 @@ class UserDirectory:
                 raise AuthError(f"unknown tenant {tenant!r}", "invalid")
         return set(tenants)
 
+    def reset_enrollment(self, login: str, actor: Actor, reason: str = "") -> NewUser:
+        """Start over for a user who lost the authenticator or the password (or whose secret
+        no longer opens): a new TOTP secret and activation link, password cleared, sessions
+        and API tokens revoked; the account is pending until the user activates again.
+        The caller hands out the link and mails the enrollment, as for `add_user`."""
+        now = self.clock()
+        activation = new_token("act")
+        secret = new_secret()
+        expires = to_text(now + self.policy.activation_ttl)
+        with self.db.transaction() as con:
+            user = self._existing(con, login)
+            if user.status == "disabled":
+                raise AuthError(f"user {login!r} is disabled", "inactive")
+            con.execute(
+                "UPDATE users SET status = 'pending', password_hash = NULL, totp_secret = ?, "
+                "totp_last_step = NULL, activation_hash = ?, activation_expires = ?, "
+                "failed_logins = 0, locked_until = NULL WHERE login = ?",
+                (self._seal_totp(login, secret), token_hash(activation), expires, login))
+            con.execute("UPDATE auth_tokens SET revoked_at = ? WHERE login = ? AND "
+                        "revoked_at IS NULL", (to_text(now), login))
+            write_audit(con, PLATFORM, None, actor, "user_reset", {"status": user.status},
+                        {"status": "pending", "reason": reason}, to_text(now))
+            reset = self._user(con, login)
+        assert reset is not None
+        return NewUser(reset[0], activation, secret, expires)
+
     def remove_pending(self, login: str) -> None:
         """Undo an `add_user` whose enrollment mail could not be sent."""
         with self.db.transaction() as con:
@@ -209,16 +268,22 @@ class UserDirectory:
             problem = password_problem(password, self.policy.min_password_length)
             if problem:
                 raise AuthError(problem, "weak_password")
+            secret = self._open_totp(row)
+            if secret is None:
+                raise AuthError("the authenticator enrollment cannot be read; ask an "
+                                "administrator to reset it", "secret_unreadable")
             try:
-                step = matching_step(row["totp_secret"], code, now, row["totp_last_step"])
+                step = matching_step(secret, code, now, row["totp_last_step"])
             except ReplayedCode:
                 step = None
             if step is None:
                 raise AuthError("the authenticator code is not valid", "bad_code")
             con.execute(
                 "UPDATE users SET status = 'active', password_hash = ?, totp_last_step = ?, "
-                "activation_hash = NULL, activation_expires = NULL, activated_at = ? "
-                "WHERE login = ?", (hash_password(password), step, to_text(now), login))
+                "totp_secret = ?, activation_hash = NULL, activation_expires = NULL, "
+                "activated_at = ? WHERE login = ?",
+                (hash_password(password), step, self._seal_totp(login, secret), to_text(now),
+                 login))
             write_audit(con, PLATFORM, None, Actor(login, None, address), "user_activate",
                         {"status": "pending"}, {"status": "active"}, to_text(now))
             activated = self._user(con, login)
@@ -228,10 +293,7 @@ class UserDirectory:
     def disable(self, login: str, actor: Actor, reason: str = "") -> User:
         now = to_text(self.clock())
         with self.db.transaction() as con:
-            found = self._user(con, login)
-            if found is None:
-                raise AuthError(f"no user {login!r}", "not_found")
-            user, _ = found
+            user = self._existing(con, login)
             if user.status == "disabled":
                 return user
             con.execute("UPDATE users SET status = 'disabled', disabled_at = ?, "
@@ -285,13 +347,16 @@ class UserDirectory:
             return "locked"
         reason = ""
         step = None
+        secret = None
         if not verify_password(row["password_hash"], password):
             reason = "bad_password"
         elif not code:
             reason = "missing_code"
+        elif (secret := self._open_totp(row)) is None:
+            reason = "secret_unreadable"
         else:
             try:
-                step = matching_step(row["totp_secret"], code, now, row["totp_last_step"])
+                step = matching_step(secret, code, now, row["totp_last_step"])
                 reason = "" if step is not None else "bad_code"
             except ReplayedCode:
                 reason = "replayed_code"
@@ -306,6 +371,9 @@ class UserDirectory:
         con.execute("UPDATE users SET failed_logins = 0, locked_until = NULL, "
                     "totp_last_step = ?, last_login_at = ? WHERE login = ?",
                     (step, to_text(now), user.login))
+        if secret is not None and not is_sealed(row["totp_secret"]):  # stored before sealing
+            con.execute("UPDATE users SET totp_secret = ? WHERE login = ?",
+                        (self._seal_totp(user.login, secret), user.login))
         return ""
 
     def _issue(self, user: User, token: str, kind: str, name: str | None, ttl: timedelta,

@@ -1,4 +1,4 @@
-"""`vigil users add|list|disable|review`: accounts in the alert store's database (no daemon
+"""`vigil users add|list|disable|reset|review`: accounts in the alert store's database (no daemon
 needed). `add` prints the one-time activation link for the partner to hand over; the TOTP
 enrollment goes by mail from the platform straight to the user and is never printed."""
 
@@ -9,6 +9,7 @@ import getpass
 import json
 import logging
 import sys
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -40,6 +41,13 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     disable.add_argument("login")
     disable.add_argument("--reason", default="")
     disable.set_defaults(func=disable_user)
+    reset = actions.add_parser("reset", parents=[common],
+                               help="lost authenticator or password: clear both, revoke the "
+                               "user's tokens, print a new activation link and mail a new "
+                               "TOTP enrollment")
+    reset.add_argument("login")
+    reset.add_argument("--reason", default="")
+    reset.set_defaults(func=reset_user)
     review = actions.add_parser("review", parents=[common],
                                 help="inactive, never activated and multi-tenant users")
     review.add_argument("--inactive-days", type=int, default=None,
@@ -71,48 +79,92 @@ def _directory(args: argparse.Namespace) -> tuple[Any, Any] | None:
     return config, directory
 
 
-def add_user(args: argparse.Namespace) -> int:
-    from collector.api.routes import activation_link
-    from collector.auth.config import POLICY_ID, access_policy, public_url
-    from collector.auth.directory import AuthError
-    from collector.auth.enrollment import enrollment_message
+def _enrollment_channel(config: Any, conf_dir: Any) -> Any:
+    """The email channel that mails TOTP enrollments, or None (reported on stderr)."""
+    from collector.auth.config import POLICY_ID, access_policy
     from sinks.notify.config import EmailNotifierConfig
     from sinks.notify.email import EmailChannel
 
-    found = _directory(args)
-    if found is None:
-        return EX_CONFIG
-    config, directory = found
-    policy = access_policy(config)
     notifiers = config.section("notifiers")
-    mail_id = policy.enrollment_notifier or next(
+    mail_id = access_policy(config).enrollment_notifier or next(
         (k for k in sorted(notifiers) if isinstance(notifiers[k], EmailNotifierConfig)), None)
     if mail_id is None:
         print("no notifier of type email is configured: the TOTP enrollment must be mailed "
               "to the user by the platform (set one under `notifiers:` or "
               f"`access.{POLICY_ID}.enrollment_notifier`)", file=sys.stderr)
-        return EX_CONFIG
-    channel = EmailChannel(mail_id, notifiers[mail_id], args.config_dir.resolve())
+        return None
+    return EmailChannel(mail_id, notifiers[mail_id], conf_dir.resolve())
+
+
+def _mail_enrollment(config: Any, channel: Any, new: Any) -> str | None:
+    """Mail the enrollment; the error text when it could not be sent."""
+    from collector.auth.config import access_policy
+    from collector.auth.enrollment import enrollment_message
+
     try:
-        new = directory.add_user(args.login, args.name or args.login, args.email, args.role,
-                                 args.tenants, _operator())
-    except AuthError as exc:
-        print(f"cannot add user: {exc}", file=sys.stderr)
-        return 1
-    try:
-        channel.deliver(enrollment_message(channel, new, policy.issuer))
+        channel.deliver(enrollment_message(channel, new, access_policy(config).issuer))
     except Exception as exc:
-        directory.remove_pending(args.login)
-        print(f"cannot send the enrollment mail through {mail_id!r} "
-              f"({type(exc).__name__}: {exc}); user not created", file=sys.stderr)
-        return EX_UNAVAILABLE
+        return f"cannot send the enrollment mail through {channel.channel_id!r} " \
+               f"({type(exc).__name__}: {exc})"
+    return None
+
+
+def _print_activation(config: Any, new: Any) -> None:
+    from collector.api.routes import activation_link
+    from collector.auth.config import public_url
+
     user = new.user
-    scope = ", ".join(user.tenants)
-    print(f"user {user.login} added ({user.role}; tenants: {scope}); pending activation")
     print(f"TOTP enrollment mailed to {user.email}")
     print(f"hand this one-time activation link to {user.login} (valid until "
           f"{new.activation_expires}):")
     print(f"  {activation_link(public_url(config), user.login, new.activation_token)}")
+
+
+def add_user(args: argparse.Namespace) -> int:
+    def undo(directory: Any, new: Any) -> str:
+        directory.remove_pending(new.user.login)
+        return "user not created"
+
+    return _enroll(args, "add", lambda directory: directory.add_user(
+        args.login, args.name or args.login, args.email, args.role, args.tenants, _operator()),
+        undo, lambda user: f"user {user.login} added ({user.role}; tenants: "
+                           f"{', '.join(user.tenants)}); pending activation")
+
+
+def reset_user(args: argparse.Namespace) -> int:
+    return _enroll(
+        args, "reset",
+        lambda directory: directory.reset_enrollment(args.login, _operator(), args.reason),
+        lambda _, new: f"the reset stands: run `vigil users reset {new.user.login}` again "
+                       "once mail works",
+        lambda user: f"user {user.login} reset: password and authenticator cleared, sessions "
+                     "and API tokens revoked; pending activation")
+
+
+def _enroll(args: argparse.Namespace, action: str, start: Callable[[Any], Any],
+            on_mail_failure: Callable[[Any, Any], str], headline: Callable[[Any], str]) -> int:
+    """Start an enrollment (`start` returns the NewUser), mail it, print the activation link;
+    when the mail cannot be sent, `on_mail_failure` says (and does) what becomes of it."""
+    from collector.auth.directory import AuthError
+
+    found = _directory(args)
+    if found is None:
+        return EX_CONFIG
+    config, directory = found
+    channel = _enrollment_channel(config, args.config_dir)
+    if channel is None:
+        return EX_CONFIG
+    try:
+        new = start(directory)
+    except AuthError as exc:
+        print(f"cannot {action} user: {exc}", file=sys.stderr)
+        return 1
+    error = _mail_enrollment(config, channel, new)
+    if error:
+        print(f"{error}; {on_mail_failure(directory, new)}", file=sys.stderr)
+        return EX_UNAVAILABLE
+    print(headline(new.user))
+    _print_activation(config, new)
     return 0
 
 

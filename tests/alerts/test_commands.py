@@ -1,4 +1,4 @@
-"""`vigil sla report` and `vigil users list|review|disable` on a store no daemon holds."""
+"""`vigil sla report` and `vigil users list|review|disable|reset` on a store no daemon holds."""
 
 from __future__ import annotations
 
@@ -72,3 +72,11 @@ def test_users_list_review_and_disable(setup: tuple[Path, Path],
                  "--tenant", "acme", *args]) == 69  # the SMTP server is not there
     assert "user not created" in capsys.readouterr().err
     assert directory.get("xavier") is None
+    assert main(["users", "reset", "nobody", *args]) == 1
+    assert "cannot reset user: no user 'nobody'" in capsys.readouterr().err
+    assert main(["users", "reset", "ciso", *args]) == 1  # disabled above
+    assert "is disabled" in capsys.readouterr().err
+    directory.add_user("yves", "Yves", "y@example.com", "soc_l1", ["acme"], Actor("root", None))
+    assert main(["users", "reset", "yves", *args]) == 69
+    assert "the reset stands: run `vigil users reset yves` again" in capsys.readouterr().err
+    assert directory.get("yves").status == "pending"  # type: ignore[union-attr]

@@ -138,3 +138,34 @@ def test_defaults_and_the_tenants_command(tmp_path: Path, capsys: pytest.Capture
     assert main(["tenants", "show", "nope", "-c", str(tmp_path)]) == 1
     assert main(["tenants", "show", "acme", "--json", "-c", str(tmp_path)]) == 0
     assert '"tier": "siem_only"' in capsys.readouterr().out
+
+
+def test_the_secret_key_file_is_absolute_and_holds_a_key(tmp_path: Path) -> None:
+    (tmp_path / "bad.key").write_text("not a key\n")
+    path = write_conf(tmp_path, f"""
+    access:
+      default:
+        secret_key_file: {tmp_path / "bad.key"}
+    """)
+    with pytest.raises(ConfigErrors) as info:
+        load_config(tmp_path)
+    f = str(path)
+    assert [str(e) for e in info.value.errors] == [
+        f"{f}:3:22: access.default.secret_key_file: {tmp_path / 'bad.key'}: not a secret key "
+        "(expected 32 bytes in base64)"]
+    write_conf(tmp_path, """
+    access:
+      default:
+        secret_key_file: keys/secret.key
+    """)
+    with pytest.raises(ConfigErrors) as info:
+        load_config(tmp_path)
+    assert [str(e) for e in info.value.errors] == [
+        f"{f}:3:22: access.default.secret_key_file: keys/secret.key must be an "
+        "absolute path (the daemon and the CLI must find the same key)"]
+    write_conf(tmp_path, f"""
+    access:
+      default:
+        secret_key_file: {tmp_path / "not-yet" / "secret.key"}
+    """)
+    load_config(tmp_path)  # created on first use

@@ -126,7 +126,7 @@ async def test_client_viewer_cannot_change_anything(api: Api) -> None:
     assert (await api.call("POST", "/alerts/bulk", "viewer",
                            json={"ids": [own], "action": "acknowledge"}))[0] == 403
     for method, path in (("GET", "/users"), ("POST", "/users/ana/disable"),
-                         ("GET", "/users/review")):
+                         ("POST", "/users/ana/reset"), ("GET", "/users/review")):
         assert (await api.call(method, path, "viewer", json={}))[0] == 403
     assert await _snapshot(api, "acme") == before
 

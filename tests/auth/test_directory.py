@@ -167,3 +167,62 @@ def test_review_lists_inactive_never_activated_and_multi_tenant(tmp_path: Path) 
     assert [u.login for u in review["inactive"]] == ["old"]
     assert [u.login for u in review["never_activated"]] == ["ciso", "ghost", "root2"]
     assert [u.login for u in review["multi_tenant"]] == ["ciso", "root2"]
+
+
+def test_a_lost_key_refuses_the_login_until_the_user_is_reset(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    clock = Clock()
+    directory = _directory(tmp_path, clock, secret_key_file=str(tmp_path / "keys" / "k"))
+    secret = _active(directory, clock)
+    token, _ = directory.login("ana", PASSWORD, current_code(secret, clock()), None)
+    stored = b"".join(p.read_bytes() for p in tmp_path.glob("a.db*"))
+    assert secret.encode() not in stored and (tmp_path / "keys" / "k").exists()
+    assert not (tmp_path / "secret.key").exists()  # the policy's key file, not the default
+
+    (tmp_path / "keys" / "k").unlink()  # the key is lost: a new one is made, the old seal stays
+    lost = _directory(tmp_path, clock, secret_key_file=str(tmp_path / "keys" / "k"))
+    clock.advance(seconds=30)
+    with pytest.raises(LoginFailed) as info:
+        lost.login("ana", PASSWORD, current_code(secret, clock()), None)
+    assert info.value.reason == "secret_unreadable"
+    logged = [f"{r.getMessage()} {vars(r)}" for r in caplog.records]
+    assert any("was the key file replaced" in line for line in logged)
+    assert not any(secret in line for line in logged)
+
+    reset = lost.reset_enrollment("ana", ADMIN, "key lost")
+    assert reset.user.status == "pending" and reset.totp_secret != secret
+    assert lost.authenticate(token) is None  # the old session dies with the reset
+    with pytest.raises(LoginFailed) as info:
+        lost.login("ana", PASSWORD, current_code(reset.totp_secret, clock()), None)
+    assert info.value.reason == "inactive"
+    lost.activate("ana", reset.activation_token, "a brand new passphrase",
+                  current_code(reset.totp_secret, clock()))
+    clock.advance(seconds=30)
+    lost.login("ana", "a brand new passphrase", current_code(reset.totp_secret, clock()), None)
+    records, _ = AlertStore(lost.db).audit(Actor("x", None), tenant="_platform")
+    assert [r["action"] for r in records if r["action"] == "user_reset"] == ["user_reset"]
+
+
+def test_reset_refuses_unknown_and_disabled_users(tmp_path: Path) -> None:
+    directory = _directory(tmp_path, Clock())
+    with pytest.raises(AuthError, match="no user 'nobody'"):
+        directory.reset_enrollment("nobody", ADMIN)
+    directory.add_user("ana", "Ana", "ana@example.com", "soc_l1", ["acme"], ADMIN)
+    directory.disable("ana", ADMIN)
+    with pytest.raises(AuthError, match="disabled"):
+        directory.reset_enrollment("ana", ADMIN)
+
+
+def test_a_secret_stored_before_sealing_still_logs_in_and_is_sealed_then(
+        tmp_path: Path) -> None:
+    clock = Clock()
+    directory = _directory(tmp_path, clock)
+    secret = _active(directory, clock)
+    with directory.db.transaction() as con:  # as a store written before sealing held it
+        con.execute("UPDATE users SET totp_secret = ? WHERE login = 'ana'", (secret,))
+    directory.login("ana", PASSWORD, current_code(secret, clock()), None)
+    with directory.db.transaction(write=False) as con:
+        stored = con.execute("SELECT totp_secret FROM users WHERE login = 'ana'").fetchone()[0]
+    assert stored.startswith("v1:") and secret not in stored
+    clock.advance(seconds=30)
+    directory.login("ana", PASSWORD, current_code(secret, clock()), None)

@@ -6,11 +6,13 @@ token, activation token outside the one `add` line) appears in CLI output or dae
 from __future__ import annotations
 
 import re
+import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
 
 import pyotp
+import pytest
 from alerts.kit import (
     TENANTS_YAML,
     body_text,
@@ -26,6 +28,12 @@ from support.daemon import VigilProcess
 from collector.auth.totp import qr_png
 
 PASSWORD = "a long enough passphrase 42"
+
+
+def _otpauth_secret(mail_text: str) -> str:
+    uri = re.search(r"(otpauth://totp/\S+)", mail_text)
+    assert uri, mail_text
+    return urllib.parse.parse_qs(urllib.parse.urlparse(uri.group(1)).query)["secret"][0]
 
 
 def test_enrollment_activation_login_and_no_secret_leaks(tmp_path: Path) -> None:
@@ -48,7 +56,7 @@ def test_enrollment_activation_login_and_no_secret_leaks(tmp_path: Path) -> None
         text = body_text(mail)
         uri = re.search(r"(otpauth://totp/\S+)", text)
         assert uri, text
-        secret = urllib.parse.parse_qs(urllib.parse.urlparse(uri.group(1)).query)["secret"][0]
+        secret = _otpauth_secret(text)
         attachment = next(mail.iter_attachments())
         assert attachment.get_filename() == "vigil-totp.png"
         png = attachment.get_content()
@@ -88,6 +96,26 @@ def test_enrollment_activation_login_and_no_secret_leaks(tmp_path: Path) -> None
                 assert result.returncode == 0, result.stderr
                 outputs.append(result.stdout + result.stderr)
             assert "alice" in outputs[1] and "never activated: 0" in outputs[2]
+
+            # Lost phone: the CLI resets alice while the daemon runs (same store, same key).
+            reset = vigil(conf, data, "users", "reset", "alice", "--reason", "lost phone")
+            assert reset.returncode == 0, reset.stderr
+            outputs.append(reset.stdout + reset.stderr)
+            revoked = urllib.request.Request(f"{base}/api/v1/alerts",
+                                             headers={"Authorization": f"Bearer {token}"})
+            with pytest.raises(urllib.error.HTTPError) as refused_token:
+                urllib.request.urlopen(revoked, timeout=10)
+            assert refused_token.value.code == 401
+            renewed = body_text(smtp.wait(2)[1])
+            new_secret = _otpauth_secret(renewed)
+            assert new_secret != secret and new_secret not in reset.stdout + reset.stderr
+            new_link = re.search(r"(http://\S+/api/v1/auth/activate\?\S+)", reset.stdout)
+            assert new_link, reset.stdout
+            new_token = urllib.parse.parse_qs(urllib.parse.urlparse(new_link.group(1)).query)
+            status, body = post(base, "/auth/activate", {
+                "login": "alice", "token": new_token["token"][0], "password": PASSWORD,
+                "code": pyotp.TOTP(new_secret).now()})
+            assert (status, body) == (200, {"login": "alice", "status": "active"})
         finally:
             assert daemon.stop() == 0
         logs = daemon.log()
@@ -98,6 +126,8 @@ def test_enrollment_activation_login_and_no_secret_leaks(tmp_path: Path) -> None
                 assert secret_value not in output
         # The activation token is printed once, in the `add` output, by design.
         assert added.stdout.count(activation_token) == 1
-        db = (data / "alerts.db").read_bytes()
-        assert token.encode() not in db and activation_token.encode() not in db
-        assert PASSWORD.encode() not in db
+        # The store holds hashes and sealed values only (the WAL too: it holds fresh pages).
+        stored = b"".join(p.read_bytes() for p in data.glob("alerts.db*"))
+        for secret_value in (token, activation_token, PASSWORD, secret, new_secret):
+            assert secret_value.encode() not in stored
+        assert (data / "secret.key").stat().st_mode & 0o777 == 0o600
