@@ -217,12 +217,14 @@ def strptime_parser(fmt: str) -> Parser:
         if not isinstance(value, str):
             return None
         try:
-            parsed = datetime.strptime(value.strip(), fmt)
+            if has_year:
+                return _to_utc(datetime.strptime(value.strip(), fmt), tz)
+            # strptime's default year (1900) has no 29 February: parse in a leap year, then
+            # place the time in the year the inference picks.
+            parsed = datetime.strptime(f"{value.strip()} 2000", f"{fmt} %Y")
         except ValueError:
             return None
-        if not has_year:
-            return infer_year(parsed, tz, received_at)
-        return _to_utc(parsed, tz)
+        return infer_year(parsed, tz, received_at)
 
     return parse
 

@@ -90,6 +90,17 @@ def test_strptime_formats_in_order_and_without_year() -> None:
         datetime(2023, 12, 31, 23, 59, 50, tzinfo=UTC)
 
 
+def test_a_format_without_a_year_parses_29_february() -> None:
+    formats = ["%b %d %H:%M:%S", "%m-%d %H:%M"]
+    leap = datetime(2028, 3, 1, 8, 0, tzinfo=UTC)
+    assert parse("Feb 29 23:10:00", leap, formats=formats) == \
+        datetime(2028, 2, 29, 23, 10, tzinfo=UTC)
+    assert parse("02-29 23:10", leap, formats=formats) == datetime(2028, 2, 29, 23, 10, tzinfo=UTC)
+    # Read after new year (a backlog), the year before is the one with a 29 February.
+    assert parse("Feb 29 23:10:00", datetime(2029, 1, 2, tzinfo=UTC), formats=formats) == \
+        datetime(2028, 2, 29, 23, 10, tzinfo=UTC)
+
+
 def test_httpdate_is_the_access_log_format() -> None:
     assert parse("14/May/2024:11:12:00 +0200", formats=["httpdate"]) == \
         datetime(2024, 5, 14, 9, 12, tzinfo=UTC)
