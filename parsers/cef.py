@@ -33,6 +33,7 @@ _HEADER_ESCAPE = re.compile(r"\\([\\|])")
 _VALUE_ESCAPE = re.compile(r"\\([\\=|nr])")
 _VALUE_ESCAPES = {"\\": "\\", "=": "=", "|": "|", "n": "\n", "r": "\r"}
 
+_LABEL_NAME = re.compile(r"[^a-z0-9]+")
 _TRANSPORTS = {"1": "icmp", "6": "tcp", "17": "udp", "47": "gre", "50": "esp", "51": "ah",
                "58": "ipv6-icmp", "132": "sctp"}
 # CEF 0 allows names for severity; the spec gives them as ranges of the 0-10 scale.
@@ -225,6 +226,9 @@ class CefConfig(FormatConfig):
     type: Literal["cef"] = "cef"
     target: str = Field("cef", description="prefix of the header fields and of extension keys "
                                            "without an ECS mapping")
+    labels: bool = Field(True, description="custom fields also under their labels: "
+                         "`cs2=0x00 ACK cs2Label=TCP Flags` adds `cef.label.tcp_flags`; the "
+                         "keys and labels stay as sent")
 
 
 class CefStep(FormatStep):
@@ -235,6 +239,7 @@ class CefStep(FormatStep):
 
     def __init__(self, config: CefConfig, context: Any) -> None:
         super().__init__(config, context, f"{config.target}.", CEF_ECS_FIELDS)
+        self.labels = config.labels
 
     def decode(self, text: str, start: int) -> Decoded:
         header = _CEF_HEADER.match(text, start)
@@ -253,4 +258,22 @@ class CefStep(FormatStep):
             ecs["event.severity"] = level
         pairs = [(key, unescape_value(value) if "\\" in value else value) for key, value in
                  split_extension(text[header.end():], "CEF extension")]
+        if self.labels:
+            pairs += labelled(pairs)
         return fields, ecs, pairs
+
+
+def labelled(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Custom fields (cs1..cs6, cn1..cn3, cfp1..cfp4, flexString1, deviceCustomDate1, ...)
+    under their labels: `label.<label as a lower-case name>` -> the field's value."""
+    labels = [(key[:-5], value) for key, value in pairs if key.endswith("Label") and value]
+    if not labels:
+        return []
+    values = dict(pairs)
+    found = []
+    for base, label in labels:
+        if base in values:
+            name = _LABEL_NAME.sub("_", label.strip().lower()).strip("_")
+            if name:
+                found.append((f"label.{name}", values[base]))
+    return found

@@ -56,11 +56,14 @@ def test_vendor_event_after_a_syslog_header_with_ecs_names() -> None:
         "network.transport": "tcp", "source.port": 49617, "destination.port": 80,
         "cef.cs2": "0x00 ACK PSH", "cef.cs2Label": "TCP Flags", "cef.cnt": "1",
         "cef.TrendMicroDsPacketData": "AFB/AAACAE1jAAA=",
+        # custom fields paired with their labels
+        "cef.label.host_id": "1", "cef.label.fragmentation_bits": "DF MF",
+        "cef.label.tcp_flags": "0x00 ACK PSH",
     }
 
 
 def test_without_ecs_every_key_stays_under_the_prefix() -> None:
-    event = cef(ecs=False, target="trend").apply({"message": TREND_MALWARE})
+    event = cef(ecs=False, target="trend", labels=False).apply({"message": TREND_MALWARE})
     del event["message"]
     assert event == {
         "trend.version": "0", "trend.device.vendor": "Trend Micro",
