@@ -230,6 +230,7 @@ class Daemon:
             await self.worker.flush()
             self.pipelines.maintain()
         for source in self.sources.values():
+            source.maintain()
             if source.context.held:
                 source.context.retry_held()
         if not self.stopping:

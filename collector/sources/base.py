@@ -196,3 +196,6 @@ class Source(ABC):
     def health(self) -> dict[str, Any]:
         """Detail for /readyz."""
         return {}
+
+    def maintain(self) -> None:  # noqa: B027 - optional hook, most sources need none
+        """Housekeeping from the daemon's tick (cheap: e.g. one `stat` per watched file)."""

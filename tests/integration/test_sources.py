@@ -13,6 +13,7 @@ import ssl
 import subprocess
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,7 +23,7 @@ LOGGER = shutil.which("logger")
 TOKENS = {"demo": "demo-token", "acme": "acme-token-0123456789abcdef"}
 
 
-def sources_config() -> dict[str, Any]:
+def sources_config(token_file: Path) -> dict[str, Any]:
     port0 = "127.0.0.1:0"
     return {
         "vigil": {"control": {"address": port0}},
@@ -36,7 +37,8 @@ def sources_config() -> dict[str, Any]:
                          "dataset": "json"},
             "http": {"type": "http", "address": port0, "tokens": {
                 name: {"tenant": name, "sha256": hashlib.sha256(token.encode()).hexdigest()}
-                for name, token in TOKENS.items()}},
+                for name, token in TOKENS.items()} | {
+                "rotating": {"tenant": "acme", "token_file": str(token_file)}}},
             # Routed by sender: loopback is acme's on one listener, nobody's on the other.
             "shared_local": {"type": "syslog_udp", "address": port0, "routes": [
                 {"tenant": "acme", "source_cidrs": ["127.0.0.0/8"]}]},
@@ -52,7 +54,8 @@ def sources_config() -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("sources")
-    write_conf(root / "conf.d", sources_config())
+    (root / "rotating.token").write_text("rotating-token-one\n")
+    write_conf(root / "conf.d", sources_config(root / "rotating.token"))
     process = VigilProcess(root / "conf.d", root / "data").start()
     yield process
     process.kill()
@@ -210,3 +213,28 @@ def test_metrics_per_source(daemon: VigilProcess) -> None:
                                    component_id="syslog_tcp") == 0, message="the gauge back at 0")
     ready = daemon.readyz()[1]["sources"]
     assert ready["syslog_tls"]["tls"] is True and ready["syslog_udp"]["receive_buffer_bytes"] > 0
+
+
+def test_a_rotated_token_file_takes_over_and_a_removed_one_refuses(
+        daemon: VigilProcess) -> None:
+    token_file = daemon.conf_dir.parent / "rotating.token"
+
+    def post(token: str, message: str = "http-rotation") -> int:
+        return http_post(daemon, "/v1/logs", json.dumps({"message": message}).encode(),
+                         {"Authorization": f"Bearer {token}"})[0]
+
+    assert post("rotating-token-one") == 200
+    replacement = token_file.with_name("rotating.token.new")
+    replacement.write_text("rotating-token-two\n")
+    replacement.replace(token_file)  # as credential tooling rotates: a new file moved in place
+    wait_for(lambda: post("rotating-token-two") == 200, timeout=10,
+             message="the rotated token accepted (the tick re-reads the file)")
+    assert post("rotating-token-one") == 403
+    token_file.unlink()  # revoked
+    wait_for(lambda: post("rotating-token-two", "http-revocation probe") == 403, timeout=10,
+             message="the token refused once its file is gone")
+    token_file.write_text("rotating-token-three\n")
+    wait_for(lambda: post("rotating-token-three") == 200, timeout=10,
+             message="the restored file's token accepted")
+    wait_rows(daemon, "http-rotation", 3)
+    assert "rotating-token" not in daemon.log()

@@ -34,15 +34,16 @@ Sha256Hex = Annotated[str, AfterValidator(_check_sha256)]
 
 
 class HttpTokenConfig(StrictModel):
-    """One client token. Stored as its SHA-256 (or read from a file at start), never logged."""
+    """One client token. Stored as its SHA-256 (or read from a file), never logged."""
 
     tenant: TenantId | None = Field(
         None, description="tenant of every event sent with this token; without it the "
         "source's `tenant`/`routes` decide")
     sha256: Sha256Hex | None = Field(None, description="hex SHA-256 of the token")
     token_file: Path | None = Field(
-        None, description="file holding the token itself (e.g. a systemd credential), read and "
-        "hashed at start; relative to the conf.d directory")
+        None, description="file holding the token itself (e.g. a systemd credential), relative "
+        "to the conf.d directory; re-read when it changes (a rotated token takes over at once; "
+        "an emptied or removed file refuses the token until it is fixed)")
 
     @model_validator(mode="after")
     def _one_secret(self) -> HttpTokenConfig:

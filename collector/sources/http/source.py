@@ -118,7 +118,12 @@ class HttpSource(Source):
 
     def health(self) -> dict[str, Any]:
         return {"address": self.bound_address(), "tls": self.config.tls is not None,
-                "connections": len(self.listener.connections) if self.listener else 0}
+                "connections": len(self.listener.connections) if self.listener else 0,
+                "token_reloads": self.tokens.reloads,
+                "token_reload_errors": self.tokens.reload_errors}
+
+    def maintain(self) -> None:
+        self.tokens.refresh()
 
     # -- handlers -----------------------------------------------------------------------
 

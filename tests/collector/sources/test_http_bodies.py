@@ -124,3 +124,26 @@ def test_tokens_hashed_and_compared(tmp_path: Path) -> None:
     (tmp_path / "empty").write_text("\n")
     with pytest.raises(ValueError, match="token .x.: token file .*empty is empty"):
         TokenTable.from_config({"x": HttpTokenConfig(token_file=Path("empty"))}, tmp_path)
+
+
+def test_token_files_are_re_read_when_they_change(tmp_path: Path,
+                                                  caplog: pytest.LogCaptureFixture) -> None:
+    secret_file = tmp_path / "acme.token"
+    secret_file.write_text("first-token\n")
+    table = TokenTable.from_config(
+        {"acme": HttpTokenConfig(tenant="acme", token_file=Path("acme.token"))}, tmp_path)
+    assert table.refresh() == 0 and table.lookup("first-token") is not None
+    new = tmp_path / "acme.token.new"
+    new.write_text("second-token\n")
+    new.replace(secret_file)
+    assert table.refresh() == 1
+    assert table.lookup("second-token").tenant == "acme"  # type: ignore[union-attr]
+    assert table.lookup("first-token") is None
+    secret_file.write_text("")  # emptied: refused, not kept
+    assert table.refresh() == 1 and table.lookup("second-token") is None
+    secret_file.unlink()
+    assert table.refresh() == 1 and table.refresh() == 0  # reported once, not every tick
+    assert (table.reloads, table.reload_errors) == (1, 2)
+    assert "token" in caplog.text and "second-token" not in caplog.text
+    logged = " ".join(str(vars(r)) for r in caplog.records)
+    assert "first-token" not in logged and "second-token" not in logged
