@@ -216,15 +216,21 @@ def strptime_parser(fmt: str) -> Parser:
     def parse(value: Any, tz: tzinfo, received_at: datetime) -> datetime | None:
         if not isinstance(value, str):
             return None
+        text = value.strip()
         try:
-            if has_year:
-                return _to_utc(datetime.strptime(value.strip(), fmt), tz)
-            # strptime's default year (1900) has no 29 February: parse in a leap year, then
-            # place the time in the year the inference picks.
-            parsed = datetime.strptime(f"{value.strip()} 2000", f"{fmt} %Y")
+            parsed = datetime.strptime(text, fmt)
         except ValueError:
-            return None
-        return infer_year(parsed, tz, received_at)
+            if has_year:
+                return None
+            # strptime's default year (1900) has no 29 February: retry in a leap year (only
+            # then, so a day-of-year `%j` keeps counting from 1900's calendar).
+            try:
+                parsed = datetime.strptime(f"{text} 2000", f"{fmt} %Y")
+            except ValueError:
+                return None
+        if not has_year:
+            return infer_year(parsed, tz, received_at)
+        return _to_utc(parsed, tz)
 
     return parse
 

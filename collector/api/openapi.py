@@ -18,6 +18,7 @@ _DESCRIPTIONS = {
     400: "invalid input", 401: "authentication required", 403: "the role does not allow this",
     404: "not found (or outside your tenants)", 409: "not possible in the alert's state",
     429: "too many attempts; retry after `Retry-After` seconds",
+    503: "the server cannot do this now (see its log)",
 }
 
 

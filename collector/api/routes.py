@@ -147,7 +147,7 @@ class Api:
             user = await asyncio.to_thread(self.alerting.directory.activate, body.login,
                                            body.token, body.password, body.code, call.address)
         except AuthError as exc:
-            raise ApiError(400, str(exc)) from None
+            raise _auth_error(exc, 400) from None
         log.info("account activated", extra={"login": user.login, "address": call.address})
         return {"login": user.login, "status": user.status}
 
@@ -309,7 +309,7 @@ class Api:
                                           body.email, body.role, list(body.tenants),
                                           call.me.actor(call.address))
         except AuthError as exc:
-            raise ApiError(409 if exc.reason == "exists" else 400, str(exc)) from None
+            raise _auth_error(exc, 409 if exc.reason == "exists" else 400) from None
         if not await self._mail_enrollment(channel, new):
             await asyncio.to_thread(directory.remove_pending, body.login)
             raise ApiError(409, "the enrollment mail could not be sent; user not created")
@@ -325,7 +325,7 @@ class Api:
         except AuthError as exc:
             if exc.reason == "not_found":
                 raise ApiError(404, "user not found") from None
-            raise ApiError(409, str(exc)) from None
+            raise _auth_error(exc, 409) from None
         if not await self._mail_enrollment(channel, new):
             raise ApiError(409, "the reset stands but the enrollment mail could not be sent; "
                            "reset again once mail works")
@@ -382,7 +382,7 @@ class Api:
               content_type="text/html"),
             Op("POST", "/auth/activate", "activate", "Set the password and confirm TOTP",
               "auth", self.activate, m.ActivateResponse, body=m.ActivateRequest,
-              authenticated=False, errors=(400, 429), form=True),
+              authenticated=False, errors=(400, 429, 503), form=True),
             Op("POST", "/auth/logout", "logout", "Revoke the token of this request", "auth",
               self.logout, m.OkResponse, permission=None, errors=(401,)),
             Op("GET", "/auth/me", "me", "Who the token belongs to and its scope", "auth",
@@ -431,18 +431,27 @@ class Api:
             Op("POST", "/users", "addUser", "Add a user: activation link back, TOTP "
               "enrollment mailed to the user", "users", self.add_user, m.UserCreated,
               body=m.UserCreate, permission=ADMIN, status=201,
-              errors=(400, 401, 403, 409)),
+              errors=(400, 401, 403, 409, 503)),
             Op("POST", "/users/{login}/disable", "disableUser", "Disable a user and revoke "
               "its tokens", "users", self.disable_user, m.UserOut, body=m.DisableRequest,
               permission=ADMIN, errors=(400, 401, 403, 404)),
             Op("POST", "/users/{login}/reset", "resetUser", "Lost authenticator or password: "
               "clear both, revoke the user's tokens, new activation link back, new TOTP "
               "enrollment mailed to the user", "users", self.reset_user, m.UserCreated,
-              body=m.ResetRequest, permission=ADMIN, errors=(400, 401, 403, 404, 409)),
+              body=m.ResetRequest, permission=ADMIN, errors=(400, 401, 403, 404, 409, 503)),
             Op("GET", "/users/review", "reviewUsers", "Inactive, never activated and "
               "multi-tenant users", "users", self.review, m.ReviewOut, query=m.ReviewQuery,
               permission=ADMIN, errors=(400, 401, 403)),
         ]
+
+
+def _auth_error(exc: AuthError, status: int) -> ApiError:
+    """The reply to a refused account change; a key the server cannot use is its own fault
+    (503, details in its log, not in the reply: they name files)."""
+    if exc.reason == "secret_key":
+        log.error("TOTP secret key unusable", extra={"error": str(exc)})
+        return ApiError(503, "the server cannot seal secrets now; see its log")
+    return ApiError(status, str(exc))
 
 
 def activation_link(base_url: str, login: str, token: str) -> str:

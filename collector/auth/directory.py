@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from collector.auth.config import AccessPolicy
 from collector.auth.passwords import hash_password, password_problem, verify_password
 from collector.auth.roles import ADMIN, ALL_TENANTS, ROLES, allows
+from collector.auth.sealing import VERSION as SEALED_VERSION
 from collector.auth.sealing import SealError, SecretSealer, is_sealed
 from collector.auth.tokens import new_token, token_hash
 from collector.auth.totp import ReplayedCode, matching_step, new_secret
@@ -34,6 +35,7 @@ from sinks.alerts.db import Database, from_text, to_text
 from sinks.alerts.model import PLATFORM, Actor
 
 log = logging.getLogger(__name__)
+SEALED_PREFIX = SEALED_VERSION + ":"
 
 LOGIN_RE = re.compile(r"[a-z0-9][a-z0-9._@-]{1,63}")
 EMAIL_RE = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
@@ -91,6 +93,10 @@ class Principal:
         return Actor(self.login, self.tenants, address)
 
     def can(self, permission: str) -> bool:
+        """The role allows it; user administration spans every tenant, so it also needs a
+        token of full scope (a platform admin's token narrowed to some tenants cannot)."""
+        if permission == ADMIN and self.tenants is not None:
+            return False
         return allows(self.role, permission)
 
 
@@ -121,8 +127,14 @@ class UserDirectory:
         default `secret.key` beside the store."""
         path = self.policy.secret_key_file or self.db.path.with_name("secret.key")
         if path not in self._sealers:
-            self._sealers[path] = SecretSealer(path)
+            self._sealers[path] = SecretSealer(path, may_create=self._nothing_sealed)
         return self._sealers[path]
+
+    def _nothing_sealed(self) -> bool:
+        """A new key may be made only for a store that holds no sealed secret yet."""
+        with self.db.transaction(write=False) as con:
+            return con.execute("SELECT 1 FROM users WHERE totp_secret LIKE ? LIMIT 1",
+                               (f"{SEALED_PREFIX}%",)).fetchone() is None
 
     def _seal_totp(self, login: str, secret: str) -> str:
         try:
@@ -134,7 +146,7 @@ class UserDirectory:
         """The row's TOTP secret; None (logged, without the value) when it cannot be opened."""
         try:
             return self.sealer().open(row["totp_secret"], f"totp:{row['login']}")
-        except SealError as exc:
+        except (SealError, OSError) as exc:
             log.error("TOTP secret cannot be opened; reset the user's enrollment",
                       extra={"login": row["login"], "error": str(exc)})
             return None
@@ -372,8 +384,12 @@ class UserDirectory:
                     "totp_last_step = ?, last_login_at = ? WHERE login = ?",
                     (step, to_text(now), user.login))
         if secret is not None and not is_sealed(row["totp_secret"]):  # stored before sealing
-            con.execute("UPDATE users SET totp_secret = ? WHERE login = ?",
-                        (self._seal_totp(user.login, secret), user.login))
+            try:
+                con.execute("UPDATE users SET totp_secret = ? WHERE login = ?",
+                            (self._seal_totp(user.login, secret), user.login))
+            except AuthError as exc:  # the login stands; the secret stays as it was
+                log.error("TOTP secret not sealed", extra={"login": user.login,
+                                                           "error": str(exc)})
         return ""
 
     def _issue(self, user: User, token: str, kind: str, name: str | None, ttl: timedelta,

@@ -19,6 +19,8 @@ import hashlib
 import logging
 import os
 import secrets
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
@@ -43,12 +45,18 @@ def is_sealed(stored: str) -> bool:
 
 
 class SecretSealer:
-    """Seal and open short secrets with the key in `key_path` (created on first use)."""
+    """Seal and open short secrets with the key in `key_path`.
 
-    def __init__(self, key_path: Path) -> None:
+    A missing key file is created by `seal` only while `may_create()` says nothing was sealed
+    yet; otherwise it is an error, never a silent new key: a store whose key is on an
+    unmounted volume, or was left out of a restore, must not fork into two keys.
+    """
+
+    def __init__(self, key_path: Path, may_create: Callable[[], bool] = lambda: True) -> None:
         self.key_path = Path(key_path)
-        self._aead: AESGCM | None = None
-        self._key_id = ""
+        self.may_create = may_create
+        self._lock = threading.Lock()
+        self._state: tuple[AESGCM, str] | None = None  # (cipher, key id), set once, whole
 
     def check(self) -> None:
         """Raise SealError (or OSError) unless the key file, when it exists, holds a key."""
@@ -56,10 +64,10 @@ class SecretSealer:
             self._read()
 
     def seal(self, plaintext: str, context: str) -> str:
-        aead = self._cipher()
+        aead, key_id = self._cipher(create=True)
         nonce = secrets.token_bytes(NONCE_BYTES)
         sealed = nonce + aead.encrypt(nonce, plaintext.encode(), context.encode())
-        return f"{VERSION}:{self._key_id}:{base64.b64encode(sealed).decode()}"
+        return f"{VERSION}:{key_id}:{base64.b64encode(sealed).decode()}"
 
     def open(self, stored: str, context: str) -> str:
         """The plaintext; a value from before sealing (no version prefix) is returned as is."""
@@ -69,10 +77,10 @@ class SecretSealer:
         if len(parts) != 3:
             raise SealError("a sealed value without its key id or body")
         _, key_id, body = parts
-        aead = self._cipher()
-        if key_id != self._key_id:
+        aead, own_id = self._cipher(create=False)
+        if key_id != own_id:
             raise SealError(f"sealed with key {key_id}, but {self.key_path} holds key "
-                            f"{self._key_id} (was the key file replaced?)")
+                            f"{own_id} (was the key file replaced?)")
         try:
             raw = base64.b64decode(body, validate=True)
             return aead.decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], context.encode()).decode()
@@ -80,23 +88,37 @@ class SecretSealer:
             raise SealError(f"a value sealed with key {key_id} does not open: damaged, or "
                             f"not this row's") from exc
 
-    def _cipher(self) -> AESGCM:
-        if self._aead is None:
-            key = self._load_or_create()
-            self._aead = AESGCM(key)
-            self._key_id = hashlib.sha256(b"vigil-key-id:" + key).hexdigest()[:16]
-        return self._aead
+    def _cipher(self, create: bool) -> tuple[AESGCM, str]:
+        state = self._state
+        if state is None:
+            with self._lock:  # threads (asyncio.to_thread logins) load the key once
+                if self._state is None:
+                    key = self._load(create)
+                    key_id = hashlib.sha256(b"vigil-key-id:" + key).hexdigest()[:16]
+                    self._state = (AESGCM(key), key_id)
+                state = self._state
+        return state
 
-    def _load_or_create(self) -> bytes:
+    def _missing(self) -> SealError:
+        path = self.key_path
+        return SealError(
+            f"the key file {path} is missing: restore it. If it is lost, create a new one "
+            f"(`head -c 32 /dev/urandom | base64 > {path}; chmod 600 {path}`) and reset every "
+            "user (`vigil users reset LOGIN`)")
+
+    def _load(self, create: bool) -> bytes:
         try:
             return self._read()
         except FileNotFoundError:
-            pass
-        self.key_path.parent.mkdir(parents=True, exist_ok=True)
+            if not create or not self.may_create():
+                raise self._missing() from None
+        directory = self.key_path.parent
+        if not directory.exists():
+            directory.mkdir(parents=True, exist_ok=True)
+            fsync_directory(directory.parent)
         key = secrets.token_bytes(KEY_BYTES)
         # Written whole under a private name, then linked into place: whoever loses the race
-        # (the CLI beside the daemon, a second thread) reads the winner's key, never a
-        # half-written one.
+        # (the CLI beside the daemon) reads the winner's key, never a half-written one.
         tmp = self.key_path.with_name(f".{self.key_path.name}.{secrets.token_hex(8)}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
@@ -110,7 +132,7 @@ class SecretSealer:
             return self._read()
         finally:
             tmp.unlink()
-        fsync_directory(self.key_path.parent)
+        fsync_directory(directory)
         log.warning("created a secret key; back it up, but apart from the alert store: "
                     "without it every user must enroll TOTP again",
                     extra={"key_file": str(self.key_path)})

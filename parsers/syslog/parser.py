@@ -254,9 +254,10 @@ def _bsd_uncached(match: re.Match[str], received_at: datetime, tz: tzinfo) -> da
             candidate = datetime(year, month, day, hour, minute, second, micro, tzinfo=tz)
         except ValueError:  # 29 February in a non-leap year, day 31 in a short month
             continue
-        best = candidate
-        if candidate <= horizon:
+        if candidate <= horizon or len(years) == 1:
+            best = candidate
             break
+    # None when only the future fits (29 February read in a year before a leap year).
     return _to_utc(best) if best is not None else None
 
 

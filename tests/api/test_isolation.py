@@ -141,3 +141,20 @@ async def test_unauthenticated_calls_get_401(api: Api, token: str | None) -> Non
     for method, path in paths:
         status, body = await api.call(method, path, token=token, json={})
         assert (status, body) == (401, {"error": "authentication required"}), path
+
+
+async def test_an_admin_token_narrowed_to_a_tenant_cannot_manage_users(api: Api) -> None:
+    """User administration spans every tenant: a platform admin's token narrowed to one
+    tenant is refused it (it would otherwise reset any user and get the activation link)."""
+    status, narrow = await api.call("POST", "/auth/tokens", "admin",
+                                    json={"name": "acme only", "tenants": ["acme"]})
+    assert status == 201 or status == 200, narrow
+    token = narrow["token"]
+    for method, path in (("GET", "/users"), ("POST", "/users/ana/reset"),
+                         ("POST", "/users/ana/disable"), ("GET", "/users/review"),
+                         ("POST", "/users")):
+        status, body = await api.call(method, path, token=token, json={})
+        assert (status, body) == (403, {"error": "your role does not allow this"}), path
+    assert (await api.call("GET", "/users", "admin"))[0] == 200  # the full-scope session can
+    status, users = await api.call("GET", "/users", "admin")
+    assert {u["login"]: u["status"] for u in users["items"]}["ana"] == "active"

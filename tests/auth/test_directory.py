@@ -3,7 +3,9 @@ tokens with scope and expiry, and access review, against an injected clock."""
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import os
 from pathlib import Path
 
 import pytest
@@ -179,16 +181,22 @@ def test_a_lost_key_refuses_the_login_until_the_user_is_reset(
     assert secret.encode() not in stored and (tmp_path / "keys" / "k").exists()
     assert not (tmp_path / "secret.key").exists()  # the policy's key file, not the default
 
-    (tmp_path / "keys" / "k").unlink()  # the key is lost: a new one is made, the old seal stays
+    (tmp_path / "keys" / "k").unlink()  # the key is lost
     lost = _directory(tmp_path, clock, secret_key_file=str(tmp_path / "keys" / "k"))
     clock.advance(seconds=30)
     with pytest.raises(LoginFailed) as info:
         lost.login("ana", PASSWORD, current_code(secret, clock()), None)
     assert info.value.reason == "secret_unreadable"
     logged = [f"{r.getMessage()} {vars(r)}" for r in caplog.records]
-    assert any("was the key file replaced" in line for line in logged)
+    assert any("is missing: restore it" in line for line in logged)
     assert not any(secret in line for line in logged)
-
+    # No new key behind the operator's back while secrets sealed with the old one exist.
+    with pytest.raises(AuthError, match="cannot seal the TOTP secret: the key file .* is "
+                                        "missing"):
+        lost.reset_enrollment("ana", ADMIN, "key lost")
+    assert not (tmp_path / "keys" / "k").exists()
+    # The operator makes a new key by hand, as the error says, and resets the user.
+    (tmp_path / "keys" / "k").write_text(base64.b64encode(os.urandom(32)).decode())
     reset = lost.reset_enrollment("ana", ADMIN, "key lost")
     assert reset.user.status == "pending" and reset.totp_secret != secret
     assert lost.authenticate(token) is None  # the old session dies with the reset

@@ -99,6 +99,13 @@ def test_a_format_without_a_year_parses_29_february() -> None:
     # Read after new year (a backlog), the year before is the one with a 29 February.
     assert parse("Feb 29 23:10:00", datetime(2029, 1, 2, tzinfo=UTC), formats=formats) == \
         datetime(2028, 2, 29, 23, 10, tzinfo=UTC)
+    # Read in the year before a leap year, only the future would fit: not placed, marked.
+    event = ts(field="t", formats=formats).apply(
+        {"t": "Feb 29 23:10:00", RECEIVED_AT: datetime(2027, 3, 1, tzinfo=UTC)})
+    assert event[TIMESTAMP] == datetime(2027, 3, 1, tzinfo=UTC) and TIMESTAMP_ERROR in event
+    # A day of the year still counts in a common year's calendar (day 100 is 10 April).
+    assert parse("100 12:00:00", datetime(2026, 5, 1, tzinfo=UTC), formats=["%j %H:%M:%S"]) \
+        == datetime(2026, 4, 10, 12, tzinfo=UTC)
 
 
 def test_httpdate_is_the_access_log_format() -> None:
