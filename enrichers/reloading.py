@@ -1,9 +1,12 @@
-"""Enrichment files (lookup tables, indicator lists, GeoIP databases) that reload when they change.
+"""Files that reload when they change: enrichment files (lookup tables, indicator lists, GeoIP
+databases) and HTTP token files.
 
-`ReloadingFile` keeps the last good load of one file. `refresh()`, called from a step's
-`maintain()` on the daemon's tick, costs one `stat`; a file whose signature changed is loaded
-again, and a file that vanished or no longer loads keeps the previous value (logged and counted
-once per change, so a broken file does not flood the log every tick).
+`ReloadingFile` holds the value loaded from one file. `refresh()`, called on the daemon's tick
+(a step's or a source's `maintain()`), costs one `stat`; a file whose signature changed is
+loaded again. A file that vanished or no longer loads keeps the previous value (enrichment
+data: stale beats none), or, given `on_error`, is replaced by it (a credential: a removed token
+file revokes the token). Either way it is logged and counted once per change, so a broken file
+does not flood the log every tick.
 """
 
 from __future__ import annotations
@@ -49,18 +52,24 @@ def missing_file_message(kind: str, path: Path) -> str | None:
     return None
 
 
+_KEEP: Any = object()
+
+
 class ReloadingFile(Generic[T]):
     """The value loaded from one file, replaced when the file changes.
 
     `load(path)` turns the file into a value and raises (preferably `EnrichmentFileError`) on
     a file it cannot use. The first load happens in the constructor and its error propagates:
-    a step must not start without its data. Later failures keep the previous value.
+    a component must not start without its data. Later failures keep the previous value, or
+    set `on_error` when one is given.
     """
 
-    def __init__(self, path: Path, load: Callable[[Path], T], *, what: str) -> None:
+    def __init__(self, path: Path, load: Callable[[Path], T], *, what: str,
+                 on_error: T = _KEEP) -> None:
         self.path = path
         self.what = what
         self._load = load
+        self._on_error = on_error
         # Stat before reading: a change during the read is then seen on the next refresh.
         self.signature = file_signature(path)
         self.value: T = load(path)
@@ -72,35 +81,41 @@ class ReloadingFile(Generic[T]):
         return {"reloads": self.reloads, "reload_errors": self.reload_errors}
 
     def refresh(self) -> bool:
-        """Reload if the file changed; True when `value` was replaced."""
+        """Reload if the file changed; True when `value` was replaced (by the new load, or by
+        `on_error` when the file can no longer be used)."""
         try:
             signature = file_signature(self.path)
         except OSError as exc:
-            self._failure(_MISSING, f"cannot stat the file: {exc.strerror or exc}")
-            return False
+            return self._failure(_MISSING, f"cannot stat the file: {exc.strerror or exc}")
         if signature == self.signature or signature == self._failed:
             return False
         try:
             value = self._load(self.path)
-        except Exception as exc:  # any file we cannot use must keep the previous value
+        except Exception as exc:  # no file we cannot use may stop the daemon
             reason = str(exc) if isinstance(exc, EnrichmentFileError) else \
                 f"{type(exc).__name__}: {exc}"
-            self._failure(signature, reason)
-            return False
+            return self._failure(signature, reason)
         self.value = value
         self.signature = signature
         self._failed = None
         self.reloads += 1
-        log.info("enrichment file reloaded", extra={"what": self.what, "path": str(self.path)})
+        log.info("file reloaded", extra={"what": self.what, "path": str(self.path)})
         return True
 
-    def _failure(self, signature: Signature, reason: str) -> None:
+    def _failure(self, signature: Signature, reason: str) -> bool:
         if signature == self._failed:
-            return
+            return False
         self._failed = signature
         self.reload_errors += 1
-        log.error("enrichment file not reloaded, keeping the previous version",
-                  extra={"what": self.what, "path": str(self.path), "error": reason})
+        extra = {"what": self.what, "path": str(self.path), "error": reason}
+        if self._on_error is _KEEP:
+            log.error("file not reloaded, keeping the previous version", extra=extra)
+            return False
+        self.value = self._on_error
+        self.signature = signature
+        log.error("file unusable; its previous version is dropped until it is fixed",
+                  extra=extra)
+        return True
 
 
 def file_stats(files: Iterable[ReloadingFile[Any]], counts: dict[str, int]) -> dict[str, int]:

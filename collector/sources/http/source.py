@@ -119,8 +119,7 @@ class HttpSource(Source):
     def health(self) -> dict[str, Any]:
         return {"address": self.bound_address(), "tls": self.config.tls is not None,
                 "connections": len(self.listener.connections) if self.listener else 0,
-                "token_reloads": self.tokens.reloads,
-                "token_reload_errors": self.tokens.reload_errors}
+                **{f"token_{name}": count for name, count in self.tokens.stats().items()}}
 
     def maintain(self) -> None:
         self.tokens.refresh()

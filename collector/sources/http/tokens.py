@@ -9,15 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from collector.sources.http.config import HttpTokenConfig, read_token_file
-from enrichers.reloading import Signature, file_signature
-
-log = logging.getLogger(__name__)
-
+from enrichers.reloading import ReloadingFile, file_stats
 
 _NO_DIGEST = bytes(32)  # what a refused file token is compared against (no SHA-256 is zero)
 
@@ -25,25 +21,18 @@ _NO_DIGEST = bytes(32)  # what a refused file token is compared against (no SHA-
 @dataclass(frozen=True)
 class Token:
     name: str
-    digest: bytes | None  # None: a token file that is missing or unusable refuses the token
     tenant: str | None
-    path: Path | None = None  # the token file, re-read when it changes
-    signature: Signature | None = None
+    fixed: bytes | None = None  # the configured `sha256`
+    file: ReloadingFile[bytes | None] | None = None  # or the digest of a token file
+
+    @property
+    def digest(self) -> bytes | None:
+        """None: a token file that is missing or unusable refuses the token."""
+        return self.file.value if self.file is not None else self.fixed
 
 
-def _file_digest(name: str, path: Path) -> bytes:
-    try:
-        secret = read_token_file(path)
-    except ValueError as exc:
-        raise ValueError(f"token {name!r}: {exc}") from None
-    return hashlib.sha256(secret.encode()).digest()
-
-
-def _signature(path: Path) -> Signature | None:
-    try:
-        return file_signature(path)
-    except OSError:
-        return None
+def _file_digest(path: Path) -> bytes:
+    return hashlib.sha256(read_token_file(path).encode()).digest()
 
 
 class TokenTable:
@@ -54,8 +43,6 @@ class TokenTable:
 
     def __init__(self, tokens: list[Token]) -> None:
         self.tokens = tokens
-        self.reloads = 0
-        self.reload_errors = 0
 
     @classmethod
     def from_config(cls, tokens: dict[str, HttpTokenConfig], conf_dir: Path | None) -> TokenTable:
@@ -63,39 +50,32 @@ class TokenTable:
         built = []
         for name, config in tokens.items():
             if config.sha256 is not None:
-                built.append(Token(name, bytes.fromhex(config.sha256), config.tenant))
+                built.append(Token(name, config.tenant, fixed=bytes.fromhex(config.sha256)))
                 continue
             assert config.token_file is not None
             path = config.token_file
             if not path.is_absolute() and conf_dir is not None:
                 path = conf_dir / path
-            signature = _signature(path)  # before reading: a change meanwhile is seen next
-            built.append(Token(name, _file_digest(name, path), config.tenant, path, signature))
+            try:
+                file = ReloadingFile[bytes | None](path, _file_digest, what=f"token {name}",
+                                                   on_error=None)
+            except ValueError as exc:
+                raise ValueError(f"token {name!r}: {exc}") from None
+            except OSError as exc:  # the stat before the first read
+                raise ValueError(f"token {name!r}: cannot read token file {path}: "
+                                 f"{exc.strerror or exc}") from None
+            built.append(Token(name, config.tenant, file=file))
         return cls(built)
 
     def refresh(self) -> int:
-        """Re-read the token files that changed (one `stat` each); returns how many did."""
-        changed = 0
-        for index, token in enumerate(self.tokens):
-            if token.path is None:
-                continue
-            signature = _signature(token.path)
-            if signature == token.signature:
-                continue
-            changed += 1
-            try:
-                digest: bytes | None = _file_digest(token.name, token.path)
-            except ValueError as exc:
-                digest = None
-                self.reload_errors += 1
-                log.error("token file unusable; the token is refused until it is fixed",
-                          extra={"token": token.name, "error": str(exc)})
-            else:
-                self.reloads += 1
-                log.info("token file changed; the token it holds is now the one accepted",
-                         extra={"token": token.name, "path": str(token.path)})
-            self.tokens[index] = replace(token, digest=digest, signature=signature)
-        return changed
+        """Re-read the token files that changed (one `stat` each); returns how many changed
+        the token they hold."""
+        return sum(token.file.refresh() for token in self.tokens if token.file is not None)
+
+    def stats(self) -> dict[str, int]:
+        """Reloads and reload errors of the token files."""
+        return file_stats((t.file for t in self.tokens if t.file is not None),
+                          {"reloads": 0, "reload_errors": 0})
 
     def lookup(self, presented: str) -> Token | None:
         """The token matching `presented`; every entry is compared, so the time taken does not
@@ -103,7 +83,8 @@ class TokenTable:
         digest = hashlib.sha256(presented.encode("utf-8", "surrogateescape")).digest()
         found = None
         for token in self.tokens:
-            if hmac.compare_digest(token.digest or _NO_DIGEST, digest) and token.digest:
+            expected = token.digest
+            if hmac.compare_digest(expected or _NO_DIGEST, digest) and expected:
                 found = token
         return found
 

@@ -143,8 +143,9 @@ def test_token_files_are_re_read_when_they_change(tmp_path: Path,
     assert table.refresh() == 1 and table.lookup("second-token") is None
     secret_file.unlink()
     assert table.refresh() == 1 and table.refresh() == 0  # reported once, not every tick
-    assert (table.reloads, table.reload_errors) == (1, 2)
+    assert table.stats() == {"reloads": 1, "reload_errors": 2}
     messages = [r.getMessage() for r in caplog.records]
-    assert messages.count("token file unusable; the token is refused until it is fixed") == 2
+    assert messages.count("file unusable; its previous version is dropped until it is fixed") \
+        == 2
     logged = " ".join(str(vars(r)) for r in caplog.records)
     assert "first-token" not in logged and "second-token" not in logged
