@@ -24,7 +24,7 @@ from multidict import MultiMapping
 from pydantic import BaseModel, ValidationError
 
 from collector.api.models import Error
-from collector.auth.directory import Principal
+from collector.auth.model import Principal
 
 log = logging.getLogger(__name__)
 

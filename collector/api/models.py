@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from collector.auth.directory import User as UserOut
+from collector.auth.model import User as UserOut
 from sinks.alerts.sla import SlaFigures
 
 Severity = Literal["informational", "low", "medium", "high", "critical"]

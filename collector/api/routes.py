@@ -4,18 +4,16 @@ users. Every query carries the caller's tenant scope down to the SQL."""
 from __future__ import annotations
 
 import asyncio
-import html
 import logging
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import quote
 
 from aiohttp import web
 
 from collector.api import models as m
 from collector.api.framework import ApiError, Call, Operation, RateLimiter
-from collector.auth.directory import AuthError, LoginFailed, Principal
-from collector.auth.enrollment import enrollment_message
+from collector.auth.enrollment import activation_link, activation_page, send_enrollment
+from collector.auth.model import AuthError, LoginFailed, Principal
 from collector.auth.roles import ADMIN, TRIAGE
 from collector.config.models import SEVERITIES, TenantConfig, parse_duration
 from sinks.alerts.model import AlertFilter, Change, Conflict, NotFound
@@ -120,22 +118,9 @@ class Api:
         return {"token": token, "expires_at": principal.expires_at,
                 "principal": _principal_out(principal)}
 
-    async def activation_page(self, call: Call) -> web.Response:
-        login = html.escape(call.request.query.get("login", "")[:64])
-        token = html.escape(call.request.query.get("token", "")[:200])
-        page = (
-            "<!doctype html><html><head><meta charset=\"utf-8\"><title>Activate your Vigil "
-            "account</title></head><body><h1>Activate your account</h1>"
-            "<p>Choose a password and enter the code your authenticator app shows (the app "
-            "was set up from the enrollment mail you received).</p>"
-            "<form method=\"post\" action=\"activate\">"
-            f"<input type=\"hidden\" name=\"login\" value=\"{login}\">"
-            f"<input type=\"hidden\" name=\"token\" value=\"{token}\">"
-            "<p><label>Password <input type=\"password\" name=\"password\" "
-            "autocomplete=\"new-password\" required></label></p>"
-            "<p><label>Code <input name=\"code\" inputmode=\"numeric\" "
-            "autocomplete=\"one-time-code\" required></label></p>"
-            "<p><button type=\"submit\">Activate</button></p></form></body></html>")
+    async def activation_form(self, call: Call) -> web.Response:
+        page = activation_page(call.request.query.get("login", "")[:64],
+                               call.request.query.get("token", "")[:200])
         return web.Response(text=page, content_type="text/html",
                             headers={"Cache-Control": "no-store",
                                      "Referrer-Policy": "no-referrer"})
@@ -338,14 +323,12 @@ class Api:
         return channel
 
     async def _mail_enrollment(self, channel: Any, new: Any) -> bool:
-        try:
-            message = enrollment_message(channel, new, self.alerting.policy.issuer)
-            await asyncio.to_thread(channel.deliver, message)
-        except Exception as exc:
+        error = await asyncio.to_thread(send_enrollment, channel, new,
+                                        self.alerting.policy.issuer)
+        if error is not None:
             log.error("enrollment mail failed",
-                      extra={"login": new.user.login, "error": type(exc).__name__})
-            return False
-        return True
+                      extra={"login": new.user.login, "error": type(error).__name__})
+        return error is None
 
     def _activation(self, new: Any) -> dict[str, Any]:
         return {"user": new.user.public(),
@@ -378,7 +361,7 @@ class Api:
               self.login, m.LoginResponse, body=m.LoginRequest, authenticated=False,
               errors=(400, 401, 429)),
             Op("GET", "/auth/activate", "activationPage", "The activation form (HTML)", "auth",
-              self.activation_page, None, authenticated=False, errors=(),
+              self.activation_form, None, authenticated=False, errors=(),
               content_type="text/html"),
             Op("POST", "/auth/activate", "activate", "Set the password and confirm TOTP",
               "auth", self.activate, m.ActivateResponse, body=m.ActivateRequest,
@@ -452,7 +435,3 @@ def _auth_error(exc: AuthError, status: int) -> ApiError:
         log.error("TOTP secret key unusable", extra={"error": str(exc)})
         return ApiError(503, "the server cannot seal secrets now; see its log")
     return ApiError(status, str(exc))
-
-
-def activation_link(base_url: str, login: str, token: str) -> str:
-    return f"{base_url}/api/v1/auth/activate?login={quote(login)}&token={quote(token)}"

@@ -13,23 +13,27 @@ import logging
 import re
 import sqlite3
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field
 
 from collector.auth.config import AccessPolicy
+from collector.auth.model import (
+    AuthError,
+    LoginFailed,
+    NewUser,
+    Principal,
+    User,
+    effective_scope,
+)
 from collector.auth.passwords import hash_password, password_problem, verify_password
-from collector.auth.roles import ADMIN, ALL_TENANTS, ROLES, allows
+from collector.auth.roles import ALL_TENANTS, ROLES
 from collector.auth.sealing import VERSION as SEALED_VERSION
 from collector.auth.sealing import SealError, SecretSealer, is_sealed
 from collector.auth.tokens import new_token, token_hash
 from collector.auth.totp import ReplayedCode, matching_step, new_secret
 from collector.config.models import is_tenant_id
-from collector.errors import VigilError
 from sinks.alerts.audit import write_audit
 from sinks.alerts.db import Database, from_text, to_text
 from sinks.alerts.model import PLATFORM, Actor
@@ -39,75 +43,6 @@ SEALED_PREFIX = SEALED_VERSION + ":"
 
 LOGIN_RE = re.compile(r"[a-z0-9][a-z0-9._@-]{1,63}")
 EMAIL_RE = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
-
-
-class AuthError(VigilError):
-    """A refused request; `reason` is for metrics and the audit log, the message for users."""
-
-    def __init__(self, message: str, reason: str = "refused") -> None:
-        super().__init__(message)
-        self.reason = reason
-
-
-class LoginFailed(AuthError):
-    """Every login failure says the same to the client: which factor failed is not told."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__("invalid login, password or code", reason)
-
-
-class User(BaseModel):
-    """An account as the API and CLI show it (no secret in it)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    login: str
-    display_name: str
-    email: str
-    role: str
-    status: str = Field(description="pending, active or disabled")
-    tenants: list[str] = Field(description='sorted tenant ids; ["*"] for every tenant')
-    created_at: str
-    created_by: str
-    activated_at: str | None
-    last_login_at: str | None
-    disabled_at: str | None
-    locked_until: str | None
-
-    def public(self) -> dict[str, Any]:
-        return self.model_dump()
-
-
-@dataclass(frozen=True)
-class Principal:
-    """An authenticated caller: the user, its role and the tenants this token may reach
-    (None: every tenant)."""
-
-    login: str
-    role: str
-    tenants: frozenset[str] | None
-    token_kind: str
-    expires_at: str
-
-    def actor(self, address: str | None) -> Actor:
-        return Actor(self.login, self.tenants, address)
-
-    def can(self, permission: str) -> bool:
-        """The role allows it; user administration spans every tenant, so it also needs a
-        token of full scope (a platform admin's token narrowed to some tenants cannot)."""
-        if permission == ADMIN and self.tenants is not None:
-            return False
-        return allows(self.role, permission)
-
-
-@dataclass(frozen=True)
-class NewUser:
-    """What `add_user` hands back once: the activation token and the TOTP secret."""
-
-    user: User
-    activation_token: str
-    totp_secret: str
-    activation_expires: str
 
 
 class UserDirectory:
@@ -404,7 +339,7 @@ class UserDirectory:
                 (token_hash(token), user.login, kind, name, orjson.dumps(scope).decode(),
                  to_text(now), expires))
         return Principal(user.login, user.role,
-                         _scope(frozenset(scope), frozenset(user.tenants)), kind, expires)
+                         effective_scope(frozenset(scope), frozenset(user.tenants)), kind, expires)
 
     def issue_api_token(self, principal: Principal, name: str, ttl: timedelta | None,
                         tenants: list[str] | None) -> tuple[str, Principal]:
@@ -442,7 +377,7 @@ class UserDirectory:
         if found is None or found[0].status != "active":
             return None
         user = found[0]
-        scope = _scope(frozenset(orjson.loads(row["tenants"])), frozenset(user.tenants))
+        scope = effective_scope(frozenset(orjson.loads(row["tenants"])), frozenset(user.tenants))
         return Principal(user.login, user.role, scope, row["kind"], row["expires_at"])
 
     def revoke(self, token: str) -> None:
@@ -470,16 +405,3 @@ class UserDirectory:
             if ALL_TENANTS in user.tenants or len(user.tenants) > 1:
                 multi.append(user)
         return {"inactive": inactive, "never_activated": never, "multi_tenant": multi}
-
-
-def _scope(token_tenants: frozenset[str], user_tenants: frozenset[str]) -> frozenset[str] | None:
-    """A token's effective tenants: its own, within the user's (None: every tenant)."""
-    if ALL_TENANTS in user_tenants:
-        return None if ALL_TENANTS in token_tenants else token_tenants
-    if ALL_TENANTS in token_tenants:
-        return user_tenants
-    return token_tenants & user_tenants
-
-
-def is_admin(principal: Principal) -> bool:
-    return principal.can(ADMIN)

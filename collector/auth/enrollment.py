@@ -5,10 +5,34 @@ from __future__ import annotations
 
 import html
 from email.message import EmailMessage
+from typing import TYPE_CHECKING
+from urllib.parse import quote
 
-from collector.auth.directory import NewUser
+from collector.auth.config import access_policy
+from collector.auth.model import NewUser
 from collector.auth.totp import provisioning_uri, qr_png
+from sinks.notify.config import EmailNotifierConfig
 from sinks.notify.email import EmailChannel
+
+if TYPE_CHECKING:
+    from collector.config.loader import VigilConfig
+
+
+def enrollment_notifier(config: VigilConfig) -> str | None:
+    """The notifier that mails enrollments: `access.default.enrollment_notifier`, else the
+    first email notifier (by id); None when there is none."""
+    notifiers = config.section("notifiers")
+    return access_policy(config).enrollment_notifier or next(
+        (k for k in sorted(notifiers) if isinstance(notifiers[k], EmailNotifierConfig)), None)
+
+
+def send_enrollment(channel: EmailChannel, new: NewUser, issuer: str) -> Exception | None:
+    """Mail the enrollment; what went wrong when it could not be sent."""
+    try:
+        channel.deliver(enrollment_message(channel, new, issuer))
+    except Exception as exc:  # SMTP, TLS, DNS, ...: the caller says what becomes of the user
+        return exc
+    return None
 
 
 def enrollment_message(channel: EmailChannel, new: NewUser, issuer: str) -> EmailMessage:
@@ -37,3 +61,26 @@ def enrollment_message(channel: EmailChannel, new: NewUser, issuer: str) -> Emai
     msg.add_attachment(qr_png(uri), maintype="image", subtype="png",
                        filename="vigil-totp.png")
     return msg
+
+
+def activation_link(base_url: str, login: str, token: str) -> str:
+    """The one-time link the partner hands to the user (with the login)."""
+    return f"{base_url}/api/v1/auth/activate?login={quote(login)}&token={quote(token)}"
+
+
+def activation_page(login: str, token: str) -> str:
+    """The page that link opens: choose a password, confirm a first code."""
+    login, token = html.escape(login), html.escape(token)
+    return (
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>Activate your Vigil "
+        "account</title></head><body><h1>Activate your account</h1>"
+        "<p>Choose a password and enter the code your authenticator app shows (the app "
+        "was set up from the enrollment mail you received).</p>"
+        "<form method=\"post\" action=\"activate\">"
+        f"<input type=\"hidden\" name=\"login\" value=\"{login}\">"
+        f"<input type=\"hidden\" name=\"token\" value=\"{token}\">"
+        "<p><label>Password <input type=\"password\" name=\"password\" "
+        "autocomplete=\"new-password\" required></label></p>"
+        "<p><label>Code <input name=\"code\" inputmode=\"numeric\" "
+        "autocomplete=\"one-time-code\" required></label></p>"
+        "<p><button type=\"submit\">Activate</button></p></form></body></html>")

@@ -81,37 +81,22 @@ def _directory(args: argparse.Namespace) -> tuple[Any, Any] | None:
 
 def _enrollment_channel(config: Any, conf_dir: Any) -> Any:
     """The email channel that mails TOTP enrollments, or None (reported on stderr)."""
-    from collector.auth.config import POLICY_ID, access_policy
-    from sinks.notify.config import EmailNotifierConfig
+    from collector.auth.config import POLICY_ID
+    from collector.auth.enrollment import enrollment_notifier
     from sinks.notify.email import EmailChannel
 
-    notifiers = config.section("notifiers")
-    mail_id = access_policy(config).enrollment_notifier or next(
-        (k for k in sorted(notifiers) if isinstance(notifiers[k], EmailNotifierConfig)), None)
+    mail_id = enrollment_notifier(config)
     if mail_id is None:
         print("no notifier of type email is configured: the TOTP enrollment must be mailed "
               "to the user by the platform (set one under `notifiers:` or "
               f"`access.{POLICY_ID}.enrollment_notifier`)", file=sys.stderr)
         return None
-    return EmailChannel(mail_id, notifiers[mail_id], conf_dir.resolve())
-
-
-def _mail_enrollment(config: Any, channel: Any, new: Any) -> str | None:
-    """Mail the enrollment; the error text when it could not be sent."""
-    from collector.auth.config import access_policy
-    from collector.auth.enrollment import enrollment_message
-
-    try:
-        channel.deliver(enrollment_message(channel, new, access_policy(config).issuer))
-    except Exception as exc:
-        return f"cannot send the enrollment mail through {channel.channel_id!r} " \
-               f"({type(exc).__name__}: {exc})"
-    return None
+    return EmailChannel(mail_id, config.section("notifiers")[mail_id], conf_dir.resolve())
 
 
 def _print_activation(config: Any, new: Any) -> None:
-    from collector.api.routes import activation_link
     from collector.auth.config import public_url
+    from collector.auth.enrollment import activation_link
 
     user = new.user
     print(f"TOTP enrollment mailed to {user.email}")
@@ -145,7 +130,7 @@ def _enroll(args: argparse.Namespace, action: str, start: Callable[[Any], Any],
             on_mail_failure: Callable[[Any, Any], str], headline: Callable[[Any], str]) -> int:
     """Start an enrollment (`start` returns the NewUser), mail it, print the activation link;
     when the mail cannot be sent, `on_mail_failure` says (and does) what becomes of it."""
-    from collector.auth.directory import AuthError
+    from collector.auth.model import AuthError
 
     found = _directory(args)
     if found is None:
@@ -159,9 +144,14 @@ def _enroll(args: argparse.Namespace, action: str, start: Callable[[Any], Any],
     except AuthError as exc:
         print(f"cannot {action} user: {exc}", file=sys.stderr)
         return 1
-    error = _mail_enrollment(config, channel, new)
-    if error:
-        print(f"{error}; {on_mail_failure(directory, new)}", file=sys.stderr)
+    from collector.auth.config import access_policy
+    from collector.auth.enrollment import send_enrollment
+
+    error = send_enrollment(channel, new, access_policy(config).issuer)
+    if error is not None:
+        print(f"cannot send the enrollment mail through {channel.channel_id!r} "
+              f"({type(error).__name__}: {error}); {on_mail_failure(directory, new)}",
+              file=sys.stderr)
         return EX_UNAVAILABLE
     print(headline(new.user))
     _print_activation(config, new)
@@ -193,7 +183,7 @@ def list_users(args: argparse.Namespace) -> int:
 
 
 def disable_user(args: argparse.Namespace) -> int:
-    from collector.auth.directory import AuthError
+    from collector.auth.model import AuthError
 
     found = _directory(args)
     if found is None:

@@ -17,6 +17,7 @@ from typing import Any
 
 from collector.auth.config import access_policy, public_url
 from collector.auth.directory import UserDirectory
+from collector.auth.enrollment import enrollment_notifier
 from collector.config.loader import VigilConfig
 from collector.config.models import SeveritySla, SlaConfig, TenantConfig
 from collector.telemetry import Telemetry
@@ -81,7 +82,7 @@ class Alerting:
 
     def enrollment_channel(self) -> EmailChannel | None:
         """The email channel that mails TOTP enrollments (None when there is none)."""
-        wanted = self.policy.enrollment_notifier or self.router.email_channel
+        wanted = enrollment_notifier(self.config)
         channel = self.dispatcher.channels.get(wanted) if wanted else None
         return channel if isinstance(channel, EmailChannel) else None
 

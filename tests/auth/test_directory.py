@@ -12,7 +12,8 @@ import pytest
 from alerts.kit import Clock
 
 from collector.auth.config import AccessPolicy
-from collector.auth.directory import AuthError, LoginFailed, UserDirectory
+from collector.auth.directory import UserDirectory
+from collector.auth.model import AuthError, LoginFailed
 from collector.auth.totp import current_code
 from sinks.alerts.db import Database
 from sinks.alerts.model import Actor
