@@ -102,8 +102,8 @@ def imported_sdks(conf: Path) -> list[str]:
     return [m for m in done.stdout.strip().split(",") if m]
 
 
-def test_cloud_sdks_are_imported_only_when_used(tmp_path: Path) -> None:
-    assert imported_sdks(REPO / "conf.d") == []
+def _three_cloud_sources(tmp_path: Path) -> Path:
+    """A conf.d with one source of each cloud kind (validates without credentials)."""
     conf = tmp_path / "conf.d"
     conf.mkdir()
     (conf / "10.yaml").write_text(textwrap.dedent("""
@@ -115,6 +115,12 @@ def test_cloud_sdks_are_imported_only_when_used(tmp_path: Path) -> None:
           hub: {type: eventhubs, tenant: demo, eventhub_name: h,
                 connection: {connection_string_env: X}}
     """))
+    return conf
+
+
+def test_cloud_sdks_are_imported_only_when_used(tmp_path: Path) -> None:
+    assert imported_sdks(REPO / "conf.d") == []
+    conf = _three_cloud_sources(tmp_path)
     assert imported_sdks(conf) == []  # validating them does not need the SDKs either
 
 
@@ -123,17 +129,7 @@ def test_vigil_process_decodes_lines_like_each_source(tmp_path: Path) -> None:
     Pub/Sub message's data, one Event Hubs event body."""
     from collector.offline import OfflineRun
 
-    conf = tmp_path / "conf.d"
-    conf.mkdir()
-    (conf / "10.yaml").write_text(textwrap.dedent("""
-        tenants: {demo: {name: Demo}}
-        sources:
-          trail: {type: s3_sqs, tenant: demo,
-                  queue_url: 'https://sqs.eu-west-1.amazonaws.com/123456789012/q'}
-          audit: {type: pubsub, tenant: demo, subscription: projects/demo-1/subscriptions/sub1}
-          hub: {type: eventhubs, tenant: demo, eventhub_name: h,
-                connection: {connection_string_env: X}}
-    """))
+    conf = _three_cloud_sources(tmp_path)
     run = OfflineRun(load_config(conf), conf)
     try:
         trail = run.process_lines("trail", [b'{"Records": [{"eventName": "A"}, '

@@ -70,6 +70,24 @@ async def test_formats(tmp_path: Path, pubsub: PubSubEmulator) -> None:
     assert rig.metric("vigil_component_errors_total", error_type="parse", stage="receive") == 3
 
 
+async def _holding(tmp_path: Path, pubsub: PubSubEmulator, count: int
+                   ) -> tuple[Topic, SourceRig, MemoryQueue]:
+    """A started source holding `count` published messages: its queue is already full."""
+    topic = Topic(pubsub, ack_deadline=60)
+    queue = MemoryQueue(1)
+    queue.append("demo", [{"message": "filler"}])
+    topic.publish(*(json.dumps(audit_entry(i)).encode() for i in range(count)))
+    rig = SourceRig(tmp_path, settings(topic), queue=queue)
+    await rig.source.start()
+    try:
+        await wait_until(lambda: rig.source.health()["held_messages"] == count, 20,
+                         message=f"{count} held messages")
+    except BaseException:
+        await rig.source.stop()
+        raise
+    return topic, rig, queue
+
+
 async def test_held_messages_nacked_on_stop_are_redelivered(tmp_path: Path,
                                                             pubsub: PubSubEmulator) -> None:
     """The queue is over its bound: messages are held (flow control), never acknowledged;
@@ -81,14 +99,7 @@ async def test_held_messages_nacked_on_stop_are_redelivered(tmp_path: Path,
     every redelivery then goes to it, past any deadline, and no other consumer ever gets the
     messages. The nack is therefore checked on the RPC; the redelivery is checked when the
     emulator gets it right and reported as an expected failure when it does not."""
-    topic = Topic(pubsub, ack_deadline=60)
-    queue = MemoryQueue(1)
-    queue.append("demo", [{"message": "filler"}])
-    topic.publish(*(json.dumps(audit_entry(i)).encode() for i in range(5)))
-    rig = SourceRig(tmp_path, settings(topic), queue=queue)
-    await rig.source.start()
-    await wait_until(lambda: rig.source.health()["held_messages"] == 5, 20,
-                     message="5 held messages")
+    topic, rig, _ = await _holding(tmp_path, pubsub, 5)
     client = rig.source.client
     nacks: list[dict[str, Any]] = []
     modify = client.modify_ack_deadline
@@ -136,14 +147,8 @@ async def test_deadlines_extended_while_the_journal_is_full(tmp_path: Path,
                                                             pubsub: PubSubEmulator) -> None:
     """Held for 25 s with a 10 s ack deadline: the library keeps extending it, so a second
     consumer gets nothing; once there is room every message is journaled and acked once."""
-    topic = Topic(pubsub, ack_deadline=60)
-    queue = MemoryQueue(1)
-    queue.append("demo", [{"message": "filler"}])
-    topic.publish(*(json.dumps(audit_entry(i)).encode() for i in range(3)))
-    rig = SourceRig(tmp_path, settings(topic), queue=queue)
-    await rig.source.start()
+    topic, rig, queue = await _holding(tmp_path, pubsub, 3)
     try:
-        await wait_until(lambda: rig.source.health()["held_messages"] == 3, 20, message="3 held")
         import asyncio
         import time
 

@@ -28,7 +28,7 @@ from cloud.moto_rig import (
     cloudtrail_key,
     cloudtrail_record,
 )
-from support.daemon import REPO, VigilProcess, lake_rows, wait_for, write_conf
+from support.daemon import VigilProcess, lake_rows, shipped_pipeline_conf, wait_for, write_conf
 
 from collector.sources.aws.source import FAULT_HOLD_ENV
 from sinks.dead_letter import dead_letter_files, read_dead_letters
@@ -43,22 +43,10 @@ def moto_server() -> Iterator[MotoServer]:
 
 def cloud_conf(tmp_path: Path, source: dict[str, Any],
                sinks: dict[str, Any] | None = None) -> Path:
-    """A conf.d with the shipped CloudTrail pipeline (its enrichment files linked), one tenant,
-    the S3/SQS source and a lake flushing every 0.2 s."""
-    conf = tmp_path / "conf.d"
-    conf.mkdir(parents=True, exist_ok=True)
-    shipped = yaml.safe_load((REPO / "conf.d" / "36-aws-cloudtrail.yaml").read_text())
-    shipped.pop("tests", None)  # its cases name the example tcp_json source
-    (conf / "36-aws-cloudtrail.yaml").write_text(yaml.safe_dump(shipped, sort_keys=False))
-    (conf / "enrich").symlink_to(REPO / "conf.d" / "enrich")
-    write_conf(conf, {
-        "vigil": {"control": {"address": "127.0.0.1:0"}},
-        "tenants": {"acme": {"name": "ACME"}},
-        "sources": {"trail": {"type": "s3_sqs", "tenant": "acme", **source}},
-        "sinks": {"lake": {"type": "parquet_lake", "flush": {"max_seconds": 0.2}},
-                  **(sinks or {})},
-    })
-    return conf
+    """A conf.d with the shipped CloudTrail pipeline, one tenant, the S3/SQS source and a lake
+    flushing every 0.2 s."""
+    return shipped_pipeline_conf(tmp_path / "conf.d", "36-aws-cloudtrail.yaml", "trail",
+                                 {"type": "s3_sqs", **source}, sinks)
 
 
 def source_settings(bucket: LogBucket, moto: MotoServer, **extra: Any) -> dict[str, Any]:

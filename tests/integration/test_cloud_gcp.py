@@ -12,9 +12,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import yaml
 from cloud.pubsub_rig import PubSubEmulator, Topic, audit_entry, pubsub_emulator
-from support.daemon import REPO, VigilProcess, lake_rows, wait_for, write_conf
+from support.daemon import VigilProcess, lake_rows, shipped_pipeline_conf, wait_for
 
 __all__ = ["pubsub_emulator"]
 
@@ -22,19 +21,8 @@ __all__ = ["pubsub_emulator"]
 def test_audit_log_entries_from_pubsub_to_the_lake(tmp_path: Path,
                                                    pubsub_emulator: PubSubEmulator) -> None:
     topic = Topic(pubsub_emulator)
-    conf = tmp_path / "conf.d"
-    conf.mkdir()
-    shipped = yaml.safe_load((REPO / "conf.d" / "38-gcp-audit.yaml").read_text())
-    shipped.pop("tests", None)  # its cases name the example tcp_json source
-    (conf / "38-gcp-audit.yaml").write_text(yaml.safe_dump(shipped, sort_keys=False))
-    (conf / "enrich").symlink_to(REPO / "conf.d" / "enrich")
-    write_conf(conf, {
-        "vigil": {"control": {"address": "127.0.0.1:0"}},
-        "tenants": {"acme": {"name": "ACME"}},
-        "sources": {"audit": {"type": "pubsub", "tenant": "acme",
-                              "subscription": topic.subscription}},
-        "sinks": {"lake": {"type": "parquet_lake", "flush": {"max_seconds": 0.2}}},
-    })
+    conf = shipped_pipeline_conf(tmp_path / "conf.d", "38-gcp-audit.yaml", "audit", {
+        "type": "pubsub", "subscription": topic.subscription})
     data = tmp_path / "data"
     daemon = VigilProcess(conf, data, env={"PUBSUB_EMULATOR_HOST": pubsub_emulator.host})
     daemon.start()

@@ -72,6 +72,26 @@ def write_conf(conf_dir: Path, sections: dict[str, Any], name: str = "10-test.ya
     return path
 
 
+def shipped_pipeline_conf(conf_dir: Path, pipeline_file: str, source_id: str,
+                          source: dict[str, Any], sinks: dict[str, Any] | None = None) -> Path:
+    """A conf.d with one shipped pipeline file of `conf.d/` (without its test cases, which name
+    the example sources; its enrichment files linked), tenant `acme` with `source` as
+    `source_id`, and a lake flushing every 0.2 s."""
+    conf_dir.mkdir(parents=True, exist_ok=True)
+    shipped = yaml.safe_load((REPO / "conf.d" / pipeline_file).read_text())
+    shipped.pop("tests", None)
+    (conf_dir / pipeline_file).write_text(yaml.safe_dump(shipped, sort_keys=False))
+    (conf_dir / "enrich").symlink_to(REPO / "conf.d" / "enrich")
+    write_conf(conf_dir, {
+        "vigil": {"control": {"address": "127.0.0.1:0"}},
+        "tenants": {"acme": {"name": "ACME"}},
+        "sources": {source_id: {"tenant": "acme", **source}},
+        "sinks": {"lake": {"type": "parquet_lake", "flush": {"max_seconds": 0.2}},
+                  **(sinks or {})},
+    })
+    return conf_dir
+
+
 def basic_config(tenant: str = "demo", flush_seconds: float = 0.5, **source: Any) -> dict[str, Any]:
     """One TCP syslog source for `tenant`, a lake sink, everything on port 0."""
     return {
