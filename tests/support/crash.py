@@ -52,63 +52,73 @@ def crash_config(tmp_path: Path) -> Path:
     return conf
 
 
-class HttpLoad(threading.Thread):
+class _Load(threading.Thread):
+    """A sender that waits while the daemon is down (`address` None) and stops on `halt`."""
+
+    address: Any = None
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.next_id = 0
+        self.halt = threading.Event()
+
+    def run(self) -> None:
+        while not self.halt.is_set():
+            if self.address is None:
+                time.sleep(0.01)
+                continue
+            self.send()
+
+    def send(self) -> None:
+        raise NotImplementedError
+
+
+class HttpLoad(_Load):
     """Posts NDJSON batches with fresh ids; records the ids of every 200."""
 
     def __init__(self, tenant: str, batch: int = 20) -> None:
-        super().__init__(daemon=True)
+        super().__init__()
         self.tenant = tenant
         self.batch = batch
         self.address: str | None = None
         self.acknowledged: list[str] = []
         self.failed_requests = 0
-        self.next_id = 0
-        self.halt = threading.Event()
 
-    def run(self) -> None:
-        while not self.halt.is_set():
-            if self.address is None:
-                time.sleep(0.01)
-                continue
-            ids = [f"{self.tenant}-h{self.next_id + i}" for i in range(self.batch)]
-            self.next_id += self.batch
-            body = "\n".join(json.dumps({"id": i, "message": f"http {i}"}) for i in ids).encode()
-            request = urllib.request.Request(
-                f"http://{self.address}/v1/logs", data=body, method="POST",
-                headers={"Authorization": f"Bearer {TOKENS[self.tenant]}"})
-            try:
-                with urllib.request.urlopen(request, timeout=5) as response:
-                    if response.status == 200:
-                        self.acknowledged.extend(ids)
-                    else:
-                        self.failed_requests += 1
-            except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
-                self.failed_requests += 1
-                time.sleep(0.02)
+    def send(self) -> None:
+        ids = [f"{self.tenant}-h{self.next_id + i}" for i in range(self.batch)]
+        self.next_id += self.batch
+        body = "\n".join(json.dumps({"id": i, "message": f"http {i}"}) for i in ids).encode()
+        request = urllib.request.Request(
+            f"http://{self.address}/v1/logs", data=body, method="POST",
+            headers={"Authorization": f"Bearer {TOKENS[self.tenant]}"})
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                if response.status == 200:
+                    self.acknowledged.extend(ids)
+                else:
+                    self.failed_requests += 1
+        except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+            self.failed_requests += 1
+            time.sleep(0.02)
 
 
-class TcpLoad(threading.Thread):
+class TcpLoad(_Load):
     """Sends syslog lines with unique ids and SSH failure bursts from unique addresses."""
 
     def __init__(self) -> None:
-        super().__init__(daemon=True)
+        super().__init__()
         self.address: tuple[str, int] | None = None
-        self.next_id = 0
         self.bursts = 0
-        self.halt = threading.Event()
 
-    def run(self) -> None:
-        while not self.halt.is_set():
-            if self.address is None:
-                time.sleep(0.01)
-                continue
-            try:
-                with socket.create_connection(self.address, timeout=5) as sock:
-                    while not self.halt.is_set() and self.address is not None:
-                        sock.sendall(self._chunk())
-                        time.sleep(0.005)  # ~10k lines/s: the HTTP clients get their share
-            except OSError:
-                time.sleep(0.02)
+    def send(self) -> None:
+        assert self.address is not None
+        try:
+            with socket.create_connection(self.address, timeout=5) as sock:
+                while not self.halt.is_set() and self.address is not None:
+                    sock.sendall(self._chunk())
+                    time.sleep(0.005)  # ~10k lines/s: the HTTP clients get their share
+        except OSError:
+            time.sleep(0.02)
 
     def _chunk(self) -> bytes:
         lines = [f"<13>Nov 23 10:00:00 h load: t{self.next_id + i}\n" for i in range(50)]
