@@ -146,7 +146,9 @@ class Daemon:
         context = SinkContext(self.data_dir, self.queue.epoch, self.telemetry, self.schemas,
                               acknowledged=(self.queue.acked if isinstance(self.queue, Journal)
                                             else None),
-                              recover=not self.started.is_set())
+                              recover=not self.started.is_set(),
+                              replay_end=(self.queue.replay_end
+                                          if isinstance(self.queue, Journal) else None))
         sink: Sink = cls(sink_id, sink_config, context)
         if isinstance(sink, AlertStoreSink):
             self.alerting.bind(sink)

@@ -88,6 +88,22 @@ class Telemetry:
         self.journal_damaged_records = Counter(
             "vigil_journal_damaged_records", "Corrupt or torn journal records skipped or cut",
             ["partition"], registry=r)
+        self.journal_damaged_events = Counter(
+            "vigil_journal_damaged_events", "Events lost in damaged journal ranges (from the "
+            "offsets around them, or estimated from their length)", ["partition"], registry=r)
+        self.journal_checkpoint_repairs = Counter(
+            "vigil_journal_checkpoint_repairs", "Journal checkpoints found missing or wrong at "
+            "open and replaced by what the segments hold", ["partition", "reason"], registry=r)
+        self.storage_write_errors = Counter(
+            "vigil_storage_write_errors", "Failed writes of state files, sink files and the "
+            "alert store (disk full, I/O error), retried", ["writer", "error_type"], registry=r)
+        self.storage_failing = Gauge(
+            "vigil_storage_failing", "1 while a writer's writes fail and are being retried",
+            ["writer"], registry=r)
+        self.replayed_already_committed = Counter(
+            "vigil_sink_replayed_committed_events", "Replayed events a sink already held in a "
+            "committed file (recognised by the file names) and did not write again",
+            ["sink", "partition"], registry=r)
         self.journal_damaged_bytes = Counter(
             "vigil_journal_damaged_bytes", "Journal bytes found damaged", ["partition"],
             registry=r)

@@ -10,6 +10,12 @@ still open). Before each commit the file is recorded in a small write-ahead mani
 every recorded file that holds offsets past the acknowledged position is trimmed to the rows at
 or below it (rows carry `vigil.offset`), and the replay writes the rest again: each event lands
 once. Invariant relied on: the rows of a file belong to one queue partition (its tenant).
+
+The file names alone also say what is committed, whatever the checkpoint says: a buffer takes
+every event of its directory from its first batch to its last, so an event of this epoch whose
+offset lies in the `<first>-<last>` range of a file in its directory is in that file. While a
+replay re-reads offsets an earlier run processed (below the queue's end at open), events so
+covered are skipped and counted, so a lost or wrong checkpoint never duplicates a row.
 """
 
 from __future__ import annotations
@@ -17,7 +23,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 from abc import abstractmethod
+from bisect import bisect_right
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,11 +36,14 @@ from pydantic import Field
 
 from collector.config.models import StrictModel
 from collector.durable import commit_file, fsync_directory
-from collector.events import TENANT, Batch, Event
+from collector.events import OFFSET, TENANT, Batch, Event
 from collector.telemetry import ComponentTelemetry
 from sinks.base import Sink, SinkContext
 
 log = logging.getLogger(__name__)
+
+# `<first>-<last>.<extension...>` after the epoch prefix of a committed file's name.
+COMMITTED_NAME = re.compile(r"(\d{12,})-(\d{12,})\.[A-Za-z0-9.]+")
 
 
 class FlushPolicy(StrictModel):
@@ -66,6 +77,30 @@ def trimmed_name(path: Path, last_kept: int) -> Path:
     stem, _, extension = path.name.partition(".")
     epoch, first, _ = stem.rsplit("-", 2)
     return path.with_name(f"{epoch}-{first}-{last_kept:012d}.{extension}")
+
+
+def committed_ranges(directory: Path, epoch: str) -> list[tuple[int, int]]:
+    """The offsets this epoch's committed files in `directory` cover, as sorted disjoint
+    `[first, last]` ranges (any extension: `.jsonl.replayed` dead letters count)."""
+    try:
+        names = os.listdir(directory)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    ranges = []
+    prefix = f"{epoch}-"
+    for name in names:
+        if not name.startswith(prefix):
+            continue
+        match = COMMITTED_NAME.fullmatch(name[len(prefix):])
+        if match is not None:
+            ranges.append((int(match[1]), int(match[2])))
+    merged: list[tuple[int, int]] = []  # disjoint: a replay may have left overlapping names
+    for first, last in sorted(ranges):
+        if merged and first <= merged[-1][1] + 1:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], last))
+        else:
+            merged.append((first, last))
+    return merged
 
 
 def remove_file(path: Path) -> None:
@@ -152,6 +187,11 @@ class PartitionedFileSink(Sink):
         self._lock = asyncio.Lock()
         self.acknowledged = context.acknowledged
         self.manifest = CommitManifest(context.data_dir / "state" / f"{sink_id}.commits.jsonl")
+        # Replays: the queue's end per partition at open, the committed ranges per partition
+        # key seen while replaying, and the events skipped as already committed.
+        self.replay_end = context.replay_end
+        self._committed: dict[Hashable, list[tuple[int, int]]] = {}
+        self._skipped: dict[str, int] = {}
 
     @abstractmethod
     def partition_key(self, batch: Batch, event: Event) -> Hashable:
@@ -207,8 +247,13 @@ class PartitionedFileSink(Sink):
         now = self.monotonic()
         buffers = self._buffers
         partition_key = self.partition_key
+        end = self.replay_end(batch.partition) if self.replay_end is not None else 0
+        replaying = batch.first_offset < end
         for event in batch.events:
             key = partition_key(batch, event)
+            if replaying and self._already_committed(key, event.get(OFFSET)):
+                self._skipped[batch.partition] = self._skipped.get(batch.partition, 0) + 1
+                continue
             buffer = buffers.get(key)
             if buffer is None:
                 directory, dataset = self.directory(key)
@@ -221,6 +266,27 @@ class PartitionedFileSink(Sink):
                 buffer.offsets[batch.partition] = [batch.first_offset, batch.last_offset]
             else:
                 span[1] = batch.last_offset
+        if replaying and batch.last_offset >= end - 1:
+            self._replay_done(batch.partition)
+
+    def _already_committed(self, key: Hashable, offset: Any) -> bool:
+        """Whether a replayed event's offset lies in a committed file of its directory."""
+        ranges = self._committed.get(key)
+        if ranges is None:
+            ranges = self._committed[key] = committed_ranges(self.directory(key)[0], self.epoch)
+        if not ranges or not isinstance(offset, int):
+            return False
+        index = bisect_right(ranges, (offset, float("inf"))) - 1
+        return index >= 0 and ranges[index][0] <= offset <= ranges[index][1]
+
+    def _replay_done(self, partition: str) -> None:
+        skipped = self._skipped.pop(partition, 0)
+        if not self._skipped:
+            self._committed.clear()
+        if skipped:
+            self.telemetry.replayed_already_committed.labels(self.sink_id, partition).inc(skipped)
+            log.warning("replayed events already in committed files skipped, not written again",
+                        extra={"sink": self.sink_id, "partition": partition, "events": skipped})
 
     def _due(self, buffer: FileBuffer, now: float) -> bool:
         policy = self.flush_policy

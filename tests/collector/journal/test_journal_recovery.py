@@ -66,7 +66,7 @@ async def test_corrupt_record_in_the_middle_costs_only_itself(
     assert fsck(tmp_path) == 1
     out = capsys.readouterr().out
     assert f"{path}: byte {start}: corrupt record(s), {end - start} bytes, 1 record(s), " \
-           "offsets 51..53" in out
+           "3 event(s), offsets 51..53" in out
 
     with caplog.at_level(logging.ERROR, logger="collector.journal"):
         journal, seen, telemetry = await reopen_and_read(open_journal, drain)
@@ -116,7 +116,9 @@ async def test_bad_length_and_zeroed_ranges_resync_on_the_next_record(
     patch(path, zero_from, bytes(zero_to - zero_from))
     journal, seen, telemetry = await reopen_and_read(open_journal, drain)
     assert seen == [r for r in range(RECORDS) if r not in (5, 20, 21, 22)]
-    assert telemetry.sample("vigil_journal_damaged_records_total", partition="acme") == 2
+    # The zeroed range has no record start left: its records are counted from its length.
+    assert telemetry.sample("vigil_journal_damaged_records_total", partition="acme") == 4
+    assert telemetry.sample("vigil_journal_damaged_events_total", partition="acme") == 12
     assert [(d.pos, d.end) for d in journal.damage] == [spans[5], (spans[20][0], spans[23][0])]
     await journal.aclose()
 
