@@ -14,6 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
 
 import collector
+from collector.durable import WriteEpisodes
 
 __all__ = ["CONTENT_TYPE", "ComponentTelemetry", "Telemetry"]
 
@@ -205,6 +206,8 @@ class Telemetry:
         self.api_requests = Counter(
             "vigil_api_requests", "API requests by route and status code",
             ["route", "method", "code"], registry=r)
+        # Failure episodes of every writer (state files, sink files, the alert store).
+        self.storage = WriteEpisodes(self)
 
     def pipeline_events(self, pipeline_id: str, tenant: str, received: int, sent: int) -> None:
         """Events that entered a pipeline and left it towards the sinks, for one batch."""

@@ -21,6 +21,7 @@ covered are skipped and counted, so a lost or wrong checkpoint never duplicates 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import re
@@ -35,7 +36,7 @@ import orjson
 from pydantic import Field
 
 from collector.config.models import StrictModel
-from collector.durable import commit_file, fsync_directory
+from collector.durable import fsync_directory, write_atomic
 from collector.events import OFFSET, TENANT, Batch, Event
 from collector.telemetry import ComponentTelemetry
 from sinks.base import Sink, SinkContext
@@ -144,26 +145,30 @@ class CommitManifest:
         return entries
 
     def record(self, entry: ManifestEntry) -> None:
-        """Append and fsync before the file is committed."""
+        """Append and fsync before the file is committed; a failed append is cut off again,
+        so the next one does not land on a torn line."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         line = orjson.dumps({"file": entry.file, "offsets": entry.offsets},
                             option=orjson.OPT_APPEND_NEWLINE)
         with open(self.path, "ab") as handle:
-            handle.write(line)
-            handle.flush()
-            os.fsync(handle.fileno())
+            size = handle.tell()
+            try:
+                handle.write(line)
+                handle.flush()
+                os.fsync(handle.fileno())
+            except OSError:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(handle.fileno(), size)
+                raise
         self.entries.append(entry)
 
     def prune(self, acknowledged: Callable[[str], int], *, force: bool = False) -> None:
         """Forget acknowledged entries; rewrite the file when that halves it (or `force`)."""
         kept = [e for e in self.entries if not e.acknowledged_by(acknowledged)]
         if force or (len(self.entries) >= 64 and len(kept) * 2 <= len(self.entries)):
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = temporary_name(self.path)
-            tmp.write_bytes(b"".join(orjson.dumps({"file": e.file, "offsets": e.offsets},
-                                                  option=orjson.OPT_APPEND_NEWLINE)
-                                     for e in kept))
-            commit_file(tmp, self.path)
+            write_atomic(self.path, b"".join(orjson.dumps({"file": e.file, "offsets": e.offsets},
+                                                          option=orjson.OPT_APPEND_NEWLINE)
+                                             for e in kept))
             self.entries = kept
 
 
@@ -192,6 +197,8 @@ class PartitionedFileSink(Sink):
         self.replay_end = context.replay_end
         self._committed: dict[Hashable, list[tuple[int, int]]] = {}
         self._skipped: dict[str, int] = {}
+        self.storage = context.telemetry.storage
+        self._prepared = True  # False while start's recovery waits for the disk
 
     @abstractmethod
     def partition_key(self, batch: Batch, event: Event) -> Hashable:
@@ -217,12 +224,23 @@ class PartitionedFileSink(Sink):
         return 200 + (len(message) if isinstance(message, str) else 0)
 
     async def start(self) -> None:
+        """Undo what a previous run committed past the acknowledged position. A disk that
+        refuses is counted and the start completes: the first flush tries again, and nothing
+        is committed before it succeeds."""
+        try:
+            await self._prepare()
+        except Exception as exc:
+            self._prepared = False
+            self.storage.failed(self.sink_id, exc)
+
+    async def _prepare(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         if self.acknowledged is not None:
             if self.context.recover:
                 await asyncio.to_thread(self.recover, self.acknowledged)
             else:
                 self.manifest.entries = self.manifest.load()
+        self._prepared = True
 
     def recover(self, acknowledged: Callable[[str], int]) -> None:
         """Trim files committed past the acknowledged position by a previous run."""
@@ -235,7 +253,13 @@ class PartitionedFileSink(Sink):
             if not path.exists():
                 continue
             keep = {p: acknowledged(p) for p in entry.offsets}
-            trimmed += self.trim_file(path, keep)
+            try:
+                trimmed += self.trim_file(path, keep)
+            except Exception:
+                # The trimmed copy's temporary name is the file's own, renamed: remove it too.
+                for tmp in path.parent.glob(f".{path.name.split('-', 1)[0]}-*.tmp"):
+                    tmp.unlink(missing_ok=True)
+                raise
             files += 1
         self.manifest.prune(acknowledged, force=True)
         if files:
@@ -298,8 +322,21 @@ class PartitionedFileSink(Sink):
         return any(self._due(b, now) for b in self._buffers.values())
 
     async def flush(self, *, force: bool = False) -> None:
-        if self.acknowledged is not None:
-            self.manifest.prune(self.acknowledged)
+        """Commit the buffers that are due (all with `force`). A write the disk refuses keeps
+        its buffer (its offsets stay unacknowledged, so the journal's bound pauses the
+        sources), is counted and logged once per episode, and is retried at the next flush."""
+        try:
+            if not self._prepared:
+                await self._prepare()
+            if self.acknowledged is not None:
+                self.manifest.prune(self.acknowledged)
+            await self._flush_due(force)
+        except Exception as exc:
+            self.storage.failed(self.sink_id, exc)
+            raise
+        self.storage.succeeded(self.sink_id)
+
+    async def _flush_due(self, force: bool) -> None:
         async with self._lock:
             now = self.monotonic()
             due = [k for k, b in self._buffers.items() if force or self._due(b, now)]
@@ -315,9 +352,6 @@ class PartitionedFileSink(Sink):
                         buffer.absorb(newer)
                     self._buffers[key] = buffer
                     self.metrics.error("write_failed", "flush")
-                    log.exception("sink write failed; will retry",
-                                  extra={"sink": self.sink_id,
-                                         "directory": str(buffer.directory)})
                     raise
                 finally:
                     self._flushing.pop(key, None)
@@ -330,7 +364,12 @@ class PartitionedFileSink(Sink):
             entry = ManifestEntry(str(target.relative_to(self.root)),
                                   {p: list(span) for p, span in buffer.offsets.items()})
             await asyncio.to_thread(self.manifest.record, entry)
-        size = await self.write_buffer(buffer, target)
+        try:
+            size = await self.write_buffer(buffer, target)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                temporary_name(target).unlink(missing_ok=True)
+            raise
         self.committed(buffer, size)
         self.metrics.sent(len(buffer.events), buffer.tenant)
         log.debug("file written", extra={"sink": self.sink_id, "file": str(target),
