@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import duckdb
 from faults.conftest import fill_disk, http_source, leftover_temporaries, post, start_unready
 from support.daemon import VigilProcess, basic_config, lake_rows, wait_for, write_conf
 from support.tmpfs import small_tmpfs
@@ -90,3 +91,53 @@ def test_full_disk_pauses_ingest_starts_waiting_and_recovers(tmp_path: Path) -> 
         assert not lost, f"{len(lost)} acknowledged events lost"
         assert all(n == 1 for n in counts.values()), "duplicated events in the lake"
         assert leftover_temporaries(data) == []
+
+
+def test_full_lake_disk_holds_back_ingest_and_recovers(tmp_path: Path) -> None:
+    """Only the lake's disk is full: its flushes fail and are retried (counted, logged once,
+    no temporary files), nothing is acknowledged, so the journal's bound pauses ingest."""
+    with small_tmpfs(tmp_path, "2m") as disk:
+        config = basic_config(flush_seconds=0.2)
+        config["sources"]["http"] = http_source()
+        config["sinks"]["lake"]["path"] = str(disk / "lake")
+        config["vigil"]["queue"] = {"partition_max_events": 2000}
+        config["vigil"]["detection"] = {"enabled": False}
+        conf = tmp_path / "conf.d"
+        write_conf(conf, config)
+        data = tmp_path / "data"
+        acknowledged: list[str] = []
+        daemon = VigilProcess(conf, data).start()
+        try:
+            ballast = fill_disk(disk)
+            batch = 0
+
+            def send() -> int:
+                nonlocal batch
+                messages = [f"fault-{batch}-{i}" for i in range(100)]
+                batch += 1
+                status = post(daemon, messages)
+                if status == 200:
+                    acknowledged.extend(messages)
+                return status
+
+            wait_for(lambda: alive(daemon) and send() == 503, timeout=30,
+                     message="HTTP 503 once the unwritten lake holds the journal at its bound")
+            assert daemon.metric("vigil_storage_write_errors_total", writer="lake") >= 1
+            assert daemon.metric("vigil_storage_failing", writer="lake") == 1
+            status, ready = daemon.readyz()
+            assert status == 503 and "lake" in ready["storage"]["failing"]
+            assert daemon.log().count("lake writes failing") == 1
+            assert leftover_temporaries(disk) == []
+            os.unlink(ballast)
+            wait_for(lambda: alive(daemon) and daemon.readyz()[0] == 200, timeout=30,
+                     message="/readyz ready once the lake's disk has room")
+            assert send() == 200
+            assert daemon.stop() == 0
+        finally:
+            daemon.kill()
+        files = str(disk / "lake" / "**" / "*.parquet")
+        found = dict(duckdb.connect().execute(
+            f"SELECT message, count(*) FROM read_parquet('{files}') GROUP BY message").fetchall())
+        assert [m for m in acknowledged if m not in found] == []
+        assert set(found.values()) == {1}
+        assert leftover_temporaries(disk) == []
