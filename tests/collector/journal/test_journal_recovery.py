@@ -178,3 +178,18 @@ async def test_fsck_refuses_while_a_journal_is_open_and_stats_work(
     table = capsys.readouterr().out
     assert "not in use" in table and "2 partition(s), 2 pending event(s)" in table
     assert main(["journal", "stats", "--data-dir", str(tmp_path / "nowhere")]) == 2
+
+
+async def test_zero_filled_tail_reports_the_events_it_lost_by_estimate(
+        tmp_path: Path, open_journal: Factory, drain: Drain) -> None:
+    spans = await write_records(open_journal())
+    path = segment(tmp_path)
+    patch(path, spans[30][0], bytes(spans[-1][1] - spans[30][0]))  # records 30..39 zeroed
+    journal, seen, telemetry = await reopen_and_read(open_journal, drain)
+    assert seen == list(range(30))
+    (damage,) = journal.damage
+    assert damage.tail and damage.estimated
+    assert (damage.records, damage.events) == (10, 30)  # no record start left to count
+    assert "~30 event(s) (estimated)" in damage.describe()
+    assert telemetry.sample("vigil_journal_damaged_events_total", partition="acme") == 30
+    await journal.aclose()
