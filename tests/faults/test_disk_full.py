@@ -61,7 +61,7 @@ def test_full_disk_pauses_ingest_starts_waiting_and_recovers(tmp_path: Path) -> 
             status, ready = daemon.readyz()
             assert status == 503 and ready["storage"]["failing"]
             assert daemon.metric("vigil_storage_failing", writer="detection_state") == 1
-            daemon.kill()  # a crash on the full disk, then a restart on it
+            assert daemon.stop() == 0  # a clean stop on the full disk, then a start on it
 
             daemon = start_unready(VigilProcess(conf, data))
             wait_for(lambda: alive(daemon) and daemon.readyz()[0] == 503, timeout=15,
