@@ -90,7 +90,9 @@ class WriteEpisodes:
             self.telemetry.storage_write_errors.labels(writer, kind).inc()
         episode = self._failing.get(writer)
         if episode is None:
+            # An error that is not the disk's (a bug) keeps its traceback.
             log.error("%s writes failing; retrying until they succeed", writer,
+                      exc_info=exc if kind == "other" else None,
                       extra={"writer": writer, "error_type": kind, "error": str(exc)[:300]})
             if self.telemetry is not None:
                 self.telemetry.storage_failing.labels(writer).set(1)

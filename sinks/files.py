@@ -272,7 +272,9 @@ class PartitionedFileSink(Sink):
         buffers = self._buffers
         partition_key = self.partition_key
         end = self.replay_end(batch.partition) if self.replay_end is not None else 0
-        replaying = batch.first_offset < end
+        # Names are trusted only once the start-up trim ran (it renames what it cuts); until
+        # then events are kept and checked when it has (`_drop_committed`).
+        replaying = batch.first_offset < end and self._prepared
         for event in batch.events:
             key = partition_key(batch, event)
             if replaying and self._already_committed(key, event.get(OFFSET)):
@@ -303,6 +305,25 @@ class PartitionedFileSink(Sink):
         index = bisect_right(ranges, (offset, float("inf"))) - 1
         return index >= 0 and ranges[index][0] <= offset <= ranges[index][1]
 
+    def _drop_committed(self) -> None:
+        """After a late start-up trim: drop buffered replayed events the names now cover."""
+        if self.replay_end is None:
+            return
+        for key, buffer in list(self._buffers.items()):
+            partition = next(iter(buffer.offsets))
+            end = self.replay_end(partition)
+            kept = [e for e in buffer.events if not (
+                isinstance(offset := e.get(OFFSET), int) and offset < end
+                and self._already_committed(key, offset))]
+            if len(kept) != len(buffer.events):
+                self._skipped[partition] = (self._skipped.get(partition, 0)
+                                            + len(buffer.events) - len(kept))
+                buffer.events = kept
+                if not kept:
+                    del self._buffers[key]
+        for partition in list(self._skipped):
+            self._replay_done(partition)
+
     def _replay_done(self, partition: str) -> None:
         skipped = self._skipped.pop(partition, 0)
         if not self._skipped:
@@ -328,6 +349,7 @@ class PartitionedFileSink(Sink):
         try:
             if not self._prepared:
                 await self._prepare()
+                self._drop_committed()
             if self.acknowledged is not None:
                 self.manifest.prune(self.acknowledged)
             await self._flush_due(force)

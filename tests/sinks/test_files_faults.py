@@ -143,3 +143,34 @@ def test_error_types_and_episodes() -> None:
     assert episodes.failing() == {"w": "io_error"}
     episodes.succeeded("w")
     assert episodes.failing() == {}
+
+
+async def test_a_start_up_trim_the_disk_refused_runs_before_any_name_is_trusted(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file committed past the acknowledged position must be trimmed before its name may
+    say what is committed; on a full disk the trim waits for the first flush that works."""
+    telemetry = Telemetry()
+    first = sink(tmp_path, telemetry)
+    await first.start()
+    first.write(batch(0, 9))
+    await first.stop()  # committed, never acknowledged (acknowledged() is -1)
+
+    context = SinkContext(tmp_path, "e7", telemetry, DatasetSchemas(),
+                          acknowledged=lambda partition: 4, recover=True,
+                          replay_end=lambda partition: 10)
+    again = DeadLetterSink("dlq", DeadLetterConfig(), context)
+
+    def full(*args: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("sinks.dead_letter.DeadLetterSink.trim_file", full)
+    await again.start()  # the trim fails: counted, the start completes
+    assert telemetry.sample("vigil_storage_failing", writer="dlq") == 1
+    again.write(batch(5, 9))  # the replay after the acknowledged position
+    monkeypatch.undo()
+    await again.flush(force=True)
+    await again.stop()
+    lines = [r.event["message"] for path in sorted((tmp_path / "dlq").rglob("*.jsonl"))
+             for r in read_dead_letters(path)]
+    assert sorted(lines, key=lambda m: int(m[1:])) == [f"m{i}" for i in range(10)]
+    assert telemetry.sample("vigil_storage_failing", writer="dlq") == 0
