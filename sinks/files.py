@@ -43,6 +43,7 @@ from sinks.base import Sink, SinkContext
 
 log = logging.getLogger(__name__)
 
+RETRY_SECONDS = 1.0  # a flush the disk refused is tried again this much later
 # `<first>-<last>.<extension...>` after the epoch prefix of a committed file's name.
 COMMITTED_NAME = re.compile(r"(\d{12,})-(\d{12,})\.[A-Za-z0-9.]+")
 
@@ -199,6 +200,7 @@ class PartitionedFileSink(Sink):
         self._skipped: dict[str, int] = {}
         self.storage = context.telemetry.storage
         self._prepared = True  # False while start's recovery waits for the disk
+        self._retry_at = 0.0  # after a failed flush, no attempt before this (monotonic)
 
     @abstractmethod
     def partition_key(self, batch: Batch, event: Event) -> Hashable:
@@ -346,6 +348,8 @@ class PartitionedFileSink(Sink):
         """Commit the buffers that are due (all with `force`). A write the disk refuses keeps
         its buffer (its offsets stay unacknowledged, so the journal's bound pauses the
         sources), is counted and logged once per episode, and is retried at the next flush."""
+        if self._retry_at > self.monotonic():
+            return  # a failed write is retried at most once a second, not once per batch
         try:
             if not self._prepared:
                 await self._prepare()
@@ -354,8 +358,10 @@ class PartitionedFileSink(Sink):
                 self.manifest.prune(self.acknowledged)
             await self._flush_due(force)
         except Exception as exc:
+            self._retry_at = self.monotonic() + RETRY_SECONDS
             self.storage.failed(self.sink_id, exc)
             raise
+        self._retry_at = 0.0
         self.storage.succeeded(self.sink_id)
 
     async def _flush_due(self, force: bool) -> None:
@@ -409,6 +415,7 @@ class PartitionedFileSink(Sink):
         return sum(len(b.events) for b in self._buffers.values())
 
     async def stop(self) -> None:
+        self._retry_at = 0.0  # the last chance: try now
         await self.flush(force=True)
 
     def health(self) -> dict[str, Any]:

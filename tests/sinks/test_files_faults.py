@@ -32,8 +32,10 @@ def batch(first: int, last: int) -> Batch:
     return Batch("acme", events, first, last, None, kind=DEAD_LETTERS)
 
 
-def sink(root: Path, telemetry: Telemetry, replay_end: int = 0) -> DeadLetterSink:
-    context = SinkContext(root, "e7", telemetry, DatasetSchemas(),
+def sink(root: Path, telemetry: Telemetry, replay_end: int = 0,
+         clock: list[float] | None = None) -> DeadLetterSink:
+    now = clock if clock is not None else [0.0]
+    context = SinkContext(root, "e7", telemetry, DatasetSchemas(), monotonic=lambda: now[0],
                           acknowledged=lambda partition: -1, recover=True,
                           replay_end=lambda partition: replay_end)
     return DeadLetterSink("dlq", DeadLetterConfig(), context)
@@ -72,7 +74,8 @@ async def test_a_refused_write_is_kept_counted_once_and_retried(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     telemetry = Telemetry()
-    target = sink(tmp_path, telemetry)
+    clock = [0.0]
+    target = sink(tmp_path, telemetry, clock=clock)
     await target.start()
     target.write(batch(0, 4))
 
@@ -84,6 +87,8 @@ async def test_a_refused_write_is_kept_counted_once_and_retried(
         for _ in range(3):
             with pytest.raises(OSError):
                 await target.flush(force=True)
+            await target.flush(force=True)  # within a second of the failure: not tried
+            clock[0] += 1.0
     assert [r.getMessage() for r in caplog.records].count(
         "dlq writes failing; retrying until they succeed") == 1
     assert telemetry.sample("vigil_storage_write_errors_total", writer="dlq",
