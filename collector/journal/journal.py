@@ -73,6 +73,7 @@ class Journal(BackgroundRounds):
         self._stopped = False
         self.damage: list[Damage] = []
         self._opened_end: dict[str, int] = {}
+        self._epoch_pending = False  # the epoch file could not be written at open
         try:
             self.epoch = self._load_epoch()
             self._open_partitions()
@@ -115,8 +116,24 @@ class Journal(BackgroundRounds):
             pass
         # Names the offset space: lake files from an older journal never collide with ours.
         epoch = f"j{time.time_ns() // 1_000_000:x}{secrets.token_hex(2)}"
-        self.files.write_atomic(path, epoch.encode())
+        try:
+            self.files.write_atomic(path, epoch.encode())
+        except OSError as exc:
+            # A first start on a full disk still starts: the epoch is saved before the first
+            # append (which fails, with backpressure, until it can be).
+            log.warning("journal epoch not saved yet; saved before the first append",
+                        extra={"file": str(path), "error": str(exc)})
+            self._epoch_pending = True
         return epoch
+
+    def _save_epoch(self) -> None:
+        try:
+            self.files.write_atomic(self.directory / EPOCH_FILE, self.epoch.encode())
+        except OSError as exc:
+            error = write_error(exc, "epoch")
+            self._write_failed(error)
+            raise error from exc
+        self._epoch_pending = False
 
     def _open_partitions(self) -> None:
         checkpoints = read_checkpoints(self.directory / CHECKPOINT_FILE, self.epoch)
@@ -199,6 +216,8 @@ class Journal(BackgroundRounds):
         if self._closed:
             raise JournalClosedError("queue is closed")
         self._ensure_task()  # before anything can fail: the probe of a failure runs there
+        if self._epoch_pending:
+            self._save_epoch()
         p = self._partition(partition)
         if not events:
             return p.next_offset - 1

@@ -141,3 +141,30 @@ def test_full_lake_disk_holds_back_ingest_and_recovers(tmp_path: Path) -> None:
         assert [m for m in acknowledged if m not in found] == []
         assert set(found.values()) == {1}
         assert leftover_temporaries(disk) == []
+
+
+def test_a_first_start_on_a_full_disk_waits_for_space(tmp_path: Path) -> None:
+    with small_tmpfs(tmp_path, "8m") as disk:
+        config = basic_config(flush_seconds=0.2)
+        config["sources"]["http"] = http_source()
+        config["vigil"]["queue"] = {"probe_interval_ms": 100}
+        conf = tmp_path / "conf.d"
+        write_conf(conf, config)
+        data = disk / "data"
+        ballast = fill_disk(disk)
+        daemon = start_unready(VigilProcess(conf, data))
+        try:
+            wait_for(lambda: alive(daemon) and daemon.readyz()[0] == 503, timeout=15,
+                     message="/readyz answering not ready")
+            wait_for(lambda: alive(daemon) and post(daemon, ["early"]) == 503, timeout=15,
+                     message="HTTP 503 on the full disk")
+            os.unlink(ballast)
+            wait_for(lambda: alive(daemon) and daemon.readyz()[0] == 200, timeout=30,
+                     message="/readyz ready once space returned")
+            assert post(daemon, ["fault-first-start"]) == 200
+            assert daemon.stop() == 0
+        finally:
+            daemon.kill()
+        assert lake_rows(data, "SELECT count(*) AS n FROM lake WHERE message = "
+                               "'fault-first-start'") == [{"n": 1}]
+        assert leftover_temporaries(data) == []
