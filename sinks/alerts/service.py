@@ -63,6 +63,7 @@ class Alerting:
                                                  sleep=sleep, clock=self.clock)
         self._last_check = float("-inf")
         self._migrated = True  # False while start's migration waits for the disk
+        self._erring: set[str] = set()  # steps failing for another reason than the disk
         self.storage = telemetry.storage
         self.configure(config)
 
@@ -130,8 +131,11 @@ class Alerting:
             self.storage.failed(writer, exc)
             return False
         except Exception:
-            log.exception(message)
+            if writer not in self._erring:  # not the disk's: logged once, with its traceback
+                log.exception(message)
+                self._erring.add(writer)
             return False
+        self._erring.discard(writer)
         return True
 
     async def stop(self) -> None:
