@@ -13,7 +13,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -134,6 +134,11 @@ class Partition:
         end = 0
         for index, (base, path) in enumerate(paths):
             scan = scan_segment(path, base, self.files.read_file(path))
+            if scan.damage and scan.damage[-1].tail and index + 1 < len(paths):
+                # The next segment's name says where the lost tail's offsets ended.
+                tail = scan.damage[-1]
+                scan.damage[-1] = replace(tail, events=paths[index + 1][0] - tail.lost_from,
+                                          estimated=False)
             damage.extend(scan.damage)
             segment = Segment(path, base, scan.good_size, scan.end_offset, scan.events,
                               broken=not scan.header_ok)

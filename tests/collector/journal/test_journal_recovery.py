@@ -193,3 +193,21 @@ async def test_zero_filled_tail_reports_the_events_it_lost_by_estimate(
     assert "~30 event(s) (estimated)" in damage.describe()
     assert telemetry.sample("vigil_journal_damaged_events_total", partition="acme") == 30
     await journal.aclose()
+
+
+async def test_a_lost_tail_before_the_next_segment_counts_its_events_exactly(
+        tmp_path: Path, open_journal: Factory, drain: Drain) -> None:
+    journal = open_journal(segment_bytes=65536)
+    for r in range(RECORDS):
+        journal.append("acme", [{"r": r, "i": i, "message": "m" * 1000} for i in range(3)])
+    await journal.sync()
+    await journal.aclose()
+    first, second = sorted((tmp_path / "journal" / "acme").glob("*.seg"))[:2]
+    size = first.stat().st_size
+    patch(first, size // 2, bytes(size - size // 2))  # its second half zeroed
+    journal, seen, telemetry = await reopen_and_read(open_journal, drain)
+    (damage,) = journal.damage
+    assert damage.tail and not damage.estimated
+    assert damage.events == int(second.stem) - damage.lost_from
+    assert len(seen) * 3 + damage.events == RECORDS * 3
+    await journal.aclose()
