@@ -294,7 +294,8 @@ class PartitionedFileSink(Sink):
                 buffer.offsets[batch.partition] = [batch.first_offset, batch.last_offset]
             else:
                 span[1] = batch.last_offset
-        if replaying and batch.last_offset >= end - 1:
+        if (replaying and batch.last_offset >= end - 1) or (
+                not replaying and batch.partition in self._skipped):  # a gap ended the replay
             self._replay_done(batch.partition)
 
     def _already_committed(self, key: Hashable, offset: Any) -> bool:
@@ -415,6 +416,8 @@ class PartitionedFileSink(Sink):
         return sum(len(b.events) for b in self._buffers.values())
 
     async def stop(self) -> None:
+        for partition in list(self._skipped):
+            self._replay_done(partition)
         self._retry_at = 0.0  # the last chance: try now
         await self.flush(force=True)
 
