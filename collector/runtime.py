@@ -86,6 +86,7 @@ class Daemon:
         self.stopping = False
         self._stop_requested = False
         self._reload_requested = False
+        self._tick_failing = False
         self._wake: asyncio.Event | None = None
         self._worker_task: asyncio.Task[None] | None = None
 
@@ -146,7 +147,9 @@ class Daemon:
         context = SinkContext(self.data_dir, self.queue.epoch, self.telemetry, self.schemas,
                               acknowledged=(self.queue.acked if isinstance(self.queue, Journal)
                                             else None),
-                              recover=not self.started.is_set())
+                              recover=not self.started.is_set(),
+                              replay_end=(self.queue.replay_end
+                                          if isinstance(self.queue, Journal) else None))
         sink: Sink = cls(sink_id, sink_config, context)
         if isinstance(sink, AlertStoreSink):
             self.alerting.bind(sink)
@@ -205,7 +208,15 @@ class Daemon:
                 if self._reload_requested:
                     self._reload_requested = False
                     await self.reload()
-                await self.tick()
+                try:
+                    await self.tick()
+                except Exception:
+                    # Housekeeping never stops the daemon: what failed is retried next tick.
+                    if not self._tick_failing:
+                        log.exception("housekeeping tick failed; retrying every tick")
+                    self._tick_failing = True
+                else:
+                    self._tick_failing = False
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
@@ -400,8 +411,14 @@ class Daemon:
     # -- health -------------------------------------------------------------------------
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
-        ready = self.started.is_set() and not self.stopping
+        failing = dict(self.telemetry.storage.failing())
+        journal_error = self.queue.failing if isinstance(self.queue, Journal) else None
+        if journal_error is not None:
+            failing["journal"] = type(journal_error).__name__
+        # Not ready while a writer waits for the disk: sources are paused or answer 503.
+        ready = self.started.is_set() and not self.stopping and not failing
         detail = {
+            "storage": {"failing": failing},
             "queue": (self.queue.health() if isinstance(self.queue, Journal) else
                       {"type": "memory", "pending_events": self.queue.pending(),
                        "capacity_events": self.queue.max_events,

@@ -14,6 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
 
 import collector
+from collector.durable import WriteEpisodes
 
 __all__ = ["CONTENT_TYPE", "ComponentTelemetry", "Telemetry"]
 
@@ -88,6 +89,22 @@ class Telemetry:
         self.journal_damaged_records = Counter(
             "vigil_journal_damaged_records", "Corrupt or torn journal records skipped or cut",
             ["partition"], registry=r)
+        self.journal_damaged_events = Counter(
+            "vigil_journal_damaged_events", "Events lost in damaged journal ranges (from the "
+            "offsets around them, or estimated from their length)", ["partition"], registry=r)
+        self.journal_checkpoint_repairs = Counter(
+            "vigil_journal_checkpoint_repairs", "Journal checkpoints found missing or wrong at "
+            "open and replaced by what the segments hold", ["partition", "reason"], registry=r)
+        self.storage_write_errors = Counter(
+            "vigil_storage_write_errors", "Failed writes of state files, sink files and the "
+            "alert store (disk full, I/O error), retried", ["writer", "error_type"], registry=r)
+        self.storage_failing = Gauge(
+            "vigil_storage_failing", "1 while a writer's writes fail and are being retried",
+            ["writer"], registry=r)
+        self.replayed_already_committed = Counter(
+            "vigil_sink_replayed_committed_events", "Replayed events a sink already held in a "
+            "committed file (recognised by the file names) and did not write again",
+            ["sink", "partition"], registry=r)
         self.journal_damaged_bytes = Counter(
             "vigil_journal_damaged_bytes", "Journal bytes found damaged", ["partition"],
             registry=r)
@@ -189,6 +206,8 @@ class Telemetry:
         self.api_requests = Counter(
             "vigil_api_requests", "API requests by route and status code",
             ["route", "method", "code"], registry=r)
+        # Failure episodes of every writer (state files, sink files, the alert store).
+        self.storage = WriteEpisodes(self)
 
     def pipeline_events(self, pipeline_id: str, tenant: str, received: int, sent: int) -> None:
         """Events that entered a pipeline and left it towards the sinks, for one batch."""

@@ -54,6 +54,7 @@ class Worker:
         # Held while a batch is in the sinks; a reload swaps components only between batches.
         self.lock = asyncio.Lock()
         self._written: dict[str, int] = {}
+        self._failing: set[str] = set()  # sinks whose last flush failed
 
     async def run(self) -> None:
         """Process until the queue is closed and drained."""
@@ -87,9 +88,15 @@ class Worker:
         for sink_id, sink in self.sinks.items():
             try:
                 await sink.flush(force=force)
-            except Exception:
-                log.error("sink flush failed; events stay buffered and unacknowledged",
-                          extra={"sink": sink_id})
+            except Exception as exc:
+                if sink_id not in self._failing:
+                    # Once per episode: a full disk fails every flush until space returns.
+                    self._failing.add(sink_id)
+                    log.error("sink flush failed; events stay buffered and unacknowledged, "
+                              "retried at every flush", extra={"sink": sink_id,
+                                                               "error": str(exc)[:300]})
+            else:
+                self._failing.discard(sink_id)
         self.acknowledge()
 
     def acknowledge(self) -> None:

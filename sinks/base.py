@@ -35,6 +35,9 @@ class SinkContext:
     # run committed past the acknowledged position (a sink rebuilt by a reload must not touch
     # files this process committed moments ago and has not acknowledged yet).
     recover: bool = False
+    # The queue's end offset per partition when it was opened (the journal): offsets below it
+    # may have been processed by an earlier run, so a sink checks them against what it holds.
+    replay_end: Callable[[str], int] | None = None
 
 
 class Sink(ABC):

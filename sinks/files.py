@@ -10,14 +10,23 @@ still open). Before each commit the file is recorded in a small write-ahead mani
 every recorded file that holds offsets past the acknowledged position is trimmed to the rows at
 or below it (rows carry `vigil.offset`), and the replay writes the rest again: each event lands
 once. Invariant relied on: the rows of a file belong to one queue partition (its tenant).
+
+The file names alone also say what is committed, whatever the checkpoint says: a buffer takes
+every event of its directory from its first batch to its last, so an event of this epoch whose
+offset lies in the `<first>-<last>` range of a file in its directory is in that file. While a
+replay re-reads offsets an earlier run processed (below the queue's end at open), events so
+covered are skipped and counted, so a lost or wrong checkpoint never duplicates a row.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
+import re
 from abc import abstractmethod
+from bisect import bisect_right
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,12 +36,16 @@ import orjson
 from pydantic import Field
 
 from collector.config.models import StrictModel
-from collector.durable import commit_file, fsync_directory
-from collector.events import TENANT, Batch, Event
+from collector.durable import fsync_directory, write_atomic
+from collector.events import OFFSET, TENANT, Batch, Event
 from collector.telemetry import ComponentTelemetry
 from sinks.base import Sink, SinkContext
 
 log = logging.getLogger(__name__)
+
+RETRY_SECONDS = 1.0  # a flush the disk refused is tried again this much later
+# `<first>-<last>.<extension...>` after the epoch prefix of a committed file's name.
+COMMITTED_NAME = re.compile(r"(\d{12,})-(\d{12,})\.[A-Za-z0-9.]+")
 
 
 class FlushPolicy(StrictModel):
@@ -66,6 +79,30 @@ def trimmed_name(path: Path, last_kept: int) -> Path:
     stem, _, extension = path.name.partition(".")
     epoch, first, _ = stem.rsplit("-", 2)
     return path.with_name(f"{epoch}-{first}-{last_kept:012d}.{extension}")
+
+
+def committed_ranges(directory: Path, epoch: str) -> list[tuple[int, int]]:
+    """The offsets this epoch's committed files in `directory` cover, as sorted disjoint
+    `[first, last]` ranges (any extension: `.jsonl.replayed` dead letters count)."""
+    try:
+        names = os.listdir(directory)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    ranges = []
+    prefix = f"{epoch}-"
+    for name in names:
+        if not name.startswith(prefix):
+            continue
+        match = COMMITTED_NAME.fullmatch(name[len(prefix):])
+        if match is not None:
+            ranges.append((int(match[1]), int(match[2])))
+    merged: list[tuple[int, int]] = []  # disjoint: a replay may have left overlapping names
+    for first, last in sorted(ranges):
+        if merged and first <= merged[-1][1] + 1:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], last))
+        else:
+            merged.append((first, last))
+    return merged
 
 
 def remove_file(path: Path) -> None:
@@ -109,26 +146,30 @@ class CommitManifest:
         return entries
 
     def record(self, entry: ManifestEntry) -> None:
-        """Append and fsync before the file is committed."""
+        """Append and fsync before the file is committed; a failed append is cut off again,
+        so the next one does not land on a torn line."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         line = orjson.dumps({"file": entry.file, "offsets": entry.offsets},
                             option=orjson.OPT_APPEND_NEWLINE)
         with open(self.path, "ab") as handle:
-            handle.write(line)
-            handle.flush()
-            os.fsync(handle.fileno())
+            size = handle.tell()
+            try:
+                handle.write(line)
+                handle.flush()
+                os.fsync(handle.fileno())
+            except OSError:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(handle.fileno(), size)
+                raise
         self.entries.append(entry)
 
     def prune(self, acknowledged: Callable[[str], int], *, force: bool = False) -> None:
         """Forget acknowledged entries; rewrite the file when that halves it (or `force`)."""
         kept = [e for e in self.entries if not e.acknowledged_by(acknowledged)]
         if force or (len(self.entries) >= 64 and len(kept) * 2 <= len(self.entries)):
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = temporary_name(self.path)
-            tmp.write_bytes(b"".join(orjson.dumps({"file": e.file, "offsets": e.offsets},
-                                                  option=orjson.OPT_APPEND_NEWLINE)
-                                     for e in kept))
-            commit_file(tmp, self.path)
+            write_atomic(self.path, b"".join(orjson.dumps({"file": e.file, "offsets": e.offsets},
+                                                          option=orjson.OPT_APPEND_NEWLINE)
+                                             for e in kept))
             self.entries = kept
 
 
@@ -152,6 +193,14 @@ class PartitionedFileSink(Sink):
         self._lock = asyncio.Lock()
         self.acknowledged = context.acknowledged
         self.manifest = CommitManifest(context.data_dir / "state" / f"{sink_id}.commits.jsonl")
+        # Replays: the queue's end per partition at open, the committed ranges per partition
+        # key seen while replaying, and the events skipped as already committed.
+        self.replay_end = context.replay_end
+        self._committed: dict[Hashable, list[tuple[int, int]]] = {}
+        self._skipped: dict[str, int] = {}
+        self.storage = context.telemetry.storage
+        self._prepared = True  # False while start's recovery waits for the disk
+        self._retry_at = 0.0  # after a failed flush, no attempt before this (monotonic)
 
     @abstractmethod
     def partition_key(self, batch: Batch, event: Event) -> Hashable:
@@ -177,12 +226,23 @@ class PartitionedFileSink(Sink):
         return 200 + (len(message) if isinstance(message, str) else 0)
 
     async def start(self) -> None:
+        """Undo what a previous run committed past the acknowledged position. A disk that
+        refuses is counted and the start completes: the first flush tries again, and nothing
+        is committed before it succeeds."""
+        try:
+            await self._prepare()
+        except Exception as exc:
+            self._prepared = False
+            self.storage.failed(self.sink_id, exc)
+
+    async def _prepare(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         if self.acknowledged is not None:
             if self.context.recover:
                 await asyncio.to_thread(self.recover, self.acknowledged)
             else:
                 self.manifest.entries = self.manifest.load()
+        self._prepared = True
 
     def recover(self, acknowledged: Callable[[str], int]) -> None:
         """Trim files committed past the acknowledged position by a previous run."""
@@ -195,7 +255,13 @@ class PartitionedFileSink(Sink):
             if not path.exists():
                 continue
             keep = {p: acknowledged(p) for p in entry.offsets}
-            trimmed += self.trim_file(path, keep)
+            try:
+                trimmed += self.trim_file(path, keep)
+            except Exception:
+                # The trimmed copy's temporary name is the file's own, renamed: remove it too.
+                for tmp in path.parent.glob(f".{path.name.split('-', 1)[0]}-*.tmp"):
+                    tmp.unlink(missing_ok=True)
+                raise
             files += 1
         self.manifest.prune(acknowledged, force=True)
         if files:
@@ -207,8 +273,15 @@ class PartitionedFileSink(Sink):
         now = self.monotonic()
         buffers = self._buffers
         partition_key = self.partition_key
+        end = self.replay_end(batch.partition) if self.replay_end is not None else 0
+        # Names are trusted only once the start-up trim ran (it renames what it cuts); until
+        # then events are kept and checked when it has (`_drop_committed`).
+        replaying = batch.first_offset < end and self._prepared
         for event in batch.events:
             key = partition_key(batch, event)
+            if replaying and self._already_committed(key, event.get(OFFSET)):
+                self._skipped[batch.partition] = self._skipped.get(batch.partition, 0) + 1
+                continue
             buffer = buffers.get(key)
             if buffer is None:
                 directory, dataset = self.directory(key)
@@ -221,6 +294,47 @@ class PartitionedFileSink(Sink):
                 buffer.offsets[batch.partition] = [batch.first_offset, batch.last_offset]
             else:
                 span[1] = batch.last_offset
+        if (replaying and batch.last_offset >= end - 1) or (
+                not replaying and batch.partition in self._skipped):  # a gap ended the replay
+            self._replay_done(batch.partition)
+
+    def _already_committed(self, key: Hashable, offset: Any) -> bool:
+        """Whether a replayed event's offset lies in a committed file of its directory."""
+        ranges = self._committed.get(key)
+        if ranges is None:
+            ranges = self._committed[key] = committed_ranges(self.directory(key)[0], self.epoch)
+        if not ranges or not isinstance(offset, int):
+            return False
+        index = bisect_right(ranges, (offset, float("inf"))) - 1
+        return index >= 0 and ranges[index][0] <= offset <= ranges[index][1]
+
+    def _drop_committed(self) -> None:
+        """After a late start-up trim: drop buffered replayed events the names now cover."""
+        if self.replay_end is None:
+            return
+        for key, buffer in list(self._buffers.items()):
+            partition = next(iter(buffer.offsets))
+            end = self.replay_end(partition)
+            kept = [e for e in buffer.events if not (
+                isinstance(offset := e.get(OFFSET), int) and offset < end
+                and self._already_committed(key, offset))]
+            if len(kept) != len(buffer.events):
+                self._skipped[partition] = (self._skipped.get(partition, 0)
+                                            + len(buffer.events) - len(kept))
+                buffer.events = kept
+                if not kept:
+                    del self._buffers[key]
+        for partition in list(self._skipped):
+            self._replay_done(partition)
+
+    def _replay_done(self, partition: str) -> None:
+        skipped = self._skipped.pop(partition, 0)
+        if not self._skipped:
+            self._committed.clear()
+        if skipped:
+            self.telemetry.replayed_already_committed.labels(self.sink_id, partition).inc(skipped)
+            log.warning("replayed events already in committed files skipped, not written again",
+                        extra={"sink": self.sink_id, "partition": partition, "events": skipped})
 
     def _due(self, buffer: FileBuffer, now: float) -> bool:
         policy = self.flush_policy
@@ -232,8 +346,26 @@ class PartitionedFileSink(Sink):
         return any(self._due(b, now) for b in self._buffers.values())
 
     async def flush(self, *, force: bool = False) -> None:
-        if self.acknowledged is not None:
-            self.manifest.prune(self.acknowledged)
+        """Commit the buffers that are due (all with `force`). A write the disk refuses keeps
+        its buffer (its offsets stay unacknowledged, so the journal's bound pauses the
+        sources), is counted and logged once per episode, and is retried at the next flush."""
+        if self._retry_at > self.monotonic():
+            return  # a failed write is retried at most once a second, not once per batch
+        try:
+            if not self._prepared:
+                await self._prepare()
+                self._drop_committed()
+            if self.acknowledged is not None:
+                self.manifest.prune(self.acknowledged)
+            await self._flush_due(force)
+        except Exception as exc:
+            self._retry_at = self.monotonic() + RETRY_SECONDS
+            self.storage.failed(self.sink_id, exc)
+            raise
+        self._retry_at = 0.0
+        self.storage.succeeded(self.sink_id)
+
+    async def _flush_due(self, force: bool) -> None:
         async with self._lock:
             now = self.monotonic()
             due = [k for k, b in self._buffers.items() if force or self._due(b, now)]
@@ -249,9 +381,6 @@ class PartitionedFileSink(Sink):
                         buffer.absorb(newer)
                     self._buffers[key] = buffer
                     self.metrics.error("write_failed", "flush")
-                    log.exception("sink write failed; will retry",
-                                  extra={"sink": self.sink_id,
-                                         "directory": str(buffer.directory)})
                     raise
                 finally:
                     self._flushing.pop(key, None)
@@ -264,7 +393,12 @@ class PartitionedFileSink(Sink):
             entry = ManifestEntry(str(target.relative_to(self.root)),
                                   {p: list(span) for p, span in buffer.offsets.items()})
             await asyncio.to_thread(self.manifest.record, entry)
-        size = await self.write_buffer(buffer, target)
+        try:
+            size = await self.write_buffer(buffer, target)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                temporary_name(target).unlink(missing_ok=True)
+            raise
         self.committed(buffer, size)
         self.metrics.sent(len(buffer.events), buffer.tenant)
         log.debug("file written", extra={"sink": self.sink_id, "file": str(target),
@@ -282,6 +416,9 @@ class PartitionedFileSink(Sink):
         return sum(len(b.events) for b in self._buffers.values())
 
     async def stop(self) -> None:
+        for partition in list(self._skipped):
+            self._replay_done(partition)
+        self._retry_at = 0.0  # the last chance: try now
         await self.flush(force=True)
 
     def health(self) -> dict[str, Any]:

@@ -123,7 +123,10 @@ def run_fsck(args: argparse.Namespace) -> int:
             return 0
         records = sum(d.records for d in damage)
         size = sum(d.length for d in damage)
-        print(f"{directory}: {len(damage)} damaged range(s), {records} record(s), {size} bytes")
+        events = sum(d.events for d in damage)
+        about = "~" if any(d.estimated for d in damage) else ""
+        print(f"{directory}: {len(damage)} damaged range(s), {records} record(s), "
+              f"{about}{events} event(s), {size} bytes")
         if not args.repair:
             print("run `vigil journal fsck --repair` to cut them out", file=sys.stderr)
             return EX_DAMAGED

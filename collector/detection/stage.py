@@ -6,7 +6,8 @@ and correlation), and matches become alerts (deduplicated by `AlertTracker`) in 
 batch of the same tenant and offsets, which the alert store and the lake take.
 
 Durability: correlation windows and open alerts are saved to `<data_dir>/state/detection.json`
-every `state_interval`; until then the stage holds the offsets of batches that changed that
+every `state_interval` (a save the disk refuses is counted and retried a second later, the state
+kept in memory); until then the stage holds the offsets of batches that changed that
 state as uncommitted, so the worker acknowledges a journal position only once the state that
 counted it is saved (batches that matched nothing are not held). A
 replay after a crash therefore starts at or before the saved state, and replayed events are
@@ -33,7 +34,7 @@ from collector.detection.coverage import (
     active_rules,
     correlation_requirements,
 )
-from collector.durable import write_atomic
+from collector.durable import WriteEpisodes, write_atomic
 from collector.events import ALERTS, EVENTS, OFFSET, TIMESTAMP, Batch, Event
 from collector.routing import QUARANTINE
 from collector.telemetry import Telemetry
@@ -47,6 +48,9 @@ log = logging.getLogger(__name__)
 BUILTIN_RULES = Path(rules_package.__file__).resolve().parent / "library"
 STATE_VERSION = 1
 COVERAGE_SAVE_SECONDS = 60.0
+SAVE_RETRY_SECONDS = 1.0  # a save the disk refused is tried again this much later
+STATE_WRITER = "detection_state"
+COVERAGE_WRITER = "coverage_state"
 
 
 def rule_sources(config: VigilConfig, conf_dir: Path) -> list[RuleSource]:
@@ -106,6 +110,7 @@ class DetectionStage:
         self._saved_at = monotonic()
         self._coverage_saved_at = monotonic()
         self._stats_reported: dict[str, int] = {}
+        self.storage = telemetry.storage if telemetry is not None else WriteEpisodes()
         if telemetry is not None:
             telemetry.detection_rules.set(len(self.ruleset.rules))
             telemetry.detection_rule_errors.set(len(self.ruleset.errors))
@@ -185,11 +190,27 @@ class DetectionStage:
             out.append(self._alert_batch(tenant, matches, offset, offset, now))
         self.alerts.expire(self.watermarks)
         if self.monotonic() - self._saved_at >= self.settings.state_interval.total_seconds():
-            self.save()
+            self._save_or_retry(self.save, STATE_WRITER)
         if self.monotonic() - self._coverage_saved_at >= COVERAGE_SAVE_SECONDS:
-            self.save_coverage()
+            self._save_or_retry(self.save_coverage, COVERAGE_WRITER)
         self._report_stats()
         return out
+
+    def _save_or_retry(self, save: Callable[[], None], writer: str) -> bool:
+        """Save; when the disk refuses, count it and keep the state (and the held offsets,
+        which the journal's bound turns into backpressure) for a retry after a short wait."""
+        try:
+            save()
+        except OSError as exc:
+            self.storage.failed(writer, exc)
+            retry_at = self.monotonic() + SAVE_RETRY_SECONDS
+            if writer == STATE_WRITER:
+                self._saved_at = retry_at - self.settings.state_interval.total_seconds()
+            else:
+                self._coverage_saved_at = retry_at - COVERAGE_SAVE_SECONDS
+            return False
+        self.storage.succeeded(writer)
+        return True
 
     def uncommitted_floor(self, partition: str) -> int | None:
         """Offsets at or after this were counted in state not yet saved."""
@@ -248,9 +269,11 @@ class DetectionStage:
         for tenant in self.coverage.tenants():
             self.activate(tenant)
 
-    def close(self) -> None:
-        self.save()
-        self.save_coverage()
+    def close(self) -> bool:
+        """Save state and coverage; False when the disk refused (the held offsets stay
+        unacknowledged, so the next start replays them)."""
+        saved = self._save_or_retry(self.save, STATE_WRITER)
+        return self._save_or_retry(self.save_coverage, COVERAGE_WRITER) and saved
 
     def _report_stats(self) -> None:
         if self.telemetry is None:

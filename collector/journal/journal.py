@@ -72,6 +72,8 @@ class Journal(BackgroundRounds):
         self._stopping = False
         self._stopped = False
         self.damage: list[Damage] = []
+        self._opened_end: dict[str, int] = {}
+        self._epoch_pending = False  # the epoch file could not be written at open
         try:
             self.epoch = self._load_epoch()
             self._open_partitions()
@@ -114,20 +116,39 @@ class Journal(BackgroundRounds):
             pass
         # Names the offset space: lake files from an older journal never collide with ours.
         epoch = f"j{time.time_ns() // 1_000_000:x}{secrets.token_hex(2)}"
-        self.files.write_atomic(path, epoch.encode())
+        try:
+            self.files.write_atomic(path, epoch.encode())
+        except OSError as exc:
+            # A first start on a full disk still starts: the epoch is saved before the first
+            # append (which fails, with backpressure, until it can be).
+            log.warning("journal epoch not saved yet; saved before the first append",
+                        extra={"file": str(path), "error": str(exc)})
+            self._epoch_pending = True
         return epoch
 
+    def _save_epoch(self) -> None:
+        try:
+            self.files.write_atomic(self.directory / EPOCH_FILE, self.epoch.encode())
+        except OSError as exc:
+            error = write_error(exc, "epoch")
+            self._write_failed(error)
+            raise error from exc
+        self._epoch_pending = False
+
     def _open_partitions(self) -> None:
-        checkpoints = read_checkpoints(self.directory / CHECKPOINT_FILE)
+        checkpoints = read_checkpoints(self.directory / CHECKPOINT_FILE, self.epoch)
         started = time.monotonic()
         for directory in partition_dirs(self.directory):
             partition = Partition(directory.name, directory, self.files, self.config.segment_bytes)
             found = partition.load(checkpoints.get(directory.name))
             for damage in found:
                 self._report_damage(partition.name, damage, at_open=True)
+            if partition.repair is not None:
+                self._report_repair(partition)
             self._partitions[partition.name] = partition
             self._order.append(partition.name)
         self._checkpointed_at = time.monotonic()
+        self._opened_end = {name: p.next_offset for name, p in self._partitions.items()}
         self._update_gauges()
         log.info("journal opened", extra={
             "path": str(self.directory), "epoch": self.epoch,
@@ -139,10 +160,31 @@ class Journal(BackgroundRounds):
         self.damage.append(damage)
         self.telemetry.journal_damaged_records.labels(partition).inc(damage.records)
         self.telemetry.journal_damaged_bytes.labels(partition).inc(damage.length)
+        self.telemetry.journal_damaged_events.labels(partition).inc(damage.events)
         log.error("journal damage skipped: %s", damage.describe(), extra={
             "partition": partition, "file": str(damage.path), "byte_offset": damage.pos,
-            "bytes": damage.length, "records": damage.records, "at_open": at_open,
+            "bytes": damage.length, "records": damage.records, "events": damage.events,
+            "events_estimated": damage.estimated, "at_open": at_open,
             "lost_from": damage.lost_from, "lost_to": damage.lost_to})
+
+    def replay_end(self, partition: str) -> int:
+        """The partition's end offset when the journal was opened: offsets below it may have
+        been processed (and committed by sinks) by an earlier run."""
+        return self._opened_end.get(partition, 0)
+
+    def _report_repair(self, partition: Partition) -> None:
+        repair = partition.repair
+        assert repair is not None
+        self.telemetry.journal_checkpoint_repairs.labels(partition.name, repair.reason).inc()
+        what = ("journal checkpoint missing" if repair.reason == "missing" else
+                "journal checkpoint past the end of its segments")
+        extra = {"partition": partition.name, "reason": repair.reason,
+                 "segments_end": repair.segments_end, "replayed_offsets": repair.replayed,
+                 "acked": partition.acked}
+        if repair.claimed_acked is not None:
+            extra["claimed_acked"] = repair.claimed_acked
+        log.warning("%s; replaying the partition from its oldest segment (sinks skip what they "
+                    "already committed)", what, extra=extra)
 
     def _partition(self, name: str) -> Partition:
         partition = self._partitions.get(name)
@@ -174,6 +216,8 @@ class Journal(BackgroundRounds):
         if self._closed:
             raise JournalClosedError("queue is closed")
         self._ensure_task()  # before anything can fail: the probe of a failure runs there
+        if self._epoch_pending:
+            self._save_epoch()
         p = self._partition(partition)
         if not events:
             return p.next_offset - 1

@@ -17,10 +17,16 @@ CHECKPOINT_FILE = "checkpoints.json"
 PARTITION_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 
 
-def read_checkpoints(path: Path) -> dict[str, dict[str, int]]:
-    """Persisted positions per partition; empty when absent or unreadable (replay all)."""
+def read_checkpoints(path: Path, epoch: str | None = None) -> dict[str, dict[str, int]]:
+    """Persisted positions per partition; empty when absent, unreadable or written for another
+    epoch than `epoch` (replay all)."""
     try:
         data = json.loads(path.read_bytes())
+        if epoch is not None and data.get("epoch", epoch) != epoch:
+            log.warning("journal checkpoint belongs to another epoch; replaying every partition "
+                        "from its oldest segment", extra={"file": str(path), "epoch": epoch,
+                                                          "checkpoint_epoch": data.get("epoch")})
+            return {}
         return {name: {"acked": int(v["acked"]), "next_offset": int(v["next_offset"])}
                 for name, v in data["partitions"].items()}
     except FileNotFoundError:

@@ -13,7 +13,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +88,16 @@ class SyncJob:
                 files.fsync_dir(self.partition.directory)
 
 
+@dataclass(frozen=True)
+class CheckpointRepair:
+    """A partition's checkpoint found missing or wrong at open, and what replaced it."""
+
+    reason: str  # missing | past_end
+    claimed_acked: int | None
+    segments_end: int  # offset after the last record the segments hold
+    replayed: int  # offsets from the oldest segment on, now read again
+
+
 class Partition:
     """Segments and positions of one partition."""
 
@@ -112,6 +122,7 @@ class Partition:
         self._leftover_first = 0
         self._cached: tuple[Segment, int, bytes] | None = None
         self.damage_found: list[Damage] = []  # this process's findings, for stats and metrics
+        self.repair: CheckpointRepair | None = None  # what `load` had to repair
 
     # -- opening ------------------------------------------------------------------------
 
@@ -123,6 +134,11 @@ class Partition:
         end = 0
         for index, (base, path) in enumerate(paths):
             scan = scan_segment(path, base, self.files.read_file(path))
+            if scan.damage and scan.damage[-1].tail and index + 1 < len(paths):
+                # The next segment's name says where the lost tail's offsets ended.
+                tail = scan.damage[-1]
+                scan.damage[-1] = replace(tail, events=paths[index + 1][0] - tail.lost_from,
+                                          estimated=False)
             damage.extend(scan.damage)
             segment = Segment(path, base, scan.good_size, scan.end_offset, scan.events,
                               broken=not scan.header_ok)
@@ -147,6 +163,18 @@ class Partition:
                 end = scan.end_offset
             self.segments.append(segment)
         first = self.segments[0].base if self.segments else 0
+        self.repair = None
+        if checkpoint is not None and self.segments and checkpoint["acked"] >= end:
+            # It claims records the segments never held (the last segment is never deleted,
+            # so they would be there): wrong. Replay the segments; sinks recognise what they
+            # already committed. Offsets it claims stay unused, a sink may hold them.
+            self.repair = CheckpointRepair("past_end", checkpoint["acked"], end, end - first)
+            if checkpoint["next_offset"] > end:
+                self._add_gap(end, checkpoint["next_offset"])
+                end = checkpoint["next_offset"]
+            checkpoint = None
+        elif checkpoint is None and self.segments and end > first:
+            self.repair = CheckpointRepair("missing", None, end, end - first)
         if checkpoint is not None:
             self.acked = max(checkpoint["acked"], first - 1)
             if checkpoint["next_offset"] > end:
@@ -408,7 +436,8 @@ class Partition:
         following = resync(data, 0, self.read_next, pos)
         end = following.pos if following is not None else segment.size
         lost_to = following.first_offset if following is not None else segment.end_offset
-        damage = Damage(segment.path, pos, end, following is None, self.read_next, lost_to, 1)
+        damage = Damage(segment.path, pos, end, following is None, self.read_next, lost_to, 1,
+                        events=lost_to - self.read_next, estimated=False)
         segment.damage[pos] = end
         self._add_gap(self.read_next, lost_to)
         self.damage_found.append(damage)

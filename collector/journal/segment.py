@@ -6,7 +6,7 @@ tail), resynchronising on the next intact record so one bad record costs only it
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from collector.journal.codec import (
@@ -42,7 +42,13 @@ class Damage:
     tail: bool  # nothing intact follows in this file
     lost_from: int  # first offset that was expected there
     lost_to: int | None  # offset of the next intact record; unknown for a tail
-    records: int  # damaged records in the range (record starts seen, at least 1)
+    # Damaged records in the range: record starts seen, or (zero-filled, no start left) the
+    # length over the file's mean record size; at least 1.
+    records: int
+    # Events lost: exact from the offsets around the range when an intact record follows,
+    # else estimated from the length at the file's mean bytes per event.
+    events: int = 0
+    estimated: bool = True
 
     @property
     def length(self) -> int:
@@ -52,8 +58,22 @@ class Damage:
         what = "torn or corrupt tail" if self.tail else "corrupt record(s)"
         lost = (f"offsets {self.lost_from}..{self.lost_to - 1}" if self.lost_to is not None
                 else f"offsets from {self.lost_from}")
+        events = f"~{self.events} event(s) (estimated)" if self.estimated else \
+            f"{self.events} event(s)"
         return (f"{self.path}: byte {self.pos}: {what}, {self.length} bytes, "
-                f"{self.records} record(s), {lost}")
+                f"{self.records} record(s), {events}, {lost}")
+
+
+def sized_damage(damage: Damage, record_bytes: float, event_bytes: float) -> Damage:
+    """`damage` with its records and events counted from offsets or estimated from its length
+    at the given mean sizes (of the intact records around it)."""
+    records = max(damage.records, round(damage.length / record_bytes)) if record_bytes else \
+        damage.records
+    if damage.lost_to is not None:
+        return replace(damage, records=records, events=damage.lost_to - damage.lost_from,
+                       estimated=False)
+    events = round(damage.length / event_bytes) if event_bytes else records
+    return replace(damage, records=records, events=max(events, 1), estimated=True)
 
 
 @dataclass
@@ -97,6 +117,12 @@ def scan_segment(path: Path, base: int, data: bytes) -> SegmentScan:
         scan.damage.append(Damage(path, pos, end, following is None, expected, lost_to, records))
         pos = end
     scan.end_offset = expected
+    if scan.damage:
+        intact = scan.good_size - SEGMENT_HEADER_SIZE - sum(
+            d.length for d in scan.damage if d.end <= scan.good_size)
+        record_bytes = intact / scan.records if scan.records else 0.0
+        event_bytes = intact / scan.events if scan.events else 0.0
+        scan.damage = [sized_damage(d, record_bytes, event_bytes) for d in scan.damage]
     return scan
 
 

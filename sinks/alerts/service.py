@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from collector.telemetry import Telemetry
 from sinks.alerts.db import Database, from_text
 from sinks.alerts.model import Change
 from sinks.alerts.outbox import Outgoing
-from sinks.alerts.sink import AlertStoreSink, alert_store_path
+from sinks.alerts.sink import STORE_WRITER, AlertStoreSink, alert_store_path
 from sinks.alerts.sla import SlaMonitor
 from sinks.alerts.store import AlertStore
 from sinks.notify.dispatcher import NotificationDispatcher, Sleep, build_channels
@@ -34,6 +35,8 @@ from sinks.notify.router import NotificationRouter
 log = logging.getLogger(__name__)
 
 SLA_CHECK_SECONDS = 5.0
+NOTIFY_WRITER = "notifications"  # the outbox's delivery records
+SLA_WRITER = "sla_monitor"  # breaches marked in the store
 
 
 class Alerting:
@@ -59,6 +62,9 @@ class Alerting:
         self.dispatcher = NotificationDispatcher(self.store, {}, telemetry, data_dir,
                                                  sleep=sleep, clock=self.clock)
         self._last_check = float("-inf")
+        self._migrated = True  # False while start's migration waits for the disk
+        self._erring: set[str] = set()  # steps failing for another reason than the disk
+        self.storage = telemetry.storage
         self.configure(config)
 
     def configure(self, config: VigilConfig) -> None:
@@ -93,21 +99,44 @@ class Alerting:
         sink.bind(self.store, None)
 
     async def start(self) -> None:
-        await asyncio.to_thread(self.db.migrate)
+        """Migrate the store. A disk that refuses (full, I/O error) does not stop the start:
+        it is counted, and every use of the store (the sink's flush, the tick) migrates first,
+        so the store comes up once the disk works again."""
+        self._migrated = await self._storage_step(STORE_WRITER, "alert store migration failed",
+                                                  asyncio.to_thread(self.db.migrate))
 
     async def tick(self) -> None:
-        """Deliver pending notifications; every few seconds, check SLAs."""
+        """Deliver pending notifications; every few seconds, check SLAs. A failing disk is
+        counted and logged once per episode, and retried at the next tick."""
         now = self.monotonic()
+        if not self._migrated:
+            self._migrated = await self._storage_step(STORE_WRITER, "alert store migration "
+                                                      "failed", asyncio.to_thread(self.db.migrate))
+            if not self._migrated:
+                return
+            self.storage.succeeded(STORE_WRITER)
         if now - self._last_check >= self.sla_check_seconds:
             self._last_check = now
-            try:
-                await asyncio.to_thread(self.monitor.check)
-            except Exception:
-                log.exception("SLA check failed; will retry")
+            if await self._storage_step(SLA_WRITER, "SLA check failed; will retry",
+                                        asyncio.to_thread(self.monitor.check)):
+                self.storage.succeeded(SLA_WRITER)
+        if await self._storage_step(NOTIFY_WRITER, "notification pump failed; will retry",
+                                    self.dispatcher.pump()):
+            self.storage.succeeded(NOTIFY_WRITER)
+
+    async def _storage_step(self, writer: str, message: str, step: Awaitable[Any]) -> bool:
         try:
-            await self.dispatcher.pump()
+            await step
+        except (sqlite3.Error, OSError) as exc:
+            self.storage.failed(writer, exc)
+            return False
         except Exception:
-            log.exception("notification pump failed; will retry")
+            if writer not in self._erring:  # not the disk's: logged once, with its traceback
+                log.exception(message)
+                self._erring.add(writer)
+            return False
+        self._erring.discard(writer)
+        return True
 
     async def stop(self) -> None:
         await self.dispatcher.stop()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,7 @@ from sinks.base import Sink, SinkContext
 log = logging.getLogger(__name__)
 
 STORE_FILE = "alerts.db"
+STORE_WRITER = "alert_store"  # its failure episodes (and the outbox's, written with it)
 
 
 class AlertStoreConfig(SinkConfig):
@@ -66,6 +68,7 @@ class AlertStoreSink(Sink):
         self.telemetry = context.telemetry
         self.metrics = context.telemetry.component(sink_id, "sink", config.type)
         self.monotonic = context.monotonic
+        self.storage = context.telemetry.storage
         self.on_inserted: Callable[[UpsertResult], None] | None = None
         self._pending = _Pending()
         self._flushing: dict[str, int] = {}
@@ -77,7 +80,12 @@ class AlertStoreSink(Sink):
         self.on_inserted = on_inserted
 
     async def start(self) -> None:
-        await asyncio.to_thread(self.store.db.migrate)
+        # A disk that refuses (full, I/O error) is counted; every flush migrates first, so
+        # the store is retried then and nothing is acknowledged before it works.
+        try:
+            await asyncio.to_thread(self.store.db.migrate)
+        except (sqlite3.Error, OSError) as exc:
+            self.storage.failed(STORE_WRITER, exc)
 
     def write(self, batch: Batch) -> None:
         if not batch.events:
@@ -102,7 +110,7 @@ class AlertStoreSink(Sink):
             self._flushing = pending.floors
             try:
                 results = await asyncio.to_thread(self._commit, pending.events)
-            except Exception:
+            except Exception as exc:
                 # Keep the alerts, in front of anything that arrived meanwhile.
                 newer = self._pending
                 pending.events.extend(newer.events)
@@ -110,11 +118,15 @@ class AlertStoreSink(Sink):
                     pending.floors.setdefault(partition, floor)
                 self._pending = pending
                 self.metrics.error("write_failed", "flush")
-                log.exception("alert store write failed; will retry",
-                              extra={"sink": self.sink_id, "alerts": len(pending.events)})
+                if isinstance(exc, sqlite3.Error | OSError):
+                    self.storage.failed(STORE_WRITER, exc)  # logged once per episode
+                else:
+                    log.exception("alert store write failed; will retry",
+                                  extra={"sink": self.sink_id, "alerts": len(pending.events)})
                 raise
             finally:
                 self._flushing = {}
+            self.storage.succeeded(STORE_WRITER)
         for result in results:
             self._count(result)
 

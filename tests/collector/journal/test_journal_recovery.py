@@ -66,7 +66,7 @@ async def test_corrupt_record_in_the_middle_costs_only_itself(
     assert fsck(tmp_path) == 1
     out = capsys.readouterr().out
     assert f"{path}: byte {start}: corrupt record(s), {end - start} bytes, 1 record(s), " \
-           "offsets 51..53" in out
+           "3 event(s), offsets 51..53" in out
 
     with caplog.at_level(logging.ERROR, logger="collector.journal"):
         journal, seen, telemetry = await reopen_and_read(open_journal, drain)
@@ -116,7 +116,9 @@ async def test_bad_length_and_zeroed_ranges_resync_on_the_next_record(
     patch(path, zero_from, bytes(zero_to - zero_from))
     journal, seen, telemetry = await reopen_and_read(open_journal, drain)
     assert seen == [r for r in range(RECORDS) if r not in (5, 20, 21, 22)]
-    assert telemetry.sample("vigil_journal_damaged_records_total", partition="acme") == 2
+    # The zeroed range has no record start left: its records are counted from its length.
+    assert telemetry.sample("vigil_journal_damaged_records_total", partition="acme") == 4
+    assert telemetry.sample("vigil_journal_damaged_events_total", partition="acme") == 12
     assert [(d.pos, d.end) for d in journal.damage] == [spans[5], (spans[20][0], spans[23][0])]
     await journal.aclose()
 
@@ -176,3 +178,36 @@ async def test_fsck_refuses_while_a_journal_is_open_and_stats_work(
     table = capsys.readouterr().out
     assert "not in use" in table and "2 partition(s), 2 pending event(s)" in table
     assert main(["journal", "stats", "--data-dir", str(tmp_path / "nowhere")]) == 2
+
+
+async def test_zero_filled_tail_reports_the_events_it_lost_by_estimate(
+        tmp_path: Path, open_journal: Factory, drain: Drain) -> None:
+    spans = await write_records(open_journal())
+    path = segment(tmp_path)
+    patch(path, spans[30][0], bytes(spans[-1][1] - spans[30][0]))  # records 30..39 zeroed
+    journal, seen, telemetry = await reopen_and_read(open_journal, drain)
+    assert seen == list(range(30))
+    (damage,) = journal.damage
+    assert damage.tail and damage.estimated
+    assert (damage.records, damage.events) == (10, 30)  # no record start left to count
+    assert "~30 event(s) (estimated)" in damage.describe()
+    assert telemetry.sample("vigil_journal_damaged_events_total", partition="acme") == 30
+    await journal.aclose()
+
+
+async def test_a_lost_tail_before_the_next_segment_counts_its_events_exactly(
+        tmp_path: Path, open_journal: Factory, drain: Drain) -> None:
+    journal = open_journal(segment_bytes=65536)
+    for r in range(RECORDS):
+        journal.append("acme", [{"r": r, "i": i, "message": "m" * 1000} for i in range(3)])
+    await journal.sync()
+    await journal.aclose()
+    first, second = sorted((tmp_path / "journal" / "acme").glob("*.seg"))[:2]
+    size = first.stat().st_size
+    patch(first, size // 2, bytes(size - size // 2))  # its second half zeroed
+    journal, seen, telemetry = await reopen_and_read(open_journal, drain)
+    (damage,) = journal.damage
+    assert damage.tail and not damage.estimated
+    assert damage.events == int(second.stem) - damage.lost_from
+    assert len(seen) * 3 + damage.events == RECORDS * 3
+    await journal.aclose()
