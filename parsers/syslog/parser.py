@@ -230,8 +230,10 @@ def _rfc3164(rest: str, event: dict[str, Any], received_at: datetime, tz: tzinfo
 
 
 def _looks_like_host(token: str) -> bool:
+    # No host name holds `,` (a PAN-OS CSV body right after the timestamp) or `=` (a
+    # key=value body).
     return len(token) <= 255 and not token.endswith(":") and "=" not in token \
-        and "[" not in token
+        and "[" not in token and "," not in token
 
 
 def _set_pid(event: dict[str, Any], procid: str) -> None:

@@ -148,6 +148,11 @@ def test_palo_alto_csv_body_after_short_header() -> None:
     event = parse("<14>May 14 09:00:00 PA-VM 1,2024/05/14 09:00:00,0123,TRAFFIC,end,2049")
     assert event["host.hostname"] == "PA-VM"
     assert event[MESSAGE] == "1,2024/05/14 09:00:00,0123,TRAFFIC,end,2049"
+    # Without a host name the CSV body follows the timestamp (elastic/integrations panw
+    # test logs): its first cell is not a host.
+    event = parse("Nov 30 16:09:08 1,2021/03/24 11:30:00,013101001305,GLOBALPROTECT,0,2305")
+    assert "host.hostname" not in event
+    assert event[MESSAGE] == "1,2021/03/24 11:30:00,013101001305,GLOBALPROTECT,0,2305"
 
 
 def test_loghub_prefix_before_the_bsd_header() -> None:
