@@ -75,7 +75,35 @@ def parse_syslog(line: bytes | str, *, received_at: datetime, tz: tzinfo = UTC) 
         if failure == _BAD_SD:
             event[PARSE_ERROR] = failure
         return event
+    if pri is None:
+        prefixed = _after_loghub_prefix(text, tz)
+        if prefixed is not None:
+            return prefixed
     return _unparsed(text, received_at, "no syslog PRI or timestamp")
+
+
+# loghub's supercomputer logs (Thunderbird, Liberty, Spirit) write `label epoch yyyy.mm.dd node`
+# before a BSD header whose host is `node/node`, `src@node` or `local@node`.
+_LOGHUB_PREFIX = re.compile(r"\S+ (\d{9,10}) (\d{4})\.(\d\d)\.(\d\d) (\S+) (?=[A-Z][a-z]{2} )",
+                            re.ASCII)
+
+
+def _after_loghub_prefix(text: str, tz: tzinfo) -> dict[str, Any] | None:
+    """The event of the header after a loghub prefix (the node is the host, the prefix's date
+    anchors the year), or None when the text has no such prefix and header."""
+    prefix = _LOGHUB_PREFIX.match(text)
+    if prefix is None:
+        return None
+    year, month, day = (int(prefix.group(i)) for i in (2, 3, 4))
+    try:
+        anchor = datetime(year, month, day, tzinfo=UTC) + timedelta(days=1)
+    except ValueError:
+        return None
+    event: dict[str, Any] = {}
+    if not _rfc3164(text[prefix.end():], event, anchor, tz, has_pri=False):
+        return None
+    event["host.hostname"] = prefix.group(5)
+    return event
 
 
 def _unparsed(text: str, received_at: datetime, reason: str) -> dict[str, Any]:
@@ -202,8 +230,10 @@ def _rfc3164(rest: str, event: dict[str, Any], received_at: datetime, tz: tzinfo
 
 
 def _looks_like_host(token: str) -> bool:
+    # No host name holds `,` (a PAN-OS CSV body right after the timestamp) or `=` (a
+    # key=value body).
     return len(token) <= 255 and not token.endswith(":") and "=" not in token \
-        and "[" not in token
+        and "[" not in token and "," not in token
 
 
 def _set_pid(event: dict[str, Any], procid: str) -> None:

@@ -17,6 +17,9 @@ Semantics:
   updated evicted first, counted in `stats["evicted_keys"]`), per key at most `max_events`
   entries (oldest dropped, `stats["truncated_events"]`), and keys whose window closed are expired
   (`stats["expired_keys"]`). `save`/`restore` write and read the state as JSON.
+- An event that stands for several (syslogd's `message repeated N times: [ ... ]`, PAM's
+  `N more authentication failures`: `event.count` N) weighs N in an `event_count`; other
+  measures count it once.
 """
 
 from __future__ import annotations
@@ -53,6 +56,8 @@ log = logging.getLogger(__name__)
 STATE_VERSION = 1
 MAX_REFS = 50  # event references carried by one correlation match
 SWEEP_EVERY = 1024  # observations per tenant between expiry sweeps
+COUNT_FIELD = "event.count"  # how many occurrences one event stands for
+MAX_WEIGHT = 1_000_000  # bounds what one event adds to a count
 
 Clock = Callable[[], datetime]
 
@@ -79,6 +84,7 @@ class Entry:
     rule: str  # base rule id
     value: Any
     ref: EventRef
+    weight: int = 1  # occurrences this event stands for (event.count)
 
 
 @dataclass
@@ -160,7 +166,8 @@ class CorrelationEngine:
                 if entry.ref.offset == ref.offset and entry.rule == rule.info.id:
                     return []
         bucket.keys.insert(position, ts)
-        bucket.entries.insert(position, Entry(ts, rule.info.id, _plain(value), ref))
+        bucket.entries.insert(position, Entry(ts, rule.info.id, _plain(value), ref,
+                                              _weight(event)))
         horizon = state.watermark - correlation.timespan - self.lateness
         cut = bisect.bisect_left(bucket.keys, horizon)
         if len(bucket.entries) - cut > self.max_events:
@@ -192,7 +199,7 @@ class CorrelationEngine:
             return None if kind in (SigmaCorrelationType.TEMPORAL,
                                     SigmaCorrelationType.TEMPORAL_ORDERED) else 0
         if kind is SigmaCorrelationType.EVENT_COUNT:
-            return len(window)
+            return sum(e.weight for e in window)
         if kind is SigmaCorrelationType.VALUE_COUNT:
             return len({e.value for e in window if e.value is not None})
         if kind is SigmaCorrelationType.TEMPORAL:
@@ -283,7 +290,9 @@ class CorrelationEngine:
                     "watermark": state.watermark if state.watermark != float("-inf") else None,
                     "windows": {
                         key: [[list(group), bucket.dataset,
-                               [[e.ts, e.rule, e.value, e.ref.to_dict()] for e in bucket.entries]]
+                               [[e.ts, e.rule, e.value, e.ref.to_dict()]
+                                + ([e.weight] if e.weight != 1 else [])
+                                for e in bucket.entries]]
                               for group, bucket in windows.items()]
                         for key, windows in state.windows.items()
                     },
@@ -308,8 +317,9 @@ class CorrelationEngine:
                 windows = state.windows.setdefault(key, OrderedDict())
                 for group, dataset, entries in groups:
                     bucket = Bucket(dataset=dataset)
-                    for ts, rule_id, value, ref in entries:
-                        bucket.entries.append(Entry(float(ts), rule_id, value, _ref(ref)))
+                    for ts, rule_id, value, ref, *weight in entries:
+                        bucket.entries.append(Entry(float(ts), rule_id, value, _ref(ref),
+                                                    int(weight[0]) if weight else 1))
                         bucket.keys.append(float(ts))
                     windows[tuple(group)] = bucket
                     restored += 1
@@ -346,6 +356,14 @@ def _epoch(value: Any, clock: Clock) -> float:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
     return clock().timestamp()
+
+
+def _weight(event: dict[str, Any]) -> int:
+    """How many occurrences the event stands for: a positive `event.count`, else one."""
+    count = event.get(COUNT_FIELD)
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        return 1
+    return min(count, MAX_WEIGHT)
 
 
 def _first(event: dict[str, Any], keys: tuple[str, ...]) -> Any:

@@ -148,6 +148,29 @@ def test_palo_alto_csv_body_after_short_header() -> None:
     event = parse("<14>May 14 09:00:00 PA-VM 1,2024/05/14 09:00:00,0123,TRAFFIC,end,2049")
     assert event["host.hostname"] == "PA-VM"
     assert event[MESSAGE] == "1,2024/05/14 09:00:00,0123,TRAFFIC,end,2049"
+    # Without a host name the CSV body follows the timestamp (elastic/integrations panw
+    # test logs): its first cell is not a host.
+    event = parse("Nov 30 16:09:08 1,2021/03/24 11:30:00,013101001305,GLOBALPROTECT,0,2305")
+    assert "host.hostname" not in event
+    assert event[MESSAGE] == "1,2021/03/24 11:30:00,013101001305,GLOBALPROTECT,0,2305"
+
+
+def test_loghub_prefix_before_the_bsd_header() -> None:
+    """loghub's supercomputer logs (Thunderbird, Liberty, Spirit) put `label epoch date node`
+    before the header: the header is parsed after it, its year taken from the prefix's date."""
+    # loghub Thunderbird_2k.log, first line (github.com/logpai/loghub, Thunderbird/).
+    event = parse("- 1131566461 2005.11.09 dn228 Nov 9 12:01:01 dn228/dn228 "
+                  "crond(pam_unix)[2915]: session closed for user root")
+    assert PARSE_ERROR not in event
+    assert event[TIMESTAMP] == datetime(2005, 11, 9, 12, 1, 1, tzinfo=UTC)
+    assert event["host.hostname"] == "dn228"
+    assert event["log.syslog.appname"] == "crond(pam_unix)" and event["process.pid"] == 2915
+    assert event[MESSAGE] == "session closed for user root"
+    event = parse("- 1131566503 2005.11.09 aadmin1 Nov 9 12:01:43 src@aadmin1 dhcpd: DHCPACK on "
+                  "10.100.4.251 to 00:11:43:e3:ba:c3 via eth1")
+    assert event["host.hostname"] == "aadmin1" and event["log.syslog.appname"] == "dhcpd"
+    # A prefix-like start without a header after it stays unparsed.
+    assert PARSE_ERROR in parse("- 1131566461 2005.11.09 dn228 nothing syslog here")
 
 
 def test_not_syslog_is_kept_whole_and_marked() -> None:

@@ -98,6 +98,25 @@ def test_window_is_cleared_after_firing(sigma: SimpleNamespace, tmp_path: Path) 
     assert [m.value for m in matches] == [2, 2]  # events 0+1, then 2+3; event 4 waits
 
 
+def test_event_count_weighs_folded_lines(sigma: SimpleNamespace, tmp_path: Path) -> None:
+    """A line syslogd folded (`message repeated 4 times: [ ... ]`, event.count 4) stands for
+    that many events: it counts as 4 toward an event_count, and survives a save/restore."""
+    engine = build(sigma, tmp_path, correlation("event_count", ["failed_login"],
+                                                **{"group-by": ["user"]},
+                                                condition={"gte": 5}))
+    assert run(engine, [login(0, "alice", **{"event.count": 4})]) == []
+    state = engine.correlation.dump()
+    restored = build(sigma, tmp_path, correlation("event_count", ["failed_login"],
+                                                  **{"group-by": ["user"]},
+                                                  condition={"gte": 5}))
+    assert restored.correlation.load(state) == 1
+    matches = run(restored, [login(5, "alice")])
+    assert [(m.group_key, m.value) for m in matches] == [({"user": "alice"}, 5)]
+    # a count that is not a positive number weighs one
+    assert run(restored, [login(10, "bob", **{"event.count": "many"}),
+                          login(11, "bob", **{"event.count": -3})]) == []
+
+
 def test_value_count_distinct_users_per_source(sigma: SimpleNamespace, tmp_path: Path) -> None:
     engine = build(sigma, tmp_path, correlation(
         "value_count", ["failed_login"], **{"group-by": ["src_ip"]},

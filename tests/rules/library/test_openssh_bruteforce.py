@@ -25,35 +25,37 @@ NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 MONTHS = {m: i for i, m in enumerate(
     ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"], 1)}
 FAILED = re.compile(r"^(\w{3}) +(\d+) (\d\d):(\d\d):(\d\d) \S+ sshd\[\d+\]: (?:message repeated "
-                    r"\d+ times: \[ )?Failed \S+ for (?:invalid user )?(.+?) from (\S+) port ")
+                    r"(\d+) times: \[ )?Failed \S+ for (?:invalid user )?(.+?) from (\S+) port ")
 SUPPRESSION = timedelta(hours=1)
 
 pytestmark = pytest.mark.skipif(not LOG.exists(),
                                 reason=f"{LOG} is absent (../shared/data is not beside the repo)")
 
 
-def failures() -> list[tuple[datetime, str, str]]:
-    """(time, user, source ip) of every failed login line, in file order."""
+def failures() -> list[tuple[datetime, str, str, int]]:
+    """(time, user, source ip, failures) of every failed login line, in file order; a line
+    syslogd folded (`message repeated N times`) stands for N failures."""
     out = []
     for line in LOG.read_text().splitlines():
         found = FAILED.match(line)
         if found:
-            month, day, hour, minute, second, user, ip = found.groups()
+            month, day, hour, minute, second, repeated, user, ip = found.groups()
             when = datetime(2025, MONTHS[month], int(day), int(hour), int(minute), int(second),
                             tzinfo=UTC)
-            out.append((when, user, ip))
+            out.append((when, user, ip, int(repeated or 1)))
     return out
 
 
-def windows_fire(events: list[tuple[datetime, str, str]], span: timedelta, threshold: int,
+def windows_fire(events: list[tuple[datetime, str, str, int]], span: timedelta, threshold: int,
                  distinct_users: bool) -> list[tuple[str, datetime]]:
     """Per source ip, a sliding window of `span` ending at each event; it fires when it holds
-    `threshold` events (or distinct users) and starts again empty: (ip, first event time)."""
-    held: dict[str, list[tuple[datetime, str]]] = defaultdict(list)
+    `threshold` failures (or distinct users) and starts again empty: (ip, first event time)."""
+    held: dict[str, list[tuple[datetime, str, int]]] = defaultdict(list)
     fired = []
-    for when, user, ip in events:
-        window = [(t, u) for t, u in held[ip] if t >= when - span] + [(when, user)]
-        measured = len({u for _, u in window}) if distinct_users else len(window)
+    for when, user, ip, weight in events:
+        window = [(t, u, w) for t, u, w in held[ip] if t >= when - span] + [(when, user, weight)]
+        measured = len({u for _, u, _ in window}) if distinct_users else \
+            sum(w for _, _, w in window)
         if measured >= threshold:
             fired.append((ip, window[0][0]))
             window = []
@@ -78,6 +80,7 @@ def fold(fired: list[tuple[str, datetime]]) -> list[tuple[str, datetime, int]]:
 def test_brute_force_and_spraying_alerts_equal_an_independent_count(tmp_path: Path) -> None:
     events = failures()
     assert len(events) == 524  # 522 single failures + 2 "message repeated" lines
+    assert sum(weight for *_, weight in events) > 524
     expected = {
         "SSH brute force from one source":
             fold(windows_fire(events, timedelta(minutes=5), 10, distinct_users=False)),
