@@ -29,6 +29,7 @@ from collector.events import (
 from collector.pipeline.conditions import Condition, Predicate, compile_condition
 from collector.pipeline.config import PipelineConfig
 from collector.pipeline.step import Step, StepConfig, StepContext, StepFailure
+from collector.provenance import Stamps
 from collector.registry import resolve
 from collector.telemetry import Telemetry
 
@@ -54,6 +55,7 @@ class StepCounters:
     sent: int = 0
     failed: int = 0
     dropped: int = 0
+    provenance: int = 0  # events whose provenance the step tried to change (put back)
 
 
 @dataclass
@@ -84,6 +86,7 @@ class Pipeline:
         """The event after every step, or None when a step dropped it or it failed into
         `dead`."""
         original = dict(event)
+        stamps = Stamps(event)
         current: Event = event
         for bound in self.steps:
             if bound.condition is not None and not bound.condition(current):
@@ -110,6 +113,9 @@ class Pipeline:
                 return None
             counters.sent += 1
             current = result
+            if stamps.restore(current):
+                counters.provenance += 1
+        stamps.restore(current)  # also after a failed step that went on (`continue`)
         current[DATASET] = self.dataset
         current[PIPELINE] = self.id
         return current
@@ -232,6 +238,9 @@ class PipelineSet:
                 if c.received or c.failed:
                     telemetry.pipeline_step_events(pipeline.id, bound.step_id, bound.type_name,
                                                    c.received, c.sent, c.failed, c.dropped)
+                    if c.provenance:
+                        telemetry.provenance_rejected(pipeline.id, bound.step_id,
+                                                      bound.type_name, c.provenance)
                     bound.counters = StepCounters()
                     self._report_stats(pipeline.id, bound, telemetry)
         if dead:

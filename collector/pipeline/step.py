@@ -21,6 +21,7 @@ from collector.config.models import ComponentConfig, ValidationContext
 from collector.errors import VigilError
 from collector.events import Event
 from collector.pipeline.conditions import Condition
+from collector.provenance import WrittenName
 from sinks.lake.schema import FieldType
 
 OnFailure = Literal["dead_letter", "continue", "drop"]
@@ -43,6 +44,12 @@ class StepConfig(ComponentConfig):
         "drop: the event is discarded (counted)")
 
     model_config = ComponentConfig.model_config | {"populate_by_name": True}
+
+    def written_fields(self, context: ValidationContext) -> list[WrittenName]:
+        """The fields this step is configured to write, as (key path, name, is a prefix); the
+        pipeline refuses provenance among them. Names that come from the input are not listed:
+        the runner puts provenance back after every step whatever it wrote."""
+        return []
 
 
 def _utcnow() -> datetime:
