@@ -61,6 +61,7 @@ class JsonStep(Step):
     """`type: json`."""
 
     config_model = JsonConfig
+    names_from_input = True
 
     def __init__(self, config: JsonConfig, context: Any) -> None:
         super().__init__(config, context)

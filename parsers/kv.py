@@ -112,6 +112,7 @@ class KvStep(Step):
     """`type: kv`."""
 
     config_model = KvConfig
+    names_from_input = True
 
     def __init__(self, config: KvConfig, context: Any) -> None:
         super().__init__(config, context)

@@ -85,6 +85,7 @@ class NestStep(Step):
     """`type: nest`."""
 
     config_model = NestConfig
+    names_from_input = True
 
     def __init__(self, config: NestConfig, context: Any) -> None:
         super().__init__(config, context)

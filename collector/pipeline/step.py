@@ -71,6 +71,11 @@ class Step(ABC):
     """One transformation; built once per pipeline (re)load."""
 
     config_model: ClassVar[type[StepConfig]]
+    # The step writes keys named by its input (json, nest, kv, cef, leef, windows_event): the
+    # runner puts provenance back right after it, so later steps see the daemon's values.
+    # Every other step writes only names its config gives, checked at validation (and the
+    # runner re-stamps once more after the last step whatever happened).
+    names_from_input: ClassVar[bool] = False
 
     def __init__(self, config: Any, context: StepContext) -> None:
         self.config = config
