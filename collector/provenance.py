@@ -15,7 +15,14 @@ from typing import Any
 
 from collector.config.models import DATASET_RE, TENANT_ID_RE
 from collector.errors import VigilError
-from collector.events import DATASET, OFFSET, RECEIVED_AT, SOURCE, TENANT, Event
+from collector.events import (
+    DATASET,
+    OFFSET,
+    RECEIVED_AT,
+    SOURCE,
+    TENANT,
+    Event,
+)
 from collector.routing import QUARANTINE
 
 # The keys no sender, step, enricher or rule may create or change.
@@ -25,8 +32,6 @@ _PROVENANCE_SET = frozenset(PROVENANCE)
 # sources keep it, like a sender's flat `vigil.*` keys, under `payload.`.
 SENDER_NAMESPACE = "vigil"
 MOVED_PREFIX = "payload."
-# Datasets the daemon writes itself: no source or sender may send events into them.
-RESERVED_DATASETS = frozenset({"alerts"})
 
 
 class UnsafePathComponent(VigilError):

@@ -8,9 +8,10 @@ from typing import Any, ClassVar
 from pydantic import Field
 
 from collector.config.models import ConfigIssue, DatasetName, StrictModel, ValidationContext
+from collector.events import RESERVED_DATASETS
 from collector.pipeline.conditions import Condition
 from collector.pipeline.step import StepConfig
-from collector.provenance import RESERVED_DATASETS, written_field_issues
+from collector.provenance import written_field_issues
 from sinks.lake.schema import FieldType
 
 

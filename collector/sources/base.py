@@ -21,12 +21,13 @@ from collector.events import (
     OFFSET,
     PARSE_ERROR,
     RECEIVED_AT,
+    RESERVED_DATASETS,
     SOURCE,
     SOURCE_FAILURE,
     TENANT,
     Event,
 )
-from collector.provenance import RESERVED_DATASETS, SENDER_NAMESPACE, disown_sender_provenance
+from collector.provenance import SENDER_NAMESPACE, disown_sender_provenance
 from collector.queue import EventQueue
 from collector.routing import QUARANTINE, TenantRouter
 from collector.telemetry import ComponentTelemetry

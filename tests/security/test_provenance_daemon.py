@@ -64,6 +64,7 @@ def attacks(marker: str, escape: str) -> list[dict[str, Any]]:
         {"vigil": {"source": "evil", "dataset": "alerts", "offset": 999999,
                    "received_at": "2001-01-01T00:00:00Z"}, "msg": f"{marker}-provenance"},
         {"vigil.tenant": "acme", "vigil.source": "evil", "msg": f"{marker}-flat"},
+        {"vigil": {"tenant": ["a"], "offset": {"x": 1}}, "msg": f"{marker}-types"},
     ]
 
 
@@ -82,6 +83,9 @@ def send_everywhere(daemon: VigilProcess, escape: str) -> dict[str, str]:
     hec = b"".join(orjson.dumps({"event": e, "fields": {"vigil": {"tenant": "acme"}}})
                    for e in attacks("hec", escape))
     assert post(http, "/services/collector/event", hec, f"Splunk {TOKEN}") == 200
+    # The lake's alerts dataset is the daemon's: `?dataset=` cannot name it either.
+    forged = orjson.dumps({"rule": {"name": "FORGED"}, "msg": "logs-query-alerts"})
+    assert post(http, "/v1/logs?dataset=alerts", forged, f"Bearer {TOKEN}") == 200
     with socket.create_connection(daemon.source_address("tcp_json")) as sock:
         sock.sendall(b"".join(orjson.dumps(e) + b"\n" for e in attacks("tcp", escape)))
     return {"logs": "http", "hec": "http", "tcp": "tcp_json"}
@@ -98,7 +102,7 @@ def attacked(tmp_path: Path) -> Iterator[tuple[VigilProcess, Path, str, dict[str
     escape = f"PWNED-{os.getpid()}-{tmp_path.name}"
     try:
         sources = send_everywhere(daemon, escape)
-        expected = 3 * len(attacks("", escape))
+        expected = 3 * len(attacks("", escape)) + 1
         # Every event that stayed inside the lake; with the fix that is all of them.
         wait_for(lambda: len(lake_rows(data, "SELECT * FROM lake WHERE msg IS NOT NULL"))
                  >= expected - 6, timeout=20, message="the attacks in the lake")
@@ -116,15 +120,15 @@ def test_nothing_is_written_outside_the_data_dir(attacked: Any, tmp_path: Path) 
     outside = {p for p in files_under(tmp_path) if data not in p.parents and conf not in p.parents}
     assert outside == set()
     assert not [p for p in files_under(tmp_path.parent) if escape in str(p)]
-    wait_for(lambda: len(lake_rows(data, "SELECT * FROM lake WHERE msg IS NOT NULL")) == 18,
-             timeout=10, message="all 18 attack events inside the lake")
+    wait_for(lambda: len(lake_rows(data, "SELECT * FROM lake WHERE msg IS NOT NULL")) == 22,
+             timeout=10, message="all 22 attack events inside the lake")
     assert daemon.stop() == 0
 
 
 def test_every_event_lands_under_the_senders_tenant(attacked: Any) -> None:
     daemon, data, _, sources = attacked
     rows = lake_rows(data, "SELECT * FROM lake WHERE msg IS NOT NULL")
-    assert len(rows) == 18
+    assert len(rows) == 22
     for row in rows:
         marker = row["msg"].split("-")[0]
         # The hive partition column (`tenant`, from the directory) and the stamp agree.
@@ -157,5 +161,5 @@ def test_no_attacker_string_in_metric_labels(attacked: Any) -> None:
     for bad in (escape, "x/..", "tenant=acme", "evil"):
         assert bad not in text
     assert daemon.metric("vigil_lake_rows_written_total", tenant="acme") == 0
-    assert daemon.metric("vigil_lake_rows_written_total", tenant="demo") >= 18
+    assert daemon.metric("vigil_lake_rows_written_total", tenant="demo") >= 22
     assert daemon.stop() == 0

@@ -16,7 +16,9 @@ from collector.config import load_config
 from collector.config.models import ValidationContext
 from collector.errors import ConfigErrors
 from collector.events import DATASET, OFFSET, RECEIVED_AT, SOURCE, TENANT, Batch, Event
-from collector.pipeline.runner import build_pipelines
+from collector.pipeline.config import PipelineConfig
+from collector.pipeline.runner import BoundStep, Pipeline, PipelineSet, build_pipelines
+from collector.pipeline.step import Step, StepConfig, StepContext
 from collector.telemetry import Telemetry
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -202,3 +204,38 @@ def test_remove_by_a_prefix_covering_provenance_is_refused(tmp_path: Path) -> No
     """)
     path = tmp_path / "30-pipelines.yaml"
     assert found == [prefix_error(path, "5:48: pipelines.p.steps[0].prefixes[1]", "vigil")]
+
+
+def test_a_source_may_not_be_configured_into_the_alerts_dataset(tmp_path: Path) -> None:
+    found = errors(tmp_path, """
+    tenants: {demo: {name: Demo}}
+    sources:
+      tcp_json: {type: tcp_lines, address: '127.0.0.1:0', tenant: demo, dataset: alerts}
+    """)
+    assert len(found) == 1 and found[0].endswith(
+        "sources.tcp_json.dataset: dataset 'alerts' is written by the daemon itself; choose "
+        "another name")
+
+
+class _Forging(Step):
+    """A step with a bug: it writes provenance though its config names nothing."""
+
+    config_model = StepConfig
+
+    def apply(self, event: Event) -> Event:
+        event[TENANT] = "acme"
+        del event[SOURCE]
+        return event
+
+
+def test_a_step_not_naming_keys_from_input_is_still_restamped_at_the_end() -> None:
+    telemetry = Telemetry()
+    config = PipelineConfig.model_validate({"dataset": "web.access"})
+    step = BoundStep("0-forging", "forging", _Forging(StepConfig(type="forging"),
+                                                      StepContext(Path("."))), None, "dead_letter")
+    pipelines = PipelineSet([Pipeline("p", config, [step])], telemetry, clock=lambda: NOW)
+    (out,) = pipelines.process(Batch("demo", [stamped({})], 41, 41))
+    (event,) = out.events
+    assert (event[TENANT], event[SOURCE]) == ("demo", "http")
+    assert telemetry.total("vigil_pipeline_provenance_rejected_events_total", pipeline="p",
+                           step="-") == 1
