@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from collector.events import (
@@ -23,12 +24,13 @@ from collector.events import (
 )
 from collector.provenance import UnsafePathComponent, path_component
 from collector.queue import MemoryQueue
+from collector.replay import DeadLetterReplayer
 from collector.routing import QUARANTINE, TenantRouter
 from collector.sources.base import SourceContext
 from collector.sources.json_events import event_from_object
 from collector.telemetry import Telemetry, tenant_label
 from sinks.base import SinkContext
-from sinks.dead_letter import DeadLetterConfig, DeadLetterSink
+from sinks.dead_letter import DeadLetterConfig, DeadLetterSink, mark_for_replay
 from sinks.lake.schema import DatasetSchemas
 from sinks.lake.sink import LakeConfig, LakeSink, partition_dir
 
@@ -148,3 +150,18 @@ async def test_a_source_may_not_send_into_the_alerts_dataset() -> None:
     batch = await queue.read(10)
     assert batch is not None
     assert [e[DATASET] for e in batch.events] == ["json", "web.access"]
+
+
+async def test_a_replay_takes_the_tenant_from_the_dead_letter_partition(tmp_path: Path) -> None:
+    root = tmp_path / "dlq"
+    directory = root / "tenant=demo" / "date=2026-11-22"
+    directory.mkdir(parents=True)
+    record = {TENANT: "acme", "error": "e", "event": {TENANT: "acme", SOURCE: "http", "m": 1}}
+    (directory / "e1-000000000000-000000000000.jsonl").write_bytes(orjson.dumps(record) + b"\n")
+    mark_for_replay(directory / "e1-000000000000-000000000000.jsonl")
+    queue = MemoryQueue(100)
+    replayed = await DeadLetterReplayer(root, queue, Telemetry(), {"demo", "acme"}).replay_next()
+    assert replayed == 1
+    batch = await queue.read(10)
+    assert batch is not None and batch.partition == "demo"
+    assert batch.events[0][TENANT] == "demo"
