@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable
 from typing import Protocol
 
-from collector.events import DATASET, OFFSET, Batch
+from collector.events import DATASET, OFFSET, TENANT, Batch
 from collector.queue import EventQueue
 from sinks.base import Sink
 
@@ -71,8 +71,11 @@ class Worker:
     def handle(self, batch: Batch) -> None:
         # Each event carries its queue offset into the sinks: a replay after a crash trims what
         # was committed past the acknowledged position by it, and alerts point back with it.
+        # Its tenant is the partition it was journaled in, whatever the record says.
+        tenant = batch.partition
         for offset, event in enumerate(batch.events, batch.first_offset):
             event[OFFSET] = offset
+            event[TENANT] = tenant
         for out in self.processor(batch):
             self.write_out(out)
         self._written[batch.partition] = batch.last_offset

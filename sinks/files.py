@@ -37,7 +37,7 @@ from pydantic import Field
 
 from collector.config.models import StrictModel
 from collector.durable import fsync_directory, write_atomic
-from collector.events import OFFSET, TENANT, Batch, Event
+from collector.events import OFFSET, Batch, Event
 from collector.telemetry import ComponentTelemetry
 from sinks.base import Sink, SinkContext
 
@@ -285,8 +285,8 @@ class PartitionedFileSink(Sink):
             buffer = buffers.get(key)
             if buffer is None:
                 directory, dataset = self.directory(key)
-                tenant = event.get(TENANT) or batch.partition
-                buffer = buffers[key] = FileBuffer(directory, dataset, tenant, opened=now)
+                buffer = buffers[key] = FileBuffer(directory, dataset, batch.partition,
+                                                   opened=now)
             buffer.events.append(event)
             buffer.size += self.event_size(event)
             span = buffer.offsets.get(batch.partition)
