@@ -19,6 +19,7 @@ from typing import Any
 from aiohttp import web
 
 from collector.api.edge import (
+    Handler,
     OperatorToken,
     client_middleware,
     is_loopback,
@@ -71,7 +72,7 @@ class ControlServer:
 
     @web.middleware
     async def _operator_guard(self, request: web.Request,
-                              handler: web.Handler) -> web.StreamResponse:
+                              handler: Handler) -> web.StreamResponse:
         if request.path in OPERATOR_PATHS and not self.operator_open:
             header = request.headers.get("Authorization", "")
             if self.token is None or not self.token.matches(header):

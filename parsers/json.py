@@ -12,6 +12,7 @@ import orjson
 from pydantic import Field, model_validator
 
 from collector.events import Event
+from collector.nesting import DEFAULT_MAX_DEPTH, nesting_over, too_deep_reason
 from collector.pipeline.step import Step, StepConfig, StepFailure
 
 
@@ -69,6 +70,8 @@ class JsonStep(Step):
                 decoded = orjson.loads(raw if isinstance(raw, (str, bytes)) else str(raw))
             except orjson.JSONDecodeError as exc:
                 raise StepFailure(f"{config.field} is not JSON: {exc}") from None
+        if nesting_over(decoded, DEFAULT_MAX_DEPTH):  # a poison value for every consumer
+            raise StepFailure(f"{config.field}: {too_deep_reason(DEFAULT_MAX_DEPTH)}")
         if config.remove_field:
             event.pop(config.field, None)
         if not config.flatten:

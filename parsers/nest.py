@@ -14,6 +14,7 @@ import orjson
 from pydantic import Field
 
 from collector.events import MESSAGE, TIMESTAMP, Event
+from collector.nesting import DEFAULT_MAX_DEPTH, nesting_over, too_deep_reason
 from collector.pipeline.step import Step, StepConfig, StepFailure
 from parsers.json import flatten_object
 
@@ -33,6 +34,8 @@ def object_field(event: Event, name: str) -> dict[str, Any] | None:
             raise StepFailure(f"{name} is not JSON: {exc}") from None
     if not isinstance(raw, dict):
         raise StepFailure(f"{name} holds {type(raw).__name__}, not an object")
+    if nesting_over(raw, DEFAULT_MAX_DEPTH):
+        raise StepFailure(f"{name}: {too_deep_reason(DEFAULT_MAX_DEPTH)}")
     return raw
 
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -24,6 +25,8 @@ IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 _CLIENT = web.RequestKey("client_address", str)
 _NO_DIGEST = bytes(32)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 # Pages are forms posting to themselves: no scripts, styles, frames or other origins.
 HTML_HEADERS = {
@@ -72,14 +75,15 @@ def client_address(request: web.Request) -> str | None:
     return request.get(_CLIENT, request.remote)
 
 
-def client_middleware(proxies: tuple[IpNetwork, ...]) -> web.Middleware:
+def client_middleware(proxies: tuple[IpNetwork, ...]) -> Any:
     """Resolve the client address once per request (`client_address` reads it)."""
 
     @web.middleware
-    async def middleware(request: web.Request, handler: web.Handler) -> web.StreamResponse:
-        request[_CLIENT] = forwarded_client(request.remote,
-                                            request.headers.getall("X-Forwarded-For", ()),
-                                            proxies)
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        client = forwarded_client(request.remote,
+                                  request.headers.getall("X-Forwarded-For", ()), proxies)
+        if client is not None:
+            request[_CLIENT] = client
         return await handler(request)
 
     return middleware

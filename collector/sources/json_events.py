@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from collector.events import MESSAGE, PARSE_ERROR, TIMESTAMP, Event
+from collector.nesting import DEFAULT_MAX_DEPTH, nesting_over, too_deep_event
 
 RESERVED_PREFIX = "vigil."
 MOVED_PREFIX = "payload."
@@ -44,17 +45,28 @@ def unparsed_event(text: str, received_at: datetime, reason: str) -> Event:
     return {TIMESTAMP: received_at, MESSAGE: text, PARSE_ERROR: reason}
 
 
-def event_from_json_line(line: bytes, received_at: datetime) -> Event:
-    """One JSON-lines record; anything but a JSON object is kept in `message`, marked."""
+def event_from_json_line(line: bytes, received_at: datetime,
+                         max_depth: int = DEFAULT_MAX_DEPTH) -> Event:
+    """One JSON-lines record; anything but a JSON object is kept in `message`, marked; one
+    nested deeper than `max_depth` is kept as text for the dead letter."""
     try:
         value = orjson.loads(line)
     except orjson.JSONDecodeError as exc:
+        if is_depth_error(exc):
+            return too_deep_event(line.decode("utf-8", "replace"), received_at, max_depth)
         return unparsed_event(line.decode("utf-8", "replace"), received_at,
                               f"invalid JSON: {exc}")
     if not isinstance(value, dict):
         return unparsed_event(line.decode("utf-8", "replace"), received_at,
                               f"not a JSON object but {json_kind(value)}")
+    if nesting_over(value, max_depth):
+        return too_deep_event(line.decode("utf-8", "replace"), received_at, max_depth)
     return event_from_object(value, received_at)
+
+
+def is_depth_error(exc: Exception) -> bool:
+    """orjson's refusal of input nested past its own limit (1024)."""
+    return "depth limit" in str(exc) or "ecursion" in str(exc)
 
 
 def json_kind(value: Any) -> str:

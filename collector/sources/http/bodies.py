@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from collector.events import MESSAGE, PARSE_ERROR, TIMESTAMP, Event
+from collector.nesting import DEFAULT_MAX_DEPTH, nesting_over, too_deep_event, too_deep_reason
 from collector.sources.json_events import (
     MOVED_PREFIX,
     event_from_json_line,
@@ -70,18 +71,28 @@ class Decoded:
             self.problems.append({where: index, "error": message})
 
 
-def decode_logs(body: bytes, received_at: datetime) -> Decoded:
-    """`/v1/logs`: one JSON object, a JSON array of objects, or NDJSON (one object a line)."""
+def decode_logs(body: bytes, received_at: datetime,
+                max_depth: int = DEFAULT_MAX_DEPTH) -> Decoded:
+    """`/v1/logs`: one JSON object, a JSON array of objects, or NDJSON (one object a line).
+    An object nested deeper than `max_depth` is kept as text for the dead letter, named."""
     decoded = Decoded()
     try:
         whole = orjson.loads(body)
     except orjson.JSONDecodeError:
-        return _ndjson(body, received_at, decoded)
+        return _ndjson(body, received_at, decoded, max_depth)
     if isinstance(whole, dict):
-        decoded.events.append(event_from_object(whole, received_at))
+        if nesting_over(whole, max_depth):
+            decoded.events.append(too_deep_event(body.decode("utf-8", "replace"), received_at,
+                                                 max_depth))
+            decoded.problem("line", 1, too_deep_reason(max_depth))
+        else:
+            decoded.events.append(event_from_object(whole, received_at))
     elif isinstance(whole, list):
         for index, item in enumerate(whole):
-            if isinstance(item, dict):
+            if isinstance(item, dict) and nesting_over(item, max_depth):
+                decoded.events.append(too_deep_event(_dump(item), received_at, max_depth))
+                decoded.problem("element", index, too_deep_reason(max_depth))
+            elif isinstance(item, dict):
                 decoded.events.append(event_from_object(item, received_at))
             else:
                 reason = f"not a JSON object but {json_kind(item)}"
@@ -95,12 +106,12 @@ def decode_logs(body: bytes, received_at: datetime) -> Decoded:
     return decoded
 
 
-def _ndjson(body: bytes, received_at: datetime, decoded: Decoded) -> Decoded:
+def _ndjson(body: bytes, received_at: datetime, decoded: Decoded, max_depth: int) -> Decoded:
     for number, line in enumerate(body.split(b"\n"), 1):
         line = line.removesuffix(b"\r")
         if not line.strip():
             continue
-        event = event_from_json_line(line, received_at)
+        event = event_from_json_line(line, received_at, max_depth)
         if PARSE_ERROR in event:
             decoded.problem("line", number, event[PARSE_ERROR])
         decoded.events.append(event)
@@ -125,9 +136,10 @@ class HecDecoded(Decoded):
         self.problem("event", number, message)
 
 
-def decode_hec_events(body: bytes, received_at: datetime,
-                      defaults: dict[str, str]) -> HecDecoded:
-    """Concatenated HEC envelopes (`{"event": ..., "time": ..., "host": ...}` ...)."""
+def decode_hec_events(body: bytes, received_at: datetime, defaults: dict[str, str],
+                      max_depth: int = DEFAULT_MAX_DEPTH) -> HecDecoded:
+    """Concatenated HEC envelopes (`{"event": ..., "time": ..., "host": ...}` ...). An
+    envelope whose event nests deeper than `max_depth` is kept as text for the dead letter."""
     decoded = HecDecoded()
     text = body.decode("utf-8", "replace")
     decoder = json.JSONDecoder()
@@ -137,15 +149,25 @@ def decode_hec_events(body: bytes, received_at: datetime,
             pos += 1
         if pos >= end:
             break
+        start = pos
         try:
             envelope, pos = decoder.raw_decode(text, pos)
+        except RecursionError:  # nested far past max_depth: the end cannot be found either
+            reason = too_deep_reason(max_depth)
+            decoded.events.append(too_deep_event(text[start:], received_at, max_depth))
+            decoded.invalid_envelope(number, f"Invalid data format: {reason}", 6, reason)
+            break
         except json.JSONDecodeError as exc:
             # The next envelope cannot be found reliably: the rest is one kept event.
             reason = f"invalid JSON: {exc.msg} at char {exc.pos}"
             decoded.events.append(unparsed_event(text[pos:], received_at, reason))
             decoded.invalid_envelope(number, "Invalid data format", 6, reason)
             break
-        if not isinstance(envelope, dict):
+        if isinstance(envelope, dict) and nesting_over(envelope, max_depth + 1):
+            reason = too_deep_reason(max_depth)
+            decoded.events.append(too_deep_event(text[start:pos], received_at, max_depth))
+            decoded.invalid_envelope(number, f"Invalid data format: {reason}", 6, reason)
+        elif not isinstance(envelope, dict):
             reason = f"envelope is not a JSON object but {json_kind(envelope)}"
             decoded.events.append(unparsed_event(_dump(envelope), received_at, reason))
             decoded.invalid_envelope(number, "Invalid data format", 6, reason)

@@ -17,6 +17,7 @@ from collector.config.models import (
     TenantReference,
     ValidationContext,
 )
+from collector.nesting import DEFAULT_MAX_DEPTH, MAX_MAX_DEPTH
 from collector.sources.tls import TlsConfig, tls_file_issues
 
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
@@ -62,6 +63,9 @@ class HttpSourceConfig(SourceConfig):
     max_body_bytes: int = Field(
         10 * 1024 * 1024, gt=0, description="larger bodies (before or after gunzip) get 413")
     max_connections: int = Field(1024, gt=0, description="further connections are refused")
+    max_depth: int = Field(
+        DEFAULT_MAX_DEPTH, ge=1, le=MAX_MAX_DEPTH, description="JSON nested deeper is refused "
+        "(named in the 400 reply, kept as text in the dead letter, counted as `too_deep`)")
     retry_after_seconds: int = Field(1, ge=1, description="Retry-After of a 503 (queue full)")
     tls: TlsConfig | None = Field(None, description="serve HTTPS")
 

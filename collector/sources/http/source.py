@@ -65,7 +65,7 @@ class HttpSource(Source):
 
     def decode_lines(self, lines: list[bytes]) -> list[Event]:
         """Lines as one NDJSON body of `/v1/logs`."""
-        return decode_logs(b"\n".join(lines), self.context.clock()).events
+        return decode_logs(b"\n".join(lines), self.context.clock(), self.config.max_depth).events
 
     def build_app(self) -> web.Application:
         app = web.Application()
@@ -129,7 +129,7 @@ class HttpSource(Source):
     async def _logs(self, request: web.Request) -> web.Response:
         try:
             token, body, dataset = await self._admit(request)
-            decoded = decode_logs(body, self.context.clock())
+            decoded = decode_logs(body, self.context.clock(), self.config.max_depth)
             await self._deliver(decoded, request, token, dataset)
         except Rejection as rejection:
             return self._reply(rejection.status, {"error": rejection.message},
@@ -144,7 +144,8 @@ class HttpSource(Source):
     async def _hec_event(self, request: web.Request) -> web.Response:
         try:
             token, body, dataset = await self._admit(request, hec=True)
-            decoded = decode_hec_events(body, self.context.clock(), self._hec_defaults(request))
+            decoded = decode_hec_events(body, self.context.clock(), self._hec_defaults(request),
+                                        self.config.max_depth)
             await self._deliver(decoded, request, token, dataset)
         except Rejection as rejection:
             return self._hec_reply(rejection)
