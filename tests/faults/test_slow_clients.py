@@ -5,7 +5,6 @@ ERROR traceback (one rate-limited line per cause instead)."""
 from __future__ import annotations
 
 import hashlib
-import json
 import socket
 import struct
 import threading
@@ -114,8 +113,36 @@ def test_slow_body_flood_leaves_room_for_a_well_behaved_client(tmp_path: Path) -
         assert daemon.metric("vigil_component_discarded_events_total",
                              reason="max_connections_per_peer") >= 1
         assert errors_in(daemon.log()) == []
-        refusals = [line for line in daemon.log().splitlines() if "too many connections from one peer" in line]
+        refusals = [line for line in daemon.log().splitlines()
+                    if "too many connections from one peer" in line]
         assert 1 <= len(refusals) <= 5, refusals
     finally:
         stop.set()
+        daemon.kill()
+
+
+def test_a_request_head_sent_slowly_is_cut_by_the_header_timeout(tmp_path: Path) -> None:
+    write_conf(tmp_path / "conf.d", config(header_timeout_seconds=1))
+    daemon = VigilProcess(tmp_path / "conf.d", tmp_path / "data").start()
+    try:
+        conn = socket.create_connection(daemon.source_address("http"), timeout=10)
+        conn.sendall(b"POST /v1/logs HTTP/1.1\r\nHost: x\r\n")
+        started = time.monotonic()
+        closed = False
+        while time.monotonic() - started < 8:  # one header line a second would go on forever
+            try:
+                conn.sendall(b"X-Slow: 1\r\n")
+                if conn.recv(1, socket.MSG_DONTWAIT) == b"":
+                    closed = True
+                    break
+            except BlockingIOError:
+                pass
+            except OSError:
+                closed = True
+                break
+            time.sleep(0.2)
+        conn.close()
+        assert closed and time.monotonic() - started < 4
+        assert errors_in(daemon.log()) == []
+    finally:
         daemon.kill()

@@ -61,7 +61,7 @@ def nested(depth: int) -> str:
 @pytest.mark.parametrize("depth", [100, 2000, 20000])
 def test_deeply_nested_hec_event_is_a_400_naming_the_limit(daemon: VigilProcess,
                                                            depth: int) -> None:
-    body = ('{"event": %s}' % nested(depth)).encode()
+    body = b'{"event": ' + nested(depth).encode() + b"}"
     status, reply = post(daemon, "/services/collector/event", body)
     assert status == 400, reply
     assert "64" in json.dumps(reply) and "deep" in json.dumps(reply)
