@@ -348,6 +348,10 @@ class GlobalConfig(StrictModel):
     detection: DetectionConfig = DetectionConfig()
     logging: LoggingConfig = LoggingConfig()
 
+    def semantic_errors(self, context: ValidationContext) -> list[ConfigIssue]:
+        return [(("control", *loc), message)
+                for loc, message in self.control.semantic_errors(context)]
+
 
 # -- tenant contract, SLAs and notifications (issue 6: alerts, SLAs, users) ------------------
 

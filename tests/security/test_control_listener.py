@@ -8,7 +8,7 @@ from __future__ import annotations
 import ssl
 import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -206,3 +206,29 @@ async def test_login_over_tls_with_the_self_signed_pair(
         await alerting.stop()
 
 
+
+
+def test_bad_control_settings_are_reported_at_their_keys(
+        tmp_path: Path, config_errors: Callable[[str], list[str]]) -> None:
+    errors = config_errors("""
+    vigil:
+      control:
+        address: 0.0.0.0:9580
+        operator_token_file: missing.token
+        tls: {self_signed: true, cert_file: a.crt}
+        trusted_proxies: [10.0.0.1/8]
+    """)
+    assert errors == [
+        f"{tmp_path}/30-pipelines.yaml:5:10: vigil.control.tls: `self_signed` "
+        "generates the pair: remove `cert_file`/`key_file` or `self_signed`",
+        f"{tmp_path}/30-pipelines.yaml:6:23: vigil.control.trusted_proxies[0]: '10.0.0.1/8' "
+        "has host bits set (did you mean '10.0.0.0/8'?)",
+    ]
+    errors = config_errors("""
+    vigil:
+      control:
+        operator_token_file: missing.token
+    """)
+    assert errors == [f"{tmp_path}/30-pipelines.yaml:3:26: vigil.control.operator_token_file: "
+                      f"cannot read token file {tmp_path}/missing.token: No such file or "
+                      "directory"]
