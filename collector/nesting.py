@@ -9,7 +9,10 @@ is how sources count it.
 
 from __future__ import annotations
 
+import json
 from typing import Any
+
+import orjson
 
 from collector.events import MESSAGE, PARSE_ERROR, SOURCE_FAILURE, TIMESTAMP, Event
 
@@ -40,6 +43,25 @@ def nesting_over(value: Any, limit: int) -> bool:
             elif isinstance(child, dict | list) and depth + 1 > limit:
                 return True
     return False
+
+
+def may_nest_over(text: bytes, limit: int) -> bool:
+    """False when `text` has too few opening brackets to nest past `limit` (a C-speed count
+    that spares almost every event the walk of `nesting_over`)."""
+    return text.count(b"{") + text.count(b"[") > limit
+
+
+def json_text(value: Any) -> str:
+    """`value` as JSON text for keeping it, however deep (orjson stops at 255 levels, Python's
+    json near the recursion limit)."""
+    try:
+        return orjson.dumps(value, default=str).decode()
+    except (orjson.JSONEncodeError, TypeError):
+        pass
+    try:
+        return json.dumps(value, default=str)
+    except (RecursionError, ValueError, TypeError):
+        return f"<a JSON value nested too deep to keep as text ({type(value).__name__})>"
 
 
 def too_deep_event(text: str, received_at: Any, limit: int) -> Event:

@@ -14,15 +14,25 @@ from typing import Any
 import orjson
 
 from collector.events import MESSAGE, PARSE_ERROR, TIMESTAMP, Event
-from collector.nesting import DEFAULT_MAX_DEPTH, nesting_over, too_deep_event
+from collector.nesting import (
+    DEFAULT_MAX_DEPTH,
+    json_text,
+    may_nest_over,
+    nesting_over,
+    too_deep_event,
+)
 
 RESERVED_PREFIX = "vigil."
 MOVED_PREFIX = "payload."
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def event_from_object(obj: dict[str, Any], received_at: datetime) -> Event:
-    """An event from one decoded JSON object."""
+def event_from_object(obj: dict[str, Any], received_at: datetime,
+                      max_depth: int | None = DEFAULT_MAX_DEPTH) -> Event:
+    """An event from one decoded JSON object; one nested deeper than `max_depth` is kept as
+    text for the dead letter (None: the caller checked already)."""
+    if max_depth is not None and nesting_over(obj, max_depth):
+        return too_deep_event(json_text(obj), received_at, max_depth)
     event: Event = {}
     for key, value in obj.items():
         if key.startswith(RESERVED_PREFIX):
@@ -59,9 +69,9 @@ def event_from_json_line(line: bytes, received_at: datetime,
     if not isinstance(value, dict):
         return unparsed_event(line.decode("utf-8", "replace"), received_at,
                               f"not a JSON object but {json_kind(value)}")
-    if nesting_over(value, max_depth):
+    if may_nest_over(line, max_depth) and nesting_over(value, max_depth):
         return too_deep_event(line.decode("utf-8", "replace"), received_at, max_depth)
-    return event_from_object(value, received_at)
+    return event_from_object(value, received_at, None)
 
 
 def is_depth_error(exc: Exception) -> bool:

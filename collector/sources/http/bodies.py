@@ -18,7 +18,14 @@ from typing import Any
 import orjson
 
 from collector.events import MESSAGE, PARSE_ERROR, TIMESTAMP, Event
-from collector.nesting import DEFAULT_MAX_DEPTH, nesting_over, too_deep_event, too_deep_reason
+from collector.nesting import (
+    DEFAULT_MAX_DEPTH,
+    json_text,
+    may_nest_over,
+    nesting_over,
+    too_deep_event,
+    too_deep_reason,
+)
 from collector.sources.json_events import (
     MOVED_PREFIX,
     event_from_json_line,
@@ -114,20 +121,21 @@ def decode_logs(body: bytes, received_at: datetime,
         whole = orjson.loads(body)
     except orjson.JSONDecodeError:
         return _ndjson(body, received_at, decoded, max_depth)
+    deep = may_nest_over(body, max_depth)  # else no walk is needed
     if isinstance(whole, dict):
-        if nesting_over(whole, max_depth):
+        if deep and nesting_over(whole, max_depth):
             decoded.events.append(too_deep_event(body.decode("utf-8", "replace"), received_at,
                                                  max_depth))
             decoded.problem("line", 1, too_deep_reason(max_depth))
         else:
-            decoded.events.append(event_from_object(whole, received_at))
+            decoded.events.append(event_from_object(whole, received_at, None))
     elif isinstance(whole, list):
         for index, item in enumerate(whole):
-            if isinstance(item, dict) and nesting_over(item, max_depth):
-                decoded.events.append(too_deep_event(_dump(item), received_at, max_depth))
+            if isinstance(item, dict) and deep and nesting_over(item, max_depth):
+                decoded.events.append(too_deep_event(json_text(item), received_at, max_depth))
                 decoded.problem("element", index, too_deep_reason(max_depth))
             elif isinstance(item, dict):
-                decoded.events.append(event_from_object(item, received_at))
+                decoded.events.append(event_from_object(item, received_at, None))
             else:
                 reason = f"not a JSON object but {json_kind(item)}"
                 decoded.events.append(unparsed_event(_dump(item), received_at, reason))
@@ -153,7 +161,7 @@ def _ndjson(body: bytes, received_at: datetime, decoded: Decoded, max_depth: int
 
 
 def _dump(value: Any) -> str:
-    return orjson.dumps(value).decode()
+    return json_text(value)  # however deep a kept value is
 
 
 @dataclass
@@ -207,13 +215,13 @@ def decode_hec_events(body: bytes, received_at: datetime, defaults: dict[str, st
             decoded.invalid_envelope(number, "Invalid data format", 6, reason)
         elif "event" not in envelope:
             reason = "envelope has no `event` field"
-            kept = event_from_object(envelope, received_at)
+            kept = event_from_object(envelope, received_at, None)
             kept[PARSE_ERROR] = reason
             decoded.events.append(kept)
             decoded.invalid_envelope(number, "Event field is required", 12, reason)
         elif envelope["event"] in ("", None):
             reason = "envelope's `event` field is blank"
-            kept = event_from_object(envelope, received_at)
+            kept = event_from_object(envelope, received_at, None)
             kept[PARSE_ERROR] = reason
             decoded.events.append(kept)
             decoded.invalid_envelope(number, "Event field cannot be blank", 13, reason)
@@ -230,7 +238,7 @@ def hec_event(envelope: dict[str, Any], received_at: datetime,
     indexed `fields` -> `splunk.fields.<name>`."""
     payload = envelope["event"]
     if isinstance(payload, dict):
-        event = event_from_object(payload, received_at)
+        event = event_from_object(payload, received_at, None)  # the envelope was checked
     else:
         message = payload if isinstance(payload, str) else _dump(payload)
         event = {TIMESTAMP: received_at, MESSAGE: message}
