@@ -146,3 +146,24 @@ def test_a_request_head_sent_slowly_is_cut_by_the_header_timeout(tmp_path: Path)
         assert errors_in(daemon.log()) == []
     finally:
         daemon.kill()
+
+
+def test_malformed_requests_are_counted_and_logged_once_without_tracebacks(
+        tmp_path: Path) -> None:
+    write_conf(tmp_path / "conf.d", config())
+    daemon = VigilProcess(tmp_path / "conf.d", tmp_path / "data").start()
+    try:
+        address = daemon.source_address("http")
+        for _ in range(10):
+            with socket.create_connection(address, timeout=5) as conn:
+                conn.sendall(b"POST /v1/logs HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n")
+                assert b" 400 " in conn.recv(100)
+        wait_for(lambda: daemon.metric("vigil_component_errors_total",
+                                       error_type="bad_request") == 10, 10,
+                 message="ten malformed requests counted")
+        assert post(address) == 200
+        assert errors_in(daemon.log()) == []
+        lines = [line for line in daemon.log().splitlines() if "malformed HTTP request" in line]
+        assert len(lines) == 1, lines
+    finally:
+        daemon.kill()

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from aiohttp import ClientPayloadError, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from collector.config.models import DATASET_RE, split_address
 from collector.events import DATASET, Event
@@ -104,7 +105,8 @@ class HttpSource(Source):
         self.runner = web.AppRunner(self.build_app(), access_log=None, handle_signals=False,
                                     auto_decompress=False,
                                     keepalive_timeout=config.header_timeout_seconds,
-                                    shutdown_timeout=_SHUTDOWN_SECONDS)
+                                    shutdown_timeout=_SHUTDOWN_SECONDS,
+                                    logger=ServerLog(self))
         await self.runner.setup()
         assert self.runner.server is not None
         self.listener = TcpListener(
@@ -235,13 +237,13 @@ class HttpSource(Source):
                         raise too_large
                     chunks.append(chunk)
         except TimeoutError:
-            self._client_fault("read_timeout", "request body not received in time; closing "
-                               "the connection", request, body_timeout_seconds=seconds)
+            self.client_fault("read_timeout", "request body not received in time; closing "
+                              "the connection", request.remote, body_timeout_seconds=seconds)
             raise Rejection(408, f"body not received within {seconds:g} s",
                             "Request timeout", close=True) from None
         except (ConnectionError, ClientPayloadError):
-            self._client_fault("client_disconnected", "client went away during its request "
-                               "body", request)
+            self.client_fault("client_disconnected", "client went away during its request "
+                              "body", request.remote)
             raise Rejection(400, "connection lost during the body", close=True) from None
         body = b"".join(chunks)
         self.context.telemetry.received_bytes(size, tenant)
@@ -266,15 +268,13 @@ class HttpSource(Source):
             return await asyncio.to_thread(function, *args)
         return function(*args)
 
-    def _client_fault(self, cause: str, message: str, request: web.Request,
-                      **extra: Any) -> None:
+    def client_fault(self, cause: str, message: str, peer: str | None, **extra: Any) -> None:
         """A client's misbehaviour: counted each time, logged once a minute per cause."""
         self.context.telemetry.error(cause, "receive")
         skipped = self.throttle.ready(cause)
         if skipped is not None:
-            log.warning(message, extra={"source": self.context.source_id,
-                                        "peer": request.remote, "since_last_line": skipped,
-                                        **extra})
+            log.warning(message, extra={"source": self.context.source_id, "peer": peer,
+                                        "since_last_line": skipped, **extra})
 
     async def _deliver(self, decoded: Decoded, request: web.Request, token: Token,
                        dataset: str | None) -> None:
@@ -318,3 +318,26 @@ class HttpSource(Source):
                headers: dict[str, str] | None = None) -> web.Response:
         self.context.telemetry.http_response(status)
         return web.json_response(body, status=status, headers=headers)
+
+
+class ServerLog:
+    """aiohttp's server log for one source: a malformed request or a client gone mid-request is
+    the client's doing (counted, one line a minute per cause, no traceback); anything else is
+    a fault of ours and logged whole."""
+
+    def __init__(self, source: HttpSource) -> None:
+        self.source = source
+
+    def debug(self, *args: Any, **kwargs: Any) -> None:
+        log.debug(*args, **kwargs)
+
+    def exception(self, message: str, *args: Any, exc_info: Any = True, **kwargs: Any) -> None:
+        peer = args[0] if args and isinstance(args[0], str) else None
+        if isinstance(exc_info, HttpProcessingError):
+            self.source.client_fault("bad_request", "malformed HTTP request refused", peer,
+                                     reason=exc_info.message or type(exc_info).__name__)
+        elif isinstance(exc_info, ConnectionError | ClientPayloadError):
+            self.source.client_fault("client_disconnected", "client went away during its "
+                                     "request", peer)
+        else:
+            log.error(message, *args, exc_info=exc_info, **kwargs)
