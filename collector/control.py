@@ -1,37 +1,86 @@
-"""The control listener: /metrics, /healthz, /readyz, and the API routes later issues add."""
+"""The control listener: the API (/api/v1), /healthz, and the operator endpoints /metrics and
+/readyz, plus an optional operator listener that serves only those.
+
+/metrics and /readyz name every tenant, their counts, open alerts and journal paths: on the
+control address they are open only when it is a loopback address and no operator listener is
+configured; otherwise they need the operator token (collector/api/edge.py). /healthz is always
+open. The control address may serve TLS.
+"""
 
 from __future__ import annotations
 
+import ipaddress
 import logging
+import ssl
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
-from collector.config.models import split_address
+from collector.api.edge import (
+    Handler,
+    OperatorToken,
+    client_middleware,
+    is_loopback,
+    security_headers,
+)
+from collector.config.models import ControlConfig, split_address
+from collector.sources.tls import server_context
 from collector.telemetry import CONTENT_TYPE, Telemetry
 
 log = logging.getLogger(__name__)
 
 ReadinessProbe = Callable[[], tuple[bool, dict[str, Any]]]
+OPERATOR_PATHS = ("/metrics", "/readyz")
 
 
 class ControlServer:
-    """One aiohttp application on the control address."""
+    """The aiohttp application on the control address, and the operator listener's."""
 
     def __init__(self, address: str, telemetry: Telemetry, readiness: ReadinessProbe,
-                 api: web.Application | None = None) -> None:
+                 api: web.Application | None = None, *, config: ControlConfig | None = None,
+                 conf_dir: Path | None = None, data_dir: Path | None = None) -> None:
+        self.config = config or ControlConfig(address=address)
         self.address = address
         self.telemetry = telemetry
         self.readiness = readiness
-        self.app = web.Application()
-        self.app.router.add_get("/metrics", self._metrics)
-        self.app.router.add_get("/healthz", self._healthz)
-        self.app.router.add_get("/readyz", self._readyz)
+        self.conf_dir = conf_dir
+        self.data_dir = data_dir
+        token_file = self.config.operator_token_file
+        if token_file is not None and not token_file.is_absolute() and conf_dir is not None:
+            token_file = conf_dir / token_file
+        self.token = OperatorToken(token_file) if token_file is not None else None
+        # Open without a token only where nobody but local users reaches it.
+        self.operator_open = (self.config.operator_address is None
+                              and is_loopback(split_address(address)[0]))
+        proxies = tuple(ipaddress.ip_network(c, strict=False)
+                        for c in self.config.trusted_proxies)
+        self.app = web.Application(middlewares=[client_middleware(proxies),
+                                                self._operator_guard])
+        self.app.on_response_prepare.append(security_headers)
+        self._add_health_routes(self.app)
         if api is not None:  # /api/v1 (collector/api): its own middleware, auth per route
             self.app.add_subapp("/api/v1", api)
-        self._runner: web.AppRunner | None = None
-        self._site: web.TCPSite | None = None
+        self._runners: list[web.AppRunner] = []
+        self._bound: dict[str, str] = {}
+
+    def _add_health_routes(self, app: web.Application) -> None:
+        app.router.add_get("/metrics", self._metrics)
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/readyz", self._readyz)
+
+    @web.middleware
+    async def _operator_guard(self, request: web.Request,
+                              handler: Handler) -> web.StreamResponse:
+        if request.path in OPERATOR_PATHS and not self.operator_open:
+            header = request.headers.get("Authorization", "")
+            if self.token is None or not self.token.matches(header):
+                return web.json_response(
+                    {"error": "the operator token is required here (or use the operator "
+                              "listener)"}, status=401,
+                    headers={"WWW-Authenticate": 'Bearer realm="vigil-operator"'})
+        return await handler(request)
 
     async def _metrics(self, request: web.Request) -> web.Response:
         body = self.telemetry.render()
@@ -46,18 +95,44 @@ class ControlServer:
                                  status=200 if ready else 503)
 
     async def start(self) -> None:
-        host, port = split_address(self.address)
-        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
-        await self._runner.setup()
-        self._site = web.TCPSite(self._runner, host, port, reuse_address=True)
-        await self._site.start()
-        log.info("control listener ready", extra={"address": self.bound_address()})
+        tls = self._tls_context()
+        await self._serve("control", self.app, self.address, tls)
+        if self.config.operator_address is not None:
+            operator = web.Application()
+            operator.on_response_prepare.append(security_headers)
+            self._add_health_routes(operator)
+            await self._serve("operator", operator, self.config.operator_address, None)
+        elif not self.operator_open and self.token is None:
+            log.warning("the control listener is not on loopback: /metrics and /readyz are "
+                        "refused there; set control.operator_address or "
+                        "control.operator_token_file", extra={"address": self.address})
+
+    def _tls_context(self) -> ssl.SSLContext | None:
+        if self.config.tls is None:
+            return None
+        return server_context(self.config.tls, "control", conf_dir=self.conf_dir,
+                              data_dir=self.data_dir, host=split_address(self.address)[0])
+
+    async def _serve(self, name: str, app: web.Application, address: str,
+                     tls: ssl.SSLContext | None) -> None:
+        host, port = split_address(address)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        self._runners.append(runner)
+        site = web.TCPSite(runner, host, port, reuse_address=True, ssl_context=tls)
+        await site.start()
+        bound_host, bound_port = runner.addresses[0][:2]
+        self._bound[name] = f"{bound_host}:{bound_port}"
+        log.info(f"{name} listener ready", extra={"address": self._bound[name],
+                                                  "tls": tls is not None})
 
     def bound_address(self) -> str:
-        assert self._runner is not None
-        host, port = self._runner.addresses[0][:2]
-        return f"{host}:{port}"
+        return self._bound["control"]
+
+    def operator_address(self) -> str | None:
+        return self._bound.get("operator")
 
     async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
+        for runner in reversed(self._runners):
+            await runner.cleanup()
+        self._runners = []

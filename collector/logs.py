@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -54,3 +56,26 @@ def configure_logging(level: str = "info", fmt: str = "logfmt") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+
+
+class LogThrottle:
+    """At most one log line per cause every `interval` seconds, for causes a client can
+    repeat at will (refused connections, read timeouts): `ready(cause)` says whether to log
+    now and how many lines of that cause were skipped since the last one."""
+
+    def __init__(self, interval: float = 60.0,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.interval = interval
+        self.monotonic = monotonic
+        self._last: dict[str, float] = {}
+        self._skipped: dict[str, int] = {}
+
+    def ready(self, cause: str) -> int | None:
+        """None: skip this line; else log it, with the returned count of skipped ones."""
+        now = self.monotonic()
+        last = self._last.get(cause)
+        if last is not None and now - last < self.interval:
+            self._skipped[cause] = self._skipped.get(cause, 0) + 1
+            return None
+        self._last[cause] = now
+        return self._skipped.pop(cause, 0)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from collector.config import VigilConfig, load_config
-from collector.config.models import ValidationContext
+from collector.config.models import ControlConfig, ValidationContext
 from collector.control import ControlServer
 from collector.detection.alerts import ALERT_SCHEMA, ALERTS_DATASET
 from collector.detection.stage import DetectionStage, load_ruleset
@@ -173,7 +173,7 @@ class Daemon:
             await sink.start()
             self.sinks[sink_id] = sink
         self._worker_task = asyncio.create_task(self._run_worker(), name="worker")
-        self.control = self._control_server(settings.control.address)
+        self.control = self._control_server(settings.control)
         await self.control.start()
         for source_id, source_config in self.config.sources.items():
             source = self._build_source(self.config, source_id, source_config)
@@ -397,16 +397,17 @@ class Daemon:
 
         if settings.control != old.settings.control and self.control is not None:
             await self.control.stop()
-            self.control = self._control_server(settings.control.address)
+            self.control = self._control_server(settings.control)
             await self.control.start()
         self.config = new
 
-    def _control_server(self, address: str) -> ControlServer:
+    def _control_server(self, settings: ControlConfig) -> ControlServer:
         """The control listener with /api/v1 (an aiohttp sub-app is single-use: built anew)."""
         from collector.api.app import build_api_app
 
-        return ControlServer(address, self.telemetry, self.readiness,
-                             api=build_api_app(self.alerting))
+        return ControlServer(settings.address, self.telemetry, self.readiness,
+                             api=build_api_app(self.alerting), config=settings,
+                             conf_dir=self.conf_dir.resolve(), data_dir=self.data_dir)
 
     # -- health -------------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ from pydantic import Field, model_validator
 
 from collector.config.models import ValidationContext
 from collector.events import Event
+from collector.nesting import DEFAULT_MAX_DEPTH, nesting_over, too_deep_reason
 from collector.pipeline.step import Step, StepConfig, StepFailure
 from collector.provenance import WrittenName, under
 
@@ -80,6 +81,8 @@ class JsonStep(Step):
                 decoded = orjson.loads(raw if isinstance(raw, (str, bytes)) else str(raw))
             except orjson.JSONDecodeError as exc:
                 raise StepFailure(f"{config.field} is not JSON: {exc}") from None
+        if nesting_over(decoded, DEFAULT_MAX_DEPTH):  # a poison value for every consumer
+            raise StepFailure(f"{config.field}: {too_deep_reason(DEFAULT_MAX_DEPTH)}")
         if config.remove_field:
             event.pop(config.field, None)
         if not config.flatten:

@@ -15,6 +15,7 @@ from pydantic import Field
 
 from collector.config.models import ValidationContext
 from collector.events import MESSAGE, TIMESTAMP, Event
+from collector.nesting import DEFAULT_MAX_DEPTH, nesting_over, too_deep_reason
 from collector.pipeline.step import Step, StepConfig, StepFailure
 from collector.provenance import WrittenName, under
 from parsers.json import flatten_object
@@ -35,6 +36,8 @@ def object_field(event: Event, name: str) -> dict[str, Any] | None:
             raise StepFailure(f"{name} is not JSON: {exc}") from None
     if not isinstance(raw, dict):
         raise StepFailure(f"{name} holds {type(raw).__name__}, not an object")
+    if nesting_over(raw, DEFAULT_MAX_DEPTH):
+        raise StepFailure(f"{name}: {too_deep_reason(DEFAULT_MAX_DEPTH)}")
     return raw
 
 

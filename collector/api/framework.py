@@ -23,6 +23,7 @@ from aiohttp import web
 from multidict import MultiMapping
 from pydantic import BaseModel, ValidationError
 
+from collector.api.edge import client_address
 from collector.api.models import Error
 from collector.auth.model import Principal
 
@@ -55,7 +56,8 @@ class Call:
 
     @property
     def address(self) -> str | None:
-        return self.request.remote
+        """The client's address (`X-Forwarded-For` counts only from a trusted proxy)."""
+        return client_address(self.request)
 
     @property
     def me(self) -> Principal:

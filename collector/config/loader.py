@@ -260,6 +260,9 @@ def load_config(conf_dir: Path | str) -> VigilConfig:
         for err in exc.errors(include_url=False):
             found = global_doc.get(str(err["loc"][0])) if err["loc"] else None
             _report(err, GlobalConfig, sink, found, ("vigil",))
+    else:
+        for loc, message in settings.semantic_errors(context):
+            sink.add(message, global_doc.get(str(loc[0])), ("vigil", *loc))
 
     sections: dict[str, dict[str, BaseModel]] = {s: {} for s in SECTIONS}
     origins: dict[tuple[str, str], Location] = {}

@@ -101,9 +101,92 @@ class ComponentConfig(StrictModel):
     type: str
 
 
+def _check_cidr(value: str) -> str:
+    try:
+        ipaddress.ip_network(value, strict=True)
+    except ValueError:
+        try:
+            loose = ipaddress.ip_network(value, strict=False)
+        except ValueError:
+            raise ValueError(f"{value!r} is not an IP network (e.g. 10.0.0.0/8, 2001:db8::/32 "
+                             "or a single address)") from None
+        raise ValueError(f"{value!r} has host bits set (did you mean {str(loose)!r}?)") from None
+    return value
+
+
+Cidr = Annotated[str, AfterValidator(_check_cidr)]
+
+
+class TlsConfig(StrictModel):
+    """TLS on a listener (a source, the control listener). Relative paths are relative to the
+    conf.d directory."""
+
+    cert_file: Path | None = Field(None, description="server certificate chain (PEM)")
+    key_file: Path | None = Field(None, description="private key of `cert_file` (PEM)")
+    self_signed: bool = Field(
+        False, description="trials only: generate <data_dir>/tls/<listener>.crt/.key instead of "
+        "`cert_file`/`key_file`")
+    ca_file: Path | None = Field(None, description="CA bundle that client certificates must "
+                                 "chain to (mTLS)")
+    client_auth: Literal["none", "optional", "required"] = Field(
+        "none", description="ask for a client certificate; `required` rejects clients "
+        "without one")
+    min_version: Literal["TLSv1.2", "TLSv1.3"] = "TLSv1.2"
+    handshake_timeout_seconds: float = Field(
+        10.0, gt=0, description="a handshake not done by then fails (and is counted)")
+
+    @model_validator(mode="after")
+    def _key_material(self) -> TlsConfig:
+        files = self.cert_file is not None, self.key_file is not None
+        if self.self_signed and any(files):
+            raise ValueError("`self_signed` generates the pair: remove `cert_file`/`key_file` or "
+                             "`self_signed`")
+        if not self.self_signed and not all(files):
+            raise ValueError("give `cert_file` and `key_file` (or `self_signed: true` for a "
+                             "trial)")
+        if self.client_auth != "none" and self.ca_file is None:
+            raise ValueError(f"`client_auth: {self.client_auth}` needs `ca_file`")
+        return self
+
+
 class ControlConfig(StrictModel):
-    address: Address = Field("127.0.0.1:9580",
-                             description="HTTP listener for /metrics, health and the API")
+    """The control listener: the API and /healthz, and the operator endpoints /metrics and
+    /readyz (tenant ids, counts, journal paths), which are never open on an exposed address."""
+
+    address: Address = Field(
+        "127.0.0.1:9580", description="HTTP listener for the API and /healthz; also /metrics "
+        "and /readyz without a token when it is a loopback address and `operator_address` is "
+        "not set")
+    operator_address: Address | None = Field(
+        None, description="a second, plain-HTTP listener for /metrics, /readyz and /healthz "
+        "without a token (keep it on loopback or a management network); once set, `address` "
+        "serves /metrics and /readyz only with the operator token")
+    operator_token_file: Path | None = Field(
+        None, description="file holding a bearer token that opens /metrics and /readyz on "
+        "`address` (compared in constant time; re-read when it changes), relative to the "
+        "conf.d directory")
+    trusted_proxies: list[Cidr] = Field(
+        default_factory=list, description="reverse proxies (CIDR blocks) whose "
+        "X-Forwarded-For names the client for rate limits, lockout and audit; from any other "
+        "peer the header is ignored")
+    tls: TlsConfig | None = Field(
+        None, description="serve the API over HTTPS (`self_signed` writes "
+        "<data_dir>/tls/control.crt); the operator listener stays plain HTTP")
+
+    def semantic_errors(self, context: ValidationContext) -> list[ConfigIssue]:
+        from collector.sources.tls import tls_file_issues  # the file checks need ssl
+
+        issues = tls_file_issues(self.tls, context)
+        if self.operator_token_file is not None:
+            path = context.resolve(self.operator_token_file)
+            try:
+                if not path.read_text(encoding="utf-8").strip():
+                    issues.append((("operator_token_file",), f"token file {path} is empty"))
+            except (OSError, UnicodeDecodeError) as exc:
+                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+                issues.append((("operator_token_file",),
+                               f"cannot read token file {path}: {reason}"))
+        return issues
 
 
 class LimitsConfig(StrictModel):
@@ -267,6 +350,10 @@ class GlobalConfig(StrictModel):
     detection: DetectionConfig = DetectionConfig()
     logging: LoggingConfig = LoggingConfig()
 
+    def semantic_errors(self, context: ValidationContext) -> list[ConfigIssue]:
+        return [(("control", *loc), message)
+                for loc, message in self.control.semantic_errors(context)]
+
 
 # -- tenant contract, SLAs and notifications (issue 6: alerts, SLAs, users) ------------------
 
@@ -355,20 +442,6 @@ class TenantConfig(StrictModel):
                                      description="rule switches for this tenant")
 
 
-def _check_cidr(value: str) -> str:
-    try:
-        ipaddress.ip_network(value, strict=True)
-    except ValueError:
-        try:
-            loose = ipaddress.ip_network(value, strict=False)
-        except ValueError:
-            raise ValueError(f"{value!r} is not an IP network (e.g. 10.0.0.0/8, 2001:db8::/32 "
-                             "or a single address)") from None
-        raise ValueError(f"{value!r} has host bits set (did you mean {str(loose)!r}?)") from None
-    return value
-
-
-Cidr = Annotated[str, AfterValidator(_check_cidr)]
 TenantReference = tuple[tuple[str | int, ...], str]
 
 

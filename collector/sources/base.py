@@ -27,6 +27,7 @@ from collector.events import (
     TENANT,
     Event,
 )
+from collector.nesting import is_too_deep
 from collector.provenance import SENDER_NAMESPACE, disown_sender_provenance
 from collector.queue import EventQueue
 from collector.routing import QUARANTINE, TenantRouter
@@ -181,6 +182,9 @@ class SourceContext:
         failed = sum(1 for event in events if PARSE_ERROR in event)
         if failed:
             self.telemetry.error("parse", "receive", failed)
+            too_deep = sum(1 for event in events if is_too_deep(event))
+            if too_deep:
+                self.telemetry.error("too_deep", "receive", too_deep)
 
 
 class Source(ABC):

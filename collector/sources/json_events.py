@@ -15,14 +15,25 @@ from typing import Any
 import orjson
 
 from collector.events import MESSAGE, PARSE_ERROR, TIMESTAMP, Event
+from collector.nesting import (
+    DEFAULT_MAX_DEPTH,
+    json_text,
+    may_nest_over,
+    nesting_over,
+    too_deep_event,
+)
 from collector.provenance import MOVED_PREFIX, SENDER_NAMESPACE
 
 RESERVED_PREFIX = "vigil."
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def event_from_object(obj: dict[str, Any], received_at: datetime) -> Event:
-    """An event from one decoded JSON object."""
+def event_from_object(obj: dict[str, Any], received_at: datetime,
+                      max_depth: int | None = DEFAULT_MAX_DEPTH) -> Event:
+    """An event from one decoded JSON object; one nested deeper than `max_depth` is kept as
+    text for the dead letter (None: the caller checked already)."""
+    if max_depth is not None and nesting_over(obj, max_depth):
+        return too_deep_event(json_text(obj), received_at, max_depth)
     event: Event = {}
     for key, value in obj.items():
         if key.startswith(RESERVED_PREFIX) or key == SENDER_NAMESPACE:
@@ -45,17 +56,28 @@ def unparsed_event(text: str, received_at: datetime, reason: str) -> Event:
     return {TIMESTAMP: received_at, MESSAGE: text, PARSE_ERROR: reason}
 
 
-def event_from_json_line(line: bytes, received_at: datetime) -> Event:
-    """One JSON-lines record; anything but a JSON object is kept in `message`, marked."""
+def event_from_json_line(line: bytes, received_at: datetime,
+                         max_depth: int = DEFAULT_MAX_DEPTH) -> Event:
+    """One JSON-lines record; anything but a JSON object is kept in `message`, marked; one
+    nested deeper than `max_depth` is kept as text for the dead letter."""
     try:
         value = orjson.loads(line)
     except orjson.JSONDecodeError as exc:
+        if is_depth_error(exc):
+            return too_deep_event(line.decode("utf-8", "replace"), received_at, max_depth)
         return unparsed_event(line.decode("utf-8", "replace"), received_at,
                               f"invalid JSON: {exc}")
     if not isinstance(value, dict):
         return unparsed_event(line.decode("utf-8", "replace"), received_at,
                               f"not a JSON object but {json_kind(value)}")
-    return event_from_object(value, received_at)
+    if may_nest_over(line, max_depth) and nesting_over(value, max_depth):
+        return too_deep_event(line.decode("utf-8", "replace"), received_at, max_depth)
+    return event_from_object(value, received_at, None)
+
+
+def is_depth_error(exc: Exception) -> bool:
+    """orjson's refusal of input nested past its own limit (1024)."""
+    return "depth limit" in str(exc) or "ecursion" in str(exc)
 
 
 def json_kind(value: Any) -> str:

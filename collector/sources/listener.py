@@ -1,5 +1,6 @@
-"""A TCP listener shared by the stream sources and HTTP ingest: connection limit and count, and
-optional TLS in which every failed handshake is logged and counted.
+"""A TCP listener shared by the stream sources and HTTP ingest: who may connect (`allowed_cidrs`),
+connection limits (in all and per peer) and count, and optional TLS in which every failed
+handshake is logged and counted. Refusals are counted each and logged once a minute per cause.
 
 `create_server(ssl=...)` hides a failed handshake from the protocol (it never sees the
 connection), and uvloop delivers the ClientHello before a `start_tls` could take over, so TLS
@@ -10,6 +11,7 @@ handshake waiter; it runs on uvloop's transports like on asyncio's.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import ssl
 from asyncio import sslproto
@@ -17,6 +19,7 @@ from collections.abc import Callable
 from typing import Any, cast
 
 from collector.config.models import split_address
+from collector.logs import LogThrottle
 from collector.sources.base import SourceContext
 
 log = logging.getLogger(__name__)
@@ -28,11 +31,17 @@ class TcpListener:
 
     def __init__(self, context: SourceContext, address: str,
                  protocol_factory: Callable[[], asyncio.BaseProtocol], *, max_connections: int,
-                 tls: ssl.SSLContext | None = None, handshake_timeout: float = 10.0) -> None:
+                 tls: ssl.SSLContext | None = None, handshake_timeout: float = 10.0,
+                 allowed_cidrs: list[str] | tuple[str, ...] = (),
+                 max_connections_per_peer: int | None = None) -> None:
         self.context = context
         self.address = address
         self.protocol_factory = protocol_factory
         self.max_connections = max_connections
+        self.max_per_peer = max_connections_per_peer
+        self.allowed = tuple(ipaddress.ip_network(c, strict=False) for c in allowed_cidrs)
+        self.per_peer: dict[str | None, int] = {}
+        self.throttle = LogThrottle()
         self.tls = tls
         self.handshake_timeout = handshake_timeout
         self.connections: set[PlainConnection | TlsConnection] = set()
@@ -73,21 +82,53 @@ class TcpListener:
 
     def admit(self, connection: PlainConnection | TlsConnection,
               transport: asyncio.BaseTransport) -> bool:
-        """Count a new connection, or refuse (abort) it when the source is at its limit."""
-        if len(self.connections) >= self.max_connections:
+        """Count a new connection, or refuse (abort) it: a sender outside `allowed_cidrs`, or
+        the source or this peer at its connection limit."""
+        peer = connection.peer
+        if self.allowed and not self._allowed(peer):
+            self.context.telemetry.error("peer_not_allowed", "receive")
+            self._refused("peer_not_allowed", "connection refused: sender not in allowed_cidrs",
+                          peer)
+        elif len(self.connections) >= self.max_connections:
             self.context.telemetry.discarded("max_connections")
-            log.warning("connection refused: too many connections",
-                        extra={"source": self.context.source_id, "peer": connection.peer,
-                               "max_connections": self.max_connections})
-            cast(asyncio.Transport, transport).abort()
+            self._refused("max_connections", "connection refused: too many connections", peer,
+                          max_connections=self.max_connections)
+        elif self.max_per_peer is not None and self.per_peer.get(peer, 0) >= self.max_per_peer:
+            self.context.telemetry.discarded("max_connections_per_peer")
+            self._refused("max_connections_per_peer", "connection refused: too many "
+                          "connections from one peer (max_connections_per_peer)", peer,
+                          max_connections_per_peer=self.max_per_peer)
+        else:
+            self.connections.add(connection)
+            self.per_peer[peer] = self.per_peer.get(peer, 0) + 1
+            self.context.telemetry.connection_opened()
+            return True
+        cast(asyncio.Transport, transport).abort()
+        return False
+
+    def _allowed(self, peer: str | None) -> bool:
+        try:
+            address = ipaddress.ip_address(peer or "")
+        except ValueError:
             return False
-        self.connections.add(connection)
-        self.context.telemetry.connection_opened()
-        return True
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        return any(address in network for network in self.allowed)
+
+    def _refused(self, cause: str, message: str, peer: str | None, **extra: Any) -> None:
+        skipped = self.throttle.ready(cause)
+        if skipped is not None:
+            log.warning(message, extra={"source": self.context.source_id, "peer": peer,
+                                        "refused_since_last_line": skipped, **extra})
 
     def release(self, connection: PlainConnection | TlsConnection) -> None:
         if connection in self.connections:
             self.connections.discard(connection)
+            left = self.per_peer.get(connection.peer, 1) - 1
+            if left > 0:
+                self.per_peer[connection.peer] = left
+            else:
+                self.per_peer.pop(connection.peer, None)
             self.context.telemetry.connection_closed()
 
     def handshake_failed(self, peer: str | None, exc: BaseException) -> None:

@@ -17,6 +17,7 @@ from pydantic import Field
 
 from collector.config.models import (
     Address,
+    Cidr,
     ConfigIssue,
     SourceConfig,
     ValidationContext,
@@ -40,6 +41,10 @@ class StreamSourceConfig(SourceConfig):
     idle_timeout_seconds: float = Field(
         600.0, ge=0, description="close a connection that sent nothing for this long (0: never)")
     tls: TlsConfig | None = Field(None, description="serve TLS (RFC 5425 for syslog)")
+    allowed_cidrs: list[Cidr] = Field(
+        default_factory=list, description="senders allowed to connect (CIDR blocks); others "
+        "are refused and counted (`peer_not_allowed`). Empty: anyone who reaches the address. "
+        "Set it on sources without authentication (raw TCP JSON is for trusted relays)")
 
     def semantic_errors(self, context: ValidationContext) -> list[ConfigIssue]:
         return tls_file_issues(self.tls, context)
@@ -85,7 +90,8 @@ class StreamSource(Source):
         self.listener = TcpListener(
             self.context, config.address, lambda: StreamProtocol(self),
             max_connections=config.max_connections, tls=tls,
-            handshake_timeout=config.tls.handshake_timeout_seconds if config.tls else 10.0)
+            handshake_timeout=config.tls.handshake_timeout_seconds if config.tls else 10.0,
+            allowed_cidrs=config.allowed_cidrs)
         await self.listener.start()
         log.info("listening", extra={"source": self.context.source_id,
                                      "address": self.bound_address(), "tls": tls is not None})

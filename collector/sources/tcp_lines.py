@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import Field
 
 from collector.events import MESSAGE, TIMESTAMP, Event
+from collector.nesting import DEFAULT_MAX_DEPTH, MAX_MAX_DEPTH
 from collector.sources.json_events import event_from_json_line
 from collector.sources.stream import StreamSource, StreamSourceConfig
 from collector.sources.syslog.framing import Frame, FrameDecoder
@@ -22,6 +23,9 @@ class TcpLinesConfig(StreamSourceConfig):
     type: Literal["tcp_lines"] = "tcp_lines"
     codec: Literal["json", "text"] = Field("json", description="how each line is decoded")
     dataset: str = Field("json", description="dataset events have until a pipeline assigns one")
+    max_depth: int = Field(
+        DEFAULT_MAX_DEPTH, ge=1, le=MAX_MAX_DEPTH, description="codec json: a line nested "
+        "deeper goes to the dead letter with the reason (counted as `too_deep`)")
 
 
 class TcpLinesSource(StreamSource):
@@ -36,6 +40,7 @@ class TcpLinesSource(StreamSource):
     def decode(self, frames: list[Frame]) -> list[Event]:
         received_at = self.context.clock()
         if self.config.codec == "json":
-            return [event_from_json_line(frame.data, received_at) for frame in frames]
+            depth = self.config.max_depth
+            return [event_from_json_line(frame.data, received_at, depth) for frame in frames]
         return [{TIMESTAMP: received_at, MESSAGE: frame.data.decode("utf-8", "replace")}
                 for frame in frames]

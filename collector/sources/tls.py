@@ -1,5 +1,6 @@
-"""TLS for listening sources (RFC 5425 syslog, HTTPS ingest): the config model, the server
-context, and a self-signed pair generated under the data directory for trials.
+"""TLS for listeners (RFC 5425 syslog, HTTPS ingest, the control listener's API): the server
+context, file checks, and a self-signed pair generated under the data directory for trials.
+The config model, `TlsConfig`, is in collector/config/models.py (the control settings use it).
 
 A self-signed pair lets the example configuration serve TLS without a private key committed to
 the repository; production configurations name their own `cert_file` and `key_file`.
@@ -13,47 +14,15 @@ import os
 import ssl
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Literal
 
-from pydantic import Field, model_validator
-
-from collector.config.models import ConfigIssue, StrictModel, ValidationContext
+from collector.config.models import ConfigIssue, TlsConfig, ValidationContext
 
 log = logging.getLogger(__name__)
 
+__all__ = ["TlsConfig", "server_context", "self_signed_pair", "tls_file_issues"]
+
 _SELF_SIGNED_DAYS = 365
 _RENEW_BEFORE = timedelta(days=7)
-
-
-class TlsConfig(StrictModel):
-    """TLS on a listener. Relative paths are relative to the conf.d directory."""
-
-    cert_file: Path | None = Field(None, description="server certificate chain (PEM)")
-    key_file: Path | None = Field(None, description="private key of `cert_file` (PEM)")
-    self_signed: bool = Field(
-        False, description="trials only: generate <data_dir>/tls/<source>.crt/.key instead of "
-        "`cert_file`/`key_file`")
-    ca_file: Path | None = Field(None, description="CA bundle that client certificates must "
-                                 "chain to (mTLS)")
-    client_auth: Literal["none", "optional", "required"] = Field(
-        "none", description="ask for a client certificate; `required` rejects clients "
-        "without one")
-    min_version: Literal["TLSv1.2", "TLSv1.3"] = "TLSv1.2"
-    handshake_timeout_seconds: float = Field(
-        10.0, gt=0, description="a handshake not done by then fails (and is counted)")
-
-    @model_validator(mode="after")
-    def _key_material(self) -> TlsConfig:
-        files = self.cert_file is not None, self.key_file is not None
-        if self.self_signed and any(files):
-            raise ValueError("`self_signed` generates the pair: remove `cert_file`/`key_file` or "
-                             "`self_signed`")
-        if not self.self_signed and not all(files):
-            raise ValueError("give `cert_file` and `key_file` (or `self_signed: true` for a "
-                             "trial)")
-        if self.client_auth != "none" and self.ca_file is None:
-            raise ValueError(f"`client_auth: {self.client_auth}` needs `ca_file`")
-        return self
 
 
 def tls_file_issues(config: TlsConfig | None, context: ValidationContext) -> list[ConfigIssue]:

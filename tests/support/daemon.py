@@ -1,7 +1,8 @@
 """Run the real `vigil` daemon as a subprocess on OS-chosen loopback ports.
 
 Every listener is configured on port 0; the daemon logs the addresses it bound, and the
-control listener's /readyz detail names each source's address.
+control listener's /readyz detail names each source's address. /readyz and /metrics are asked
+of the operator listener when the configuration has one (`control.operator_address`).
 """
 
 from __future__ import annotations
@@ -114,11 +115,14 @@ class VigilProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_lines: list[str] = []
         self.control: str | None = None
+        self.operator: str | None = None  # the operator listener, when configured
         self._reader: threading.Thread | None = None
 
-    def start(self, timeout: float = 20.0) -> VigilProcess:
+    def start(self, timeout: float = 20.0, ready_path: str = "/readyz") -> VigilProcess:
+        """Start and wait until `ready_path` answers 200 (/healthz where /readyz is refused)."""
         self.log_lines = []
         self.control = None
+        self.operator = None
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "collector.cli", "run", "-c", str(self.conf_dir),
              "--data-dir", str(self.data_dir)],
@@ -129,7 +133,10 @@ class VigilProcess:
                  message="the control listener")
         if self.proc.poll() is not None:
             raise AssertionError("daemon exited at start:\n" + self.log())
-        wait_for(lambda: self.readyz()[0] == 200, timeout, message="/readyz")
+        if ready_path == "/readyz":
+            wait_for(lambda: self.readyz()[0] == 200, timeout, message="/readyz")
+        else:
+            wait_for(lambda: self.http(ready_path)[0] == 200, timeout, message=ready_path)
         return self
 
     def _read_stderr(self) -> None:
@@ -137,17 +144,20 @@ class VigilProcess:
         for raw in self.proc.stderr:
             line = raw.decode(errors="replace").rstrip("\n")
             self.log_lines.append(line)
-            if self.control is None and "control listener ready" in line:
-                match = re.search(r"address=(\S+)", line)
-                if match:
-                    self.control = match.group(1)
+            for name in ("control", "operator"):
+                if getattr(self, name) is None and f"{name} listener ready" in line:
+                    match = re.search(r"address=(\S+)", line)
+                    if match:
+                        setattr(self, name, match.group(1))
 
     def log(self) -> str:
         return "\n".join(self.log_lines)
 
-    def http(self, path: str, timeout: float = 5.0) -> tuple[int, bytes]:
+    def http(self, path: str, timeout: float = 5.0, address: str | None = None
+             ) -> tuple[int, bytes]:
         try:
-            with urllib.request.urlopen(f"http://{self.control}{path}", timeout=timeout) as resp:
+            url = f"http://{address or self.control}{path}"
+            with urllib.request.urlopen(url, timeout=timeout) as resp:
                 return resp.status, resp.read()
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read()
@@ -155,7 +165,7 @@ class VigilProcess:
             return 0, b""
 
     def readyz(self) -> tuple[int, dict[str, Any]]:
-        status, body = self.http("/readyz")
+        status, body = self.http("/readyz", address=self.operator)
         return status, (json.loads(body) if body else {})
 
     def source_address(self, source_id: str) -> tuple[str, int]:
@@ -164,7 +174,7 @@ class VigilProcess:
         return host, int(port)
 
     def metrics(self) -> str:
-        return self.http("/metrics")[1].decode()
+        return self.http("/metrics", address=self.operator)[1].decode()
 
     def metric(self, name: str, **labels: str) -> float:
         """Sum of the samples of `name` whose labels include `labels`."""

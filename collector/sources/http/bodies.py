@@ -8,6 +8,8 @@ Malformed input is never thrown away: each bad line, element or envelope becomes
 from __future__ import annotations
 
 import json
+import re
+import time
 import zlib
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -16,6 +18,14 @@ from typing import Any
 import orjson
 
 from collector.events import MESSAGE, PARSE_ERROR, TIMESTAMP, Event
+from collector.nesting import (
+    DEFAULT_MAX_DEPTH,
+    json_text,
+    may_nest_over,
+    nesting_over,
+    too_deep_event,
+    too_deep_reason,
+)
 from collector.sources.json_events import (
     MOVED_PREFIX,
     event_from_json_line,
@@ -36,23 +46,55 @@ class BadEncoding(Exception):
     """The body is not valid for its Content-Encoding."""
 
 
-def inflate_gzip(body: bytes, limit: int) -> bytes:
-    """Gunzip (one or more members) without ever holding more than `limit` + 1 bytes."""
+_FIRST_PIECE = 64
+_MAX_PIECE = 1 << 20
+_NOT_ZERO = re.compile(rb"[^\x00]")
+DEFAULT_MAX_MEMBERS = 10_000
+INFLATE_SECONDS = 10.0
+
+
+def inflate_gzip(body: bytes, limit: int, max_members: int = DEFAULT_MAX_MEMBERS,
+                 seconds: float = INFLATE_SECONDS) -> bytes:
+    """Gunzip one or more members without ever holding more than `limit` + 1 bytes, in time
+    linear in the body: each member is fed in pieces that start small and double, so what
+    zlib copies as `unused_data` at a member's end is at most about that member's own size
+    (feeding the whole remainder to every member made many tiny members quadratic). More than
+    `max_members` members, or more than `seconds` of work, is refused (BadEncoding)."""
     out = bytearray()
-    data = body
-    while data:
+    view = memoryview(body)
+    end = len(body)
+    deadline = time.monotonic() + seconds
+    members = 0
+    pos = 0
+    while True:
+        found = _NOT_ZERO.search(body, pos)  # members may be padded with zeros
+        if found is None:
+            break
+        pos = found.start()
+        members += 1
+        if members > max_members:
+            raise BadEncoding(f"gzip body has more than {max_members} members")
+        if time.monotonic() > deadline:
+            raise BadEncoding(f"gzip body took more than {seconds:g} s to inflate")
         inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
-        try:
-            out += inflater.decompress(data, limit + 1 - len(out))
-        except zlib.error as exc:
-            raise BadEncoding(f"body is not valid gzip: {exc}") from None
-        if len(out) > limit:
-            raise BodyTooLarge
-        if not inflater.eof:
+        piece = _FIRST_PIECE
+        while True:
+            data = view[pos:pos + piece]
+            try:
+                out += inflater.decompress(data, limit + 1 - len(out))
+            except zlib.error as exc:
+                raise BadEncoding(f"body is not valid gzip: {exc}") from None
+            if len(out) > limit:
+                raise BodyTooLarge
             if inflater.unconsumed_tail:  # stopped by the limit, not by the end of the data
                 raise BodyTooLarge
-            raise BadEncoding("body is not valid gzip: truncated stream")
-        data = inflater.unused_data.lstrip(b"\0")  # members may be padded
+            if inflater.eof:
+                pos += len(data) - len(inflater.unused_data)
+                break
+            pos += len(data)
+            if pos >= end:
+                raise BadEncoding("body is not valid gzip: truncated stream")
+            piece = min(piece * 2, _MAX_PIECE)
     return bytes(out)
 
 
@@ -70,19 +112,30 @@ class Decoded:
             self.problems.append({where: index, "error": message})
 
 
-def decode_logs(body: bytes, received_at: datetime) -> Decoded:
-    """`/v1/logs`: one JSON object, a JSON array of objects, or NDJSON (one object a line)."""
+def decode_logs(body: bytes, received_at: datetime,
+                max_depth: int = DEFAULT_MAX_DEPTH) -> Decoded:
+    """`/v1/logs`: one JSON object, a JSON array of objects, or NDJSON (one object a line).
+    An object nested deeper than `max_depth` is kept as text for the dead letter, named."""
     decoded = Decoded()
     try:
         whole = orjson.loads(body)
     except orjson.JSONDecodeError:
-        return _ndjson(body, received_at, decoded)
+        return _ndjson(body, received_at, decoded, max_depth)
+    deep = may_nest_over(body, max_depth)  # else no walk is needed
     if isinstance(whole, dict):
-        decoded.events.append(event_from_object(whole, received_at))
+        if deep and nesting_over(whole, max_depth):
+            decoded.events.append(too_deep_event(body.decode("utf-8", "replace"), received_at,
+                                                 max_depth))
+            decoded.problem("line", 1, too_deep_reason(max_depth))
+        else:
+            decoded.events.append(event_from_object(whole, received_at, None))
     elif isinstance(whole, list):
         for index, item in enumerate(whole):
-            if isinstance(item, dict):
-                decoded.events.append(event_from_object(item, received_at))
+            if isinstance(item, dict) and deep and nesting_over(item, max_depth):
+                decoded.events.append(too_deep_event(json_text(item), received_at, max_depth))
+                decoded.problem("element", index, too_deep_reason(max_depth))
+            elif isinstance(item, dict):
+                decoded.events.append(event_from_object(item, received_at, None))
             else:
                 reason = f"not a JSON object but {json_kind(item)}"
                 decoded.events.append(unparsed_event(_dump(item), received_at, reason))
@@ -95,12 +148,12 @@ def decode_logs(body: bytes, received_at: datetime) -> Decoded:
     return decoded
 
 
-def _ndjson(body: bytes, received_at: datetime, decoded: Decoded) -> Decoded:
+def _ndjson(body: bytes, received_at: datetime, decoded: Decoded, max_depth: int) -> Decoded:
     for number, line in enumerate(body.split(b"\n"), 1):
         line = line.removesuffix(b"\r")
         if not line.strip():
             continue
-        event = event_from_json_line(line, received_at)
+        event = event_from_json_line(line, received_at, max_depth)
         if PARSE_ERROR in event:
             decoded.problem("line", number, event[PARSE_ERROR])
         decoded.events.append(event)
@@ -108,7 +161,7 @@ def _ndjson(body: bytes, received_at: datetime, decoded: Decoded) -> Decoded:
 
 
 def _dump(value: Any) -> str:
-    return orjson.dumps(value).decode()
+    return json_text(value)  # however deep a kept value is
 
 
 @dataclass
@@ -125,9 +178,10 @@ class HecDecoded(Decoded):
         self.problem("event", number, message)
 
 
-def decode_hec_events(body: bytes, received_at: datetime,
-                      defaults: dict[str, str]) -> HecDecoded:
-    """Concatenated HEC envelopes (`{"event": ..., "time": ..., "host": ...}` ...)."""
+def decode_hec_events(body: bytes, received_at: datetime, defaults: dict[str, str],
+                      max_depth: int = DEFAULT_MAX_DEPTH) -> HecDecoded:
+    """Concatenated HEC envelopes (`{"event": ..., "time": ..., "host": ...}` ...). An
+    envelope whose event nests deeper than `max_depth` is kept as text for the dead letter."""
     decoded = HecDecoded()
     text = body.decode("utf-8", "replace")
     decoder = json.JSONDecoder()
@@ -137,27 +191,37 @@ def decode_hec_events(body: bytes, received_at: datetime,
             pos += 1
         if pos >= end:
             break
+        start = pos
         try:
             envelope, pos = decoder.raw_decode(text, pos)
+        except RecursionError:  # nested far past max_depth: the end cannot be found either
+            reason = too_deep_reason(max_depth)
+            decoded.events.append(too_deep_event(text[start:], received_at, max_depth))
+            decoded.invalid_envelope(number, f"Invalid data format: {reason}", 6, reason)
+            break
         except json.JSONDecodeError as exc:
             # The next envelope cannot be found reliably: the rest is one kept event.
             reason = f"invalid JSON: {exc.msg} at char {exc.pos}"
             decoded.events.append(unparsed_event(text[pos:], received_at, reason))
             decoded.invalid_envelope(number, "Invalid data format", 6, reason)
             break
-        if not isinstance(envelope, dict):
+        if isinstance(envelope, dict) and nesting_over(envelope, max_depth + 1):
+            reason = too_deep_reason(max_depth)
+            decoded.events.append(too_deep_event(text[start:pos], received_at, max_depth))
+            decoded.invalid_envelope(number, f"Invalid data format: {reason}", 6, reason)
+        elif not isinstance(envelope, dict):
             reason = f"envelope is not a JSON object but {json_kind(envelope)}"
             decoded.events.append(unparsed_event(_dump(envelope), received_at, reason))
             decoded.invalid_envelope(number, "Invalid data format", 6, reason)
         elif "event" not in envelope:
             reason = "envelope has no `event` field"
-            kept = event_from_object(envelope, received_at)
+            kept = event_from_object(envelope, received_at, None)
             kept[PARSE_ERROR] = reason
             decoded.events.append(kept)
             decoded.invalid_envelope(number, "Event field is required", 12, reason)
         elif envelope["event"] in ("", None):
             reason = "envelope's `event` field is blank"
-            kept = event_from_object(envelope, received_at)
+            kept = event_from_object(envelope, received_at, None)
             kept[PARSE_ERROR] = reason
             decoded.events.append(kept)
             decoded.invalid_envelope(number, "Event field cannot be blank", 13, reason)
@@ -174,7 +238,7 @@ def hec_event(envelope: dict[str, Any], received_at: datetime,
     indexed `fields` -> `splunk.fields.<name>`."""
     payload = envelope["event"]
     if isinstance(payload, dict):
-        event = event_from_object(payload, received_at)
+        event = event_from_object(payload, received_at, None)  # the envelope was checked
     else:
         message = payload if isinstance(payload, str) else _dump(payload)
         event = {TIMESTAMP: received_at, MESSAGE: message}

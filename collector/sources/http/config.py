@@ -17,6 +17,8 @@ from collector.config.models import (
     TenantReference,
     ValidationContext,
 )
+from collector.nesting import DEFAULT_MAX_DEPTH, MAX_MAX_DEPTH
+from collector.sources.http.bodies import DEFAULT_MAX_MEMBERS
 from collector.sources.tls import TlsConfig, tls_file_issues
 
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
@@ -62,6 +64,21 @@ class HttpSourceConfig(SourceConfig):
     max_body_bytes: int = Field(
         10 * 1024 * 1024, gt=0, description="larger bodies (before or after gunzip) get 413")
     max_connections: int = Field(1024, gt=0, description="further connections are refused")
+    max_connections_per_peer: int = Field(
+        256, gt=0, description="connections one sender address may hold; further ones are "
+        "refused (counted, logged once a minute), so one client cannot take every slot")
+    header_timeout_seconds: float = Field(
+        30.0, gt=0, description="a request's head must arrive within this long of the "
+        "connection's start or the previous answer (also the keep-alive idle timeout)")
+    body_timeout_seconds: float = Field(
+        60.0, gt=0, description="a request's body must arrive within this long of its head; "
+        "else 408 and the connection is closed (counted as `read_timeout`)")
+    max_gzip_members: int = Field(
+        DEFAULT_MAX_MEMBERS, gt=0, description="a gzip body of more members gets 400 "
+        "(inflating is linear; this bounds the work of a body of empty members)")
+    max_depth: int = Field(
+        DEFAULT_MAX_DEPTH, ge=1, le=MAX_MAX_DEPTH, description="JSON nested deeper is refused "
+        "(named in the 400 reply, kept as text in the dead letter, counted as `too_deep`)")
     retry_after_seconds: int = Field(1, ge=1, description="Retry-After of a 503 (queue full)")
     tls: TlsConfig | None = Field(None, description="serve HTTPS")
 

@@ -8,13 +8,17 @@ named in a 400 reply, so a sender never resends what was already accepted.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
-from aiohttp import web
+from aiohttp import ClientPayloadError, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from collector.config.models import DATASET_RE, split_address
 from collector.events import DATASET, Event
+from collector.logs import LogThrottle
 from collector.sources.base import Source, SourceContext
 from collector.sources.http.bodies import (
     BadEncoding,
@@ -36,14 +40,18 @@ log = logging.getLogger(__name__)
 # Datasets become lake path components: the same strictness as tenant ids, dots allowed.
 _HEC_DEFAULTS = ("host", "source", "sourcetype", "index")
 _SHUTDOWN_SECONDS = 5.0
+# Bodies larger than this are inflated and decoded on a worker thread: the loop moves bytes.
+_OFF_LOOP_BYTES = 256 * 1024
+T = TypeVar("T")
 
 
 class Rejection(Exception):
     """A request answered with an error status before any event was taken."""
 
     def __init__(self, status: int, message: str, hec_text: str = "", hec_code: int | None = None,
-                 headers: dict[str, str] | None = None) -> None:
+                 headers: dict[str, str] | None = None, close: bool = False) -> None:
         super().__init__(message)
+        self.close = close  # answer, then close the connection without reading the rest
         self.status = status
         self.message = message
         self.hec_text = hec_text or message
@@ -62,10 +70,11 @@ class HttpSource(Source):
         self.tokens = TokenTable([])
         self.runner: web.AppRunner | None = None
         self.listener: TcpListener | None = None
+        self.throttle = LogThrottle()
 
     def decode_lines(self, lines: list[bytes]) -> list[Event]:
         """Lines as one NDJSON body of `/v1/logs`."""
-        return decode_logs(b"\n".join(lines), self.context.clock()).events
+        return decode_logs(b"\n".join(lines), self.context.clock(), self.config.max_depth).events
 
     def build_app(self) -> web.Application:
         app = web.Application()
@@ -91,15 +100,20 @@ class HttpSource(Source):
                                  conf_dir=self.context.conf_dir, data_dir=self.context.data_dir,
                                  host=split_address(config.address)[0])
         # Bodies are inflated here, under the size limit, not by aiohttp (a gzip bomb).
+        # aiohttp's keep-alive timer runs from the connection's start (or the last answer)
+        # until a request head is complete: it is the header read timeout.
         self.runner = web.AppRunner(self.build_app(), access_log=None, handle_signals=False,
-                                    auto_decompress=False, keepalive_timeout=75,
-                                    shutdown_timeout=_SHUTDOWN_SECONDS)
+                                    auto_decompress=False,
+                                    keepalive_timeout=config.header_timeout_seconds,
+                                    shutdown_timeout=_SHUTDOWN_SECONDS,
+                                    logger=ServerLog(self))
         await self.runner.setup()
         assert self.runner.server is not None
         self.listener = TcpListener(
             self.context, config.address, self.runner.server,
             max_connections=config.max_connections, tls=tls,
-            handshake_timeout=config.tls.handshake_timeout_seconds if config.tls else 10.0)
+            handshake_timeout=config.tls.handshake_timeout_seconds if config.tls else 10.0,
+            max_connections_per_peer=config.max_connections_per_peer)
         await self.listener.start()
         log.info("listening", extra={"source": self.context.source_id, "protocol": "http",
                                      "address": self.bound_address(), "tls": tls is not None})
@@ -129,11 +143,11 @@ class HttpSource(Source):
     async def _logs(self, request: web.Request) -> web.Response:
         try:
             token, body, dataset = await self._admit(request)
-            decoded = decode_logs(body, self.context.clock())
+            decoded = await self._off_loop(len(body), decode_logs, body, self.context.clock(),
+                                           self.config.max_depth)
             await self._deliver(decoded, request, token, dataset)
         except Rejection as rejection:
-            return self._reply(rejection.status, {"error": rejection.message},
-                               rejection.headers)
+            return await self._rejected(request, rejection, {"error": rejection.message})
         if decoded.problems:
             return self._reply(400, {"accepted": len(decoded.events), "invalid": decoded.invalid,
                                      "errors": decoded.problems,
@@ -144,10 +158,12 @@ class HttpSource(Source):
     async def _hec_event(self, request: web.Request) -> web.Response:
         try:
             token, body, dataset = await self._admit(request, hec=True)
-            decoded = decode_hec_events(body, self.context.clock(), self._hec_defaults(request))
+            decoded = await self._off_loop(len(body), decode_hec_events, body,
+                                           self.context.clock(), self._hec_defaults(request),
+                                           self.config.max_depth)
             await self._deliver(decoded, request, token, dataset)
         except Rejection as rejection:
-            return self._hec_reply(rejection)
+            return await self._rejected(request, rejection, self._hec_body(rejection))
         if decoded.first_invalid is not None:
             assert isinstance(decoded, HecDecoded)
             return self._reply(400, {"text": decoded.hec_text, "code": decoded.hec_code,
@@ -157,12 +173,13 @@ class HttpSource(Source):
     async def _hec_raw(self, request: web.Request) -> web.Response:
         try:
             token, body, dataset = await self._admit(request, hec=True)
-            decoded = decode_hec_raw(body, self.context.clock(), self._hec_defaults(request))
+            decoded = await self._off_loop(len(body), decode_hec_raw, body, self.context.clock(),
+                                           self._hec_defaults(request))
             if not decoded.events:
                 raise Rejection(400, "no data", "No data", 5)
             await self._deliver(decoded, request, token, dataset)
         except Rejection as rejection:
-            return self._hec_reply(rejection)
+            return await self._rejected(request, rejection, self._hec_body(rejection))
         return self._reply(200, {"text": "Success", "code": 0})
 
     async def _hec_health(self, request: web.Request) -> web.Response:
@@ -211,17 +228,30 @@ class HttpSource(Source):
         if request.content_length is not None and request.content_length > limit:
             raise too_large
         chunks, size = [], 0
-        async for chunk in request.content.iter_any():
-            size += len(chunk)
-            if size > limit:
-                raise too_large
-            chunks.append(chunk)
+        seconds = self.config.body_timeout_seconds
+        try:
+            async with asyncio.timeout(seconds):
+                async for chunk in request.content.iter_any():
+                    size += len(chunk)
+                    if size > limit:
+                        raise too_large
+                    chunks.append(chunk)
+        except TimeoutError:
+            self.client_fault("read_timeout", "request body not received in time; closing "
+                              "the connection", request.remote, body_timeout_seconds=seconds)
+            raise Rejection(408, f"body not received within {seconds:g} s",
+                            "Request timeout", close=True) from None
+        except (ConnectionError, ClientPayloadError):
+            self.client_fault("client_disconnected", "client went away during its request "
+                              "body", request.remote)
+            raise Rejection(400, "connection lost during the body", close=True) from None
         body = b"".join(chunks)
         self.context.telemetry.received_bytes(size, tenant)
         encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
         if encoding in ("gzip", "x-gzip"):
             try:
-                return inflate_gzip(body, limit)
+                return await self._off_loop(size, inflate_gzip, body, limit,
+                                            self.config.max_gzip_members)
             except BodyTooLarge:
                 raise too_large from None
             except BadEncoding as exc:
@@ -230,6 +260,21 @@ class HttpSource(Source):
             raise Rejection(415, f"unsupported Content-Encoding {encoding!r} (use gzip)",
                             "Unsupported content encoding")
         return body
+
+    async def _off_loop(self, size: int, function: Callable[..., T], *args: Any) -> T:
+        """`function(*args)`, on a worker thread when the body is large (inflating or
+        decoding megabytes would stall every source and /healthz)."""
+        if size > _OFF_LOOP_BYTES:
+            return await asyncio.to_thread(function, *args)
+        return function(*args)
+
+    def client_fault(self, cause: str, message: str, peer: str | None, **extra: Any) -> None:
+        """A client's misbehaviour: counted each time, logged once a minute per cause."""
+        self.context.telemetry.error(cause, "receive")
+        skipped = self.throttle.ready(cause)
+        if skipped is not None:
+            log.warning(message, extra={"source": self.context.source_id, "peer": peer,
+                                        "since_last_line": skipped, **extra})
 
     async def _deliver(self, decoded: Decoded, request: web.Request, token: Token,
                        dataset: str | None) -> None:
@@ -249,13 +294,50 @@ class HttpSource(Source):
     def _hec_defaults(self, request: web.Request) -> dict[str, str]:
         return {key: request.query[key] for key in _HEC_DEFAULTS if key in request.query}
 
-    def _hec_reply(self, rejection: Rejection) -> web.Response:
+    def _hec_body(self, rejection: Rejection) -> dict[str, Any]:
         body: dict[str, Any] = {"text": rejection.hec_text}
         if rejection.hec_code is not None:
             body["code"] = rejection.hec_code
-        return self._reply(rejection.status, body, rejection.headers)
+        return body
+
+    async def _rejected(self, request: web.Request, rejection: Rejection,
+                        body: dict[str, Any]) -> web.Response:
+        response = self._reply(rejection.status, body, rejection.headers)
+        if rejection.close:  # send the answer, then drop the rest of the body unread
+            response.force_close()
+            try:
+                await response.prepare(request)
+                await response.write_eof()
+            except (ConnectionError, RuntimeError):
+                pass
+            if request.protocol is not None:
+                request.protocol.force_close()
+        return response
 
     def _reply(self, status: int, body: dict[str, Any],
                headers: dict[str, str] | None = None) -> web.Response:
         self.context.telemetry.http_response(status)
         return web.json_response(body, status=status, headers=headers)
+
+
+class ServerLog:
+    """aiohttp's server log for one source: a malformed request or a client gone mid-request is
+    the client's doing (counted, one line a minute per cause, no traceback); anything else is
+    a fault of ours and logged whole."""
+
+    def __init__(self, source: HttpSource) -> None:
+        self.source = source
+
+    def debug(self, *args: Any, **kwargs: Any) -> None:
+        log.debug(*args, **kwargs)
+
+    def exception(self, message: str, *args: Any, exc_info: Any = True, **kwargs: Any) -> None:
+        peer = args[0] if args and isinstance(args[0], str) else None
+        if isinstance(exc_info, HttpProcessingError):
+            self.source.client_fault("bad_request", "malformed HTTP request refused", peer,
+                                     reason=exc_info.message or type(exc_info).__name__)
+        elif isinstance(exc_info, ConnectionError | ClientPayloadError):
+            self.source.client_fault("client_disconnected", "client went away during its "
+                                     "request", peer)
+        else:
+            log.error(message, *args, exc_info=exc_info, **kwargs)
