@@ -66,17 +66,18 @@ USERS = {
 
 
 @asynccontextmanager
-async def serve_api(tmp_path: Path) -> AsyncIterator[Api]:
+async def serve_api(tmp_path: Path, login_attempts_per_minute: int = 1000
+                    ) -> AsyncIterator[Api]:
     """A real control listener with /api/v1 on an OS-chosen loopback port, over a real alert
     store, with tenants acme, bravo, charlie, their alerts, and one user per role."""
     clock = Clock()
-    config = load(tmp_path / "conf.d", TENANTS_YAML, UNUSED_MAIL_YAML, """
+    config = load(tmp_path / "conf.d", TENANTS_YAML, UNUSED_MAIL_YAML, f"""
     vigil:
       control:
         address: 127.0.0.1:0
     access:
       default:
-        login_attempts_per_minute: 1000
+        login_attempts_per_minute: {login_attempts_per_minute}
     """)
     alerting = Alerting(config, tmp_path / "data", tmp_path / "conf.d", Telemetry(),
                         clock=clock)

@@ -112,7 +112,8 @@ async def test_token_creation_is_audited_without_the_token(api: Api) -> None:
     child = await _token(api, api.tokens["ana"], name="exporter", ttl="1d")
     status, page = await api.call("GET", "/audit", "admin", params={"tenant": "_platform"})
     assert status == 200, page
-    made = [r for r in page["items"] if r["action"] == "token_create"]
+    made = [r for r in page["items"]
+            if r["action"] == "token_create" and r["after"]["kind"] == "api"]
     assert made, page
     record = made[0]
     assert record["actor"] == "ana" and record["address"] == "127.0.0.1"
