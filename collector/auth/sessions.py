@@ -82,6 +82,8 @@ class TokenKeeper:
         user = self.get(principal.login)
         if user is None or user.status != "active":
             raise AuthError("user is not active", "inactive")
+        if principal.token_id is not None and not self._live(principal.token_id):
+            raise AuthError("the token of this request is no longer valid", "inactive")
         if tenants is not None:
             outside = [t for t in tenants if principal.tenants is not None
                        and t not in principal.tenants]
@@ -93,6 +95,13 @@ class TokenKeeper:
         token = new_token("vgt")
         return token, self._issue(user, token, "api", name, lifetime, tenants, principal,
                                   address)
+
+    def _live(self, token_id: str) -> bool:
+        now = self.clock()
+        with self.db.transaction(write=False) as con:
+            row = con.execute("SELECT * FROM auth_tokens WHERE token_id = ?",
+                              (token_id,)).fetchone()
+            return row is not None and _alive(row, now) and _ancestors_alive(con, row, now)
 
     def authenticate(self, token: str) -> Principal | None:
         """The caller a bearer token stands for, or None (unknown, revoked, expired, a parent

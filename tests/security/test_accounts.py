@@ -21,7 +21,6 @@ async def api(tmp_path: Path) -> AsyncIterator[Api]:
         yield harness
 
 
-
 def _wrong(code: str) -> str:
     return "000000" if code != "000000" else "111111"
 

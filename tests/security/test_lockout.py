@@ -27,7 +27,6 @@ async def api(tmp_path: Path) -> AsyncIterator[Api]:
         yield harness
 
 
-
 def _login(api: Api, who: str, address: str, password: str = PASSWORD) -> None:
     """Log in straight through the directory (the API sees every test client as 127.0.0.1)."""
     api.clock.advance(seconds=30)

@@ -14,6 +14,7 @@ from alerts.kit import TENANTS_YAML, UNUSED_MAIL_YAML, write_conf
 from api.harness import PASSWORD, Api, serve_api
 
 from collector.auth.directory import UserDirectory
+from collector.auth.model import AuthError
 from collector.auth.totp import current_code
 from collector.cli import main
 from sinks.alerts.db import Database
@@ -24,7 +25,6 @@ from sinks.alerts.model import Actor
 async def api(tmp_path: Path) -> AsyncIterator[Api]:
     async with serve_api(tmp_path) as harness:
         yield harness
-
 
 
 async def _token(api: Api, parent: str, **body: object) -> dict:
@@ -152,3 +152,14 @@ def test_the_cli_lists_and_revokes_a_users_tokens(tmp_path: Path,
     assert main(["users", "logout", "ana", *args]) == 0
     assert directory.authenticate(session) is None
     assert main(["users", "revoke-token", "ana", "nope", *args]) == 1
+
+
+
+async def test_a_revoked_token_mints_nothing(api: Api) -> None:
+    directory = api.alerting.directory
+    session = await api.login("ana")
+    principal = directory.authenticate(session)  # a request that raced with the logout
+    assert principal is not None
+    directory.revoke(session)
+    with pytest.raises(AuthError, match="no longer valid"):
+        directory.issue_api_token(principal, "late", None, None)
