@@ -4,10 +4,11 @@ outsider who guesses at an account from its own address slows only itself down, 
 
 After `max_failed_logins` failures in a row from one address, that address waits `lockout`
 before its next try for the account; every further failure doubles the wait, up to
-`max_lockout`. A success from the address clears its count; an administrator clears all of
-an account's (`vigil users unlock`). Only existing accounts are tracked (an unknown login
-has nothing to protect, and tracking it would let anyone fill the table); the answer to a
-refused login is the same whichever it was.
+`max_lockout`; tries during the wait are refused (after the same password hash as any
+refusal) without counting. A success from the address clears its count; an administrator
+clears all of an account's (`vigil users unlock`). Only existing accounts are tracked (an
+unknown login has nothing to protect, and tracking it would let anyone fill the table); the
+answer to a refused login is the same whichever it was.
 """
 
 from __future__ import annotations
