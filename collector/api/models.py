@@ -64,6 +64,7 @@ class PrincipalOut(Response):
     tenants: list[str] | None = Field(description="tenants in scope; null: every tenant")
     token_kind: str
     expires_at: str
+    token_id: str | None = Field(None, description="the token's id (to list and revoke it)")
 
 
 class LoginResponse(Response):
@@ -94,6 +95,26 @@ class TokenRequest(Request):
 
 class OkResponse(Response):
     ok: bool
+
+
+class TokenOut(Response):
+    id: str
+    kind: str = Field(description="session or api")
+    name: str | None
+    tenants: list[str]
+    created_at: str
+    created_from: str | None = Field(description="client address it was made from")
+    expires_at: str
+    parent_id: str | None = Field(description="the token it was made with; it dies with it")
+    current: bool = Field(description="the token of this request")
+
+
+class TokenList(Response):
+    items: list[TokenOut]
+
+
+class RevokedResponse(Response):
+    revoked: int = Field(description="tokens revoked (with the tokens made from them)")
 
 
 # -- alerts ------------------------------------------------------------------------------------
@@ -226,7 +247,7 @@ class BulkRequest(Request):
 
 class BulkResult(Response):
     id: str
-    result: Literal["ok", "not_found", "conflict"]
+    result: Literal["ok", "not_found", "conflict", "invalid"]
     error: str | None = None
 
 
@@ -325,6 +346,10 @@ class DisableRequest(Request):
 
 
 class ResetRequest(Request):
+    reason: Annotated[str, Field(max_length=500)] = ""
+
+
+class UnlockRequest(Request):
     reason: Annotated[str, Field(max_length=500)] = ""
 
 

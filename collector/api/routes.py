@@ -1,22 +1,21 @@
-"""The /api/v1 operations: login and tokens, alerts and triage, audit, tenants, SLA reports and
-users. Every query carries the caller's tenant scope down to the SQL."""
+"""The /api/v1 operations: alerts and triage, audit, tenants and SLA reports (accounts, tokens
+and users in collector/api/accounts.py). Every query carries the caller's tenant scope down to
+the SQL."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from aiohttp import web
-
 from collector.api import models as m
-from collector.api.framework import ApiError, Call, Operation, RateLimiter
-from collector.auth.enrollment import activation_link, activation_page, send_enrollment
-from collector.auth.model import AuthError, LoginFailed, Principal
-from collector.auth.roles import ADMIN, TRIAGE
+from collector.api.accounts import AccountRoutes
+from collector.api.framework import ApiError, Call, Operation
+from collector.auth.model import Principal
+from collector.auth.roles import TRIAGE
 from collector.config.models import SEVERITIES, TenantConfig, parse_duration
-from sinks.alerts.model import AlertFilter, Change, Conflict, NotFound
+from sinks.alerts.model import AlertFilter, Change, Conflict, InvalidChange, NotFound
 from sinks.alerts.service import Alerting
 from sinks.alerts.sla import sla_report
 
@@ -29,12 +28,6 @@ def _page(items: list[Any], total: int, limit: int, offset: int) -> dict[str, An
     following = offset + len(items)
     return {"items": items, "total": total, "limit": limit, "offset": offset,
             "next_offset": following if following < total else None}
-
-
-def _principal_out(principal: Principal) -> dict[str, Any]:
-    return {"login": principal.login, "role": principal.role,
-            "tenants": None if principal.tenants is None else sorted(principal.tenants),
-            "token_kind": principal.token_kind, "expires_at": principal.expires_at}
 
 
 def _tenant_out(tenant_id: str, tenant: TenantConfig) -> dict[str, Any]:
@@ -62,19 +55,12 @@ def parse_since(text: str, now: datetime) -> datetime:
     return m._utc(value) if value.tzinfo is None else value
 
 
-class Api:
+class Api(AccountRoutes):
     """Handlers bound to the daemon's alerting services."""
 
     def __init__(self, alerting: Alerting) -> None:
         self.alerting = alerting
-        self._login_limiter: RateLimiter | None = None
-
-    @property
-    def login_limiter(self) -> RateLimiter:
-        if self._login_limiter is None:
-            self._login_limiter = RateLimiter(self.alerting.policy.login_attempts_per_minute,
-                                              monotonic=self.alerting.monotonic)
-        return self._login_limiter
+        self._login_limiter = None
 
     @property
     def store(self) -> Any:
@@ -92,71 +78,6 @@ class Api:
         in_scope = principal.tenants is None or tenant in principal.tenants
         if not in_scope or tenant not in self.alerting.tenants:
             raise ApiError(404, f"tenant {tenant!r} not found")
-
-    def _limit(self, call: Call) -> None:
-        wait = self.login_limiter.allow(call.address or "unknown")
-        if wait is not None:
-            self.alerting.telemetry.auth_logins.labels("rate_limited").inc()
-            raise ApiError(429, "too many attempts", headers={"Retry-After": str(int(wait) + 1)})
-
-    # -- auth ------------------------------------------------------------------------------
-
-    async def login(self, call: Call) -> Any:
-        self._limit(call)
-        body: m.LoginRequest = call.body
-        try:
-            token, principal = await asyncio.to_thread(
-                self.alerting.directory.login, body.login, body.password, body.code,
-                call.address)
-        except LoginFailed as exc:
-            self.alerting.telemetry.auth_logins.labels(exc.reason).inc()
-            log.info("login refused", extra={"login": body.login[:64], "reason": exc.reason,
-                                             "address": call.address})
-            raise ApiError(401, str(exc)) from None
-        self.alerting.telemetry.auth_logins.labels("success").inc()
-        log.info("login", extra={"login": principal.login, "address": call.address})
-        return {"token": token, "expires_at": principal.expires_at,
-                "principal": _principal_out(principal)}
-
-    async def activation_form(self, call: Call) -> web.Response:
-        page = activation_page(call.request.query.get("login", "")[:64],
-                               call.request.query.get("token", "")[:200])
-        return web.Response(text=page, content_type="text/html",
-                            headers={"Cache-Control": "no-store",
-                                     "Referrer-Policy": "no-referrer"})
-
-    async def activate(self, call: Call) -> Any:
-        self._limit(call)
-        body: m.ActivateRequest = call.body
-        try:
-            user = await asyncio.to_thread(self.alerting.directory.activate, body.login,
-                                           body.token, body.password, body.code, call.address)
-        except AuthError as exc:
-            raise _auth_error(exc, 400) from None
-        log.info("account activated", extra={"login": user.login, "address": call.address})
-        return {"login": user.login, "status": user.status}
-
-    async def logout(self, call: Call) -> Any:
-        token = call.request.headers.get("Authorization", "").partition(" ")[2].strip()
-        await asyncio.to_thread(self.alerting.directory.revoke, token)
-        return {"ok": True}
-
-    async def me(self, call: Call) -> Any:
-        return _principal_out(call.me)
-
-    async def create_token(self, call: Call) -> Any:
-        body: m.TokenRequest = call.body
-        try:
-            ttl = parse_duration(body.ttl) if body.ttl else None
-        except ValueError as exc:
-            raise ApiError(400, str(exc)) from None
-        try:
-            token, principal = await asyncio.to_thread(
-                self.alerting.directory.issue_api_token, call.me, body.name, ttl, body.tenants)
-        except AuthError as exc:
-            raise ApiError(400, str(exc)) from None
-        return {"token": token, "expires_at": principal.expires_at,
-                "principal": _principal_out(principal)}
 
     # -- alerts ----------------------------------------------------------------------------
 
@@ -186,6 +107,8 @@ class Api:
             raise ApiError(404, "alert not found") from None
         except Conflict as exc:
             raise ApiError(409, str(exc)) from None
+        except InvalidChange as exc:
+            raise ApiError(400, str(exc)) from None
         summary = await asyncio.to_thread(self.store.get, call.path["alert_id"], actor)
         return {"action": change.action, "alert": summary}
 
@@ -234,6 +157,8 @@ class Api:
                 results.append({"id": alert_id, "result": "not_found"})
             except Conflict as exc:
                 results.append({"id": alert_id, "result": "conflict", "error": str(exc)})
+            except InvalidChange as exc:
+                results.append({"id": alert_id, "result": "invalid", "error": str(exc)})
         return {"results": results}
 
     # -- audit, tenants, SLA ---------------------------------------------------------------
@@ -279,100 +204,9 @@ class Api:
         return {"since": since.isoformat(), "generated_at": now.isoformat(),
                 "rows": [r.as_dict() for r in rows]}
 
-    # -- users (platform admins) -----------------------------------------------------------
-
-    async def users(self, call: Call) -> Any:
-        found = await asyncio.to_thread(self.alerting.directory.users)
-        return {"items": [u.public() for u in found]}
-
-    async def add_user(self, call: Call) -> Any:
-        body: m.UserCreate = call.body
-        channel = self._enrollment_channel()
-        directory = self.alerting.directory
-        try:
-            new = await asyncio.to_thread(directory.add_user, body.login, body.display_name,
-                                          body.email, body.role, list(body.tenants),
-                                          call.me.actor(call.address))
-        except AuthError as exc:
-            raise _auth_error(exc, 409 if exc.reason == "exists" else 400) from None
-        if not await self._mail_enrollment(channel, new):
-            await asyncio.to_thread(directory.remove_pending, body.login)
-            raise ApiError(409, "the enrollment mail could not be sent; user not created")
-        return self._activation(new)
-
-    async def reset_user(self, call: Call) -> Any:
-        body: m.ResetRequest = call.body
-        channel = self._enrollment_channel()
-        try:
-            new = await asyncio.to_thread(self.alerting.directory.reset_enrollment,
-                                          call.path["login"], call.me.actor(call.address),
-                                          body.reason)
-        except AuthError as exc:
-            if exc.reason == "not_found":
-                raise ApiError(404, "user not found") from None
-            raise _auth_error(exc, 409) from None
-        if not await self._mail_enrollment(channel, new):
-            raise ApiError(409, "the reset stands but the enrollment mail could not be sent; "
-                           "reset again once mail works")
-        return self._activation(new)
-
-    def _enrollment_channel(self) -> Any:
-        channel = self.alerting.enrollment_channel()
-        if channel is None:
-            raise ApiError(409, "no email notifier is configured to send the TOTP enrollment")
-        return channel
-
-    async def _mail_enrollment(self, channel: Any, new: Any) -> bool:
-        error = await asyncio.to_thread(send_enrollment, channel, new,
-                                        self.alerting.policy.issuer)
-        if error is not None:
-            log.error("enrollment mail failed",
-                      extra={"login": new.user.login, "error": type(error).__name__})
-        return error is None
-
-    def _activation(self, new: Any) -> dict[str, Any]:
-        return {"user": new.user.public(),
-                "activation_link": activation_link(self.alerting.public_url, new.user.login,
-                                                   new.activation_token),
-                "activation_expires": new.activation_expires,
-                "enrollment_sent_to": new.user.email}
-
-    async def disable_user(self, call: Call) -> Any:
-        body: m.DisableRequest = call.body
-        try:
-            user = await asyncio.to_thread(self.alerting.directory.disable, call.path["login"],
-                                           call.me.actor(call.address), body.reason)
-        except AuthError:
-            raise ApiError(404, "user not found") from None
-        return user.public()
-
-    async def review(self, call: Call) -> Any:
-        q: m.ReviewQuery = call.query
-        found = await asyncio.to_thread(self.alerting.directory.review,
-                                        timedelta(days=q.inactive_days))
-        return {k: [u.public() for u in v] for k, v in found.items()}
-
-    # -- the table -------------------------------------------------------------------------
-
     def operations(self) -> list[Operation]:
         Op = Operation  # a table reads better with a short constructor
-        return [
-            Op("POST", "/auth/login", "login", "Log in with password and TOTP code", "auth",
-              self.login, m.LoginResponse, body=m.LoginRequest, authenticated=False,
-              errors=(400, 401, 429)),
-            Op("GET", "/auth/activate", "activationPage", "The activation form (HTML)", "auth",
-              self.activation_form, None, authenticated=False, errors=(),
-              content_type="text/html"),
-            Op("POST", "/auth/activate", "activate", "Set the password and confirm TOTP",
-              "auth", self.activate, m.ActivateResponse, body=m.ActivateRequest,
-              authenticated=False, errors=(400, 429, 503), form=True),
-            Op("POST", "/auth/logout", "logout", "Revoke the token of this request", "auth",
-              self.logout, m.OkResponse, permission=None, errors=(401,)),
-            Op("GET", "/auth/me", "me", "Who the token belongs to and its scope", "auth",
-              self.me, m.PrincipalOut, permission=None, errors=(401,)),
-            Op("POST", "/auth/tokens", "createToken", "Create an API token", "auth",
-              self.create_token, m.LoginResponse, body=m.TokenRequest, permission=None,
-              errors=(400, 401)),
+        return self.auth_operations() + [
             Op("GET", "/alerts", "listAlerts", "Alerts with filters and paging", "alerts",
               self.list_alerts, m.AlertPage, query=m.AlertQuery),
             Op("POST", "/alerts/bulk", "bulkAlerts", "One change on many alerts", "alerts",
@@ -409,29 +243,5 @@ class Api:
               self.tenant, m.TenantOut, errors=(401, 404)),
             Op("GET", "/sla/report", "slaReport", "MTTA, MTTR and share within SLA", "sla",
               self.sla, m.SlaReport, query=m.SlaQuery),
-            Op("GET", "/users", "listUsers", "Every user (platform admins)", "users",
-              self.users, m.UserList, permission=ADMIN, errors=(401, 403)),
-            Op("POST", "/users", "addUser", "Add a user: activation link back, TOTP "
-              "enrollment mailed to the user", "users", self.add_user, m.UserCreated,
-              body=m.UserCreate, permission=ADMIN, status=201,
-              errors=(400, 401, 403, 409, 503)),
-            Op("POST", "/users/{login}/disable", "disableUser", "Disable a user and revoke "
-              "its tokens", "users", self.disable_user, m.UserOut, body=m.DisableRequest,
-              permission=ADMIN, errors=(400, 401, 403, 404)),
-            Op("POST", "/users/{login}/reset", "resetUser", "Lost authenticator or password: "
-              "clear both, revoke the user's tokens, new activation link back, new TOTP "
-              "enrollment mailed to the user", "users", self.reset_user, m.UserCreated,
-              body=m.ResetRequest, permission=ADMIN, errors=(400, 401, 403, 404, 409, 503)),
-            Op("GET", "/users/review", "reviewUsers", "Inactive, never activated and "
-              "multi-tenant users", "users", self.review, m.ReviewOut, query=m.ReviewQuery,
-              permission=ADMIN, errors=(400, 401, 403)),
-        ]
+        ] + self.user_operations()
 
-
-def _auth_error(exc: AuthError, status: int) -> ApiError:
-    """The reply to a refused account change; a key the server cannot use is its own fault
-    (503, details in its log, not in the reply: they name files)."""
-    if exc.reason == "secret_key":
-        log.error("TOTP secret key unusable", extra={"error": str(exc)})
-        return ApiError(503, "the server cannot seal secrets now; see its log")
-    return ApiError(status, str(exc))

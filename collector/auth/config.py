@@ -29,9 +29,21 @@ class AccessPolicy(StrictModel):
     activation_ttl: Duration = Field("72h", validate_default=True,
                                      description="how long an activation link is valid")
     min_password_length: int = Field(12, ge=8, le=256)
-    max_failed_logins: int = Field(5, ge=1, description="failures in a row before lockout")
+    min_password_score: int = Field(
+        3, ge=0, le=4, description="lowest zxcvbn strength score (0-4) a new password may "
+        "have; common and guessable passwords score 0-2")
+    max_failed_logins: int = Field(
+        5, ge=1, description="failed logins in a row from one client address before that "
+        "address is delayed for the account (other addresses are not)")
     lockout: Duration = Field(
-        "15m", validate_default=True, description="how long a lockout lasts")
+        "1m", validate_default=True, description="the first delay of an (account, address) "
+        "pair; every further failure from it doubles the delay")
+    max_lockout: Duration = Field(
+        "1h", validate_default=True, description="the longest delay of an (account, address) "
+        "pair")
+    max_activation_attempts: int = Field(
+        5, ge=1, le=100, description="wrong authenticator codes an activation link takes "
+        "before it stops working (the administrator resets the user for a new one)")
     login_attempts_per_minute: int = Field(
         20, ge=1, description="login attempts one client address may make per minute")
     inactive_after: Duration = Field("90d", validate_default=True,

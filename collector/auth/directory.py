@@ -16,21 +16,19 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import orjson
-
+from collector.auth import lockout
 from collector.auth.config import AccessPolicy
-from collector.auth.model import (
-    AuthError,
-    LoginFailed,
-    NewUser,
-    Principal,
-    User,
-    effective_scope,
+from collector.auth.model import AuthError, LoginFailed, NewUser, Principal, User
+from collector.auth.passwords import (
+    burn_password_time,
+    hash_password,
+    password_problem,
+    verify_password,
 )
-from collector.auth.passwords import hash_password, password_problem, verify_password
 from collector.auth.roles import ALL_TENANTS, ROLES
 from collector.auth.sealing import VERSION as SEALED_VERSION
 from collector.auth.sealing import SealError, SecretSealer, is_sealed
+from collector.auth.sessions import TokenKeeper
 from collector.auth.tokens import new_token, token_hash
 from collector.auth.totp import ReplayedCode, matching_step, new_secret
 from collector.config.models import is_tenant_id
@@ -45,7 +43,7 @@ LOGIN_RE = re.compile(r"[a-z0-9][a-z0-9._@-]{1,63}")
 EMAIL_RE = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 
 
-class UserDirectory:
+class UserDirectory(TokenKeeper):
     """Users, their scopes and their tokens, in the store's database."""
 
     def __init__(self, db: Database, policy: AccessPolicy | None = None, *,
@@ -94,8 +92,10 @@ class UserDirectory:
             return None
         tenants = sorted(r[0] for r in con.execute(
             "SELECT tenant FROM user_tenants WHERE login = ?", (login,)))
-        fields = {name: row[name] for name in User.model_fields if name != "tenants"}
-        return User(**fields, tenants=tenants), row
+        fields = {name: row[name] for name in User.model_fields
+                  if name not in ("tenants", "locked_until")}
+        locked = lockout.account_locked_until(con, login, self.clock())
+        return User(**fields, tenants=tenants, locked_until=locked), row
 
     def _existing(self, con: sqlite3.Connection, login: str) -> User:
         found = self._user(con, login)
@@ -178,8 +178,9 @@ class UserDirectory:
             con.execute(
                 "UPDATE users SET status = 'pending', password_hash = NULL, totp_secret = ?, "
                 "totp_last_step = NULL, activation_hash = ?, activation_expires = ?, "
-                "failed_logins = 0, locked_until = NULL WHERE login = ?",
+                "activation_failures = 0 WHERE login = ?",
                 (self._seal_totp(login, secret), token_hash(activation), expires, login))
+            lockout.clear(con, login)
             con.execute("UPDATE auth_tokens SET revoked_at = ? WHERE login = ? AND "
                         "revoked_at IS NULL", (to_text(now), login))
             write_audit(con, PLATFORM, None, actor, "user_reset", {"status": user.status},
@@ -199,7 +200,8 @@ class UserDirectory:
 
     def activate(self, login: str, token: str, password: str, code: str,
                  address: str | None = None) -> User:
-        """Set the password and prove the TOTP enrollment with a first code."""
+        """Set the password and prove the TOTP enrollment with a first code. A link takes
+        `max_activation_attempts` wrong codes; then it stops working (reset the user)."""
         now = self.clock()
         with self.db.transaction() as con:
             found = self._user(con, login)
@@ -212,7 +214,14 @@ class UserDirectory:
                     or expires <= now
                     or not hmac.compare_digest(row["activation_hash"], token_hash(token))):
                 raise refused
-            problem = password_problem(password, self.policy.min_password_length)
+            failures = int(row["activation_failures"])
+            if failures >= self.policy.max_activation_attempts:
+                raise AuthError("too many wrong codes: this activation link no longer works; "
+                                "ask your administrator for a new activation link",
+                                "activation_used_up")
+            problem = password_problem(password, self.policy.min_password_length,
+                                       self.policy.min_password_score,
+                                       (login, user.email, user.display_name))
             if problem:
                 raise AuthError(problem, "weak_password")
             secret = self._open_totp(row)
@@ -224,16 +233,26 @@ class UserDirectory:
             except ReplayedCode:
                 step = None
             if step is None:
-                raise AuthError("the authenticator code is not valid", "bad_code")
-            con.execute(
-                "UPDATE users SET status = 'active', password_hash = ?, totp_last_step = ?, "
-                "totp_secret = ?, activation_hash = NULL, activation_expires = NULL, "
-                "activated_at = ? WHERE login = ?",
-                (hash_password(password), step, self._seal_totp(login, secret), to_text(now),
-                 login))
-            write_audit(con, PLATFORM, None, Actor(login, None, address), "user_activate",
-                        {"status": "pending"}, {"status": "active"}, to_text(now))
+                # Counted (and committed) before the refusal: the link holder gets a few tries.
+                con.execute("UPDATE users SET activation_failures = ? WHERE login = ?",
+                            (failures + 1, login))
+                left = self.policy.max_activation_attempts - failures - 1
+                wrong = AuthError(f"the authenticator code is not valid ({left} "
+                                  f"{'try' if left == 1 else 'tries'} left on this link)",
+                                  "bad_code")
+            else:
+                wrong = None
+                con.execute(
+                    "UPDATE users SET status = 'active', password_hash = ?, totp_last_step = ?, "
+                    "totp_secret = ?, activation_hash = NULL, activation_expires = NULL, "
+                    "activation_failures = 0, activated_at = ? WHERE login = ?",
+                    (hash_password(password), step, self._seal_totp(login, secret),
+                     to_text(now), login))
+                write_audit(con, PLATFORM, None, Actor(login, None, address), "user_activate",
+                            {"status": "pending"}, {"status": "active"}, to_text(now))
             activated = self._user(con, login)
+        if wrong is not None:
+            raise wrong
         assert activated is not None
         return activated[0]
 
@@ -257,18 +276,19 @@ class UserDirectory:
 
     def login(self, login: str, password: str, code: str | None, address: str | None
               ) -> tuple[str, Principal]:
-        """Password and TOTP code -> a session token; raises LoginFailed."""
+        """Password and TOTP code -> a session token; raises LoginFailed. Every refusal
+        (unknown, inactive, delayed, wrong) runs one password hash, so none answers faster."""
         now = self.clock()
         stamp = to_text(now)
         actor = Actor(login[:64], None, address)
         with self.db.transaction() as con:
             found = self._user(con, login)
             if found is None:
-                verify_password(None, password)  # same cost as a known login
+                burn_password_time(password)
                 reason = "unknown_user"
             else:
                 user, row = found
-                reason = self._check_login(con, user, row, password, code, now)
+                reason = self._check_login(con, user, row, password, code, now, address)
             if reason:
                 if found is not None:
                     write_audit(con, PLATFORM, None, actor, "login_failed", None,
@@ -280,17 +300,19 @@ class UserDirectory:
             raise failure
         user = found[0]  # type: ignore[index]
         token = new_token("vgs")
-        principal = self._issue(user, token, "session", None, self.policy.session_ttl, None)
+        principal = self._issue(user, token, "session", None, self.policy.session_ttl, None,
+                                None, address)
         return token, principal
 
     def _check_login(self, con: sqlite3.Connection, user: User, row: sqlite3.Row,
-                     password: str, code: str | None, now: datetime) -> str:
-        """'' on success; else the reason, with failures counted toward the lockout."""
+                     password: str, code: str | None, now: datetime, address: str | None
+                     ) -> str:
+        """'' on success; else the reason, with failures counted against this address."""
         if user.status != "active":
-            verify_password(None, password)
+            burn_password_time(password)
             return "inactive"
-        locked = from_text(row["locked_until"])
-        if locked is not None and locked > now:
+        if lockout.locked_until(con, user.login, address, now) is not None:
+            burn_password_time(password)  # the right password would not be told apart
             return "locked"
         reason = ""
         step = None
@@ -308,15 +330,10 @@ class UserDirectory:
             except ReplayedCode:
                 reason = "replayed_code"
         if reason:
-            failures = int(row["failed_logins"]) + 1
-            lock = None
-            if failures >= self.policy.max_failed_logins:
-                lock, failures = to_text(now + self.policy.lockout), 0
-            con.execute("UPDATE users SET failed_logins = ?, locked_until = ? WHERE login = ?",
-                        (failures, lock, user.login))
+            lockout.record_failure(con, self.policy, user.login, address, now)
             return reason
-        con.execute("UPDATE users SET failed_logins = 0, locked_until = NULL, "
-                    "totp_last_step = ?, last_login_at = ? WHERE login = ?",
+        lockout.clear(con, user.login, address)
+        con.execute("UPDATE users SET totp_last_step = ?, last_login_at = ? WHERE login = ?",
                     (step, to_text(now), user.login))
         if secret is not None and not is_sealed(row["totp_secret"]):  # stored before sealing
             try:
@@ -327,63 +344,19 @@ class UserDirectory:
                                                            "error": str(exc)})
         return ""
 
-    def _issue(self, user: User, token: str, kind: str, name: str | None, ttl: timedelta,
-               tenants: list[str] | None) -> Principal:
+    def unlock(self, login: str, actor: Actor, reason: str = "") -> User:
+        """Lift the login delays of every address for `login`; password, authenticator and
+        tokens stay as they are."""
         now = self.clock()
-        scope = sorted(user.tenants) if tenants is None else sorted(set(tenants))
-        expires = to_text(now + ttl)
         with self.db.transaction() as con:
-            con.execute(
-                "INSERT INTO auth_tokens (token_hash, login, kind, name, tenants, created_at, "
-                "expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (token_hash(token), user.login, kind, name, orjson.dumps(scope).decode(),
-                 to_text(now), expires))
-        return Principal(user.login, user.role,
-                         effective_scope(frozenset(scope), frozenset(user.tenants)), kind, expires)
-
-    def issue_api_token(self, principal: Principal, name: str, ttl: timedelta | None,
-                        tenants: list[str] | None) -> tuple[str, Principal]:
-        """An API token for the caller, at most as wide as its own scope and the policy's
-        longest lifetime."""
-        user = self.get(principal.login)
-        if user is None or user.status != "active":
-            raise AuthError("user is not active", "inactive")
-        if tenants is not None:
-            outside = [t for t in tenants if principal.tenants is not None
-                       and t not in principal.tenants]
-            if outside or not tenants:
-                raise AuthError("tenants must be a non-empty subset of your own", "scope")
-        elif principal.tenants is not None:
-            tenants = sorted(principal.tenants)
-        lifetime = min(ttl or self.policy.api_token_ttl, self.policy.api_token_ttl)
-        token = new_token("vgt")
-        return token, self._issue(user, token, "api", name, lifetime, tenants)
-
-    def authenticate(self, token: str) -> Principal | None:
-        """The caller a bearer token stands for, or None (unknown, revoked, expired, user no
-        longer active). The token's scope narrows with the user's current scope."""
-        if not token or len(token) > 200:
-            return None
-        now = self.clock()
-        with self.db.transaction(write=False) as con:
-            row = con.execute("SELECT * FROM auth_tokens WHERE token_hash = ?",
-                              (token_hash(token),)).fetchone()
-            if row is None or row["revoked_at"] is not None:
-                return None
-            expires = from_text(row["expires_at"])
-            if expires is None or expires <= now:
-                return None
-            found = self._user(con, row["login"])
-        if found is None or found[0].status != "active":
-            return None
-        user = found[0]
-        scope = effective_scope(frozenset(orjson.loads(row["tenants"])), frozenset(user.tenants))
-        return Principal(user.login, user.role, scope, row["kind"], row["expires_at"])
-
-    def revoke(self, token: str) -> None:
-        with self.db.transaction() as con:
-            con.execute("UPDATE auth_tokens SET revoked_at = ? WHERE token_hash = ? AND "
-                        "revoked_at IS NULL", (to_text(self.clock()), token_hash(token)))
+            user = self._existing(con, login)
+            cleared = lockout.clear(con, login)
+            write_audit(con, PLATFORM, None, actor, "user_unlock",
+                        {"locked_until": user.locked_until},
+                        {"cleared_addresses": cleared, "reason": reason}, to_text(now))
+            unlocked = self._user(con, login)
+        assert unlocked is not None
+        return unlocked[0]
 
     # -- access review ---------------------------------------------------------------------
 

@@ -44,7 +44,9 @@ class User(BaseModel):
     activated_at: str | None
     last_login_at: str | None
     disabled_at: str | None
-    locked_until: str | None
+    locked_until: str | None = Field(
+        None, description="until when some client address must wait before its next login "
+        "(failed logins delay the address, not the account); null: none waits")
 
     def public(self) -> dict[str, Any]:
         return self.model_dump()
@@ -60,6 +62,7 @@ class Principal:
     tenants: frozenset[str] | None
     token_kind: str
     expires_at: str
+    token_id: str | None = None  # the public id of the token (its lineage and revocation)
 
     def actor(self, address: str | None) -> Actor:
         return Actor(self.login, self.tenants, address)

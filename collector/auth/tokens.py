@@ -16,3 +16,9 @@ def new_token(prefix: str) -> str:
 def token_hash(token: str) -> str:
     """Tokens carry 256 random bits, so a plain SHA-256 is enough to store them."""
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+def short_hash(text: str) -> str:
+    """A short SHA-256 prefix of what a client typed (a login), for logs that must tell
+    attempts apart without holding the text itself (users type passwords into login fields)."""
+    return hashlib.sha256(text.encode()).hexdigest()[:12]

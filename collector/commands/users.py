@@ -1,6 +1,7 @@
-"""`vigil users add|list|disable|reset|review`: accounts in the alert store's database (no daemon
-needed). `add` prints the one-time activation link for the partner to hand over; the TOTP
-enrollment goes by mail from the platform straight to the user and is never printed."""
+"""`vigil users add|list|disable|reset|review|unlock|tokens|revoke-token|logout`: accounts and
+their tokens in the alert store's database (no daemon needed). `add` prints the one-time
+activation link for the partner to hand over; the TOTP enrollment goes by mail from the
+platform straight to the user and is never printed."""
 
 from __future__ import annotations
 
@@ -48,6 +49,26 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     reset.add_argument("login")
     reset.add_argument("--reason", default="")
     reset.set_defaults(func=reset_user)
+    unlock = actions.add_parser("unlock", parents=[common],
+                                help="lift the login delays failed logins put on a user "
+                                "(password, authenticator and tokens stay)")
+    unlock.add_argument("login")
+    unlock.add_argument("--reason", default="")
+    unlock.set_defaults(func=unlock_user)
+    tokens = actions.add_parser("tokens", parents=[common],
+                                help="a user's live sessions and API tokens (ids, never tokens)")
+    tokens.add_argument("login")
+    tokens.add_argument("--json", action="store_true")
+    tokens.set_defaults(func=list_tokens)
+    revoke = actions.add_parser("revoke-token", parents=[common],
+                                help="revoke one of a user's tokens (and those made from it)")
+    revoke.add_argument("login")
+    revoke.add_argument("token_id", help="the id `vigil users tokens` shows")
+    revoke.set_defaults(func=revoke_token)
+    logout = actions.add_parser("logout", parents=[common],
+                                help="log a user out everywhere: revoke every token")
+    logout.add_argument("login")
+    logout.set_defaults(func=logout_user)
     review = actions.add_parser("review", parents=[common],
                                 help="inactive, never activated and multi-tenant users")
     review.add_argument("--inactive-days", type=int, default=None,
@@ -194,6 +215,72 @@ def disable_user(args: argparse.Namespace) -> int:
         print(str(exc), file=sys.stderr)
         return 1
     print(f"user {user.login} disabled; its sessions and API tokens are revoked")
+    return 0
+
+
+def unlock_user(args: argparse.Namespace) -> int:
+    from collector.auth.model import AuthError
+
+    found = _directory(args)
+    if found is None:
+        return EX_CONFIG
+    try:
+        user = found[1].unlock(args.login, _operator(), args.reason)
+    except AuthError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    print(f"user {user.login} unlocked: every client address may log in again; password, "
+          "authenticator and tokens unchanged")
+    return 0
+
+
+def list_tokens(args: argparse.Namespace) -> int:
+    found = _directory(args)
+    if found is None:
+        return EX_CONFIG
+    directory = found[1]
+    if directory.get(args.login) is None:
+        print(f"no user {args.login!r}", file=sys.stderr)
+        return 1
+    tokens = directory.tokens(args.login)
+    if args.json:
+        print(json.dumps(tokens, indent=2))
+        return 0
+    from collector.commands.tenants import print_table
+
+    table: list[tuple[str, ...]] = [("ID", "KIND", "NAME", "TENANTS", "CREATED", "FROM",
+                                     "EXPIRES", "PARENT")]
+    print_table(table + [(t["id"], t["kind"], t["name"] or "-", ",".join(t["tenants"]),
+                          t["created_at"][:19], t["created_from"] or "-",
+                          t["expires_at"][:19], t["parent_id"] or "-") for t in tokens])
+    return 0
+
+
+def revoke_token(args: argparse.Namespace) -> int:
+    from collector.auth.model import AuthError
+
+    found = _directory(args)
+    if found is None:
+        return EX_CONFIG
+    try:
+        count = found[1].revoke_token(args.login, args.token_id, _operator())
+    except AuthError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    print(f"revoked {count} token(s) of {args.login}")
+    return 0
+
+
+def logout_user(args: argparse.Namespace) -> int:
+    found = _directory(args)
+    if found is None:
+        return EX_CONFIG
+    directory = found[1]
+    if directory.get(args.login) is None:
+        print(f"no user {args.login!r}", file=sys.stderr)
+        return 1
+    count = directory.revoke_all(args.login, _operator())
+    print(f"{args.login} logged out everywhere: {count} token(s) revoked")
     return 0
 
 

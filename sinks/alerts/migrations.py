@@ -116,4 +116,25 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         )""",
         "CREATE INDEX auth_tokens_by_login ON auth_tokens (login)",
     ]),
+    (3, "token ids and lineage, lockout per (account, address), activation attempts", [
+        # A token's public id: the first 16 hex digits of its hash (never the token itself).
+        "ALTER TABLE auth_tokens ADD COLUMN token_id VARCHAR(32)",
+        "UPDATE auth_tokens SET token_id = substr(token_hash, 1, 16)",
+        "CREATE UNIQUE INDEX auth_tokens_by_id ON auth_tokens (token_id)",
+        # The token that made this one (null for a session): revoking a parent revokes it.
+        "ALTER TABLE auth_tokens ADD COLUMN parent_id VARCHAR(32)",
+        "CREATE INDEX auth_tokens_by_parent ON auth_tokens (parent_id)",
+        "ALTER TABLE auth_tokens ADD COLUMN created_from VARCHAR(64)",
+        """CREATE TABLE login_failures (
+            login VARCHAR(64) NOT NULL,
+            address VARCHAR(64) NOT NULL,
+            failures INTEGER NOT NULL,
+            last_failure_at VARCHAR(40) NOT NULL,
+            locked_until VARCHAR(40),
+            PRIMARY KEY (login, address)
+        )""",
+        # The account-wide lock (users.locked_until) is no longer set or read.
+        "UPDATE users SET failed_logins = 0, locked_until = NULL",
+        "ALTER TABLE users ADD COLUMN activation_failures INTEGER NOT NULL DEFAULT 0",
+    ]),
 ]

@@ -43,6 +43,11 @@ class Conflict(VigilError):
     """The change does not apply to the alert's current state."""
 
 
+class InvalidChange(VigilError):
+    """The change names something that does not fit the alert (an assignee who is not an
+    active user of its tenant)."""
+
+
 @dataclass(frozen=True)
 class Actor:
     """Who acts: a login, the tenants it may see (None: every tenant), the client address."""

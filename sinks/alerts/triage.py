@@ -10,6 +10,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from collector.auth.roles import ALL_TENANTS
 from sinks.alerts.audit import write_audit
 from sinks.alerts.db import Database, to_text
 from sinks.alerts.model import (
@@ -19,6 +20,7 @@ from sinks.alerts.model import (
     Actor,
     Change,
     Conflict,
+    InvalidChange,
     NotFound,
     public_alert,
     row_summary,
@@ -79,11 +81,18 @@ class AlertTriage:
         return self._change(alert_id, actor, "acknowledge", apply)
 
     def assign(self, alert_id: str, actor: Actor, assignee: str | None) -> Change:
+        """Assign to an active user of the alert's tenant or a platform admin (None: nobody).
+        Another tenant's user gets the same answer as a login that does not exist."""
         def apply(row: dict[str, Any], now: str) -> dict[str, Any]:
             if row["status"] == "resolved":
                 raise Conflict("alert is resolved; reopen it first")
             return {"assignee": assignee}
-        return self._change(alert_id, actor, "assign", apply)
+
+        def check(con: sqlite3.Connection, row: dict[str, Any], now: str) -> None:
+            if assignee is not None and not _assignable(con, assignee, row["tenant"]):
+                raise InvalidChange(f"no active user {assignee!r} in tenant {row['tenant']!r} "
+                                    "to assign the alert to")
+        return self._change(alert_id, actor, "assign", apply, also=check)
 
     def escalate(self, alert_id: str, actor: Actor, level: str, reason: str,
                  client_request: dict[str, Any] | None = None) -> Change:
@@ -132,6 +141,14 @@ class AlertTriage:
             return {"status": status, "resolution": None, "resolved_at": None}
         return self._change(alert_id, actor, "reopen", apply, notify=None,
                             audit_after=None, also=_note_reason(actor, reason))
+
+
+def _assignable(con: sqlite3.Connection, login: str, tenant: str) -> bool:
+    """An active user whose scope holds the tenant (or every tenant: a platform admin)."""
+    return con.execute(
+        "SELECT 1 FROM users u JOIN user_tenants t ON t.login = u.login WHERE u.login = ? "
+        "AND u.status = 'active' AND t.tenant IN (?, ?) LIMIT 1",
+        (login, tenant, ALL_TENANTS)).fetchone() is not None
 
 
 def _note_reason(actor: Actor, reason: str

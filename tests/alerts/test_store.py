@@ -15,7 +15,7 @@ from alerts.kit import T0, TENANTS_YAML, UNUSED_MAIL_YAML, Clock, load, make_ale
 from collector.config.models import SlaConfig
 from sinks.alerts.db import Database
 from sinks.alerts.migrations import MIGRATIONS
-from sinks.alerts.model import Actor, AlertFilter, Conflict, NotFound
+from sinks.alerts.model import Actor, AlertFilter, Conflict, InvalidChange, NotFound
 from sinks.alerts.store import AlertStore
 
 ANALYST = Actor("ana", frozenset({"acme"}), "192.0.2.10")
@@ -29,7 +29,7 @@ def test_migrations_apply_once_in_order_and_use_wal(tmp_path: Path) -> None:
     con = sqlite3.connect(tmp_path / "alerts.db")
     assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     rows = con.execute("SELECT version, name FROM schema_migrations ORDER BY version").fetchall()
-    assert [r[0] for r in rows] == [1, 2]
+    assert [r[0] for r in rows] == [v for v, _, _ in MIGRATIONS]
     assert (tmp_path / "alerts.db").stat().st_mode & 0o077 == 0
 
 
@@ -104,6 +104,13 @@ def test_lifecycle_and_audit_trail(tmp_path: Path) -> None:
     clock.advance(minutes=5)
     change = store.escalate(alert_id, ANALYST, "L2", "lateral movement suspected")
     assert change.after["status"] == "escalated" and change.before["status"] == "acknowledged"
+    with pytest.raises(InvalidChange, match="no active user 'bob' in tenant 'acme'"):
+        store.assign(alert_id, ANALYST, "bob")
+    with store.db.transaction() as con:  # bob: an active analyst of acme
+        con.execute("INSERT INTO users (login, display_name, email, role, status, totp_secret, "
+                    "created_at, created_by, failed_logins) VALUES ('bob', 'Bob', "
+                    "'b@example.com', 'soc_l1', 'active', 'x', '', 'test', 0)")
+        con.execute("INSERT INTO user_tenants (login, tenant) VALUES ('bob', 'acme')")
     store.assign(alert_id, ANALYST, "bob")
     store.add_note(alert_id, ANALYST, "confirmed with the client")
     clock.advance(minutes=30)

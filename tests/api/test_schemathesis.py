@@ -23,6 +23,7 @@ from schemathesis.checks import (
 )
 
 from collector.api.app import api_document, build_api_app
+from collector.auth.tokens import new_token
 from collector.auth.totp import current_code
 from collector.control import ControlServer
 from collector.telemetry import Telemetry
@@ -76,9 +77,13 @@ class Server:
         return self
 
     def token(self) -> str:
-        """A fresh admin API token per case: a generated logout may revoke the last one."""
-        token, _ = self.alerting.directory.issue_api_token(self.principal, "schemathesis",
-                                                           None, None)
+        """A fresh admin session per case: a generated logout or logout-all may revoke every
+        earlier one (and the tokens made from them)."""
+        directory = self.alerting.directory
+        user = directory.get("admin")
+        assert user is not None
+        token = new_token("vgs")
+        directory._issue(user, token, "session", None, directory.policy.session_ttl, None)
         return token
 
     def stop(self) -> None:

@@ -62,7 +62,7 @@ def test_login_needs_password_and_a_fresh_code(tmp_path: Path) -> None:
     assert directory.authenticate(token) == principal
 
 
-def test_failures_lock_the_account_for_a_while(tmp_path: Path) -> None:
+def test_failures_delay_the_address_for_a_while(tmp_path: Path) -> None:
     clock = Clock()
     directory = _directory(tmp_path, clock, max_failed_logins=3, lockout="15m")
     secret = _active(directory, clock)
@@ -76,7 +76,8 @@ def test_failures_lock_the_account_for_a_while(tmp_path: Path) -> None:
     directory.login("ana", PASSWORD, current_code(secret, clock()), None)
     records, _ = AlertStore(directory.db).audit(Actor("x", None), tenant="_platform")
     actions = [r["action"] for r in records]
-    assert actions.count("login_failed") == 4 and actions[-1] == "login"
+    assert actions.count("login_failed") == 4
+    assert actions[-2:] == ["login", "token_create"]
     assert PASSWORD not in str(records) and "wrong password!" not in str(records)
 
 
@@ -144,15 +145,27 @@ def test_tokens_expire_and_narrow_to_the_users_scope(tmp_path: Path) -> None:
     api_token, narrow = directory.issue_api_token(principal, "ci", dt.timedelta(days=365),
                                                   ["bravo"])
     assert narrow.tenants == frozenset({"bravo"})
-    assert narrow.expires_at == "2025-04-02T09:00:30.000000+00:00"  # capped at 30 days
+    assert narrow.expires_at == principal.expires_at  # never beyond the session's end
     with pytest.raises(AuthError, match="subset"):
         directory.issue_api_token(principal, "x", None, ["charlie"])
+    assert directory.authenticate(api_token) == narrow
+    other, _ = directory.issue_api_token(principal, "y", None, None)
+    directory.revoke(other)
+    assert directory.authenticate(other) is None
+    assert directory.authenticate(api_token) == narrow
     clock.advance(hours=8)
     assert directory.authenticate(session) is None
-    assert directory.authenticate(api_token) == narrow
-    assert directory.authenticate("vgs_not-a-token") is None
-    directory.revoke(api_token)
     assert directory.authenticate(api_token) is None
+    assert directory.authenticate("vgs_not-a-token") is None
+
+
+def test_api_tokens_are_capped_by_the_policy(tmp_path: Path) -> None:
+    clock = Clock()
+    directory = _directory(tmp_path, clock, session_ttl="60d", api_token_ttl="30d")
+    secret = _active(directory, clock, "lead", "soc_l3", ("acme", "bravo"))
+    _, principal = directory.login("lead", PASSWORD, current_code(secret, clock()), None)
+    _, token = directory.issue_api_token(principal, "ci", dt.timedelta(days=365), None)
+    assert token.expires_at == "2025-04-02T09:00:30.000000+00:00"  # capped at 30 days
 
 
 def test_review_lists_inactive_never_activated_and_multi_tenant(tmp_path: Path) -> None:
