@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from collector.events import MESSAGE, PARSE_ERROR, TIMESTAMP, Event
+from collector.events import MESSAGE, PARSE_ERROR, TIMESTAMP, Event, keep_original
 
 RESERVED_PREFIX = "vigil."
 MOVED_PREFIX = "payload."
@@ -49,11 +49,11 @@ def event_from_json_line(line: bytes, received_at: datetime) -> Event:
     try:
         value = orjson.loads(line)
     except orjson.JSONDecodeError as exc:
-        return unparsed_event(line.decode("utf-8", "replace"), received_at,
-                              f"invalid JSON: {exc}")
+        return keep_original(unparsed_event(line.decode("utf-8", "replace"), received_at,
+                                            f"invalid JSON: {exc}"), line)
     if not isinstance(value, dict):
-        return unparsed_event(line.decode("utf-8", "replace"), received_at,
-                              f"not a JSON object but {json_kind(value)}")
+        return keep_original(unparsed_event(line.decode("utf-8", "replace"), received_at,
+                                            f"not a JSON object but {json_kind(value)}"), line)
     return event_from_object(value, received_at)
 
 
