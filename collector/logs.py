@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -54,3 +56,26 @@ def configure_logging(level: str = "info", fmt: str = "logfmt") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+
+
+class RateLimitedLog:
+    """At most one line per cause per `interval` seconds (a flood of refused or idle clients
+    must not flood the log); each line says how many were held back since the last."""
+
+    def __init__(self, logger: logging.Logger, interval: float = 60.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.logger = logger
+        self.interval = interval
+        self.clock = clock
+        self._last: dict[str, float] = {}
+        self._held: dict[str, int] = {}
+
+    def log(self, level: int, cause: str, msg: str, **fields: Any) -> None:
+        now = self.clock()
+        last = self._last.get(cause)
+        if last is not None and now - last < self.interval:
+            self._held[cause] = self._held.get(cause, 0) + 1
+            return
+        self._last[cause] = now
+        held = self._held.pop(cause, 0)
+        self.logger.log(level, msg, extra={**fields, "cause": cause, "suppressed": held})

@@ -53,6 +53,11 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def _same_address(new: Any, old: Any) -> bool:
+    address = getattr(new, "address", None)
+    return address is not None and address == getattr(old, "address", None)
+
+
 class Daemon:
     """One Vigil process: sources -> queue -> worker -> sinks, plus the control listener."""
 
@@ -247,8 +252,8 @@ class Daemon:
         self.notifier.stopping()
         timeout = self.config.settings.limits.shutdown_timeout_seconds
         log.info("stopping: draining", extra={"pending_events": self.queue.pending()})
-        for source in self.sources.values():
-            await source.stop()
+        # Each stream source reads what its senders already sent (up to its drain deadline).
+        await asyncio.gather(*(source.stop() for source in self.sources.values()))
         self.queue.close()
         journal = self.queue if isinstance(self.queue, Journal) else None
         durable = journal is not None
@@ -322,6 +327,32 @@ class Daemon:
     async def _apply(self, new: VigilConfig) -> None:
         old = self.config
         settings = new.settings
+        # Listeners first: a port that cannot be bound fails the reload before anything changed.
+        bound, control = await self._bind(new)
+        try:
+            await self._apply_processing(new)
+        except BaseException:
+            for source_id, source in bound.items():
+                await self._unbind(source, self.sources.get(source_id))
+            if control is not None:
+                await control.stop()
+            raise
+        await self._commit_sources(new, bound)
+        if control is None and settings.control != old.settings.control:
+            control = self._control_server(settings.control.address)  # the same address
+            if self.control is not None:
+                await self.control.stop()
+            await control.start()
+        if control is not None:
+            previous, self.control = self.control, control
+            if previous is not None and previous is not control:
+                await previous.stop()
+        self.config = new
+
+    async def _apply_processing(self, new: VigilConfig) -> None:
+        """Bounds, pipelines, detection, sinks and alerting of a reload."""
+        old = self.config
+        settings = new.settings
         if self.setup_logging:
             configure_logging(settings.logging.level, settings.logging.format)
         if settings.queue.type != old.settings.queue.type:
@@ -373,22 +404,70 @@ class Daemon:
                     await sink.start()
                     self.sinks[sink_id] = sink
 
-        for source_id in list(self.sources):
-            if new.sources.get(source_id) != old.sources.get(source_id):
-                await self.sources.pop(source_id).stop()
-        for source_id, source_config in new.sources.items():
-            if source_id in self.sources:
-                self.sources[source_id].context.router = self._router(new, source_config)
-            else:
+    async def _bind(self, new: VigilConfig) -> tuple[dict[str, Source], ControlServer | None]:
+        """The first step of a reload: bind every listener the new configuration needs while
+        the running ones keep serving. A failure undoes what was bound and raises, so nothing
+        changed. Returns the new sources (bound, or ready to take over) and control server."""
+        old = self.config
+        bound: dict[str, Source] = {}
+        try:
+            for source_id, source_config in new.sources.items():
+                previous = self.sources.get(source_id)
+                if previous is not None and source_config == old.sources.get(source_id):
+                    continue
                 source = self._build_source(new, source_id, source_config)
-                await source.start()
-                self.sources[source_id] = source
+                if previous is not None and source.can_take_over(previous):
+                    await source.prepare_take_over(previous)
+                elif previous is None or not _same_address(source_config,
+                                                           old.sources.get(source_id)):
+                    await source.start()
+                bound[source_id] = source  # same address, no take-over: started at commit
+            control = None
+            if new.settings.control.address != old.settings.control.address:
+                control = self._control_server(new.settings.control.address)
+                await control.start()
+        except BaseException:
+            for source_id, source in bound.items():
+                await self._unbind(source, self.sources.get(source_id))
+            raise
+        return bound, control
 
-        if settings.control != old.settings.control and self.control is not None:
-            await self.control.stop()
-            self.control = self._control_server(settings.control.address)
-            await self.control.start()
-        self.config = new
+    async def _unbind(self, source: Source, previous: Source | None) -> None:
+        if previous is not None and source.can_take_over(previous):
+            source.abort_take_over()
+        elif source.running():
+            await source.stop()
+
+    async def _commit_sources(self, new: VigilConfig, bound: dict[str, Source]) -> None:
+        """Swap sources once everything is bound: removed ones drain and stop, changed stream
+        sources take over their predecessor's connections, the rest stop then start."""
+        old = self.config
+        removed = [sid for sid in self.sources if sid not in new.sources]
+        await asyncio.gather(*(self.sources.pop(sid).stop() for sid in removed))
+        for source_id, source in bound.items():
+            previous = self.sources.get(source_id)
+            if previous is None:
+                self.sources[source_id] = source
+            elif source.can_take_over(previous):
+                source.take_over(previous)
+                self.sources[source_id] = source
+            elif source.running():  # a new address, bound already
+                self.sources[source_id] = source
+                await previous.stop()
+            else:  # the same address: the old one must let go of it first
+                await previous.stop()
+                try:
+                    await source.start()
+                except BaseException:
+                    # Serve on with the old settings; the reload reports the failure.
+                    restored = self._build_source(old, source_id, old.sources[source_id])
+                    await restored.start()
+                    self.sources[source_id] = restored
+                    raise
+                self.sources[source_id] = source
+        for source_id, source_config in new.sources.items():
+            if source_id not in bound:
+                self.sources[source_id].context.router = self._router(new, source_config)
 
     def _control_server(self, address: str) -> ControlServer:
         """The control listener with /api/v1 (an aiohttp sub-app is single-use: built anew)."""
@@ -400,13 +479,18 @@ class Daemon:
     # -- health -------------------------------------------------------------------------
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
-        ready = self.started.is_set() and not self.stopping
+        """Ready once started, not stopping, and every configured source is running."""
+        not_running = [sid for sid in self.config.sources
+                       if sid not in self.sources or not self.sources[sid].running()]
+        ready = self.started.is_set() and not self.stopping and not not_running
         detail = {
+            "not_running": not_running,
             "queue": (self.queue.health() if isinstance(self.queue, Journal) else
                       {"type": "memory", "pending_events": self.queue.pending(),
                        "capacity_events": self.queue.max_events,
                        "backpressure": self.queue.over_bound()}),
-            "sources": {sid: {**s.health(), "held_events": s.context.held_events}
+            "sources": {sid: {**s.health(), "running": s.running(),
+                              "held_events": s.context.held_events}
                         for sid, s in self.sources.items()},
             "sinks": {sid: s.health() for sid, s in self.sinks.items()},
             "detection": self.detection.health() if self.detection is not None else None,

@@ -197,5 +197,30 @@ class Source(ABC):
         """Detail for /readyz."""
         return {}
 
+    def running(self) -> bool:
+        """False once the source stopped receiving (for /readyz). A source serving through a
+        `TcpListener` (its `listener`) runs while that listener accepts; others once started."""
+        if not hasattr(self, "listener"):
+            return True
+        listener = self.listener
+        return listener is not None and bool(listener.serving())
+
+    def can_take_over(self, previous: Source) -> bool:
+        """Whether a reload may hand `previous` (the running instance of this source id) over
+        to this one with `prepare_take_over` / `take_over` instead of stop and start."""
+        return False
+
+    async def prepare_take_over(self, previous: Source) -> None:
+        """Bind what this instance needs beyond what `previous` holds; raise if it cannot."""
+        raise NotImplementedError
+
+    def abort_take_over(self) -> None:
+        """Undo `prepare_take_over` (another part of the reload failed)."""
+        raise NotImplementedError
+
+    def take_over(self, previous: Source) -> None:
+        """Adopt `previous`'s sockets and connections; `previous` is not stopped after."""
+        raise NotImplementedError
+
     def maintain(self) -> None:  # noqa: B027 - optional hook, most sources need none
         """Housekeeping from the daemon's tick (cheap: e.g. one `stat` per watched file)."""
