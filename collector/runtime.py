@@ -243,7 +243,9 @@ class Daemon:
             await self.alerting.tick()
         pending = self.queue.pending()
         self.telemetry.queue_events.set(pending)
-        self.telemetry.backpressure.set(1 if self.queue.over_bound() else 0)
+        held_back = self.queue.over_bound() or (isinstance(self.queue, Journal)
+                                                and bool(self.queue.held_back()))
+        self.telemetry.backpressure.set(1 if held_back else 0)
         self.notifier.watchdog(time.monotonic())
 
     async def shutdown(self) -> int:

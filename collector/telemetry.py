@@ -82,7 +82,9 @@ class Telemetry:
             "vigil_queue_capacity_events", "Queue bound above which sources get backpressure",
             registry=r)
         self.backpressure = Gauge(
-            "vigil_queue_backpressure", "1 while the queue is over its bound", registry=r)
+            "vigil_queue_backpressure",
+            "1 while sources are held back (the queue or a tenant partition over its bound)",
+            registry=r)
         self.journal_appended_events = Counter(
             "vigil_journal_appended_events", "Events appended to the journal", ["partition"],
             registry=r)

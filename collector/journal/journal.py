@@ -269,6 +269,10 @@ class Journal(BackgroundRounds):
         return p is not None and (p.pending() >= self.partition_max_events
                                   or p.disk_bytes() >= self.partition_max_bytes)
 
+    def held_back(self) -> list[str]:
+        """The partitions whose sources are held back now (their own bound or the total)."""
+        return [name for name in self._partitions if self.over_bound(name)]
+
     def _under_resume(self, partition: str | None) -> bool:
         ratio = self.resume_ratio
         if self._failing is not None or self.pending() > self.max_events * ratio \
@@ -373,12 +377,15 @@ class Journal(BackgroundRounds):
         """Detail for /readyz: bounds, backpressure, failures, fsync timings, per partition."""
         self._update_gauges()
         rounds = self.fsync_rounds
+        held_back = self.held_back()
         return {
             "type": "journal", "path": str(self.directory), "epoch": self.epoch,
             "fsync": self.config.fsync_mode(),
             "pending_events": self.pending(), "capacity_events": self.max_events,
             "disk_bytes": self.disk_bytes(), "capacity_bytes": self.max_bytes,
-            "backpressure": self.over_bound(),
+            # True when any source is held back: the whole journal or a tenant at its bound.
+            "backpressure": self.over_bound() or bool(held_back),
+            "backpressure_partitions": held_back,
             "failing": str(self._failing) if self._failing is not None else None,
             "fsync_ms": {"rounds": rounds,
                          "last": round(self.fsync_seconds_last * 1000, 3),

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from abc import abstractmethod
+from collections import deque
 from typing import Any, cast
 
 from pydantic import Field
@@ -38,6 +39,12 @@ log = logging.getLogger(__name__)
 # everything it had sent before the stop.
 DRAIN_QUIET_SECONDS = 0.3
 DRAIN_POLL_SECONDS = 0.05
+# When a bound has room again, paused connections resume this many at a time, in the order they
+# paused, a short step apart while room remains: resuming all at once lets every connection
+# refill from its kernel buffer in the same instant (the bound is overshot by connections x one
+# read, other sources of the tenant find it full again, and the loop stalls on that burst).
+RESUME_BATCH = 4
+RESUME_STEP_SECONDS = 0.002
 
 
 class StreamSourceConfig(SourceConfig):
@@ -73,6 +80,8 @@ class StreamSource(Source):
         self.connections: set[StreamProtocol] = set()
         self.listener: TcpListener | None = None
         self.notes = RateLimitedLog(log)
+        # Paused connections per bound (a tenant id, "" for the whole queue), oldest first.
+        self.waiting: dict[str, deque[StreamProtocol]] = {}
 
     @abstractmethod
     def new_decoder(self) -> FrameDecoder:
@@ -209,6 +218,34 @@ class StreamSource(Source):
             "source": self.context.source_id, "connections": drained - len(cut),
             "seconds": round(loop.time() - started, 3)})
 
+    # -- backpressure: resume paused connections a few at a time, round robin ---------------
+
+    def wait_for_capacity(self, connection: StreamProtocol, reason: str) -> None:
+        waiting = self.waiting.get(reason)
+        if waiting is None:
+            waiting = self.waiting[reason] = deque()
+            self.context.when_capacity(lambda: self._resume_next(reason), reason)
+        waiting.append(connection)
+
+    def _resume_next(self, reason: str) -> None:
+        waiting = self.waiting.get(reason)
+        if not waiting:
+            self.waiting.pop(reason, None)
+            return
+        if self.context.queue.over_bound(reason or None):
+            self.context.when_capacity(lambda: self._resume_next(reason), reason)
+            return
+        resumed = 0
+        while waiting and resumed < RESUME_BATCH:
+            connection = waiting.popleft()
+            if connection.paused and not connection.closed:
+                connection.resume()
+                resumed += 1
+        if waiting:
+            asyncio.get_running_loop().call_later(RESUME_STEP_SECONDS, self._resume_next, reason)
+        else:
+            del self.waiting[reason]
+
     def health(self) -> dict[str, Any]:
         return {"address": self.bound_address(), "running": self.running(),
                 "tls": self.config.tls is not None,
@@ -316,9 +353,9 @@ class StreamProtocol(asyncio.Protocol):
         assert self.transport is not None
         self.paused = True
         self.transport.pause_reading()
-        self.context.when_capacity(self._resume, reason)
+        self.source.wait_for_capacity(self, reason)
 
-    def _resume(self) -> None:
+    def resume(self) -> None:
         self.paused = False
         if self.transport is not None and not self.transport.is_closing():
             self.transport.resume_reading()
