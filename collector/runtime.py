@@ -30,6 +30,7 @@ from collector.registry import resolve
 from collector.replay import DeadLetterReplayer
 from collector.routing import TenantRouter
 from collector.sources.base import Source, SourceContext
+from collector.sources.swap import SourceSwap
 from collector.systemd import SystemdNotifier
 from collector.telemetry import Telemetry
 from collector.worker import Worker
@@ -51,11 +52,6 @@ DEFAULT_ALERT_STORE_SINK = "_alert_store"
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-def _same_address(new: Any, old: Any) -> bool:
-    address = getattr(new, "address", None)
-    return address is not None and address == getattr(old, "address", None)
 
 
 class Daemon:
@@ -330,25 +326,29 @@ class Daemon:
         old = self.config
         settings = new.settings
         # Listeners first: a port that cannot be bound fails the reload before anything changed.
-        bound, control = await self._bind(new)
+        swap = SourceSwap(self.sources, old, new, self._build_source, self._router)
+        await swap.bind()
+        control = None
         try:
+            if settings.control.address != old.settings.control.address:
+                control = self._control_server(settings.control.address)
+                await control.start()
             await self._apply_processing(new)
         except BaseException:
-            for source_id, source in bound.items():
-                await self._unbind(source, self.sources.get(source_id))
+            await swap.unbind()
             if control is not None:
                 await control.stop()
             raise
-        await self._commit_sources(new, bound)
-        if control is None and settings.control != old.settings.control:
-            control = self._control_server(settings.control.address)  # the same address
+        await swap.commit()
+        if control is not None:  # bound on its new address already
+            previous, self.control = self.control, control
+            if previous is not None:
+                await previous.stop()
+        elif settings.control != old.settings.control:  # the same address: stop, then start
             if self.control is not None:
                 await self.control.stop()
-            await control.start()
-        if control is not None:
-            previous, self.control = self.control, control
-            if previous is not None and previous is not control:
-                await previous.stop()
+            self.control = self._control_server(settings.control.address)
+            await self.control.start()
         self.config = new
 
     async def _apply_processing(self, new: VigilConfig) -> None:
@@ -405,71 +405,6 @@ class Daemon:
                     sink = self._build_sink(sink_id, sink_config)
                     await sink.start()
                     self.sinks[sink_id] = sink
-
-    async def _bind(self, new: VigilConfig) -> tuple[dict[str, Source], ControlServer | None]:
-        """The first step of a reload: bind every listener the new configuration needs while
-        the running ones keep serving. A failure undoes what was bound and raises, so nothing
-        changed. Returns the new sources (bound, or ready to take over) and control server."""
-        old = self.config
-        bound: dict[str, Source] = {}
-        try:
-            for source_id, source_config in new.sources.items():
-                previous = self.sources.get(source_id)
-                if previous is not None and source_config == old.sources.get(source_id):
-                    continue
-                source = self._build_source(new, source_id, source_config)
-                if previous is not None and source.can_take_over(previous):
-                    await source.prepare_take_over(previous)
-                elif previous is None or not _same_address(source_config,
-                                                           old.sources.get(source_id)):
-                    await source.start()
-                bound[source_id] = source  # same address, no take-over: started at commit
-            control = None
-            if new.settings.control.address != old.settings.control.address:
-                control = self._control_server(new.settings.control.address)
-                await control.start()
-        except BaseException:
-            for source_id, source in bound.items():
-                await self._unbind(source, self.sources.get(source_id))
-            raise
-        return bound, control
-
-    async def _unbind(self, source: Source, previous: Source | None) -> None:
-        if previous is not None and source.can_take_over(previous):
-            source.abort_take_over()
-        elif source.running():
-            await source.stop()
-
-    async def _commit_sources(self, new: VigilConfig, bound: dict[str, Source]) -> None:
-        """Swap sources once everything is bound: removed ones drain and stop, changed stream
-        sources take over their predecessor's connections, the rest stop then start."""
-        old = self.config
-        removed = [sid for sid in self.sources if sid not in new.sources]
-        await asyncio.gather(*(self.sources.pop(sid).stop() for sid in removed))
-        for source_id, source in bound.items():
-            previous = self.sources.get(source_id)
-            if previous is None:
-                self.sources[source_id] = source
-            elif source.can_take_over(previous):
-                source.take_over(previous)
-                self.sources[source_id] = source
-            elif source.running():  # a new address, bound already
-                self.sources[source_id] = source
-                await previous.stop()
-            else:  # the same address: the old one must let go of it first
-                await previous.stop()
-                try:
-                    await source.start()
-                except BaseException:
-                    # Serve on with the old settings; the reload reports the failure.
-                    restored = self._build_source(old, source_id, old.sources[source_id])
-                    await restored.start()
-                    self.sources[source_id] = restored
-                    raise
-                self.sources[source_id] = source
-        for source_id, source_config in new.sources.items():
-            if source_id not in bound:
-                self.sources[source_id].context.router = self._router(new, source_config)
 
     def _control_server(self, address: str) -> ControlServer:
         """The control listener with /api/v1 (an aiohttp sub-app is single-use: built anew)."""

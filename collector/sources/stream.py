@@ -169,6 +169,11 @@ class StreamSource(Source):
         self.connections |= previous.connections
         previous.connections = set()
         previous.listener = None
+        # Events the journal refused before the reload go first, as they would have.
+        held = previous.context
+        self.context.held[:0] = held.held
+        self.context.held_events += held.held_events
+        held.held, held.held_events = [], 0
         log.info("listening", extra={"source": self.context.source_id,
                                      "address": self.bound_address(),
                                      "tls": self.config.tls is not None,
