@@ -7,6 +7,7 @@ from __future__ import annotations
 import signal
 import socket
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -119,3 +120,30 @@ def test_sighup_changing_a_tcp_source_loses_nothing(tmp_path: Path) -> None:
     finally:
         daemon.kill()
     assert lake_count(tmp_path / "data") == total
+
+
+def test_a_sender_that_never_stops_is_cut_at_the_drain_deadline(tmp_path: Path) -> None:
+    write_conf(tmp_path / "conf.d", paused_config(drain_timeout_seconds=1))
+    daemon = VigilProcess(tmp_path / "conf.d", tmp_path / "data").start()
+    stop = threading.Event()
+    try:
+        sock = socket.create_connection(daemon.source_address("syslog_tcp"))
+
+        def flood() -> None:
+            try:
+                while not stop.is_set():
+                    sock.sendall(LINE * 1000)
+            except OSError:
+                pass
+
+        threading.Thread(target=flood, daemon=True).start()
+        wait_for(lambda: daemon.readyz()[1]["sources"]["syslog_tcp"]["paused_connections"],
+                 message="the sender paused")
+        started = time.monotonic()
+        assert daemon.stop(timeout=40) == 0
+        assert time.monotonic() - started < 1 + 10  # the deadline, plus the rest of the stop
+        assert "drain deadline reached: connections closed with data unread" in daemon.log()
+    finally:
+        stop.set()
+        daemon.kill()
+        sock.close()
