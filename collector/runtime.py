@@ -30,6 +30,7 @@ from collector.registry import resolve
 from collector.replay import DeadLetterReplayer
 from collector.routing import TenantRouter
 from collector.sources.base import Source, SourceContext
+from collector.sources.shares import SourceShares
 from collector.sources.swap import SourceSwap
 from collector.systemd import SystemdNotifier
 from collector.telemetry import Telemetry
@@ -73,6 +74,8 @@ class Daemon:
         # A journal is recovered here (torn tails cut, damage counted): start never blocks on it.
         self.queue = open_queue(self.config.settings, self.data_dir, self.telemetry)
         self.telemetry.queue_capacity.set(self.queue.max_events)
+        # A tenant's bound shared fairly among the sources that write to it.
+        self.shares = SourceShares(self.queue) if isinstance(self.queue, Journal) else None
         self.sources: dict[str, Source] = {}
         self.sinks: dict[str, Sink] = {}
         self.pipelines = self._build_pipelines(self.config)
@@ -117,6 +120,7 @@ class Daemon:
             self.telemetry.component(source_id, "source", source_config.type),
             self._router(config, source_config), self.clock, data_dir=self.data_dir,
             conf_dir=self.conf_dir)
+        context.shares = self.shares
         source: Source = cls(context)
         return source
 

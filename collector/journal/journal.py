@@ -67,7 +67,8 @@ class Journal(BackgroundRounds):
         self.epoch = ""
         self._partitions: dict[str, Partition] = {}
         self._order: deque[str] = deque()
-        self._listeners: list[tuple[str | None, Callable[[], None]]] = []
+        self._listeners: list[tuple[str | None, Callable[[], None],
+                                    Callable[[], bool] | None]] = []
         self._closed = False
         self._stopping = False
         self._stopped = False
@@ -283,21 +284,22 @@ class Journal(BackgroundRounds):
                              and p.disk_bytes() <= self.partition_max_bytes * ratio)
 
     def add_capacity_listener(self, callback: Callable[[], None],
-                              partition: str | None = None) -> None:
+                              partition: str | None = None,
+                              until: Callable[[], bool] | None = None) -> None:
         """Call `callback` once when the journal (or `partition`) is back under its bound and
-        writes work again."""
-        self._listeners.append((partition, callback))
+        writes work again (and `until()` holds: a source's own share, say)."""
+        self._listeners.append((partition, callback, until))
         self._notify_capacity()
 
     def _notify_capacity(self) -> None:
         if not self._listeners:
             return
         waiting, self._listeners = self._listeners, []
-        for partition, callback in waiting:
-            if self._under_resume(partition):
+        for partition, callback, until in waiting:
+            if self._under_resume(partition) and (until is None or until()):
                 callback()
             else:
-                self._listeners.append((partition, callback))
+                self._listeners.append((partition, callback, until))
 
     def pending(self, partition: str | None = None) -> int:
         """Events appended but not yet acknowledged (in total, or of one partition)."""

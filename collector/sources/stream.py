@@ -237,7 +237,7 @@ class StreamSource(Source):
         if not waiting:
             self.waiting.pop(reason, None)
             return
-        if self.context.queue.over_bound(reason or None):
+        if self.context.held_back(reason):
             self.context.when_capacity(lambda: self._resume_next(reason), reason)
             return
         resumed = 0
