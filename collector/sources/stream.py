@@ -285,6 +285,7 @@ class StreamProtocol(asyncio.Protocol):
         (the frame decoder keeps its state, so a message split across the reload is whole)."""
         self.source = source
         self.context = source.context
+        self.tenant = self.context.router.tenant_of_peer(self.peer) or ""
         self.idle_timeout = source.config.idle_timeout_seconds
         if self._idle_handle is not None:
             self._idle_handle.cancel()
