@@ -45,3 +45,20 @@ def test_invalid_utf8_keeps_the_original_bytes(tmp_path: Path) -> None:
     assert syslog["message"] == "caf\ufffd \ufffd\ufffd broken"  # still readable
     fine = next(r for r in rows if r["message"] == "café fine")
     assert fine.get("event.original_base64") is None  # valid UTF-8 costs nothing extra
+
+
+def test_pulled_sources_keep_the_original_bytes_too() -> None:
+    from datetime import UTC, datetime
+
+    from collector.sources.aws.objects import RecordDecoder
+    from collector.sources.gcp.decoding import event_from_data
+
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    for fmt in ("auto", "json", "text"):
+        event = event_from_data(TEXT_LINE, fmt, now)
+        assert event["event.original_base64"] == base64.b64encode(TEXT_LINE).decode(), fmt
+    assert "event.original_base64" not in event_from_data(b"fine text", "text", now)
+    decoder = RecordDecoder("lines", now, 1 << 20)
+    events = decoder.feed(TEXT_LINE + b"\nfine\n") + decoder.finish()
+    assert [e.get("event.original_base64") for e in events] == \
+        [base64.b64encode(TEXT_LINE).decode(), None]
