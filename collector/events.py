@@ -7,6 +7,7 @@ with the offsets it covers, so acknowledgement can follow it through every stage
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -27,6 +28,8 @@ SOURCE_FAILURE = "vigil.source_failure"
 
 TIMESTAMP = "@timestamp"
 MESSAGE = "message"
+# The bytes a sender sent, base64, when they are not UTF-8 (the text fields hold U+FFFD).
+ORIGINAL_BASE64 = "event.original_base64"
 
 
 # Batch kinds: what a batch holds, so each sink takes only what it stores.
@@ -52,6 +55,24 @@ class Batch:
 
     def __len__(self) -> int:
         return len(self.events)
+
+
+def decode_text(data: bytes | bytearray) -> tuple[str, str | None]:
+    """Bytes from a sender as text, and when they are not valid UTF-8 (decoded with U+FFFD),
+    the original bytes as base64 for `ORIGINAL_BASE64`, so nothing is lost for forensics."""
+    try:
+        return data.decode("utf-8"), None
+    except UnicodeDecodeError:
+        return data.decode("utf-8", "replace"), base64.b64encode(data).decode("ascii")
+
+
+def keep_original(event: Event, data: bytes | bytearray) -> Event:
+    """`event` with `ORIGINAL_BASE64` set when `data`, the bytes it came from, is not UTF-8."""
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        event[ORIGINAL_BASE64] = base64.b64encode(data).decode("ascii")
+    return event
 
 
 def as_datetime(value: Any) -> datetime | None:

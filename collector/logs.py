@@ -58,24 +58,24 @@ def configure_logging(level: str = "info", fmt: str = "logfmt") -> None:
     root.setLevel(level.upper())
 
 
-class LogThrottle:
-    """At most one log line per cause every `interval` seconds, for causes a client can
-    repeat at will (refused connections, read timeouts): `ready(cause)` says whether to log
-    now and how many lines of that cause were skipped since the last one."""
+class RateLimitedLog:
+    """At most one line per cause per `interval` seconds (a flood of refused or idle clients
+    must not flood the log); each line says how many were held back since the last."""
 
-    def __init__(self, interval: float = 60.0,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, logger: logging.Logger, interval: float = 60.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.logger = logger
         self.interval = interval
-        self.monotonic = monotonic
+        self.clock = clock
         self._last: dict[str, float] = {}
-        self._skipped: dict[str, int] = {}
+        self._held: dict[str, int] = {}
 
-    def ready(self, cause: str) -> int | None:
-        """None: skip this line; else log it, with the returned count of skipped ones."""
-        now = self.monotonic()
+    def log(self, level: int, cause: str, msg: str, **fields: Any) -> None:
+        now = self.clock()
         last = self._last.get(cause)
         if last is not None and now - last < self.interval:
-            self._skipped[cause] = self._skipped.get(cause, 0) + 1
-            return None
+            self._held[cause] = self._held.get(cause, 0) + 1
+            return
         self._last[cause] = now
-        return self._skipped.pop(cause, 0)
+        held = self._held.pop(cause, 0)
+        self.logger.log(level, msg, extra={**fields, "cause": cause, "suppressed": held})

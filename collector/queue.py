@@ -40,8 +40,10 @@ class EventQueue(Protocol):
         `partition`, that tenant's share (one flooding tenant is held back alone)."""
 
     def add_capacity_listener(self, callback: Callable[[], None],
-                              partition: str | None = None) -> None:
-        """Call `callback` once when the queue (or `partition`) drops back under its bound."""
+                              partition: str | None = None,
+                              until: Callable[[], bool] | None = None) -> None:
+        """Call `callback` once when the queue (or `partition`) drops back under its bound and
+        `until()`, when given, holds."""
 
     def pending(self) -> int:
         """Events appended but not yet acknowledged."""
@@ -66,7 +68,7 @@ class MemoryQueue:
         self._queued_count = 0
         self._in_flight = 0
         self._wakeup = asyncio.Event()
-        self._listeners: list[Callable[[], None]] = []
+        self._listeners: list[tuple[Callable[[], None], Callable[[], bool] | None]] = []
         self._closed = False
 
     def append(self, partition: str, events: list[Event]) -> int:
@@ -138,15 +140,19 @@ class MemoryQueue:
         self._notify_capacity()
 
     def add_capacity_listener(self, callback: Callable[[], None],
-                              partition: str | None = None) -> None:
-        self._listeners.append(callback)
+                              partition: str | None = None,
+                              until: Callable[[], bool] | None = None) -> None:
+        self._listeners.append((callback, until))
         self._notify_capacity()
 
     def _notify_capacity(self) -> None:
         if self._listeners and self.pending() <= self._resume_at:
             listeners, self._listeners = self._listeners, []
-            for callback in listeners:
-                callback()
+            for callback, until in listeners:
+                if until is None or until():
+                    callback()
+                else:
+                    self._listeners.append((callback, until))
 
     def pending(self) -> int:
         return self._queued_count + self._in_flight

@@ -30,6 +30,8 @@ from collector.registry import resolve
 from collector.replay import DeadLetterReplayer
 from collector.routing import TenantRouter
 from collector.sources.base import Source, SourceContext
+from collector.sources.shares import SourceShares
+from collector.sources.swap import SourceSwap
 from collector.systemd import SystemdNotifier
 from collector.telemetry import Telemetry
 from collector.worker import Worker
@@ -72,6 +74,8 @@ class Daemon:
         # A journal is recovered here (torn tails cut, damage counted): start never blocks on it.
         self.queue = open_queue(self.config.settings, self.data_dir, self.telemetry)
         self.telemetry.queue_capacity.set(self.queue.max_events)
+        # A tenant's bound shared fairly among the sources that write to it.
+        self.shares = SourceShares(self.queue) if isinstance(self.queue, Journal) else None
         self.sources: dict[str, Source] = {}
         self.sinks: dict[str, Sink] = {}
         self.pipelines = self._build_pipelines(self.config)
@@ -117,6 +121,7 @@ class Daemon:
             self.telemetry.component(source_id, "source", source_config.type),
             self._router(config, source_config), self.clock, data_dir=self.data_dir,
             conf_dir=self.conf_dir)
+        context.shares = self.shares
         source: Source = cls(context)
         return source
 
@@ -249,7 +254,9 @@ class Daemon:
             await self.alerting.tick()
         pending = self.queue.pending()
         self.telemetry.queue_events.set(pending)
-        self.telemetry.backpressure.set(1 if self.queue.over_bound() else 0)
+        held_back = self.queue.over_bound() or (isinstance(self.queue, Journal)
+                                                and bool(self.queue.held_back()))
+        self.telemetry.backpressure.set(1 if held_back else 0)
         self.notifier.watchdog(time.monotonic())
 
     async def shutdown(self) -> int:
@@ -258,8 +265,8 @@ class Daemon:
         self.notifier.stopping()
         timeout = self.config.settings.limits.shutdown_timeout_seconds
         log.info("stopping: draining", extra={"pending_events": self.queue.pending()})
-        for source in self.sources.values():
-            await source.stop()
+        # Each stream source reads what its senders already sent (up to its drain deadline).
+        await asyncio.gather(*(source.stop() for source in self.sources.values()))
         self.queue.close()
         journal = self.queue if isinstance(self.queue, Journal) else None
         durable = journal is not None
@@ -333,6 +340,36 @@ class Daemon:
     async def _apply(self, new: VigilConfig) -> None:
         old = self.config
         settings = new.settings
+        # Listeners first: a port that cannot be bound fails the reload before anything changed.
+        swap = SourceSwap(self.sources, old, new, self._build_source, self._router)
+        await swap.bind()
+        control = None
+        try:
+            if _listeners(settings.control) != _listeners(old.settings.control):
+                control = self._control_server(settings.control)
+                await control.start()
+            await self._apply_processing(new)
+        except BaseException:
+            await swap.unbind()
+            if control is not None:
+                await control.stop()
+            raise
+        await swap.commit()
+        if control is not None:  # bound on its new address already
+            previous, self.control = self.control, control
+            if previous is not None:
+                await previous.stop()
+        elif settings.control != old.settings.control:  # the same address: stop, then start
+            if self.control is not None:
+                await self.control.stop()
+            self.control = self._control_server(settings.control)
+            await self.control.start()
+        self.config = new
+
+    async def _apply_processing(self, new: VigilConfig) -> None:
+        """Bounds, pipelines, detection, sinks and alerting of a reload."""
+        old = self.config
+        settings = new.settings
         if self.setup_logging:
             configure_logging(settings.logging.level, settings.logging.format)
         if settings.queue.type != old.settings.queue.type:
@@ -384,23 +421,6 @@ class Daemon:
                     await sink.start()
                     self.sinks[sink_id] = sink
 
-        for source_id in list(self.sources):
-            if new.sources.get(source_id) != old.sources.get(source_id):
-                await self.sources.pop(source_id).stop()
-        for source_id, source_config in new.sources.items():
-            if source_id in self.sources:
-                self.sources[source_id].context.router = self._router(new, source_config)
-            else:
-                source = self._build_source(new, source_id, source_config)
-                await source.start()
-                self.sources[source_id] = source
-
-        if settings.control != old.settings.control and self.control is not None:
-            await self.control.stop()
-            self.control = self._control_server(settings.control)
-            await self.control.start()
-        self.config = new
-
     def _control_server(self, settings: ControlConfig) -> ControlServer:
         """The control listener with /api/v1 (an aiohttp sub-app is single-use: built anew)."""
         from collector.api.app import build_api_app
@@ -412,21 +432,31 @@ class Daemon:
     # -- health -------------------------------------------------------------------------
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
+        """Ready once started, not stopping, every configured source running, and no writer
+        waiting for the disk (sources are paused or answer 503 meanwhile)."""
         failing = dict(self.telemetry.storage.failing())
         journal_error = self.queue.failing if isinstance(self.queue, Journal) else None
         if journal_error is not None:
             failing["journal"] = type(journal_error).__name__
-        # Not ready while a writer waits for the disk: sources are paused or answer 503.
-        ready = self.started.is_set() and not self.stopping and not failing
+        not_running = [sid for sid in self.config.sources
+                       if sid not in self.sources or not self.sources[sid].running()]
+        ready = self.started.is_set() and not self.stopping and not failing and not not_running
         detail = {
+            "not_running": not_running,
             "storage": {"failing": failing},
             "queue": (self.queue.health() if isinstance(self.queue, Journal) else
                       {"type": "memory", "pending_events": self.queue.pending(),
                        "capacity_events": self.queue.max_events,
                        "backpressure": self.queue.over_bound()}),
-            "sources": {sid: {**s.health(), "held_events": s.context.held_events}
+            "sources": {sid: {**s.health(), "running": s.running(),
+                              "held_events": s.context.held_events}
                         for sid, s in self.sources.items()},
             "sinks": {sid: s.health() for sid, s in self.sinks.items()},
             "detection": self.detection.health() if self.detection is not None else None,
         }
         return ready, detail
+
+
+def _listeners(control: ControlConfig) -> tuple[str, str | None]:
+    """The addresses the control listener binds (a change is bound before the old one stops)."""
+    return control.address, control.operator_address

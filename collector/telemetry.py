@@ -61,6 +61,13 @@ class Telemetry:
         self.connections = Gauge(
             "vigil_component_open_connections", "Open client connections of a source",
             _COMPONENT, registry=r)
+        self.closed_connections = Counter(
+            "vigil_component_closed_connections", "Connections a source closed on its own "
+            "(idle, idle_evicted to make room, drain_deadline at stop)",
+            [*_COMPONENT, "reason"], registry=r)
+        self.drain_cut_bytes = Counter(
+            "vigil_component_drain_cut_bytes", "Bytes still unread in connections the drain "
+            "deadline closed at stop or reload", _COMPONENT, registry=r)
         self.quarantined_events = Counter(
             "vigil_component_quarantined_events", "Events a source could route to no tenant "
             "(kept under tenant=_quarantine)", _COMPONENT, registry=r)
@@ -90,7 +97,9 @@ class Telemetry:
             "vigil_queue_capacity_events", "Queue bound above which sources get backpressure",
             registry=r)
         self.backpressure = Gauge(
-            "vigil_queue_backpressure", "1 while the queue is over its bound", registry=r)
+            "vigil_queue_backpressure",
+            "1 while sources are held back (the queue or a tenant partition over its bound)",
+            registry=r)
         self.journal_appended_events = Counter(
             "vigil_journal_appended_events", "Events appended to the journal", ["partition"],
             registry=r)
@@ -333,3 +342,10 @@ class ComponentTelemetry:
 
     def connection_closed(self) -> None:
         self._connections.dec()
+
+    def connection_ended(self, reason: str, n: int = 1) -> None:
+        """Connections the source closed itself: `idle`, `idle_evicted`, `drain_deadline`."""
+        self._t.closed_connections.labels(*self.labels, reason).inc(n)
+
+    def drain_cut(self, unread_bytes: int) -> None:
+        self._t.drain_cut_bytes.labels(*self.labels).inc(unread_bytes)

@@ -67,7 +67,8 @@ class Journal(BackgroundRounds):
         self.epoch = ""
         self._partitions: dict[str, Partition] = {}
         self._order: deque[str] = deque()
-        self._listeners: list[tuple[str | None, Callable[[], None]]] = []
+        self._listeners: list[tuple[str | None, Callable[[], None],
+                                    Callable[[], bool] | None]] = []
         self._closed = False
         self._stopping = False
         self._stopped = False
@@ -313,6 +314,10 @@ class Journal(BackgroundRounds):
         return p is not None and (p.pending() >= self.partition_max_events
                                   or p.disk_bytes() >= self.partition_max_bytes)
 
+    def held_back(self) -> list[str]:
+        """The partitions whose sources are held back now (their own bound or the total)."""
+        return [name for name in self._partitions if self.over_bound(name)]
+
     def _under_resume(self, partition: str | None) -> bool:
         ratio = self.resume_ratio
         if self._failing is not None or self.pending() > self.max_events * ratio \
@@ -323,21 +328,22 @@ class Journal(BackgroundRounds):
                              and p.disk_bytes() <= self.partition_max_bytes * ratio)
 
     def add_capacity_listener(self, callback: Callable[[], None],
-                              partition: str | None = None) -> None:
+                              partition: str | None = None,
+                              until: Callable[[], bool] | None = None) -> None:
         """Call `callback` once when the journal (or `partition`) is back under its bound and
-        writes work again."""
-        self._listeners.append((partition, callback))
+        writes work again (and `until()` holds: a source's own share, say)."""
+        self._listeners.append((partition, callback, until))
         self._notify_capacity()
 
     def _notify_capacity(self) -> None:
         if not self._listeners:
             return
         waiting, self._listeners = self._listeners, []
-        for partition, callback in waiting:
-            if self._under_resume(partition):
+        for partition, callback, until in waiting:
+            if self._under_resume(partition) and (until is None or until()):
                 callback()
             else:
-                self._listeners.append((partition, callback))
+                self._listeners.append((partition, callback, until))
 
     def pending(self, partition: str | None = None) -> int:
         """Events appended but not yet acknowledged (in total, or of one partition)."""
@@ -417,12 +423,15 @@ class Journal(BackgroundRounds):
         """Detail for /readyz: bounds, backpressure, failures, fsync timings, per partition."""
         self._update_gauges()
         rounds = self.fsync_rounds
+        held_back = self.held_back()
         return {
             "type": "journal", "path": str(self.directory), "epoch": self.epoch,
             "fsync": self.config.fsync_mode(),
             "pending_events": self.pending(), "capacity_events": self.max_events,
             "disk_bytes": self.disk_bytes(), "capacity_bytes": self.max_bytes,
-            "backpressure": self.over_bound(),
+            # True when any source is held back: the whole journal or a tenant at its bound.
+            "backpressure": self.over_bound() or bool(held_back),
+            "backpressure_partitions": held_back,
             "failing": str(self._failing) if self._failing is not None else None,
             "fsync_ms": {"rounds": rounds,
                          "last": round(self.fsync_seconds_last * 1000, 3),

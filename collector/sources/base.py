@@ -31,12 +31,15 @@ from collector.nesting import is_too_deep
 from collector.provenance import SENDER_NAMESPACE, disown_sender_provenance
 from collector.queue import EventQueue
 from collector.routing import QUARANTINE, TenantRouter
+from collector.sources.shares import SourceShares
 from collector.telemetry import ComponentTelemetry
 
 log = logging.getLogger(__name__)
 
 # Events a source may hold while the queue refuses appends; a stream source pauses long before.
 MAX_HELD_EVENTS = 100_000
+# `over_bound`'s reason when a source holds its fair share of a tenant's bound: prefix + tenant.
+SHARE_REASON = "share:"
 
 
 class QueueUnavailable(VigilError):
@@ -63,6 +66,8 @@ class SourceContext:
         # per tenant in arrival order; appended again before anything newer.
         self.held: list[tuple[str, list[Event]]] = []
         self.held_events = 0
+        # Fair shares of each tenant's bound among sources (the daemon's, with the journal).
+        self.shares: SourceShares | None = None
 
     def emit(self, events: list[Event], peer: str | None = None,
              tenant: str | None = None, *, hold: bool = True, shed: bool = False
@@ -118,6 +123,8 @@ class SourceContext:
                 continue
             try:
                 offsets[owner] = self.queue.append(owner, bucket)
+                if self.shares is not None:
+                    self.shares.appended(source_id, owner, offsets[owner], len(bucket))
             except VigilError as exc:
                 if not hold:
                     raise QueueUnavailable(str(exc)) from exc
@@ -128,15 +135,36 @@ class SourceContext:
 
     def over_bound(self, tenants: Iterable[str] = ()) -> str | None:
         """Why events for `tenants` should wait: "" when the whole queue is over its bound, a
-        tenant's id when that tenant is over its own, None when nothing is."""
-        queue = self.queue
+        tenant's id when that tenant is over its own, `SHARE_REASON` + the tenant's id when
+        this source holds its fair share of that tenant's bound, None when nothing is."""
+        queue, shares, source_id = self.queue, self.shares, self.source_id
         if queue.over_bound():
             return ""
-        return next((t for t in tenants if queue.over_bound(t)), None)
+        for tenant in tenants:
+            if shares is not None:
+                shares.wants(source_id, tenant)
+            if queue.over_bound(tenant):
+                return tenant
+            if shares is not None and shares.over_share(source_id, tenant):
+                return SHARE_REASON + tenant
+        return None
+
+    def held_back(self, reason: str) -> bool:
+        """Whether the bound `over_bound` named still holds this source back."""
+        if reason.startswith(SHARE_REASON):
+            tenant = reason[len(SHARE_REASON):]
+            return self.queue.over_bound(tenant) or (
+                self.shares is not None and self.shares.over_share(self.source_id, tenant))
+        return self.queue.over_bound(reason or None)
 
     def when_capacity(self, callback: Callable[[], None], reason: str) -> None:
         """Call `callback` once the bound `over_bound` named has room again."""
-        self.queue.add_capacity_listener(callback, reason or None)
+        if reason.startswith(SHARE_REASON) and self.shares is not None:
+            tenant = reason[len(SHARE_REASON):]
+            self.queue.add_capacity_listener(callback, tenant,
+                                             until=self.shares.has_room(self.source_id, tenant))
+        else:
+            self.queue.add_capacity_listener(callback, reason or None)
 
     def _hold(self, tenant: str, events: list[Event]) -> None:
         room = MAX_HELD_EVENTS - self.held_events
@@ -213,6 +241,31 @@ class Source(ABC):
     def health(self) -> dict[str, Any]:
         """Detail for /readyz."""
         return {}
+
+    def running(self) -> bool:
+        """False once the source stopped receiving (for /readyz). A source serving through a
+        `TcpListener` (its `listener`) runs while that listener accepts; others once started."""
+        if not hasattr(self, "listener"):
+            return True
+        listener = self.listener
+        return listener is not None and bool(listener.serving())
+
+    def can_take_over(self, previous: Source) -> bool:
+        """Whether a reload may hand `previous` (the running instance of this source id) over
+        to this one with `prepare_take_over` / `take_over` instead of stop and start."""
+        return False
+
+    async def prepare_take_over(self, previous: Source) -> None:
+        """Bind what this instance needs beyond what `previous` holds; raise if it cannot."""
+        raise NotImplementedError
+
+    def abort_take_over(self) -> None:
+        """Undo `prepare_take_over` (another part of the reload failed)."""
+        raise NotImplementedError
+
+    def take_over(self, previous: Source) -> None:
+        """Adopt `previous`'s sockets and connections; `previous` is not stopped after."""
+        raise NotImplementedError
 
     def maintain(self) -> None:  # noqa: B027 - optional hook, most sources need none
         """Housekeeping from the daemon's tick (cheap: e.g. one `stat` per watched file)."""

@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from collector.events import MESSAGE, PARSE_ERROR, TIMESTAMP, Event
+from collector.events import MESSAGE, PARSE_ERROR, TIMESTAMP, Event, keep_original
 from collector.nesting import (
     DEFAULT_MAX_DEPTH,
     json_text,
@@ -65,11 +65,11 @@ def event_from_json_line(line: bytes, received_at: datetime,
     except orjson.JSONDecodeError as exc:
         if is_depth_error(exc):
             return too_deep_event(line.decode("utf-8", "replace"), received_at, max_depth)
-        return unparsed_event(line.decode("utf-8", "replace"), received_at,
-                              f"invalid JSON: {exc}")
+        return keep_original(unparsed_event(line.decode("utf-8", "replace"), received_at,
+                                            f"invalid JSON: {exc}"), line)
     if not isinstance(value, dict):
-        return unparsed_event(line.decode("utf-8", "replace"), received_at,
-                              f"not a JSON object but {json_kind(value)}")
+        return keep_original(unparsed_event(line.decode("utf-8", "replace"), received_at,
+                                            f"not a JSON object but {json_kind(value)}"), line)
     if may_nest_over(line, max_depth) and nesting_over(value, max_depth):
         return too_deep_event(line.decode("utf-8", "replace"), received_at, max_depth)
     return event_from_object(value, received_at, None)

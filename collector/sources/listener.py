@@ -1,6 +1,7 @@
-"""A TCP listener shared by the stream sources and HTTP ingest: who may connect (`allowed_cidrs`),
-connection limits (in all and per peer) and count, and optional TLS in which every failed
-handshake is logged and counted. Refusals are counted each and logged once a minute per cause.
+"""A TCP listener shared by the stream sources and HTTP ingest: who may connect
+(`allowed_cidrs`), connection limits (per source and per peer; with `evict_idle` the oldest
+idle connection makes room) and count, and optional TLS in which every failed handshake is
+logged and counted. Refusals are counted each and logged once a minute per cause.
 
 `create_server(ssl=...)` hides a failed handshake from the protocol (it never sees the
 connection), and uvloop delivers the ClientHello before a `start_tls` could take over, so TLS
@@ -11,18 +12,35 @@ handshake waiter; it runs on uvloop's transports like on asyncio's.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import ipaddress
 import logging
 import ssl
+import struct
+import termios
 from asyncio import sslproto
+from collections import Counter
 from collections.abc import Callable
 from typing import Any, cast
 
 from collector.config.models import split_address
-from collector.logs import LogThrottle
+from collector.logs import RateLimitedLog
 from collector.sources.base import SourceContext
 
 log = logging.getLogger(__name__)
+
+
+def unread_bytes(transport: asyncio.BaseTransport | None) -> int:
+    """Bytes the kernel holds for us on the transport's socket (FIONREAD): data a sender
+    already sent that the daemon has not read."""
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if sock is None:
+        return 0
+    try:
+        raw = fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0")
+    except (OSError, ValueError):
+        return 0
+    return int(struct.unpack("i", raw)[0])
 
 
 class TcpListener:
@@ -31,21 +49,43 @@ class TcpListener:
 
     def __init__(self, context: SourceContext, address: str,
                  protocol_factory: Callable[[], asyncio.BaseProtocol], *, max_connections: int,
+                 max_connections_per_peer: int | None = None, evict_idle: bool = False,
                  tls: ssl.SSLContext | None = None, handshake_timeout: float = 10.0,
-                 allowed_cidrs: list[str] | tuple[str, ...] = (),
-                 max_connections_per_peer: int | None = None) -> None:
+                 allowed_cidrs: list[str] | tuple[str, ...] = ()) -> None:
+        self.connections: set[PlainConnection | TlsConnection] = set()
+        self.per_peer: Counter[str | None] = Counter()
+        self.server: asyncio.AbstractServer | None = None
+        self.notes = RateLimitedLog(log)
+        self.configure(context, address, protocol_factory, max_connections=max_connections,
+                       max_connections_per_peer=max_connections_per_peer,
+                       evict_idle=evict_idle, tls=tls, handshake_timeout=handshake_timeout,
+                       allowed_cidrs=allowed_cidrs)
+
+    def configure(self, context: SourceContext, address: str,
+                  protocol_factory: Callable[[], asyncio.BaseProtocol], *,
+                  max_connections: int, max_connections_per_peer: int | None = None,
+                  evict_idle: bool = False, tls: ssl.SSLContext | None = None,
+                  handshake_timeout: float = 10.0,
+                  allowed_cidrs: list[str] | tuple[str, ...] = ()) -> None:
+        """Settings for connections accepted from now on (a reload keeps the bound socket)."""
         self.context = context
         self.address = address
         self.protocol_factory = protocol_factory
         self.max_connections = max_connections
-        self.max_per_peer = max_connections_per_peer
+        self.max_connections_per_peer = max_connections_per_peer
+        self.evict_idle = evict_idle
         self.allowed = tuple(ipaddress.ip_network(c, strict=False) for c in allowed_cidrs)
-        self.per_peer: dict[str | None, int] = {}
-        self.throttle = LogThrottle()
         self.tls = tls
         self.handshake_timeout = handshake_timeout
-        self.connections: set[PlainConnection | TlsConnection] = set()
-        self.server: asyncio.AbstractServer | None = None
+
+    def adopt(self, old: TcpListener) -> None:
+        """Take over the open connections of `old` (a reload that moved the source)."""
+        for connection in old.connections:
+            connection.listener = self
+            self.connections.add(connection)
+            self.per_peer[connection.peer] += 1
+        old.connections.clear()
+        old.per_peer.clear()
 
     async def start(self) -> None:
         host, port = split_address(self.address)
@@ -70,6 +110,9 @@ class TcpListener:
         if self.server is not None:
             self.server.close()
 
+    def serving(self) -> bool:
+        return self.server is not None and self.server.is_serving()
+
     def abort_handshakes(self) -> None:
         """Drop connections still in their TLS handshake (nothing of theirs was read)."""
         for connection in list(self.connections):
@@ -82,29 +125,38 @@ class TcpListener:
 
     def admit(self, connection: PlainConnection | TlsConnection,
               transport: asyncio.BaseTransport) -> bool:
-        """Count a new connection, or refuse (abort) it: a sender outside `allowed_cidrs`, or
-        the source or this peer at its connection limit."""
+        """Count a new connection, or refuse (abort) it when its sender is outside
+        `allowed_cidrs`. At a limit (the peer's, then the source's) the oldest idle
+        connection (of that peer) is closed to make room when `evict_idle`; without one the
+        new connection is refused (aborted)."""
         peer = connection.peer
+        per_peer = self.max_connections_per_peer
+        cause = None
         if self.allowed and not self._allowed(peer):
             self.context.telemetry.error("peer_not_allowed", "receive")
-            self._refused("peer_not_allowed", "connection refused: sender not in allowed_cidrs",
-                          peer)
-        elif len(self.connections) >= self.max_connections:
-            self.context.telemetry.discarded("max_connections")
-            self._refused("max_connections", "connection refused: too many connections", peer,
-                          max_connections=self.max_connections)
-        elif self.max_per_peer is not None and self.per_peer.get(peer, 0) >= self.max_per_peer:
-            self.context.telemetry.discarded("max_connections_per_peer")
-            self._refused("max_connections_per_peer", "connection refused: too many "
-                          "connections from one peer (max_connections_per_peer)", peer,
-                          max_connections_per_peer=self.max_per_peer)
-        else:
-            self.connections.add(connection)
-            self.per_peer[peer] = self.per_peer.get(peer, 0) + 1
-            self.context.telemetry.connection_opened()
-            return True
-        cast(asyncio.Transport, transport).abort()
-        return False
+            self.notes.log(logging.WARNING, "peer_not_allowed",
+                           "connection refused: sender not in allowed_cidrs",
+                           source=self.context.source_id, peer=peer)
+            cast(asyncio.Transport, transport).abort()
+            return False
+        if per_peer is not None and self.per_peer[peer] >= per_peer \
+                and not self._evict_oldest_idle(peer, of_peer=True):
+            cause = "max_connections_per_peer"
+        elif len(self.connections) >= self.max_connections \
+                and not self._evict_oldest_idle(peer, of_peer=False):
+            cause = "max_connections"
+        if cause is not None:
+            self.context.telemetry.discarded(cause)
+            self.notes.log(logging.WARNING, cause, "connection refused: too many connections",
+                           source=self.context.source_id, peer=peer,
+                           max_connections=self.max_connections,
+                           max_connections_per_peer=per_peer)
+            cast(asyncio.Transport, transport).abort()
+            return False
+        self.connections.add(connection)
+        self.per_peer[peer] += 1
+        self.context.telemetry.connection_opened()
+        return True
 
     def _allowed(self, peer: str | None) -> bool:
         try:
@@ -115,26 +167,39 @@ class TcpListener:
             address = address.ipv4_mapped
         return any(address in network for network in self.allowed)
 
-    def _refused(self, cause: str, message: str, peer: str | None, **extra: Any) -> None:
-        skipped = self.throttle.ready(cause)
-        if skipped is not None:
-            log.warning(message, extra={"source": self.context.source_id, "peer": peer,
-                                        "refused_since_last_line": skipped, **extra})
+    def _evict_oldest_idle(self, peer: str | None, *, of_peer: bool) -> bool:
+        """Close the connection (of `peer`, with `of_peer`) idle the longest; False when none
+        is idle (every one has unread data or is mid-handshake)."""
+        if not self.evict_idle:
+            return False
+        candidates = sorted(
+            ((since, c) for c in self.connections
+             if (not of_peer or c.peer == peer) and (since := c.idle_since()) is not None),
+            key=lambda item: item[0])
+        for _, victim in candidates:
+            if victim.evict():
+                self.release(victim)
+                self.context.telemetry.connection_ended("idle_evicted")
+                self.notes.log(logging.WARNING, "idle_evicted",
+                               "idle connection evicted to make room for a new one",
+                               source=self.context.source_id, peer=victim.peer,
+                               max_connections=self.max_connections,
+                               max_connections_per_peer=self.max_connections_per_peer)
+                return True
+        return False
 
     def release(self, connection: PlainConnection | TlsConnection) -> None:
         if connection in self.connections:
             self.connections.discard(connection)
-            left = self.per_peer.get(connection.peer, 1) - 1
-            if left > 0:
-                self.per_peer[connection.peer] = left
-            else:
-                self.per_peer.pop(connection.peer, None)
+            self.per_peer[connection.peer] -= 1
+            if self.per_peer[connection.peer] <= 0:
+                del self.per_peer[connection.peer]
             self.context.telemetry.connection_closed()
 
     def handshake_failed(self, peer: str | None, exc: BaseException) -> None:
         self.context.telemetry.error("tls_handshake", "receive")
-        log.warning("TLS handshake failed", extra={"source": self.context.source_id,
-                                                   "peer": peer, "reason": _reason(exc)})
+        self.notes.log(logging.WARNING, "tls_handshake:" + _reason(exc), "TLS handshake failed",
+                       source=self.context.source_id, peer=peer, reason=_reason(exc))
 
 
 def _reason(exc: BaseException) -> str:
@@ -164,6 +229,16 @@ class PlainConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.inner.data_received(data)
+
+    def idle_since(self) -> float | None:
+        """When the source's protocol last read from an idle connection (None: not idle, or a
+        protocol that cannot tell)."""
+        idle_since = getattr(self.inner, "idle_since", None)
+        return cast(float | None, idle_since()) if idle_since is not None else None
+
+    def evict(self) -> bool:
+        evict = getattr(self.inner, "evict", None)
+        return bool(evict()) if evict is not None else False
 
     def eof_received(self) -> bool | None:
         return cast(bool | None, self.inner.eof_received()) if self.inner else None
@@ -225,3 +300,13 @@ class TlsConnection(sslproto.SSLProtocol):
     def abort(self) -> None:
         if self.raw_transport is not None:
             cast(asyncio.Transport, self.raw_transport).abort()
+
+    def idle_since(self) -> float | None:
+        if not self.handshake_done:
+            return None
+        idle_since = getattr(self._app_protocol, "idle_since", None)
+        return cast(float | None, idle_since()) if idle_since is not None else None
+
+    def evict(self) -> bool:
+        evict = getattr(self._app_protocol, "evict", None)
+        return bool(evict()) if evict is not None else False

@@ -3,16 +3,17 @@ backpressure as syslog over TCP.
 
 With `codec: json` each line is decoded into an event (the object's keys as they are); a line
 that is not a JSON object is kept in `message` with `vigil.parse_error`. With `codec: text` the
-line is the `message`.
+line is the `message`. Bytes that are not UTF-8 are kept, base64, in `event.original_base64`.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Literal
 
 from pydantic import Field
 
-from collector.events import MESSAGE, TIMESTAMP, Event
+from collector.events import MESSAGE, ORIGINAL_BASE64, TIMESTAMP, Event, decode_text
 from collector.nesting import DEFAULT_MAX_DEPTH, MAX_MAX_DEPTH
 from collector.sources.json_events import event_from_json_line
 from collector.sources.stream import StreamSource, StreamSourceConfig
@@ -42,5 +43,13 @@ class TcpLinesSource(StreamSource):
         if self.config.codec == "json":
             depth = self.config.max_depth
             return [event_from_json_line(frame.data, received_at, depth) for frame in frames]
-        return [{TIMESTAMP: received_at, MESSAGE: frame.data.decode("utf-8", "replace")}
-                for frame in frames]
+        return [text_event(frame.data, received_at) for frame in frames]
+
+
+def text_event(data: bytes, received_at: datetime) -> Event:
+    """A line as `message`; bytes that are not UTF-8 are also kept in `event.original_base64`."""
+    text, original = decode_text(data)
+    event: Event = {TIMESTAMP: received_at, MESSAGE: text}
+    if original is not None:
+        event[ORIGINAL_BASE64] = original
+    return event

@@ -5,7 +5,7 @@ RFC 5424 (`<PRI>1 TIMESTAMP HOST APP PROCID MSGID [SD] MSG`) and RFC 3164
 no PRI (files and relays), ISO timestamps in a BSD header, Cisco sequence numbers and
 `%FAC-SEV-MNEMONIC` tags, and vendor bodies straight after the PRI (FortiGate key=value).
 A message whose header cannot be parsed is kept whole in `message` and marked with the reason;
-bytes that are not UTF-8 are replaced, never fatal.
+bytes that are not UTF-8 are replaced, never fatal, and kept in `event.original_base64`.
 
 Hand-written rather than a library: the PyPI syslog parsers cover one RFC each and none handles
 the vendor variants or infers the RFC 3164 year against the receive time.
@@ -17,7 +17,7 @@ import re
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
-from collector.events import MESSAGE, PARSE_ERROR, TIMESTAMP
+from collector.events import MESSAGE, ORIGINAL_BASE64, PARSE_ERROR, TIMESTAMP, decode_text
 
 _PRI = re.compile(r"<(\d{1,3})>", re.ASCII)
 _MONTHS = {m: i for i, m in enumerate(
@@ -44,10 +44,14 @@ _BAD_SD = "malformed RFC 5424 structured data"
 def parse_syslog(line: bytes | str, *, received_at: datetime, tz: tzinfo = UTC) -> dict[str, Any]:
     """One message -> event. `received_at` (aware) fills a missing timestamp and anchors the
     RFC 3164 year; `tz` is the zone of timestamps that carry none."""
-    text = line.decode("utf-8", "replace") if isinstance(line, bytes | bytearray) else line
+    original = None
+    if isinstance(line, bytes | bytearray):
+        text, original = decode_text(line)
+    else:
+        text = line
     if text.startswith(_BOM):
         text = text[1:]
-    event: dict[str, Any] = {}
+    event: dict[str, Any] = {} if original is None else {ORIGINAL_BASE64: original}
     rest = text
     failure: str | None = None
     pri = _PRI.match(text)

@@ -91,9 +91,8 @@ def test_a_flooding_tenant_is_held_back_alone(tmp_path: Path) -> None:
             partitions = daemon.readyz()[1]["queue"]["partitions"]
             assert partitions["flood"]["backpressure"] is True
             assert partitions["quiet"]["backpressure"] is False
-        read = daemon.metric("vigil_component_received_events_total", component_kind="source")
-        assert daemon.stop() == 0  # flood's unread bytes stay in the socket: never received
+        assert daemon.stop() == 0  # the stop reads what the flood had sent, then closes
         flood.close()
     finally:
         daemon.kill()
-    assert 300 + 500 <= lake_count(tmp_path / "data") == read
+    assert lake_count(tmp_path / "data") == 5000 + 300

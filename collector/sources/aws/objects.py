@@ -16,7 +16,7 @@ from typing import Any, Literal, Protocol
 
 import orjson
 
-from collector.events import Event
+from collector.events import Event, keep_original
 from collector.sources.json_events import unparsed_event
 from collector.sources.pull import split_records
 
@@ -161,8 +161,9 @@ class RecordDecoder:
             for line in lines:
                 line = line.rstrip(b"\r")
                 if line.strip():
-                    events.append({"@timestamp": now,
-                                   "message": line.decode("utf-8", "replace")})
+                    events.append(keep_original({"@timestamp": now,
+                                                 "message": line.decode("utf-8", "replace")},
+                                                line))
             return events
         for line in lines:
             if not line.strip():
@@ -170,8 +171,8 @@ class RecordDecoder:
             try:
                 value = orjson.loads(line)
             except orjson.JSONDecodeError as exc:
-                events.append(unparsed_event(line.decode("utf-8", "replace"), now,
-                                             f"invalid JSON: {exc}"))
+                events.append(keep_original(unparsed_event(
+                    line.decode("utf-8", "replace"), now, f"invalid JSON: {exc}"), line))
                 continue
             events += split_records(value, "Records", now, functools.partial(bytes, line))
         return events

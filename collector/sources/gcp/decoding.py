@@ -9,7 +9,7 @@ from typing import Literal
 
 import orjson
 
-from collector.events import MESSAGE, PARSE_ERROR, TIMESTAMP, Event
+from collector.events import MESSAGE, PARSE_ERROR, TIMESTAMP, Event, keep_original
 from collector.sources.json_events import event_from_object, json_kind, parse_timestamp
 
 
@@ -32,11 +32,12 @@ def event_from_data(data: bytes, fmt: Literal["auto", "json", "text"],
                 event[TIMESTAMP] = parse_timestamp(value["timestamp"]) or published_at
             return event
         if fmt == "json":
-            return {TIMESTAMP: published_at, MESSAGE: data.decode("utf-8", "replace"),
-                    PARSE_ERROR: problem}
+            return keep_original({TIMESTAMP: published_at,
+                                  MESSAGE: data.decode("utf-8", "replace"),
+                                  PARSE_ERROR: problem}, data)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
-        return {TIMESTAMP: published_at, MESSAGE: data.decode("utf-8", "replace"),
-                PARSE_ERROR: "data is not UTF-8 text"}
+        return keep_original({TIMESTAMP: published_at, MESSAGE: data.decode("utf-8", "replace"),
+                              PARSE_ERROR: "data is not UTF-8 text"}, data)
     return {TIMESTAMP: published_at, MESSAGE: text}

@@ -18,7 +18,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from collector.config.models import DATASET_RE, split_address
 from collector.events import DATASET, Event
-from collector.logs import LogThrottle
+from collector.logs import RateLimitedLog
 from collector.sources.base import Source, SourceContext
 from collector.sources.http.bodies import (
     BadEncoding,
@@ -70,7 +70,7 @@ class HttpSource(Source):
         self.tokens = TokenTable([])
         self.runner: web.AppRunner | None = None
         self.listener: TcpListener | None = None
-        self.throttle = LogThrottle()
+        self.notes = RateLimitedLog(log)
 
     def decode_lines(self, lines: list[bytes]) -> list[Event]:
         """Lines as one NDJSON body of `/v1/logs`."""
@@ -271,10 +271,8 @@ class HttpSource(Source):
     def client_fault(self, cause: str, message: str, peer: str | None, **extra: Any) -> None:
         """A client's misbehaviour: counted each time, logged once a minute per cause."""
         self.context.telemetry.error(cause, "receive")
-        skipped = self.throttle.ready(cause)
-        if skipped is not None:
-            log.warning(message, extra={"source": self.context.source_id, "peer": peer,
-                                        "since_last_line": skipped, **extra})
+        self.notes.log(logging.WARNING, cause, message, source=self.context.source_id, peer=peer,
+                       **extra)
 
     async def _deliver(self, decoded: Decoded, request: web.Request, token: Token,
                        dataset: str | None) -> None:

@@ -91,13 +91,19 @@ async def test_each_connection_picks_its_own_framing(rigs) -> None:
         len(lines) + len(octets)
 
 
-async def test_max_connections_refuses_and_counts(rigs) -> None:
+async def test_max_connections_evicts_the_oldest_idle_connection(rigs) -> None:
     rig = await rigs("syslog_tcp", settings={"max_connections": 2})
-    held = [await asyncio.open_connection(*rig.address()) for _ in range(2)]
-    await wait_until(lambda: rig.source.health()["connections"] == 2)
+    held = []
+    for n in range(2):
+        held.append(await asyncio.open_connection(*rig.address()))
+        held[-1][1].write(b"<13>May 14 09:00:00 h a: held %d\n" % n)
+        await wait_until(lambda n=n: len(rig.events()) == n + 1)
     reader, writer = await asyncio.open_connection(*rig.address())
-    assert await reader.read() == b""  # closed by the daemon
-    assert rig.metric("vigil_component_discarded_events_total", reason="max_connections") == 1
+    assert await asyncio.wait_for(held[0][0].read(), 5) == b""  # the oldest idle made room
+    writer.write(b"<13>May 14 09:00:00 h a: newest\n")
+    await wait_until(lambda: len(rig.events()) == 3)
+    assert rig.metric("vigil_component_closed_connections_total", reason="idle_evicted") == 1
+    assert rig.source.health()["connections"] == 2
     for _, w in held:
         w.close()
     writer.close()
