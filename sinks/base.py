@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 
 from collector.config.models import SinkConfig
 from collector.events import EVENTS, Batch
+from collector.poison import Reject
 from collector.telemetry import Telemetry
 from sinks.lake.schema import DatasetSchemas
 
@@ -35,6 +36,10 @@ class SinkContext:
     # run committed past the acknowledged position (a sink rebuilt by a reload must not touch
     # files this process committed moments ago and has not acknowledged yet).
     recover: bool = False
+    # Where a sink sends events it cannot store because its conversion raised on them (poison):
+    # `reject(partition, events, sink_id, exception, scope)` dead-letters them with the reason.
+    # None (tests of a sink alone): the exception is raised instead.
+    reject: Reject | None = None
 
 
 class Sink(ABC):

@@ -12,6 +12,7 @@ the append and the rename replays that file again after restart (at least once).
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -56,8 +57,53 @@ def dead_letter_root(data_dir: Path, sinks: Iterable[SinkConfig] = ()) -> Path:
 
 
 def encode_record(record: Event) -> bytes:
-    """One JSON line; values JSON cannot hold become strings rather than failing the file."""
-    return orjson.dumps(record, default=str, option=orjson.OPT_APPEND_NEWLINE)
+    """One JSON line; values JSON cannot hold become strings rather than failing the file, and
+    a record orjson refuses (nested deeper than its limit, invalid text) is written by
+    `json_text`: the dead letter is where poison goes, so it must take anything."""
+    try:
+        return orjson.dumps(record, default=str, option=orjson.OPT_APPEND_NEWLINE)
+    except (orjson.JSONEncodeError, TypeError, ValueError):
+        return (json_text(record) + "\n").encode()
+
+
+class _Token(str):
+    """Text `json_text` emits as it is (punctuation, keys)."""
+
+
+def json_text(value: Any) -> str:
+    """JSON text of any value at any depth: iterative (no recursion limit), keys and values
+    JSON cannot hold as strings, text escaped to ASCII (lone surrogates survive)."""
+    parts: list[str] = []
+    stack: list[Any] = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, _Token):
+            parts.append(item)
+        elif isinstance(item, dict):
+            parts.append("{")
+            stack.append(_Token("}"))
+            entries = list(item.items())
+            for index in range(len(entries) - 1, -1, -1):
+                key, member = entries[index]
+                stack.append(member)
+                stack.append(_Token(("," if index else "") + json.dumps(str(key)) + ":"))
+        elif isinstance(item, (list, tuple)):
+            parts.append("[")
+            stack.append(_Token("]"))
+            for index in range(len(item) - 1, -1, -1):
+                stack.append(item[index])
+                if index:
+                    stack.append(_Token(","))
+        elif item is None or isinstance(item, (str, bool, int)):
+            parts.append(json.dumps(item))
+        elif isinstance(item, float):
+            parts.append(json.dumps(item) if item == item and abs(item) != float("inf")
+                         else "null")
+        elif isinstance(item, datetime):
+            parts.append(json.dumps(item.isoformat()))
+        else:
+            parts.append(json.dumps(str(item)))
+    return "".join(parts)
 
 
 class DeadLetterSink(PartitionedFileSink):
@@ -75,7 +121,8 @@ class DeadLetterSink(PartitionedFileSink):
         failed_at = event.get(TIMESTAMP)
         if not isinstance(failed_at, datetime):
             failed_at = datetime.now(UTC)
-        return (event.get(TENANT) or batch.partition, f"{failed_at:%Y-%m-%d}")
+        # The batch's partition, never a field: the tenant directory is not the event's to pick.
+        return (batch.partition, f"{failed_at:%Y-%m-%d}")
 
     def directory(self, key: tuple[str, str]) -> tuple[Path, str]:
         tenant, date = key
@@ -97,7 +144,11 @@ class DeadLetterSink(PartitionedFileSink):
         removed = 0
         top = -1
         for line in path.read_bytes().splitlines(keepends=True):
-            record = orjson.loads(line)
+            try:
+                record = orjson.loads(line)
+            except orjson.JSONDecodeError:  # deeper than orjson reads: keep it, untrimmed
+                kept.append(line)
+                continue
             original = record.get("event") or {}
             offset = original.get(OFFSET)
             limit = keep.get(str(record.get(TENANT)))

@@ -29,10 +29,17 @@ from pydantic import Field
 from collector.config.models import StrictModel
 from collector.durable import commit_file, fsync_directory
 from collector.events import TENANT, Batch, Event
+from collector.poison import is_environmental
 from collector.telemetry import ComponentTelemetry
 from sinks.base import Sink, SinkContext
 
 log = logging.getLogger(__name__)
+
+# A failed commit is retried after 0.5 s, 1 s, 2 s, ... up to 30 s; one that neither the
+# environment nor a single row explains is quarantined after MAX_ATTEMPTS.
+RETRY_BASE_SECONDS = 0.5
+RETRY_MAX_SECONDS = 30.0
+MAX_ATTEMPTS = 5
 
 
 class FlushPolicy(StrictModel):
@@ -59,6 +66,14 @@ class FileBuffer:
         self.size += newer.size
         for partition, (first, last) in newer.offsets.items():
             self.offsets.setdefault(partition, [first, last])[1] = last
+
+
+@dataclass
+class WriteFailure:
+    """A buffer whose commit failed: attempts so far and when to try again."""
+
+    attempts: int = 0
+    retry_at: float = 0.0
 
 
 def trimmed_name(path: Path, last_kept: int) -> Path:
@@ -149,6 +164,7 @@ class PartitionedFileSink(Sink):
         self.monotonic = context.monotonic
         self._buffers: dict[Hashable, FileBuffer] = {}
         self._flushing: dict[Hashable, FileBuffer] = {}
+        self._failures: dict[Hashable, WriteFailure] = {}
         self._lock = asyncio.Lock()
         self.acknowledged = context.acknowledged
         self.manifest = CommitManifest(context.data_dir / "state" / f"{sink_id}.commits.jsonl")
@@ -207,20 +223,51 @@ class PartitionedFileSink(Sink):
         now = self.monotonic()
         buffers = self._buffers
         partition_key = self.partition_key
+        poison: list[tuple[Event, Exception]] = []
         for event in batch.events:
-            key = partition_key(batch, event)
-            buffer = buffers.get(key)
-            if buffer is None:
-                directory, dataset = self.directory(key)
-                tenant = event.get(TENANT) or batch.partition
-                buffer = buffers[key] = FileBuffer(directory, dataset, tenant, opened=now)
+            try:
+                key = partition_key(batch, event)
+                buffer = buffers.get(key)
+                if buffer is None:
+                    directory, dataset = self.directory(key)
+                    tenant = event.get(TENANT) or batch.partition
+                    buffer = buffers[key] = FileBuffer(directory, dataset, tenant, opened=now)
+                size = self.event_size(event)
+            except Exception as exc:  # this event cannot be placed: poison, not a stop
+                poison.append((event, exc))
+                continue
             buffer.events.append(event)
-            buffer.size += self.event_size(event)
+            buffer.size += size
             span = buffer.offsets.get(batch.partition)
             if span is None:
                 buffer.offsets[batch.partition] = [batch.first_offset, batch.last_offset]
             else:
                 span[1] = batch.last_offset
+        if poison:
+            self._reject(batch.partition, poison)
+
+    def _reject(self, partition: str, poison: list[tuple[Event, Exception]],
+                scope: str = "event") -> None:
+        """Hand events this sink cannot store to the dead letter (raise without a handler)."""
+        reject = self.context.reject
+        if reject is None:
+            raise poison[0][1]
+        by_reason: dict[int, list[Event]] = {}
+        reasons: dict[int, Exception] = {}
+        for event, exc in poison:
+            by_reason.setdefault(id(exc), []).append(event)
+            reasons[id(exc)] = exc
+        for key, events in by_reason.items():
+            reject(partition, events, self.sink_id, reasons[key], scope)
+
+    def find_poison(self, buffer: FileBuffer) -> list[tuple[Event, Exception]]:
+        """After a buffer failed to convert: the events that fail on their own, with why
+        (subclasses that convert events override this)."""
+        return []
+
+    def is_environmental(self, exc: BaseException) -> bool:
+        """A failure of the disk or a service, retried, rather than of the events."""
+        return is_environmental(exc)
 
     def _due(self, buffer: FileBuffer, now: float) -> bool:
         policy = self.flush_policy
@@ -232,29 +279,86 @@ class PartitionedFileSink(Sink):
         return any(self._due(b, now) for b in self._buffers.values())
 
     async def flush(self, *, force: bool = False) -> None:
+        await self._flush(force=force)
+
+    async def _flush(self, *, force: bool = False, final: bool = False) -> None:
+        """Commit due buffers. A buffer that failed waits out its backoff (unless `final`, at
+        stop); poison rows are dead-lettered and the rest written; a failure that no single
+        row explains is retried, and after MAX_ATTEMPTS (unless environmental) quarantined."""
         if self.acknowledged is not None:
             self.manifest.prune(self.acknowledged)
         async with self._lock:
             now = self.monotonic()
-            due = [k for k, b in self._buffers.items() if force or self._due(b, now)]
+            due = [k for k, b in self._buffers.items() if (force or self._due(b, now))
+                   and (final or k not in self._failures or self._failures[k].retry_at <= now)]
             for key in due:
                 buffer = self._buffers.pop(key)
                 self._flushing[key] = buffer
                 try:
-                    await self._commit(buffer)
-                except Exception:
+                    await self._commit_or_isolate(key, buffer)
+                except Exception as exc:
                     # Keep the events, in front of anything that arrived meanwhile.
                     newer = self._buffers.pop(key, None)
                     if newer is not None:
                         buffer.absorb(newer)
                     self._buffers[key] = buffer
                     self.metrics.error("write_failed", "flush")
-                    log.exception("sink write failed; will retry",
-                                  extra={"sink": self.sink_id,
-                                         "directory": str(buffer.directory)})
-                    raise
+                    if not self._failed(key, buffer, exc):
+                        raise
                 finally:
                     self._flushing.pop(key, None)
+
+    async def _commit_or_isolate(self, key: Hashable, buffer: FileBuffer) -> None:
+        try:
+            await self._commit(buffer)
+        except Exception as exc:
+            if self.is_environmental(exc) or self.context.reject is None:
+                raise
+            poison = self.find_poison(buffer)
+            if not poison:
+                raise
+            ids = {id(event) for event, _ in poison}
+            buffer.events = [e for e in buffer.events if id(e) not in ids]
+            self._reject(self._partition_of(buffer), poison)
+            if buffer.events:
+                await self._commit(buffer)
+        self._recovered(key)
+
+    @staticmethod
+    def _partition_of(buffer: FileBuffer) -> str:
+        # The rows of a file belong to one queue partition (see the module docstring).
+        return next(iter(buffer.offsets), buffer.tenant)
+
+    def _failed(self, key: Hashable, buffer: FileBuffer, exc: Exception) -> bool:
+        """Record a failed attempt: backoff, one log line per episode. True when the buffer was
+        quarantined to the dead letter (the failure is handled), False to re-raise."""
+        failure = self._failures.get(key)
+        if failure is None:
+            failure = self._failures[key] = WriteFailure()
+            log.error("sink write failed; retrying with backoff (logged once until it "
+                      "recovers)", exc_info=exc, extra={"sink": self.sink_id,
+                                                       "directory": str(buffer.directory)})
+        failure.attempts += 1
+        failure.retry_at = self.monotonic() + min(
+            RETRY_BASE_SECONDS * 2 ** (failure.attempts - 1), RETRY_MAX_SECONDS)
+        if (failure.attempts < MAX_ATTEMPTS or self.is_environmental(exc)
+                or self.context.reject is None):
+            return False
+        # Not the environment, not one row: the same buffer keeps failing. Quarantine it so
+        # the position advances instead of blocking the tenant for ever.
+        self._buffers.pop(key, None)
+        del self._failures[key]
+        self._reject(self._partition_of(buffer), [(e, exc) for e in buffer.events], "batch")
+        log.error("sink write kept failing; buffer quarantined to the dead letter",
+                  extra={"sink": self.sink_id, "directory": str(buffer.directory),
+                         "rows": len(buffer.events), "attempts": failure.attempts})
+        return True
+
+    def _recovered(self, key: Hashable) -> None:
+        failure = self._failures.pop(key, None)
+        if failure is not None:
+            log.info("sink write recovered", extra={"sink": self.sink_id,
+                                                    "attempts": failure.attempts})
 
     async def _commit(self, buffer: FileBuffer) -> None:
         first = min(span[0] for span in buffer.offsets.values())
@@ -282,7 +386,7 @@ class PartitionedFileSink(Sink):
         return sum(len(b.events) for b in self._buffers.values())
 
     async def stop(self) -> None:
-        await self.flush(force=True)
+        await self._flush(force=True, final=True)
 
     def health(self) -> dict[str, Any]:
         return {"path": str(self.root), "buffered_events": self.buffered_events(),
