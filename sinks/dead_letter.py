@@ -12,7 +12,6 @@ the append and the rename replays that file again after restart (at least once).
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,7 +23,16 @@ from pydantic import Field
 
 from collector.config.models import SinkConfig
 from collector.durable import commit_file
-from collector.events import DEAD_LETTERS, OFFSET, RECEIVED_AT, TENANT, TIMESTAMP, Batch, Event
+from collector.events import (
+    DEAD_LETTERS,
+    OFFSET,
+    RECEIVED_AT,
+    TENANT,
+    TIMESTAMP,
+    Batch,
+    Event,
+    json_text,
+)
 from sinks.base import SinkContext
 from sinks.files import (
     FileBuffer,
@@ -64,46 +72,6 @@ def encode_record(record: Event) -> bytes:
         return orjson.dumps(record, default=str, option=orjson.OPT_APPEND_NEWLINE)
     except (orjson.JSONEncodeError, TypeError, ValueError):
         return (json_text(record) + "\n").encode()
-
-
-class _Token(str):
-    """Text `json_text` emits as it is (punctuation, keys)."""
-
-
-def json_text(value: Any) -> str:
-    """JSON text of any value at any depth: iterative (no recursion limit), keys and values
-    JSON cannot hold as strings, text escaped to ASCII (lone surrogates survive)."""
-    parts: list[str] = []
-    stack: list[Any] = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, _Token):
-            parts.append(item)
-        elif isinstance(item, dict):
-            parts.append("{")
-            stack.append(_Token("}"))
-            entries = list(item.items())
-            for index in range(len(entries) - 1, -1, -1):
-                key, member = entries[index]
-                stack.append(member)
-                stack.append(_Token(("," if index else "") + json.dumps(str(key)) + ":"))
-        elif isinstance(item, (list, tuple)):
-            parts.append("[")
-            stack.append(_Token("]"))
-            for index in range(len(item) - 1, -1, -1):
-                stack.append(item[index])
-                if index:
-                    stack.append(_Token(","))
-        elif item is None or isinstance(item, (str, bool, int)):
-            parts.append(json.dumps(item))
-        elif isinstance(item, float):
-            parts.append(json.dumps(item) if item == item and abs(item) != float("inf")
-                         else "null")
-        elif isinstance(item, datetime):
-            parts.append(json.dumps(item.isoformat()))
-        else:
-            parts.append(json.dumps(str(item)))
-    return "".join(parts)
 
 
 class DeadLetterSink(PartitionedFileSink):

@@ -65,7 +65,8 @@ class FileBuffer:
         self.events.extend(newer.events)
         self.size += newer.size
         for partition, (first, last) in newer.offsets.items():
-            self.offsets.setdefault(partition, [first, last])[1] = last
+            span = self.offsets.setdefault(partition, [first, last])
+            span[0], span[1] = min(span[0], first), max(span[1], last)
 
 
 @dataclass
@@ -242,7 +243,9 @@ class PartitionedFileSink(Sink):
             if span is None:
                 buffer.offsets[batch.partition] = [batch.first_offset, batch.last_offset]
             else:
-                span[1] = batch.last_offset
+                # Dead letters of poison rows arrive after newer batches: keep the whole span.
+                span[0] = min(span[0], batch.first_offset)
+                span[1] = max(span[1], batch.last_offset)
         if poison:
             self._reject(batch.partition, poison)
 
