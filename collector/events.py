@@ -34,6 +34,9 @@ MESSAGE = "message"
 EVENTS = "events"
 DEAD_LETTERS = "dead_letter"
 ALERTS = "alerts"
+# Datasets the daemon writes itself (detection's alerts in the lake): no source, sender or
+# pipeline may put events into them.
+RESERVED_DATASETS = frozenset({"alerts"})
 
 
 @dataclass(slots=True)

@@ -8,16 +8,30 @@ Label values are bounded: component ids and tenant ids come from the configurati
 from __future__ import annotations
 
 import platform
+import re
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
 
 import collector
+from collector.config.models import TENANT_ID_RE
 
 __all__ = ["CONTENT_TYPE", "ComponentTelemetry", "Telemetry"]
 
 _COMPONENT = ("component_id", "component_kind", "component_type")
+# A tenant label value that is not a tenant id (never expected: tenants come from the journal
+# partition); an arbitrary string must not become a label value.
+INVALID_TENANT = "_invalid"
+_TENANT_LABEL_RE = re.compile(f"{TENANT_ID_RE.pattern}|_quarantine|_unknown|")
+
+
+def tenant_label(tenant: str) -> str:
+    """`tenant` as a label value: a tenant id, `_quarantine`, `_unknown` or empty (decided per
+    event); anything else is counted under `_invalid`."""
+    if isinstance(tenant, str) and _TENANT_LABEL_RE.fullmatch(tenant):
+        return tenant
+    return INVALID_TENANT
 
 
 class Telemetry:
@@ -189,6 +203,12 @@ class Telemetry:
         self.notify_messages = Counter(
             "vigil_notify_messages", "Notification delivery attempts by outcome (sent, retried, "
             "dead_lettered)", ["channel", "channel_type", "result"], registry=r)
+        self.provenance_rejected_values = Counter(
+            "vigil_pipeline_provenance_rejected_events", "Events on which a step (from the "
+            "input's keys: json, kv, cef, leef, nest, ...) tried to create or change a provenance "
+            "key (vigil.tenant, vigil.source, vigil.dataset, vigil.received_at, vigil.offset); "
+            "the value was dropped and the daemon's stamp kept",
+            ["pipeline", "step", "step_type"], registry=r)
         self.auth_logins = Counter(
             "vigil_auth_logins", "Login attempts by result", ["result"], registry=r)
         self.api_requests = Counter(
@@ -197,7 +217,7 @@ class Telemetry:
 
     def pipeline_events(self, pipeline_id: str, tenant: str, received: int, sent: int) -> None:
         """Events that entered a pipeline and left it towards the sinks, for one batch."""
-        labels = (pipeline_id, "pipeline", "pipeline", tenant)
+        labels = (pipeline_id, "pipeline", "pipeline", tenant_label(tenant))
         self.received_events.labels(*labels).inc(received)
         self.sent_events.labels(*labels).inc(sent)
 
@@ -209,8 +229,13 @@ class Telemetry:
             if n:
                 self.step_events.labels(pipeline_id, step_id, step_type, result).inc(n)
 
+    def provenance_rejected(self, pipeline_id: str, step_id: str, step_type: str,
+                            n: int) -> None:
+        """Events of one batch whose provenance a step tried to change."""
+        self.provenance_rejected_values.labels(pipeline_id, step_id, step_type).inc(n)
+
     def dead_letters(self, tenant: str, n: int) -> None:
-        self.dead_letter_events.labels(tenant).inc(n)
+        self.dead_letter_events.labels(tenant_label(tenant)).inc(n)
 
     def poison(self, component: str, tenant: str, n: int, scope: str = "event") -> None:
         """Events dead-lettered because `component` raised on them (`scope`: event, batch)."""
@@ -250,20 +275,22 @@ class ComponentTelemetry:
     def received(self, events: int, tenant: str) -> None:
         child = self._received.get(tenant)
         if child is None:
-            child = self._received[tenant] = self._t.received_events.labels(*self.labels, tenant)
+            child = self._received[tenant] = self._t.received_events.labels(
+                *self.labels, tenant_label(tenant))
         child.inc(events)
 
     def received_bytes(self, n: int, tenant: str = "") -> None:
         child = self._received_bytes.get(tenant)
         if child is None:
-            child = self._received_bytes[tenant] = self._t.received_bytes.labels(*self.labels,
-                                                                                 tenant)
+            child = self._received_bytes[tenant] = self._t.received_bytes.labels(
+                *self.labels, tenant_label(tenant))
         child.inc(n)
 
     def sent(self, events: int, tenant: str) -> None:
         child = self._sent.get(tenant)
         if child is None:
-            child = self._sent[tenant] = self._t.sent_events.labels(*self.labels, tenant)
+            child = self._sent[tenant] = self._t.sent_events.labels(*self.labels,
+                                                                    tenant_label(tenant))
         child.inc(events)
 
     def error(self, error_type: str, stage: str, n: int = 1) -> None:

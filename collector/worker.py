@@ -12,7 +12,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Protocol
 
-from collector.events import DATASET, DEAD_LETTERS, OFFSET, Batch, Event
+from collector.events import DATASET, DEAD_LETTERS, OFFSET, TENANT, Batch, Event
 from collector.poison import PoisonReport, offset_span, poison_record
 from collector.queue import EventQueue
 from collector.telemetry import Telemetry
@@ -82,8 +82,11 @@ class Worker:
     def handle(self, batch: Batch) -> None:
         # Each event carries its queue offset into the sinks: a replay after a crash trims what
         # was committed past the acknowledged position by it, and alerts point back with it.
+        # Its tenant is the partition it was journaled in, whatever the record says.
+        tenant = batch.partition
         for offset, event in enumerate(batch.events, batch.first_offset):
             event[OFFSET] = offset
+            event[TENANT] = tenant
         try:
             outs = self.processor(batch)
         except Exception:

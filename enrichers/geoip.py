@@ -32,6 +32,7 @@ from pydantic import Field, field_validator, model_validator
 from collector.config.models import ConfigIssue, ValidationContext
 from collector.events import Event
 from collector.pipeline.step import Step, StepConfig, StepContext
+from collector.provenance import WrittenName, under
 from enrichers.addresses import Address, parse_address
 from enrichers.reloading import (
     EnrichmentFileError,
@@ -104,6 +105,10 @@ class GeoipConfig(StepConfig):
             except EnrichmentFileError as exc:
                 issues.append(((key,), str(exc)))
         return issues
+
+    def written_fields(self, context: ValidationContext) -> list[WrittenName]:
+        return [(("fields", source) if isinstance(self.fields, dict) else ("fields",),
+                 under(prefix), True) for source, prefix in self.targets()]
 
     def targets(self) -> list[tuple[str, str]]:
         """(IP field, output prefix) pairs."""

@@ -27,6 +27,7 @@ from pydantic import Field, field_validator
 from collector.config.models import ConfigIssue, ValidationContext
 from collector.events import Event
 from collector.pipeline.step import Step, StepConfig, StepContext
+from collector.provenance import WrittenName
 from enrichers.reloading import (
     EnrichmentFileError,
     ReloadingFile,
@@ -61,6 +62,9 @@ class LookupConfig(StepConfig):
         if not value:
             raise ValueError("map at least one column to an event field")
         return value
+
+    def written_fields(self, context: ValidationContext) -> list[WrittenName]:
+        return [(("fields", column), name, False) for column, name in self.fields.items()]
 
     def semantic_errors(self, context: ValidationContext) -> list[ConfigIssue]:
         path = context.resolve(self.table)

@@ -176,6 +176,7 @@ class FormatStep(Step):
     names with `ecs`) and pairs: mapped keys to ECS when the value converts, others prefixed."""
 
     marker: str
+    names_from_input = True
 
     def __init__(self, config: FormatConfig, context: Any, prefix: str,
                  mapping: dict[str, tuple[str, Convert]]) -> None:

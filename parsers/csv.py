@@ -15,6 +15,7 @@ from pydantic import Field, field_validator, model_validator
 from collector.config.models import ConfigIssue, ValidationContext
 from collector.events import Event
 from collector.pipeline.step import Step, StepConfig, StepFailure
+from collector.provenance import WrittenName, under
 from parsers.grok.expression import field_name
 from parsers.grok.step import text_of
 
@@ -59,6 +60,10 @@ class CsvConfig(StepConfig):
         if len(set(specials)) != len(specials):
             raise ValueError("delimiter, quote_char and escape_char must differ")
         return self
+
+    def written_fields(self, context: ValidationContext) -> list[WrittenName]:
+        return [(("columns", i), under(self.target, field_name(name) or name), False)
+                for i, name in enumerate(self.columns) if name != SKIP]
 
     def semantic_errors(self, context: ValidationContext) -> list[ConfigIssue]:
         if not self.columns:

@@ -11,8 +11,10 @@ from typing import Any, Literal
 import orjson
 from pydantic import Field, model_validator
 
+from collector.config.models import ValidationContext
 from collector.events import Event
 from collector.pipeline.step import Step, StepConfig, StepFailure
+from collector.provenance import WrittenName, under
 
 
 def flatten_object(value: dict[str, Any], prefix: str = "", out: dict[str, Any] | None = None,
@@ -41,6 +43,13 @@ class JsonConfig(StepConfig):
     remove_field: bool = Field(False, description="remove the source field after decoding")
     overwrite: bool = Field(True, description="decoded values replace existing fields")
 
+    def written_fields(self, context: ValidationContext) -> list[WrittenName]:
+        if self.target is None:
+            return []  # keys from the input: the runner keeps provenance against them
+        if not self.flatten:
+            return [(("target",), self.target, False)]
+        return [(("target",), under(self.target), True)]
+
     @model_validator(mode="after")
     def _subtree_needs_target(self) -> JsonConfig:
         if not self.flatten and not self.target:
@@ -52,6 +61,7 @@ class JsonStep(Step):
     """`type: json`."""
 
     config_model = JsonConfig
+    names_from_input = True
 
     def __init__(self, config: JsonConfig, context: Any) -> None:
         super().__init__(config, context)

@@ -12,8 +12,10 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from collector.config.models import ValidationContext
 from collector.events import Event
 from collector.pipeline.step import Step, StepConfig, StepFailure
+from collector.provenance import WrittenName, under
 from parsers.grok.step import text_of
 
 
@@ -49,6 +51,12 @@ class KvConfig(StepConfig):
     keep_empty_values: bool = Field(False, description="keep keys whose value is empty "
                                                        "(`user=` or `user=\"\"`)")
 
+
+    def written_fields(self, context: ValidationContext) -> list[WrittenName]:
+        prefix = under(self.target, self.prefix)
+        return [(("target",) if self.target else ("prefix",), prefix, True),
+                *((("include_keys", i), prefix + key, False)
+                  for i, key in enumerate(self.include_keys))]
     @field_validator("quotes")
     @classmethod
     def _single_characters(cls, quotes: list[str]) -> list[str]:
@@ -104,6 +112,7 @@ class KvStep(Step):
     """`type: kv`."""
 
     config_model = KvConfig
+    names_from_input = True
 
     def __init__(self, config: KvConfig, context: Any) -> None:
         super().__init__(config, context)

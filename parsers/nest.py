@@ -13,8 +13,10 @@ from typing import Any, Literal
 import orjson
 from pydantic import Field
 
+from collector.config.models import ValidationContext
 from collector.events import MESSAGE, TIMESTAMP, Event
 from collector.pipeline.step import Step, StepConfig, StepFailure
+from collector.provenance import WrittenName, under
 from parsers.json import flatten_object
 
 RESERVED_PREFIX = "vigil."
@@ -66,11 +68,24 @@ class NestConfig(StepConfig):
                                                  "once nested")
     max_depth: int = Field(32, ge=1, description="deeper subtrees are kept as one value")
 
+    def written_fields(self, context: ValidationContext) -> list[WrittenName]:
+        names: list[WrittenName] = []
+        if self.target:
+            names.append((("target",), under(self.target), True))
+        # A renamed key is written as it is named and flattened under its name.
+        for key, name in self.rename.items():
+            names += [(("rename", key), under(self.target, name), False),
+                      (("rename", key), under(self.target, name) + ".", True)]
+        if self.field is not None and self.remove_field:
+            names.append((("field",), self.field, False))
+        return names
+
 
 class NestStep(Step):
     """`type: nest`."""
 
     config_model = NestConfig
+    names_from_input = True
 
     def __init__(self, config: NestConfig, context: Any) -> None:
         super().__init__(config, context)

@@ -11,8 +11,10 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from collector.config.models import ValidationContext
 from collector.events import Event
 from collector.pipeline.step import Step, StepConfig, StepFailure
+from collector.provenance import WrittenName
 from sinks.lake.schema import CONVERTERS, FieldType
 
 
@@ -20,6 +22,10 @@ class RenameConfig(StepConfig):
     type: Literal["rename"] = "rename"
     fields: dict[str, str] = Field(description="old name -> new name")
     overwrite: bool = Field(True, description="replace a value already under the new name")
+
+    def written_fields(self, context: ValidationContext) -> list[WrittenName]:
+        return [(("fields", old), name, False) for old, name in self.fields.items()
+                for name in (old, name)]  # the old name is removed: a change too
 
 
 class RenameStep(Step):
@@ -43,6 +49,9 @@ class CopyConfig(StepConfig):
     type: Literal["copy"] = "copy"
     fields: dict[str, str] = Field(description="source name -> target name")
     overwrite: bool = True
+
+    def written_fields(self, context: ValidationContext) -> list[WrittenName]:
+        return [(("fields", source), target, False) for source, target in self.fields.items()]
 
 
 class CopyStep(Step):
@@ -68,6 +77,9 @@ class SetConfig(StepConfig):
     fields: dict[str, Any] = Field(description="name -> constant value")
     overwrite: bool = True
 
+    def written_fields(self, context: ValidationContext) -> list[WrittenName]:
+        return [(("fields", name), name, False) for name in self.fields]
+
 
 class SetStep(Step):
     """`type: set`: constant values (e.g. `event.category: authentication`)."""
@@ -91,6 +103,10 @@ class RemoveConfig(StepConfig):
     fields: list[str] = Field(default_factory=list, description="names to remove")
     prefixes: list[str] = Field(default_factory=list,
                                 description="remove every field starting with one of these")
+
+    def written_fields(self, context: ValidationContext) -> list[WrittenName]:
+        return [*((("fields", i), name, False) for i, name in enumerate(self.fields)),
+                *((("prefixes", i), prefix, True) for i, prefix in enumerate(self.prefixes))]
 
 
 class RemoveStep(Step):
@@ -118,6 +134,9 @@ class ConvertConfig(StepConfig):
         None, description="name -> type; absent: every field the pipeline's schema types")
     strict: bool = Field(False, description="a value that does not convert fails the step "
                                             "(otherwise it is removed and the event goes on)")
+
+    def written_fields(self, context: ValidationContext) -> list[WrittenName]:
+        return [(("fields", name), name, False) for name in self.fields or ()]
 
 
 class ConvertStep(Step):
@@ -151,6 +170,9 @@ class LowercaseConfig(StepConfig):
     type: Literal["lowercase"] = "lowercase"
     fields: list[str]
 
+    def written_fields(self, context: ValidationContext) -> list[WrittenName]:
+        return [(("fields", i), name, False) for i, name in enumerate(self.fields)]
+
 
 class LowercaseStep(Step):
     """`type: lowercase`: text values to lower case (user names, domains, actions)."""
@@ -173,6 +195,11 @@ class MapValuesConfig(StepConfig):
     default: Any = Field(None, description="used when the value is not in `values` (absent: "
                                            "the value is left as it is)")
     ignore_case: bool = False
+
+    def written_fields(self, context: ValidationContext) -> list[WrittenName]:
+        if self.target is not None:
+            return [(("target",), self.target, False)]
+        return [(("field",), self.field, False)]
 
     @model_validator(mode="after")
     def _keys_are_text(self) -> MapValuesConfig:

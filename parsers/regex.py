@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from collector.config.models import ConfigIssue, ValidationContext
 from collector.errors import ConfigError
+from collector.provenance import under
 from parsers.grok.expression import CompiledExpression, GrokError, compile_expression
 from parsers.grok.step import CaptureConfig, CaptureStep
 
@@ -22,6 +23,15 @@ class RegexConfig(CaptureConfig):
     names, `(?P<source.ip>[^ ]+)` or `(?<source.port:int>\\d+)` (`:int` / `:float` convert)."""
 
     type: Literal["regex"] = "regex"
+
+    def compiled_for_check(self, context: ValidationContext) -> list[CompiledExpression | None]:
+        found: list[CompiledExpression | None] = []
+        for pattern in self.patterns:
+            try:
+                found.append(compile_regex_pattern(pattern, under(self.target)))
+            except GrokError:
+                found.append(None)
+        return found
 
     def semantic_errors(self, context: ValidationContext) -> list[ConfigIssue]:
         issues: list[ConfigIssue] = []

@@ -20,6 +20,7 @@ from pydantic import Field
 from collector.config.models import ConfigIssue, ValidationContext
 from collector.events import RECEIVED_AT, TIMESTAMP, Event
 from collector.pipeline.step import Step, StepConfig, StepFailure
+from collector.provenance import WrittenName
 from collector.registry import did_you_mean
 
 # The syslog parser owns RFC 3164 timestamps and their year inference; reuse it rather than
@@ -65,6 +66,12 @@ class TimestampConfig(StepConfig):
     ignore_missing: bool = Field(False, description="an event without the field passes "
                                                     "unmarked")
     remove_field: bool = Field(False, description="remove the source field once parsed")
+
+    def written_fields(self, context: ValidationContext) -> list[WrittenName]:
+        names: list[WrittenName] = [(("target",), self.target, False)]
+        if self.remove_field:
+            names.append((("field",), self.field, False))
+        return names
 
     def semantic_errors(self, context: ValidationContext) -> list[ConfigIssue]:
         issues: list[ConfigIssue] = []

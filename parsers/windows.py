@@ -313,6 +313,7 @@ class WindowsEventStep(Step):
     """`type: windows_event`: a record it cannot recognise is a step failure."""
 
     config_model = WindowsEventConfig
+    names_from_input = True
 
     def __init__(self, config: WindowsEventConfig, context: Any) -> None:
         super().__init__(config, context)

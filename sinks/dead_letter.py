@@ -33,6 +33,8 @@ from collector.events import (
     Event,
     json_text,
 )
+from collector.provenance import path_component
+from collector.telemetry import tenant_label
 from sinks.base import SinkContext
 from sinks.files import (
     FileBuffer,
@@ -89,12 +91,14 @@ class DeadLetterSink(PartitionedFileSink):
         failed_at = event.get(TIMESTAMP)
         if not isinstance(failed_at, datetime):
             failed_at = datetime.now(UTC)
-        # The batch's partition, never a field: the tenant directory is not the event's to pick.
-        return (batch.partition, f"{failed_at:%Y-%m-%d}")
+        # The tenant is the batch's journal partition, never a field of the record.
+        return (batch.partition,
+                f"{failed_at.year:04d}-{failed_at.month:02d}-{failed_at.day:02d}")
 
     def directory(self, key: tuple[str, str]) -> tuple[Path, str]:
         tenant, date = key
-        return self.root / f"tenant={tenant}" / f"date={date}", "dead_letter"
+        return (self.root / f"tenant={path_component('tenant', tenant)}"
+                / f"date={path_component('date', date)}", "dead_letter")
 
     def event_size(self, event: Event) -> int:
         original = event.get("event")
@@ -105,7 +109,7 @@ class DeadLetterSink(PartitionedFileSink):
         return await asyncio.to_thread(_write_lines, buffer.events, target)
 
     def committed(self, buffer: FileBuffer, size: int) -> None:
-        self.telemetry.dead_letter_files.labels(buffer.tenant).inc()
+        self.telemetry.dead_letter_files.labels(tenant_label(buffer.tenant)).inc()
 
     def trim_file(self, path: Path, keep: dict[str, int]) -> int:
         kept: list[bytes] = []

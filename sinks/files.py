@@ -28,7 +28,7 @@ from pydantic import Field
 
 from collector.config.models import StrictModel
 from collector.durable import commit_file, fsync_directory
-from collector.events import TENANT, Batch, Event
+from collector.events import Batch, Event
 from collector.poison import is_environmental
 from collector.telemetry import ComponentTelemetry
 from sinks.base import Sink, SinkContext
@@ -231,8 +231,8 @@ class PartitionedFileSink(Sink):
                 buffer = buffers.get(key)
                 if buffer is None:
                     directory, dataset = self.directory(key)
-                    tenant = event.get(TENANT) or batch.partition
-                    buffer = buffers[key] = FileBuffer(directory, dataset, tenant, opened=now)
+                    buffer = buffers[key] = FileBuffer(directory, dataset, batch.partition,
+                                                       opened=now)
                 size = self.event_size(event)
             except Exception as exc:  # this event cannot be placed: poison, not a stop
                 poison.append((event, exc))

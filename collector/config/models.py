@@ -20,6 +20,8 @@ from pydantic import (
     model_validator,
 )
 
+from collector.events import RESERVED_DATASETS
+
 TENANT_ID_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 # Dataset names are lake directory names too.
 DATASET_RE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
@@ -401,6 +403,14 @@ class SourceConfig(ComponentConfig):
         description="instead of `tenant`: routes tried in order, unmatched -> _quarantine")
     dataset: DatasetName = Field("syslog",
                                  description="dataset events have until a pipeline assigns one")
+
+    @field_validator("dataset")
+    @classmethod
+    def _not_reserved(cls, dataset: str) -> str:
+        if dataset in RESERVED_DATASETS:
+            raise ValueError(f"dataset {dataset!r} is written by the daemon itself; choose "
+                             "another name")
+        return dataset
 
     @field_validator("routes")
     @classmethod

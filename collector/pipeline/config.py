@@ -7,8 +7,11 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
-from collector.config.models import DatasetName, StrictModel
+from collector.config.models import ConfigIssue, DatasetName, StrictModel, ValidationContext
+from collector.events import RESERVED_DATASETS
 from collector.pipeline.conditions import Condition
+from collector.pipeline.step import StepConfig
+from collector.provenance import written_field_issues
 from sinks.lake.schema import FieldType
 
 
@@ -31,3 +34,14 @@ class PipelineConfig(StrictModel):
     schema_: dict[str, FieldType] = Field(
         default_factory=dict, alias="schema", description="types of the fields the pipeline "
         "produces: string, int, float, bool, ip, timestamp, list")
+
+    def semantic_errors(self, context: ValidationContext) -> list[ConfigIssue]:
+        issues: list[ConfigIssue] = []
+        if self.dataset in RESERVED_DATASETS:
+            issues.append((("dataset",), f"dataset {self.dataset!r} is written by the daemon "
+                                         "itself; choose another name"))
+        for index, step in enumerate(self.steps):
+            if isinstance(step, StepConfig):  # None: the step itself failed validation
+                issues += [(("steps", index, *loc), message) for loc, message
+                           in written_field_issues(step.written_fields(context))]
+        return issues

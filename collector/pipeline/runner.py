@@ -30,6 +30,7 @@ from collector.events import (
 from collector.pipeline.conditions import Condition, Predicate, compile_condition
 from collector.pipeline.config import PipelineConfig
 from collector.pipeline.step import Step, StepConfig, StepContext, StepFailure
+from collector.provenance import Stamps
 from collector.registry import resolve
 from collector.telemetry import Telemetry
 
@@ -55,6 +56,7 @@ class StepCounters:
     sent: int = 0
     failed: int = 0
     dropped: int = 0
+    provenance: int = 0  # events whose provenance the step tried to change (put back)
 
 
 @dataclass
@@ -67,6 +69,7 @@ class BoundStep:
     condition: Predicate | None
     on_failure: str
     counters: StepCounters = field(default_factory=StepCounters)
+    names_from_input: bool = False
     reported_stats: dict[str, int] = field(default_factory=dict)
 
 
@@ -80,11 +83,13 @@ class Pipeline:
         self.match: Predicate | None = (compile_condition(config.match)
                                         if config.match is not None else None)
         self.steps = steps
+        self.provenance_restored = 0  # events re-stamped after the last step (since reported)
 
     def run(self, event: Event, dead: list[Event], now: Callable[[], datetime]) -> Event | None:
         """The event after every step, or None when a step dropped it or it failed into
         `dead`."""
         original = dict(event)
+        stamps = Stamps(event)
         current: Event = event
         for bound in self.steps:
             if bound.condition is not None and not bound.condition(current):
@@ -111,6 +116,12 @@ class Pipeline:
                 return None
             counters.sent += 1
             current = result
+            if bound.names_from_input and stamps.restore(current):
+                counters.provenance += 1
+        # Once more whatever the steps were (a configured name was checked at validation; a
+        # step that failed and went on may have written half its fields).
+        if stamps.restore(current):
+            self.provenance_restored += 1
         current[DATASET] = self.dataset
         current[PIPELINE] = self.id
         return current
@@ -255,8 +266,14 @@ class PipelineSet:
                 if c.received or c.failed:
                     telemetry.pipeline_step_events(pipeline.id, bound.step_id, bound.type_name,
                                                    c.received, c.sent, c.failed, c.dropped)
+                    if c.provenance:
+                        telemetry.provenance_rejected(pipeline.id, bound.step_id,
+                                                      bound.type_name, c.provenance)
                     bound.counters = StepCounters()
                     self._report_stats(pipeline.id, bound, telemetry)
+            if pipeline.provenance_restored:
+                telemetry.provenance_rejected(pipeline.id, "-", "-", pipeline.provenance_restored)
+                pipeline.provenance_restored = 0
         if dead:
             telemetry.dead_letters(tenant, dead)
 
@@ -299,7 +316,7 @@ def build_pipeline(pipeline_id: str, config: PipelineConfig, context: StepContex
             step_id=step_config.id or f"{index}-{step_config.type}",
             type_name=step_config.type, step=cls(step_config, step_context),
             condition=compile_condition(condition) if condition is not None else None,
-            on_failure=step_config.on_failure))
+            on_failure=step_config.on_failure, names_from_input=cls.names_from_input))
     return Pipeline(pipeline_id, config, steps)
 
 

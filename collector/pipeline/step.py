@@ -21,6 +21,7 @@ from collector.config.models import ComponentConfig, ValidationContext
 from collector.errors import VigilError
 from collector.events import Event
 from collector.pipeline.conditions import Condition
+from collector.provenance import WrittenName
 from sinks.lake.schema import FieldType
 
 OnFailure = Literal["dead_letter", "continue", "drop"]
@@ -44,6 +45,12 @@ class StepConfig(ComponentConfig):
 
     model_config = ComponentConfig.model_config | {"populate_by_name": True}
 
+    def written_fields(self, context: ValidationContext) -> list[WrittenName]:
+        """The fields this step is configured to write, as (key path, name, is a prefix); the
+        pipeline refuses provenance among them. Names that come from the input are not listed:
+        the runner puts provenance back after every step whatever it wrote."""
+        return []
+
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
@@ -64,6 +71,11 @@ class Step(ABC):
     """One transformation; built once per pipeline (re)load."""
 
     config_model: ClassVar[type[StepConfig]]
+    # The step writes keys named by its input (json, nest, kv, cef, leef, windows_event): the
+    # runner puts provenance back right after it, so later steps see the daemon's values.
+    # Every other step writes only names its config gives, checked at validation (and the
+    # runner re-stamps once more after the last step whatever happened).
+    names_from_input: ClassVar[bool] = False
 
     def __init__(self, config: Any, context: StepContext) -> None:
         self.config = config

@@ -1,7 +1,8 @@
 """What every source is given and must provide.
 
 A source turns bytes from the outside into events and hands them to `SourceContext.emit`, which
-stamps provenance, decides the tenant, appends to the queue and counts, once per batch.
+stamps provenance (overwriting anything the input said), decides the tenant, appends to the
+queue and counts, once per batch.
 """
 
 from __future__ import annotations
@@ -17,13 +18,16 @@ from collector.config.models import SourceConfig
 from collector.errors import VigilError
 from collector.events import (
     DATASET,
+    OFFSET,
     PARSE_ERROR,
     RECEIVED_AT,
+    RESERVED_DATASETS,
     SOURCE,
     SOURCE_FAILURE,
     TENANT,
     Event,
 )
+from collector.provenance import SENDER_NAMESPACE, disown_sender_provenance
 from collector.queue import EventQueue
 from collector.routing import QUARANTINE, TenantRouter
 from collector.telemetry import ComponentTelemetry
@@ -80,17 +84,26 @@ class SourceContext:
         source_id, dataset, route = self.source_id, self.config.dataset, self.router.route
         fixed = self.router.tenant_for(tenant) if tenant is not None else None
         now = self.clock()
+        forged = 0
         for event in events:
+            if (TENANT in event or SOURCE in event or RECEIVED_AT in event or OFFSET in event
+                    or SENDER_NAMESPACE in event):
+                forged += disown_sender_provenance(event)
             owner = fixed or route(event, peer)
             event[TENANT] = owner
             event[SOURCE] = source_id
-            event.setdefault(DATASET, dataset)
-            event.setdefault(RECEIVED_AT, now)
+            event[RECEIVED_AT] = now
+            # A source may fix the dataset per event (HTTP `?dataset=`), never into one the
+            # daemon writes itself.
+            if event.setdefault(DATASET, dataset) in RESERVED_DATASETS:
+                event[DATASET] = dataset
             bucket = by_tenant.get(owner)
             if bucket is None:
                 by_tenant[owner] = [event]
             else:
                 bucket.append(event)
+        if forged:
+            self.telemetry.error("provenance", "receive", forged)
         offsets = {}
         for owner, bucket in by_tenant.items():
             self.telemetry.received(len(bucket), owner)

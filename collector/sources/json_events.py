@@ -1,9 +1,10 @@
 """Events from JSON that senders wrote (TCP JSON lines, HTTP bodies): the decoded object's keys
 as they are (flattening is a pipeline's job), with Vigil's reserved keys protected.
 
-Keys a sender may not set (`vigil.*`: tenant, source, dataset are decided here) are kept under
-`payload.<key>`; an `@timestamp` that is not a time Vigil can read is kept as
-`payload.@timestamp` and the receive time used instead. Nothing the sender wrote is dropped.
+Keys a sender may not set (`vigil.*`: tenant, source, dataset are decided here, and a top-level
+`vigil` object, which flattening would turn into such keys) are kept under `payload.<key>`; an
+`@timestamp` that is not a time Vigil can read is kept as `payload.@timestamp` and the receive
+time used instead. Nothing the sender wrote is dropped.
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ from typing import Any
 import orjson
 
 from collector.events import MESSAGE, PARSE_ERROR, TIMESTAMP, Event
+from collector.provenance import MOVED_PREFIX, SENDER_NAMESPACE
 
 RESERVED_PREFIX = "vigil."
-MOVED_PREFIX = "payload."
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -24,7 +25,7 @@ def event_from_object(obj: dict[str, Any], received_at: datetime) -> Event:
     """An event from one decoded JSON object."""
     event: Event = {}
     for key, value in obj.items():
-        if key.startswith(RESERVED_PREFIX):
+        if key.startswith(RESERVED_PREFIX) or key == SENDER_NAMESPACE:
             key = MOVED_PREFIX + key
         event[key] = value
     stamp = event.get(TIMESTAMP)

@@ -19,6 +19,7 @@ from collector.config.models import ConfigIssue, ValidationContext
 from collector.errors import ConfigError
 from collector.events import Event
 from collector.pipeline.step import Step, StepConfig, StepFailure
+from collector.provenance import WrittenName, under
 from parsers.grok.expression import (
     Anchor,
     Capture,
@@ -56,6 +57,20 @@ class CaptureConfig(StepConfig):
     keep_empty_captures: bool = Field(False, description="keep captures that matched the "
                                                          "empty string")
 
+    def compiled_for_check(self, context: ValidationContext) -> list[CompiledExpression | None]:
+        """Each pattern compiled (None where it does not: `semantic_errors` says why)."""
+        return []
+
+    def written_fields(self, context: ValidationContext) -> list[WrittenName]:
+        names: list[WrittenName] = []
+        if self.target:
+            names.append((("target",), under(self.target), True))
+        for index, compiled in enumerate(self.compiled_for_check(context)):
+            if compiled is not None:
+                names += [(("patterns", index), capture.field, False)
+                          for capture in compiled.captures]
+        return names
+
 
 class GrokConfig(CaptureConfig):
     """Extract fields with grok patterns. `%{NAME:field}` writes a dotted field
@@ -73,6 +88,18 @@ class GrokConfig(CaptureConfig):
     engine: EngineChoice = Field(
         "auto", description="auto: Python's `re` where the expansion compiles there, else the "
         "`regex` module (what pygrok uses); re / regex force one")
+
+    def compiled_for_check(self, context: ValidationContext) -> list[CompiledExpression | None]:
+        definitions, _ = collect_definitions(self, context)
+        prefix = under(self.target)
+        found: list[CompiledExpression | None] = []
+        for pattern in self.patterns:
+            try:
+                found.append(compile_expression(pattern, definitions, engine=self.engine,
+                                                prefix=prefix))
+            except GrokError:
+                found.append(None)
+        return found
 
     def semantic_errors(self, context: ValidationContext) -> list[ConfigIssue]:
         definitions, issues = collect_definitions(self, context)

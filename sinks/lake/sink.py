@@ -20,7 +20,9 @@ from pydantic import Field
 
 from collector.config.models import SinkConfig
 from collector.durable import commit_file
-from collector.events import ALERTS, EVENTS, TENANT, TIMESTAMP, Batch, Event
+from collector.events import ALERTS, EVENTS, TIMESTAMP, Batch, Event
+from collector.provenance import path_component
+from collector.telemetry import tenant_label
 from sinks.base import SinkContext
 from sinks.files import (
     FileBuffer,
@@ -49,9 +51,13 @@ def lake_root(data_dir: Path, sinks: Iterable[SinkConfig] = ()) -> Path:
 
 
 def partition_dir(root: Path, dataset: str, tenant: str, ts: datetime) -> Path:
-    """The Hive partition directory of an event."""
+    """The Hive partition directory of an event; every component is checked again here
+    (raises UnsafePathComponent), so no value can name a directory outside the lake."""
     ts = ts.astimezone(UTC)
-    return root / dataset / f"tenant={tenant}" / f"date={ts:%Y-%m-%d}" / f"hour={ts:%H}"
+    return (root / path_component("dataset", dataset)
+            / f"tenant={path_component('tenant', tenant)}"
+            / f"date={path_component('date', f'{ts.year:04d}-{ts.month:02d}-{ts.day:02d}')}"
+            / f"hour={path_component('hour', f'{ts.hour:02d}')}")
 
 
 class LakeWriter:
@@ -144,8 +150,8 @@ class LakeSink(PartitionedFileSink):
             ts = event[TIMESTAMP] = datetime.now(UTC)
         elif ts.tzinfo is not UTC:
             ts = ts.astimezone(UTC)
-        return (batch.dataset or "unknown", event.get(TENANT) or batch.partition,
-                ts.year, ts.month, ts.day, ts.hour)
+        # The tenant is the batch's journal partition, never a field of the event.
+        return (batch.dataset or "unknown", batch.partition, ts.year, ts.month, ts.day, ts.hour)
 
     def directory(self, key: tuple[str, str, int, int, int, int]) -> tuple[Path, str]:
         dataset, tenant, year, month, day, hour = key
@@ -178,7 +184,7 @@ class LakeSink(PartitionedFileSink):
         return self.writer.trim_sync(path, keep)
 
     def committed(self, buffer: FileBuffer, size: int) -> None:
-        labels = (buffer.dataset, buffer.tenant)
+        labels = (buffer.dataset, tenant_label(buffer.tenant))
         self.telemetry.lake_files.labels(*labels).inc()
         self.telemetry.lake_rows.labels(*labels).inc(len(buffer.events))
         self.telemetry.lake_bytes.labels(*labels).inc(size)
