@@ -9,6 +9,7 @@ unhandled reason makes the daemon exit non-zero, so systemd restarts it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 from pathlib import Path
 from typing import Any
@@ -261,3 +262,70 @@ def test_an_event_the_journal_cannot_encode_is_kept_as_text_not_refused() -> Non
     assert decoded[1]["text"] == '"\\ud800"' and decoded[1]["n"] == 2
     assert "text" in decoded[1][ENCODING_ERROR]
     assert decoded[2]["body"] == deep  # deep, yet within what msgpack stores
+
+
+# -- a sink failure that no single row explains -----------------------------------------------
+
+
+class Rejected(list):
+    def __call__(self, partition: str, events: list, component: str, exc: BaseException,
+                 scope: str) -> None:
+        self.append((partition, len(events), component, type(exc).__name__, scope))
+
+
+def failing_lake(tmp_path: Path, error: Exception) -> tuple[Any, Rejected, list[float], list]:
+    from collector.telemetry import Telemetry
+    from sinks.base import SinkContext
+    from sinks.lake.schema import DatasetSchemas
+    from sinks.lake.sink import LakeConfig, LakeSink
+
+    clock = [0.0]
+    attempts: list[float] = []
+    rejected = Rejected()
+    context = SinkContext(tmp_path, "e1", Telemetry(), DatasetSchemas(),
+                          monotonic=lambda: clock[0], reject=rejected)
+    sink = LakeSink("lake", LakeConfig(), context)
+
+    async def write(table: Any, target: Path) -> int:
+        attempts.append(clock[0])
+        raise error
+
+    sink.writer.write = write  # type: ignore[method-assign]
+    return sink, rejected, clock, attempts
+
+
+async def test_a_buffer_that_keeps_failing_backs_off_then_is_quarantined(
+        tmp_path: Path) -> None:
+    from collector.events import Batch
+
+    sink, rejected, clock, attempts = failing_lake(tmp_path, RuntimeError("not one row's"))
+    await sink.start()
+    events = [{"@timestamp": None, "msg": f"m{i}", "vigil.offset": i} for i in range(3)]
+    sink.write(Batch("demo", events, 0, 2, "app"))
+    for _ in range(200):  # force-flush every 0.1 s of the sink's clock, like a blocked tenant
+        with contextlib.suppress(RuntimeError):
+            await sink.flush(force=True)
+        clock[0] += 0.1
+    # 0.5, 1, 2, 4 s apart, not 6 times a second; then the buffer leaves for the dead letter.
+    gaps = [b - a for a, b in zip(attempts, attempts[1:], strict=False)]
+    assert gaps == pytest.approx([0.5, 1.0, 2.0, 4.0], abs=0.15)
+    assert rejected == [("demo", 3, "lake", "RuntimeError", "batch")]
+    assert sink.buffered_events() == 0 and sink.uncommitted_floor("demo") is None
+
+
+async def test_an_environmental_failure_is_retried_for_as_long_as_it_lasts(
+        tmp_path: Path) -> None:
+    import errno
+
+    from collector.events import Batch
+
+    sink, rejected, clock, attempts = failing_lake(
+        tmp_path, OSError(errno.ENOSPC, "No space left on device"))
+    await sink.start()
+    sink.write(Batch("demo", [{"@timestamp": None, "msg": "m", "vigil.offset": 0}], 0, 0, "app"))
+    for _ in range(1200):
+        with contextlib.suppress(OSError):
+            await sink.flush(force=True)
+        clock[0] += 0.1
+    assert rejected == [] and sink.uncommitted_floor("demo") == 0
+    assert len(attempts) < 12  # backed off to one attempt every 30 s
