@@ -44,11 +44,12 @@ class JsonConfig(StepConfig):
     overwrite: bool = Field(True, description="decoded values replace existing fields")
 
     def written_fields(self, context: ValidationContext) -> list[WrittenName]:
+        names: list[WrittenName] = [(("field",), self.field, False)] if self.remove_field else []
         if self.target is None:
-            return []  # keys from the input: the runner keeps provenance against them
+            return names  # keys from the input: the runner keeps provenance against them
         if not self.flatten:
-            return [(("target",), self.target, False)]
-        return [(("target",), under(self.target), True)]
+            return [*names, (("target",), self.target, False)]
+        return [*names, (("target",), under(self.target), True)]
 
     @model_validator(mode="after")
     def _subtree_needs_target(self) -> JsonConfig:

@@ -137,6 +137,8 @@ def test_every_event_lands_under_the_senders_tenant(attacked: Any) -> None:
         assert row["vigil.dataset"] == "generic.json", row["msg"]
         assert row["vigil.received_at"].year >= 2024, row["msg"]
         assert row["vigil.offset"] != 999999, row["msg"]
+        if row["msg"].endswith("-other-tenant"):  # what the sender wrote is kept, renamed
+            assert row["payload.vigil.tenant"] == "acme"
     lake = data / "lake"
     assert not list(lake.glob("*/tenant=acme")), "a demo sender wrote into acme's lake"
     assert not list(lake.glob("alerts/**/*.parquet")), "a sender forged an alert"
