@@ -8,6 +8,7 @@ with the offsets it covers, so acknowledgement can follow it through every stage
 from __future__ import annotations
 
 import base64
+import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -87,3 +88,43 @@ def as_datetime(value: Any) -> datetime | None:
             return None
         return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
     return None
+
+
+class _Token(str):
+    """Text `json_text` emits as it is (punctuation, keys)."""
+
+
+def json_text(value: Any) -> str:
+    """JSON text of any value at any depth: iterative (no recursion limit), keys and values
+    JSON cannot hold as strings, text escaped to ASCII (lone surrogates survive)."""
+    parts: list[str] = []
+    stack: list[Any] = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, _Token):
+            parts.append(item)
+        elif isinstance(item, dict):
+            parts.append("{")
+            stack.append(_Token("}"))
+            entries = list(item.items())
+            for index in range(len(entries) - 1, -1, -1):
+                key, member = entries[index]
+                stack.append(member)
+                stack.append(_Token(("," if index else "") + json.dumps(str(key)) + ":"))
+        elif isinstance(item, (list, tuple)):
+            parts.append("[")
+            stack.append(_Token("]"))
+            for index in range(len(item) - 1, -1, -1):
+                stack.append(item[index])
+                if index:
+                    stack.append(_Token(","))
+        elif item is None or isinstance(item, (str, bool, int)):
+            parts.append(json.dumps(item))
+        elif isinstance(item, float):
+            parts.append(json.dumps(item) if item == item and abs(item) != float("inf")
+                         else "null")
+        elif isinstance(item, datetime):
+            parts.append(json.dumps(item.isoformat()))
+        else:
+            parts.append(json.dumps(str(item)))
+    return "".join(parts)

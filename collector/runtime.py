@@ -80,7 +80,8 @@ class Daemon:
         self.sinks: dict[str, Sink] = {}
         self.pipelines = self._build_pipelines(self.config)
         self.detection = self._build_detection(self.config)
-        self.worker = Worker(self.queue, self.sinks, limits.batch_max_events, self.process)
+        self.worker = Worker(self.queue, self.sinks, limits.batch_max_events, self.process,
+                             telemetry=self.telemetry, clock=clock)
         self.replayer = DeadLetterReplayer(self._dead_letter_root(self.config), self.queue,
                                            self.telemetry, set(self.config.tenants))
         self.alerting = Alerting(self.config, self.data_dir, self.conf_dir.resolve(),
@@ -93,6 +94,9 @@ class Daemon:
         self._tick_failing = False
         self._wake: asyncio.Event | None = None
         self._worker_task: asyncio.Task[None] | None = None
+        # Why an essential task stopped on its own; the daemon then exits non-zero (systemd's
+        # Restart=on-failure restarts it).
+        self.failure: str | None = None
 
     def _data_dir(self, config: VigilConfig) -> Path:
         return config.data_dir(self.data_dir_override)
@@ -154,7 +158,8 @@ class Daemon:
                                             else None),
                               recover=not self.started.is_set(),
                               replay_end=(self.queue.replay_end
-                                          if isinstance(self.queue, Journal) else None))
+                                          if isinstance(self.queue, Journal) else None),
+                              reject=self.worker.reject)
         sink: Sink = cls(sink_id, sink_config, context)
         if isinstance(sink, AlertStoreSink):
             self.alerting.bind(sink)
@@ -193,9 +198,19 @@ class Daemon:
     async def _run_worker(self) -> None:
         try:
             await self.worker.run()
-        except Exception:
-            log.exception("worker stopped unexpectedly; stopping the daemon")
-            self.request_stop()
+        except Exception as exc:
+            self.fail("worker", exc)
+            return
+        if not self.stopping and not self._stop_requested:
+            self.fail("worker", None)
+
+    def fail(self, task: str, exc: BaseException | None) -> None:
+        """An essential task stopped on its own: log the cause once, stop, exit non-zero."""
+        if self.failure is None:
+            self.failure = f"{task}: {type(exc).__name__}: {exc}" if exc else f"{task} returned"
+            log.error("%s stopped unexpectedly; stopping the daemon (exit code 1)", task,
+                      exc_info=exc, extra={"cause": self.failure})
+        self.request_stop()
 
     async def run(self) -> int:
         """Start, serve until SIGTERM/SIGINT, drain; returns the process exit code."""
@@ -212,7 +227,11 @@ class Daemon:
                 self._wake.clear()
                 if self._reload_requested:
                     self._reload_requested = False
-                    await self.reload()
+                    try:
+                        await self.reload()  # a failing reload keeps the running components
+                    except Exception as exc:
+                        self.fail("reload", exc)
+                        continue
                 try:
                     await self.tick()
                 except Exception:
@@ -304,6 +323,8 @@ class Daemon:
         await self.alerting.stop()
         if self.control is not None:
             await self.control.stop()
+        if self.failure is not None:
+            code = 1
         log.info("vigil stopped", extra={
             "exit_code": code,
             "received_events": int(self.telemetry.total("vigil_component_received_events_total",

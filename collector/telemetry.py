@@ -197,6 +197,11 @@ class Telemetry:
         self.dead_letter_files = Counter(
             "vigil_dead_letter_files_written", "Dead-letter files committed", ["tenant"],
             registry=r)
+        self.poison_events = Counter(
+            "vigil_poison_events", "Events sent to the dead letter because processing raised "
+            "on them (component: pipeline, detection, worker or a sink id; scope: event when "
+            "the one event was pinned, batch when a batch that kept failing was quarantined)",
+            ["component", "tenant", "scope"], registry=r)
 
         # -- alerts, SLAs, notifications, users and the API (issue 6) ----------------------
         self.alerts_written = Counter(
@@ -259,6 +264,10 @@ class Telemetry:
 
     def dead_letters(self, tenant: str, n: int) -> None:
         self.dead_letter_events.labels(tenant_label(tenant)).inc(n)
+
+    def poison(self, component: str, tenant: str, n: int, scope: str = "event") -> None:
+        """Events dead-lettered because `component` raised on them (`scope`: event, batch)."""
+        self.poison_events.labels(component, tenant, scope).inc(n)
 
     def component(self, component_id: str, kind: str, type_name: str) -> ComponentTelemetry:
         """A handle that reports for one component."""

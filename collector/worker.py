@@ -9,15 +9,22 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Protocol
 
-from collector.events import DATASET, OFFSET, TENANT, Batch
+from collector.events import DATASET, DEAD_LETTERS, OFFSET, TENANT, Batch, Event
+from collector.poison import PoisonReport, offset_span, poison_record
 from collector.queue import EventQueue
+from collector.telemetry import Telemetry
 from sinks.base import Sink
 
 log = logging.getLogger(__name__)
 
 BatchProcessor = Callable[[Batch], list[Batch]]
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
 
 
 class FloorHolder(Protocol):
@@ -45,16 +52,20 @@ class Worker:
     """Reads batches from the queue and drives them through processing and the sinks."""
 
     def __init__(self, queue: EventQueue, sinks: dict[str, Sink], batch_max_events: int,
-                 processor: BatchProcessor = split_by_dataset) -> None:
+                 processor: BatchProcessor = split_by_dataset, *,
+                 telemetry: Telemetry | None = None,
+                 clock: Callable[[], datetime] = _utcnow) -> None:
         self.queue = queue
         self.sinks = sinks
         self.batch_max_events = batch_max_events
         self.processor = processor
+        self.telemetry = telemetry
+        self.clock = clock
+        self.report = PoisonReport(telemetry)
         self.holders: list[FloorHolder] = []
         # Held while a batch is in the sinks; a reload swaps components only between batches.
         self.lock = asyncio.Lock()
         self._written: dict[str, int] = {}
-        self._failing: set[str] = set()  # sinks whose last flush failed
 
     async def run(self) -> None:
         """Process until the queue is closed and drained."""
@@ -76,30 +87,64 @@ class Worker:
         for offset, event in enumerate(batch.events, batch.first_offset):
             event[OFFSET] = offset
             event[TENANT] = tenant
-        for out in self.processor(batch):
+        try:
+            outs = self.processor(batch)
+        except Exception:
+            outs = self._process_each(batch)
+        for out in outs:
             self.write_out(out)
         self._written[batch.partition] = batch.last_offset
 
+    def _process_each(self, batch: Batch) -> list[Batch]:
+        """The processor raised on a batch (outside the stages' own per-event handling): each
+        event alone; the ones it raises on again go to the dead letter."""
+        outs: list[Batch] = []
+        for event in batch.events:
+            offset = event[OFFSET]
+            try:
+                outs.extend(self.processor(Batch(batch.partition, [event], offset, offset,
+                                                 batch.dataset, batch.kind)))
+            except Exception as exc:
+                self.reject(batch.partition, [event], "worker", exc)
+        return outs
+
     def write_out(self, batch: Batch) -> None:
         """Hand a processed batch to every sink that takes its kind."""
-        for sink in self.sinks.values():
+        for sink_id, sink in self.sinks.items():
             if batch.kind in sink.accepts:
-                sink.write(batch)
+                try:
+                    sink.write(batch)
+                except Exception as exc:
+                    if batch.kind == DEAD_LETTERS:  # nowhere left to send it: keep it queued
+                        raise
+                    self.reject(batch.partition, batch.events, sink_id, exc, "batch")
+
+    def reject(self, partition: str, events: list[Event], component: str, exc: BaseException,
+               scope: str = "event") -> None:
+        """Send events a component raised on to the dead letter with the reason (never back to
+        `component`); their offsets stay unacknowledged until the dead letter commits."""
+        if not events:
+            return
+        now = self.clock()
+        records = [poison_record(e, partition, component, exc, now) for e in events]
+        first, last = offset_span(events, (0, 0))
+        self.report(component, partition, len(events), exc, scope)
+        if self.telemetry is not None:
+            self.telemetry.dead_letters(partition, len(events))
+        dead = Batch(partition, records, first, last, None, kind=DEAD_LETTERS)
+        for sink_id, sink in self.sinks.items():
+            if DEAD_LETTERS in sink.accepts and sink_id != component:
+                sink.write(dead)
 
     async def flush(self, *, force: bool = False) -> None:
         """Commit what is due in every sink, then acknowledge what all of them committed."""
         for sink_id, sink in self.sinks.items():
             try:
                 await sink.flush(force=force)
-            except Exception as exc:
-                if sink_id not in self._failing:
-                    # Once per episode: a full disk fails every flush until space returns.
-                    self._failing.add(sink_id)
-                    log.error("sink flush failed; events stay buffered and unacknowledged, "
-                              "retried at every flush", extra={"sink": sink_id,
-                                                               "error": str(exc)[:300]})
-            else:
-                self._failing.discard(sink_id)
+            except Exception:
+                # The sink logs its own failures once per episode and retries with backoff.
+                log.debug("sink flush failed; events stay buffered and unacknowledged",
+                          extra={"sink": sink_id})
         self.acknowledge()
 
     def acknowledge(self) -> None:

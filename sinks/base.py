@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 
 from collector.config.models import SinkConfig
 from collector.events import EVENTS, Batch
+from collector.poison import Reject
 from collector.telemetry import Telemetry
 from sinks.lake.schema import DatasetSchemas
 
@@ -38,6 +39,10 @@ class SinkContext:
     # The queue's end offset per partition when it was opened (the journal): offsets below it
     # may have been processed by an earlier run, so a sink checks them against what it holds.
     replay_end: Callable[[str], int] | None = None
+    # Where a sink sends events it cannot store because its conversion raised on them (poison):
+    # `reject(partition, events, sink_id, exception, scope)` dead-letters them with the reason.
+    # None (tests of a sink alone): the exception is raised instead.
+    reject: Reject | None = None
 
 
 class Sink(ABC):

@@ -23,7 +23,16 @@ from pydantic import Field
 
 from collector.config.models import SinkConfig
 from collector.durable import commit_file
-from collector.events import DEAD_LETTERS, OFFSET, RECEIVED_AT, TENANT, TIMESTAMP, Batch, Event
+from collector.events import (
+    DEAD_LETTERS,
+    OFFSET,
+    RECEIVED_AT,
+    TENANT,
+    TIMESTAMP,
+    Batch,
+    Event,
+    json_text,
+)
 from collector.provenance import path_component
 from collector.telemetry import tenant_label
 from sinks.base import SinkContext
@@ -58,8 +67,13 @@ def dead_letter_root(data_dir: Path, sinks: Iterable[SinkConfig] = ()) -> Path:
 
 
 def encode_record(record: Event) -> bytes:
-    """One JSON line; values JSON cannot hold become strings rather than failing the file."""
-    return orjson.dumps(record, default=str, option=orjson.OPT_APPEND_NEWLINE)
+    """One JSON line; values JSON cannot hold become strings rather than failing the file, and
+    a record orjson refuses (nested deeper than its limit, invalid text) is written by
+    `json_text`: the dead letter is where poison goes, so it must take anything."""
+    try:
+        return orjson.dumps(record, default=str, option=orjson.OPT_APPEND_NEWLINE)
+    except (orjson.JSONEncodeError, TypeError, ValueError):
+        return (json_text(record) + "\n").encode()
 
 
 class DeadLetterSink(PartitionedFileSink):
@@ -102,7 +116,11 @@ class DeadLetterSink(PartitionedFileSink):
         removed = 0
         top = -1
         for line in path.read_bytes().splitlines(keepends=True):
-            record = orjson.loads(line)
+            try:
+                record = orjson.loads(line)
+            except orjson.JSONDecodeError:  # deeper than orjson reads: keep it, untrimmed
+                kept.append(line)
+                continue
             original = record.get("event") or {}
             offset = original.get(OFFSET)
             limit = keep.get(str(record.get(TENANT)))

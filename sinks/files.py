@@ -38,12 +38,19 @@ from pydantic import Field
 from collector.config.models import StrictModel
 from collector.durable import fsync_directory, write_atomic
 from collector.events import OFFSET, Batch, Event
+from collector.poison import is_environmental
 from collector.telemetry import ComponentTelemetry
 from sinks.base import Sink, SinkContext
 
 log = logging.getLogger(__name__)
 
-RETRY_SECONDS = 1.0  # a flush the disk refused is tried again this much later
+# A flush the disk (or another environmental cause) refused is tried again this much later.
+RETRY_SECONDS = 1.0
+# A failed commit the environment does not explain is retried after 0.5 s, 1 s, 2 s, ...
+# up to 30 s; if no single row explains it either, it is quarantined after MAX_ATTEMPTS.
+RETRY_BASE_SECONDS = 0.5
+RETRY_MAX_SECONDS = 30.0
+MAX_ATTEMPTS = 5
 # `<first>-<last>.<extension...>` after the epoch prefix of a committed file's name.
 COMMITTED_NAME = re.compile(r"(\d{12,})-(\d{12,})\.[A-Za-z0-9.]+")
 
@@ -71,7 +78,16 @@ class FileBuffer:
         self.events.extend(newer.events)
         self.size += newer.size
         for partition, (first, last) in newer.offsets.items():
-            self.offsets.setdefault(partition, [first, last])[1] = last
+            span = self.offsets.setdefault(partition, [first, last])
+            span[0], span[1] = min(span[0], first), max(span[1], last)
+
+
+@dataclass
+class WriteFailure:
+    """A buffer whose commit failed: attempts so far and when to try again."""
+
+    attempts: int = 0
+    retry_at: float = 0.0
 
 
 def trimmed_name(path: Path, last_kept: int) -> Path:
@@ -190,6 +206,7 @@ class PartitionedFileSink(Sink):
         self.monotonic = context.monotonic
         self._buffers: dict[Hashable, FileBuffer] = {}
         self._flushing: dict[Hashable, FileBuffer] = {}
+        self._failures: dict[Hashable, WriteFailure] = {}
         self._lock = asyncio.Lock()
         self.acknowledged = context.acknowledged
         self.manifest = CommitManifest(context.data_dir / "state" / f"{sink_id}.commits.jsonl")
@@ -277,26 +294,36 @@ class PartitionedFileSink(Sink):
         # Names are trusted only once the start-up trim ran (it renames what it cuts); until
         # then events are kept and checked when it has (`_drop_committed`).
         replaying = batch.first_offset < end and self._prepared
+        poison: list[tuple[Event, Exception]] = []
         for event in batch.events:
-            key = partition_key(batch, event)
-            if replaying and self._already_committed(key, event.get(OFFSET)):
-                self._skipped[batch.partition] = self._skipped.get(batch.partition, 0) + 1
+            try:
+                key = partition_key(batch, event)
+                if replaying and self._already_committed(key, event.get(OFFSET)):
+                    self._skipped[batch.partition] = self._skipped.get(batch.partition, 0) + 1
+                    continue
+                buffer = buffers.get(key)
+                if buffer is None:
+                    directory, dataset = self.directory(key)
+                    buffer = buffers[key] = FileBuffer(directory, dataset, batch.partition,
+                                                       opened=now)
+                size = self.event_size(event)
+            except Exception as exc:  # this event cannot be placed: poison, not a stop
+                poison.append((event, exc))
                 continue
-            buffer = buffers.get(key)
-            if buffer is None:
-                directory, dataset = self.directory(key)
-                buffer = buffers[key] = FileBuffer(directory, dataset, batch.partition,
-                                                   opened=now)
             buffer.events.append(event)
-            buffer.size += self.event_size(event)
+            buffer.size += size
             span = buffer.offsets.get(batch.partition)
             if span is None:
                 buffer.offsets[batch.partition] = [batch.first_offset, batch.last_offset]
             else:
-                span[1] = batch.last_offset
+                # Dead letters of poison rows arrive after newer batches: keep the whole span.
+                span[0] = min(span[0], batch.first_offset)
+                span[1] = max(span[1], batch.last_offset)
         if (replaying and batch.last_offset >= end - 1) or (
                 not replaying and batch.partition in self._skipped):  # a gap ended the replay
             self._replay_done(batch.partition)
+        if poison:
+            self._reject(batch.partition, poison)
 
     def _already_committed(self, key: Hashable, offset: Any) -> bool:
         """Whether a replayed event's offset lies in a committed file of its directory."""
@@ -336,6 +363,29 @@ class PartitionedFileSink(Sink):
             log.warning("replayed events already in committed files skipped, not written again",
                         extra={"sink": self.sink_id, "partition": partition, "events": skipped})
 
+    def _reject(self, partition: str, poison: list[tuple[Event, Exception]],
+                scope: str = "event") -> None:
+        """Hand events this sink cannot store to the dead letter (raise without a handler)."""
+        reject = self.context.reject
+        if reject is None:
+            raise poison[0][1]
+        by_reason: dict[int, list[Event]] = {}
+        reasons: dict[int, Exception] = {}
+        for event, exc in poison:
+            by_reason.setdefault(id(exc), []).append(event)
+            reasons[id(exc)] = exc
+        for key, events in by_reason.items():
+            reject(partition, events, self.sink_id, reasons[key], scope)
+
+    def find_poison(self, buffer: FileBuffer) -> list[tuple[Event, Exception]]:
+        """After a buffer failed to convert: the events that fail on their own, with why
+        (subclasses that convert events override this)."""
+        return []
+
+    def is_environmental(self, exc: BaseException) -> bool:
+        """A failure of the disk or a service, retried, rather than of the events."""
+        return is_environmental(exc)
+
     def _due(self, buffer: FileBuffer, now: float) -> bool:
         policy = self.flush_policy
         return (len(buffer.events) >= policy.max_rows or buffer.size >= policy.max_bytes
@@ -348,42 +398,105 @@ class PartitionedFileSink(Sink):
     async def flush(self, *, force: bool = False) -> None:
         """Commit the buffers that are due (all with `force`). A write the disk refuses keeps
         its buffer (its offsets stay unacknowledged, so the journal's bound pauses the
-        sources), is counted and logged once per episode, and is retried at the next flush."""
-        if self._retry_at > self.monotonic():
-            return  # a failed write is retried at most once a second, not once per batch
+        sources), is counted and logged once per episode, and is retried a second later."""
+        await self._flush(force=force)
+
+    async def _flush(self, *, force: bool = False, final: bool = False) -> None:
+        """Commit due buffers (at stop, `final`: all, whatever their backoff). Poison rows are
+        dead-lettered and the rest written; a failure that no single row explains is retried
+        with backoff, and after MAX_ATTEMPTS (unless environmental) quarantined."""
+        if not final and self._retry_at > self.monotonic():
+            return  # a refused write is retried at most once a second, not once per batch
         try:
             if not self._prepared:
                 await self._prepare()
                 self._drop_committed()
             if self.acknowledged is not None:
                 self.manifest.prune(self.acknowledged)
-            await self._flush_due(force)
+            await self._flush_due(force, final)
         except Exception as exc:
-            self._retry_at = self.monotonic() + RETRY_SECONDS
+            if self.is_environmental(exc):
+                self._retry_at = self.monotonic() + RETRY_SECONDS
             self.storage.failed(self.sink_id, exc)
             raise
         self._retry_at = 0.0
         self.storage.succeeded(self.sink_id)
 
-    async def _flush_due(self, force: bool) -> None:
+    async def _flush_due(self, force: bool, final: bool) -> None:
         async with self._lock:
             now = self.monotonic()
-            due = [k for k, b in self._buffers.items() if force or self._due(b, now)]
+            due = [k for k, b in self._buffers.items() if (force or self._due(b, now))
+                   and (final or k not in self._failures or self._failures[k].retry_at <= now)]
             for key in due:
                 buffer = self._buffers.pop(key)
                 self._flushing[key] = buffer
                 try:
-                    await self._commit(buffer)
-                except Exception:
+                    await self._commit_or_isolate(key, buffer)
+                except Exception as exc:
                     # Keep the events, in front of anything that arrived meanwhile.
                     newer = self._buffers.pop(key, None)
                     if newer is not None:
                         buffer.absorb(newer)
                     self._buffers[key] = buffer
                     self.metrics.error("write_failed", "flush")
-                    raise
+                    if not self._failed(key, buffer, exc):
+                        raise
                 finally:
                     self._flushing.pop(key, None)
+
+    async def _commit_or_isolate(self, key: Hashable, buffer: FileBuffer) -> None:
+        try:
+            await self._commit(buffer)
+        except Exception as exc:
+            if self.is_environmental(exc) or self.context.reject is None:
+                raise
+            poison = self.find_poison(buffer)
+            if not poison:
+                raise
+            ids = {id(event) for event, _ in poison}
+            buffer.events = [e for e in buffer.events if id(e) not in ids]
+            self._reject(self._partition_of(buffer), poison)
+            if buffer.events:
+                await self._commit(buffer)
+        self._recovered(key)
+
+    @staticmethod
+    def _partition_of(buffer: FileBuffer) -> str:
+        # The rows of a file belong to one queue partition (see the module docstring).
+        return next(iter(buffer.offsets), buffer.tenant)
+
+    def _failed(self, key: Hashable, buffer: FileBuffer, exc: Exception) -> bool:
+        """Record a failed attempt: backoff, one log line per episode. True when the buffer was
+        quarantined to the dead letter (the failure is handled), False to re-raise."""
+        environmental = self.is_environmental(exc)
+        failure = self._failures.get(key)
+        if failure is None:
+            failure = self._failures[key] = WriteFailure()
+            if not environmental:  # the disk's failures are logged once by `self.storage`
+                log.error("sink write failed; retrying with backoff (logged once until it "
+                          "recovers)", exc_info=exc, extra={"sink": self.sink_id,
+                                                           "directory": str(buffer.directory)})
+        failure.attempts += 1
+        # Space coming back is worth noticing at once; anything else backs off.
+        failure.retry_at = self.monotonic() + (RETRY_SECONDS if environmental else min(
+            RETRY_BASE_SECONDS * 2 ** (failure.attempts - 1), RETRY_MAX_SECONDS))
+        if failure.attempts < MAX_ATTEMPTS or environmental or self.context.reject is None:
+            return False
+        # Not the environment, not one row: the same buffer keeps failing. Quarantine it so
+        # the position advances instead of blocking the tenant for ever.
+        self._buffers.pop(key, None)
+        del self._failures[key]
+        self._reject(self._partition_of(buffer), [(e, exc) for e in buffer.events], "batch")
+        log.error("sink write kept failing; buffer quarantined to the dead letter",
+                  extra={"sink": self.sink_id, "directory": str(buffer.directory),
+                         "rows": len(buffer.events), "attempts": failure.attempts})
+        return True
+
+    def _recovered(self, key: Hashable) -> None:
+        failure = self._failures.pop(key, None)
+        if failure is not None:
+            log.info("sink write recovered", extra={"sink": self.sink_id,
+                                                    "attempts": failure.attempts})
 
     async def _commit(self, buffer: FileBuffer) -> None:
         first = min(span[0] for span in buffer.offsets.values())
@@ -418,8 +531,7 @@ class PartitionedFileSink(Sink):
     async def stop(self) -> None:
         for partition in list(self._skipped):
             self._replay_done(partition)
-        self._retry_at = 0.0  # the last chance: try now
-        await self.flush(force=True)
+        await self._flush(force=True, final=True)
 
     def health(self) -> dict[str, Any]:
         return {"path": str(self.root), "buffered_events": self.buffered_events(),

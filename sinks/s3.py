@@ -88,6 +88,11 @@ class S3LakeSink(LakeSink):
         await asyncio.to_thread(self._upload, target)
         return size
 
+    def is_environmental(self, exc: BaseException) -> bool:
+        # The bucket, the credentials or the network: retried, never the rows' fault.
+        return super().is_environmental(exc) or type(exc).__module__.startswith(
+            ("botocore", "boto3", "s3transfer"))
+
     def _upload(self, path: Path) -> None:
         self.s3.upload_file(str(path), self.config.bucket, self.key_of(path))
         self.uploaded += 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 
 from collector.cli import EX_CONFIG
@@ -28,4 +29,9 @@ def run(args: argparse.Namespace) -> int:
         for error in exc.errors:
             print(error, file=sys.stderr)
         return EX_CONFIG
-    return uvloop.run(daemon.run())
+    try:
+        return uvloop.run(daemon.run())
+    except Exception:
+        # Start-up or shutdown failed: say why once and exit non-zero, so systemd restarts us.
+        logging.getLogger("collector.runtime").exception("vigil failed; exiting")
+        return 1

@@ -35,7 +35,8 @@ from collector.detection.coverage import (
     correlation_requirements,
 )
 from collector.durable import WriteEpisodes, write_atomic
-from collector.events import ALERTS, EVENTS, OFFSET, TIMESTAMP, Batch, Event
+from collector.events import ALERTS, DEAD_LETTERS, EVENTS, OFFSET, TIMESTAMP, Batch, Event
+from collector.poison import PoisonReport, offset_span, poison_record
 from collector.routing import QUARANTINE
 from collector.telemetry import Telemetry
 from rules.correlation.engine import CorrelationEngine
@@ -111,6 +112,7 @@ class DetectionStage:
         self._coverage_saved_at = monotonic()
         self._stats_reported: dict[str, int] = {}
         self.storage = telemetry.storage if telemetry is not None else WriteEpisodes()
+        self.report = PoisonReport(telemetry, monotonic)
         if telemetry is not None:
             telemetry.detection_rules.set(len(self.ruleset.rules))
             telemetry.detection_rule_errors.set(len(self.ruleset.errors))
@@ -127,19 +129,67 @@ class DetectionStage:
                 continue
             self.last_offset[tenant] = batch.last_offset
             dataset = batch.dataset or "unknown"
-            self._advance_watermark(tenant, batch.events)
-            if self.coverage.observe(tenant, dataset, batch.events, now):
-                self.activate(tenant)
-            changes = self.engine.state_changes
-            matches = self.engine.evaluate(dataset, batch.events, tenant)
-            if matches or self.engine.state_changes != changes:
-                # The batch changed state that is saved (windows, learned values, alerts):
-                # its offsets wait for the save. Batches that matched nothing need not.
-                self.unsaved.setdefault(tenant, batch.first_offset)
+            try:
+                matches = self._evaluate(tenant, dataset, batch.events, batch.first_offset, now)
+            except Exception:
+                matches, poison = self._evaluate_each(tenant, dataset, batch, now)
+                dead = self._dead_letter_batch(batch, poison, now)
+                if dead is not None:
+                    out.append(dead)
             if matches:
                 out.append(self._alert_batch(tenant, matches, batch.first_offset,
                                              batch.last_offset, now))
         return out
+
+    def _evaluate(self, tenant: str, dataset: str, events: list[Event], first_offset: int,
+                  now: datetime) -> list[Match]:
+        """Coverage, activation and the tenant's rules over events of one dataset."""
+        self._advance_watermark(tenant, events)
+        if self.coverage.observe(tenant, dataset, events, now):
+            self.activate(tenant)
+        changes = self.engine.state_changes
+        try:
+            matches = self.engine.evaluate(dataset, events, tenant)
+        finally:
+            if self.engine.state_changes != changes:
+                self.unsaved.setdefault(tenant, first_offset)
+        if matches:
+            # The batch changed state that is saved (windows, learned values, alerts): its
+            # offsets wait for the save. Batches that matched nothing need not.
+            self.unsaved.setdefault(tenant, first_offset)
+        return matches
+
+    def _evaluate_each(self, tenant: str, dataset: str, batch: Batch, now: datetime
+                       ) -> tuple[list[Match], list[tuple[Event, Exception]]]:
+        """After the batch raised: each event alone; the ones that raise again leave the batch
+        (poison), the others are evaluated as usual."""
+        matches: list[Match] = []
+        kept: list[Event] = []
+        poison: list[tuple[Event, Exception]] = []
+        for event in batch.events:
+            offset = event.get(OFFSET)
+            try:
+                matches.extend(self._evaluate(
+                    tenant, dataset, [event],
+                    offset if isinstance(offset, int) else batch.first_offset, now))
+            except Exception as exc:
+                poison.append((event, exc))
+            else:
+                kept.append(event)
+        batch.events[:] = kept  # the lake takes what detection could evaluate
+        return matches, poison
+
+    def _dead_letter_batch(self, batch: Batch, poison: list[tuple[Event, Exception]],
+                           now: datetime) -> Batch | None:
+        if not poison:
+            return None
+        tenant = batch.partition
+        records = [poison_record(event, tenant, "detection", exc, now) for event, exc in poison]
+        first, last = offset_span([e for e, _ in poison], (batch.first_offset, batch.last_offset))
+        self.report("detection", tenant, len(poison), poison[0][1])
+        if self.telemetry is not None:
+            self.telemetry.dead_letters(tenant, len(poison))
+        return Batch(tenant, records, first, last, None, kind=DEAD_LETTERS)
 
     def _alert_batch(self, tenant: str, matches: list[Match], first: int, last: int,
                      now: datetime) -> Batch:

@@ -15,7 +15,7 @@ from typing import Any
 import msgpack
 from crc32c import crc32c
 
-from collector.events import Event
+from collector.events import Event, json_text
 from collector.journal.errors import JournalEncodeError
 
 RECORD_MAGIC = b"\xd7VJr"
@@ -29,6 +29,9 @@ SEGMENT_HEADER_SIZE = len(SEGMENT_MAGIC)
 
 # A length field beyond this is damage, not a record (one append is far smaller).
 MAX_RECORD_BYTES = 256 * 1024 * 1024
+
+# Set on an event whose values the journal had to store as text.
+ENCODING_ERROR = "vigil.encoding_error"
 
 _EXT_NAIVE_DATETIME = 1
 _EXT_BIG_INT = 2
@@ -57,11 +60,46 @@ _packer = msgpack.Packer(default=_default, datetime=True, autoreset=True)
 
 
 def encode_events(events: list[Event]) -> bytes:
-    """The payload of one record."""
+    """The payload of one record. An event msgpack refuses (text with lone surrogates, nesting
+    past its limit) does not fail the append, which a sender would retry for ever (HTTP 503, a
+    held TCP stream): its unstorable values are kept as JSON text, marked `vigil.encoding_error`."""
     try:
         return _packer.pack(events)
+    except (TypeError, OverflowError) as exc:  # a type no input produces: a bug, refused
+        raise JournalEncodeError(f"event cannot be journaled: {exc}") from exc
+    except ValueError:  # UnicodeEncodeError, the nesting limit: what senders can send
+        pass
+    try:
+        return _packer.pack([e if _packs(e) else storable_event(e) for e in events])
     except (TypeError, ValueError, OverflowError) as exc:
         raise JournalEncodeError(f"event cannot be journaled: {exc}") from exc
+
+
+def _packs(value: Any) -> bool:
+    try:
+        _packer.pack(value)
+    except (TypeError, ValueError, OverflowError):
+        return False
+    return True
+
+
+def storable_event(event: Event) -> Event:
+    """`event` with each value msgpack refuses as JSON text (ASCII-escaped), and keys that are
+    not valid text escaped; the fields changed are named in `vigil.encoding_error`."""
+    safe: Event = {}
+    changed = []
+    for key, value in event.items():
+        name = key if isinstance(key, str) and _packs(key) else json_text(key).strip('"')
+        if name != key:
+            changed.append(name)
+        if _packs(value):
+            safe[name] = value
+        else:
+            safe[name] = json_text(value)
+            changed.append(name)
+    safe[ENCODING_ERROR] = "kept as JSON text (invalid text or nesting too deep): " + \
+        ", ".join(changed)[:500]
+    return safe
 
 
 def decode_events(payload: bytes | memoryview) -> list[Event]:

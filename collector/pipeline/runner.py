@@ -9,6 +9,7 @@ is dropped. Counters are kept in plain integers per step and reported once per b
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -173,6 +174,7 @@ class PipelineSet:
         self.pipelines = pipelines
         self.telemetry = telemetry
         self.clock = clock
+        self._poison_logged = float("-inf")
         keys = [routing_values(p.config.match) for p in pipelines]
         fields = Counter(k[0] for k in keys if k is not None)
         self.route_field = fields.most_common(1)[0][0] if fields else None
@@ -206,15 +208,26 @@ class PipelineSet:
             if failure is not None:
                 dead.append(dead_letter(event, "-", "source", str(failure), now()))
                 continue
-            pipeline = self.select(event)
-            if pipeline is None:
-                out: Event | None = event
-            else:
-                counts = per_pipeline.setdefault(pipeline.id, [0, 0])
-                counts[0] += 1
-                out = pipeline.run(event, dead, now)
-                if out is not None:
-                    counts[1] += 1
+            pipeline = None
+            try:
+                pipeline = self.select(event)
+                if pipeline is None:
+                    out: Event | None = event
+                else:
+                    counts = per_pipeline.setdefault(pipeline.id, [0, 0])
+                    counts[0] += 1
+                    out = pipeline.run(event, dead, now)
+                    if out is not None:
+                        counts[1] += 1
+            except Exception as exc:  # a bug outside a step's contract: this event only
+                component = f"pipeline {pipeline.id}" if pipeline is not None else "pipeline"
+                record = dead_letter(event, pipeline.id if pipeline is not None else "-",
+                                     "-", f"{component}: {type(exc).__name__}: {exc}"[:600],
+                                     now())
+                record[TENANT] = batch.partition
+                dead.append(record)
+                self._poison(batch.partition, exc)
+                continue
             if out is None:
                 continue
             dataset = out.get(DATASET) or "unknown"
@@ -230,6 +243,16 @@ class PipelineSet:
                                  None, kind=DEAD_LETTERS))
         self._report(batch.partition, per_pipeline, len(dead))
         return batches
+
+    def _poison(self, tenant: str, exc: Exception) -> None:
+        """Count and log (rate-limited) an event a pipeline raised on outside its steps."""
+        if self.telemetry is not None:
+            self.telemetry.poison("pipeline", tenant, 1)
+        now = time.monotonic()
+        if now - self._poison_logged >= 60.0:
+            self._poison_logged = now
+            log.error("a pipeline raised on an event; sent to the dead letter, the batch goes "
+                      "on", exc_info=exc, extra={"tenant": tenant})
 
     def _report(self, tenant: str, per_pipeline: dict[str, list[int]], dead: int) -> None:
         telemetry = self.telemetry

@@ -20,6 +20,7 @@ from pydantic import Field
 
 from collector.config.models import SinkConfig
 from collector.events import ALERTS, Batch, Event
+from collector.poison import is_environmental
 from sinks.alerts.db import Database
 from sinks.alerts.model import UpsertResult
 from sinks.alerts.store import AlertStore
@@ -109,7 +110,17 @@ class AlertStoreSink(Sink):
             pending, self._pending = self._pending, _Pending()
             self._flushing = pending.floors
             try:
-                results = await asyncio.to_thread(self._commit, pending.events)
+                try:
+                    results = await asyncio.to_thread(self._commit, pending.events)
+                except Exception as exc:
+                    if is_environmental(exc) or self.context.reject is None:
+                        raise
+                    # Not the database: an alert it cannot take. Each alone; the ones that
+                    # fail again go to the dead letter, the others are stored.
+                    results, poison = await asyncio.to_thread(self._commit_each,
+                                                              pending.events)
+                    for partition, event, error in poison:
+                        self.context.reject(partition, [event], self.sink_id, error, "event")
             except Exception as exc:
                 # Keep the alerts, in front of anything that arrived meanwhile.
                 newer = self._pending
@@ -136,6 +147,19 @@ class AlertStoreSink(Sink):
             by_partition.setdefault(partition, []).append(event)
         return [self.store.upsert(alerts, fallback_tenant=partition)
                 for partition, alerts in by_partition.items()]
+
+    def _commit_each(self, events: list[tuple[str, Event]]
+                     ) -> tuple[list[UpsertResult], list[tuple[str, Event, Exception]]]:
+        """One transaction per alert; those that raise come back as poison."""
+        results, poison = [], []
+        for partition, event in events:
+            try:
+                results.append(self.store.upsert([event], fallback_tenant=partition))
+            except Exception as exc:
+                if is_environmental(exc):
+                    raise
+                poison.append((partition, event, exc))
+        return results, poison
 
     def _count(self, result: UpsertResult) -> None:
         tenant = result.tenant

@@ -165,6 +165,21 @@ class LakeSink(PartitionedFileSink):
             self.metrics.error("type_conversion", "flush", failures)
         return await self.writer.write(table, target)
 
+    def find_poison(self, buffer: FileBuffer) -> list[tuple[Event, Exception]]:
+        """The rows that do not convert on their own (e.g. nesting deeper than the encoder's
+        limit): converted one by one, only after the whole buffer failed."""
+        fields = self.schemas.fields(buffer.dataset)
+        poison = []
+        for event in buffer.events:
+            try:
+                events_to_table([event], fields)
+            except Exception as exc:
+                poison.append((event, exc))
+        return poison
+
+    def is_environmental(self, exc: BaseException) -> bool:
+        return super().is_environmental(exc) or isinstance(exc, duckdb.IOException)
+
     def trim_file(self, path: Path, keep: dict[str, int]) -> int:
         return self.writer.trim_sync(path, keep)
 

@@ -100,3 +100,30 @@ def test_store_path_default_and_configured(tmp_path: Path) -> None:
     assert alert_store_path(tmp_path) == tmp_path / "alerts.db"
     configured = AlertStoreConfig(path=tmp_path / "elsewhere.db")
     assert alert_store_path(tmp_path, [configured]) == tmp_path / "elsewhere.db"
+
+
+async def test_an_alert_the_store_raises_on_is_dead_lettered_and_the_rest_stored(
+        tmp_path: Path) -> None:
+    """Poison (issue 13): a failure that is not the database's is retried one alert per
+    transaction; the alert that fails alone goes to the dead letter, the others are stored."""
+    rejected: list[tuple[str, int, str, str]] = []
+    context = SinkContext(tmp_path, "epoch", Telemetry(), DatasetSchemas(),
+                          reject=lambda p, events, c, exc, scope: rejected.append(
+                              (p, len(events), c, type(exc).__name__)))
+    sink = AlertStoreSink("store", AlertStoreConfig(), context)
+    await sink.start()
+    upsert = sink.store.upsert
+
+    def poisoned(alerts: list[dict], fallback_tenant: str) -> object:
+        if any(a.get("rule.id") == "poison" for a in alerts):
+            raise ValueError("cannot store this one")
+        return upsert(alerts, fallback_tenant=fallback_tenant)
+
+    sink.store.upsert = poisoned  # type: ignore[method-assign]
+    sink.write(_batch("acme", 5, 7, make_alert("acme"), make_alert("acme", rule_id="poison"),
+                      make_alert("acme", rule_id="later")))
+    await sink.flush(force=True)
+    assert rejected == [("acme", 1, "store", "ValueError")]
+    assert sink.uncommitted_floor("acme") is None
+    assert AlertStore(Database(tmp_path / "alerts.db")).search(
+        Actor("x", None), AlertFilter())[1] == 2
