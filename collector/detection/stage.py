@@ -100,7 +100,7 @@ class DetectionStage:
         self.requirements = singles + correlation_requirements(self.ruleset.correlations,
                                                                singles)
         self.alerting_requirements = self.requirements
-        self.health = SourceHealth(telemetry)
+        self.source_health = SourceHealth(telemetry)
         self.coverage = FieldCoverage(self.settings.activation.window)
         self.alerts = AlertTracker(self.settings.suppression, self.settings.max_alert_events)
         self.switches = {tenant: (frozenset(t.rules.enable), frozenset(t.rules.disable))
@@ -194,7 +194,7 @@ class DetectionStage:
         by_tenant: dict[str, list[Match]] = {}
         for match in self.engine.correlation.flush(now=now):
             by_tenant.setdefault(match.tenant, []).append(match)
-        for match in self.health.update(self.engine.correlation.skewed_senders(), now):
+        for match in self.source_health.update(self.engine.correlation.skewed_senders(), now):
             by_tenant.setdefault(match.tenant, []).append(match)
         for tenant, matches in by_tenant.items():
             # Fired by time passing: attach them to the last offset the tenant had processed.
