@@ -280,6 +280,7 @@ class DetectionStage:
         self.unsaved = previous.unsaved
         self.last_offset = previous.last_offset
         self.watermarks = previous.watermarks
+        self.source_health = previous.source_health  # senders already alerted on
         for tenant in self.coverage.tenants():
             self.activate(tenant)
 
