@@ -175,8 +175,13 @@ class Telemetry:
             registry=r)
         self.detection_events = Counter(
             "vigil_detection_state_events", "Detection state events: late_dropped, "
-            "evicted_keys, expired_keys, truncated_events, fired (correlations), suppressed",
+            "evicted_keys, expired_keys, truncated_events, fired (correlations), suppressed, "
+            "clock_clamped (an event time ahead of its receipt), evicted_senders",
             ["event"], registry=r)
+        self.detection_skewed_senders = Gauge(
+            "vigil_detection_skewed_senders", "Senders of a tenant whose clock runs ahead by more "
+            "than correlation.max_clock_skew (they are listed by `vigil coverage`)", ["tenant"],
+            registry=r)
         self.detection_correlation_keys = Gauge(
             "vigil_detection_correlation_keys", "Group keys held in correlation windows",
             registry=r)

@@ -25,6 +25,7 @@ from sigma.exceptions import SigmaError
 from sigma.filters import SigmaFilter
 from sigma.modifiers import SigmaWideModifier, modifier_mapping
 from sigma.rule import SigmaDetections, SigmaRule
+from sigma.types import Placeholder, SigmaExpansion
 
 from collector.config.models import parse_duration
 from rules.compiler.condition import CompiledCondition, compile_condition
@@ -124,7 +125,8 @@ class RuleSet:
 
     def requirements(self) -> list[RuleRequirement]:
         """Per rule, what activation needs: the datasets serving it and the fields it reads."""
-        out = [RuleRequirement(rule.info, {d: c.fields for d, c in rule.conditions.items()})
+        out = [RuleRequirement(rule.info, {d: c.fields for d, c in rule.conditions.items()},
+                               alerts=rule.emits, placeholders=placeholders_of(rule.sigma))
                for rule in self.rules]
         out.extend(RuleRequirement(info, {}) for info in self.unserved)
         return out
@@ -140,6 +142,29 @@ class RuleRequirement:
 
     info: RuleInfo
     fields: dict[str, frozenset[str]]
+    alerts: bool = True  # False: a base rule that alerts only through its correlations
+    placeholders: frozenset[str] = frozenset()  # `|expand` names no pipeline resolved
+
+
+def placeholders_of(rule: SigmaRule | None) -> frozenset[str]:
+    """Names of `|expand` placeholders left unresolved in a processed rule."""
+    if rule is None:
+        return frozenset()
+    names: set[str] = set()
+
+    def walk(node: Any) -> None:
+        for item in getattr(node, "detection_items", ()):
+            if hasattr(item, "detection_items"):
+                walk(item)
+                continue
+            for value in item.value:
+                for text in value.values if isinstance(value, SigmaExpansion) else [value]:
+                    names.update(part.name for part in getattr(text, "s", ())
+                                 if isinstance(part, Placeholder))
+
+    for detection in rule.detection.detections.values():
+        walk(detection)
+    return frozenset(names)
 
 
 def rule_files(path: Path) -> list[Path]:

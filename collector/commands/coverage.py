@@ -1,16 +1,24 @@
-"""`vigil coverage`: per tenant, what the data switches on: datasets and field coverage, active
-rules by MITRE tactic, inactive rules and what they miss, and the source categories present or
-missing with how many rules each would activate. Reads the coverage the daemon saves in the
-data dir (`state/coverage.json`, refreshed every minute) and the configured rules."""
+"""`vigil coverage`: per tenant, what the data switches on: datasets and field coverage, every
+rule with its state and reason (active rules listed, inactive ones counted by reason; all of them
+with `--rules` or `--json`), senders whose clock is off, and the source categories served (from
+datasets some rule reads) or missing with how many rules each would activate. Reads what the
+daemon saves in the data dir (`state/coverage.json`, refreshed every minute, and
+`state/detection.json`) and the configured rules."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from collector.cli import EX_CONFIG, load_or_report
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from collector.config import VigilConfig
+    from collector.detection.stage import DetectionStage
 
 
 def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -18,45 +26,61 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
                                    help="which rules the tenants' data activates")
     parser.add_argument("--tenant", help="only this tenant")
     parser.add_argument("--json", action="store_true", help="one JSON document")
+    parser.add_argument("--rules", action="store_true",
+                        help="list every rule with its state and reason")
     parser.set_defaults(func=run)
+
+
+def restored_stage(config: VigilConfig, conf_dir: Path, data_dir: Path | None
+                   ) -> DetectionStage:
+    """A detection stage on the configured rules with the daemon's saved coverage and state."""
+    from collector.detection.stage import DetectionStage
+
+    stage = DetectionStage(config, conf_dir.resolve(), config.data_dir(data_dir), None,
+                           lambda: datetime.now(UTC))
+    stage.restore()
+    return stage
+
+
+def tenant_reports(stage: DetectionStage, config: VigilConfig, tenants: list[str]
+                   ) -> list[dict[str, Any]]:
+    from collector.detection.coverage import coverage_report
+
+    reports = []
+    for tenant in tenants:
+        enabled, disabled = stage.switches.get(tenant, (frozenset(), frozenset()))
+        reports.append(coverage_report(
+            tenant, stage.requirements, stage.coverage.totals(tenant),
+            config.settings.detection.activation, enabled, disabled,
+            skewed=stage.engine.correlation.skewed_senders(tenant)))
+    return reports
 
 
 def run(args: argparse.Namespace) -> int:
     import orjson
 
-    from collector.detection.coverage import FieldCoverage, coverage_report
-    from collector.detection.stage import DetectionStage
-
     config = load_or_report(args)
     if config is None:
         return EX_CONFIG
-    data_dir = config.data_dir(args.data_dir)
-    stage = DetectionStage(config, args.config_dir.resolve(), data_dir, None,
-                           lambda: datetime.now(UTC))
-    coverage = FieldCoverage(config.settings.detection.activation.window)
-    coverage.restore(stage.coverage_path, datetime.now(UTC))
+    stage = restored_stage(config, args.config_dir, args.data_dir)
     tenants = [args.tenant] if args.tenant else sorted(set(config.tenants) |
-                                                       set(coverage.tenants()))
-    reports = []
-    for tenant in tenants:
-        enabled, disabled = stage.switches.get(tenant, (frozenset(), frozenset()))
-        reports.append(coverage_report(tenant, stage.alerting_requirements,
-                                       coverage.totals(tenant),
-                                       config.settings.detection.activation, enabled, disabled))
+                                                       set(stage.coverage.tenants()))
+    reports = tenant_reports(stage, config, tenants)
     if args.json:
         sys.stdout.buffer.write(orjson.dumps({"rules_loaded": len(stage.ruleset.rules),
+                                              "rules_reported": len(stage.requirements),
                                               "tenants": reports},
                                              option=orjson.OPT_INDENT_2) + b"\n")
         return 0
-    if not coverage.tenants():
+    if not stage.coverage.tenants():
         print(f"no coverage recorded yet under {stage.coverage_path} (the daemon saves it "
               "every minute while events arrive)", file=sys.stderr)
     for report in reports:
-        print_report(report)
+        print_report(report, every_rule=args.rules)
     return 0
 
 
-def print_report(report: dict[str, Any]) -> None:
+def print_report(report: dict[str, Any], *, every_rule: bool = False) -> None:
     print(f"tenant {report['tenant']}")
     if not report["datasets"]:
         print("  no events in the coverage window")
@@ -66,15 +90,29 @@ def print_report(report: dict[str, Any]) -> None:
     print(f"  active rules: {report['active_rules']}")
     for tactic, count in report["active_by_tactic"].items():
         print(f"    {tactic}: {count}")
+    for rule_id, title, dataset in report["active"]:
+        print(f"    active: {title} ({rule_id})" + (f" on {dataset}" if dataset else ""))
     print(f"  inactive rules: {report['inactive_rules']} "
           f"({', '.join(f'{k}: {v}' for k, v in report['inactive_by_reason'].items())})")
     for item in report["inactive_missing_fields"][:10]:
         missing = "; ".join(f"{d}: {', '.join(f)}" for d, f in item["missing_fields"].items())
         print(f"    {item['title']} (missing fields {missing})")
+    if every_rule:
+        for rule in report["rules"]:
+            alone = "" if rule["alerts"] else ", through its correlations"
+            print(f"    rule {rule['state']}: {rule['title']} ({rule['id']}{alone}): "
+                  f"{rule['reason']}")
+    if report["clock_skew"]:
+        print("  sender clocks off: " + ", ".join(
+            f"{s['sender']} ({s['seconds']:.0f} s ahead of {s['basis']})"
+            for s in report["clock_skew"]))
     print("  source categories:")
     for category, state in report["categories"].items():
+        unread = ", ".join(state["unread_datasets"])
         if state["present"]:
-            print(f"    {category}: present")
+            print(f"    {category}: present ({', '.join(state['datasets'])})")
+        elif unread:
+            print(f"    {category}: data without a rule reading it ({unread})")
         else:
             gain = state["rules_it_would_activate"]
             print(f"    {category}: missing" + (f" (would activate {gain} rules)" if gain else ""))

@@ -306,6 +306,13 @@ class CorrelationConfig(StrictModel):
     max_keys: int = Field(10_000, gt=0, description="group keys kept per correlation rule and "
                                                     "tenant; the oldest are evicted (counted)")
     max_events: int = Field(10_000, gt=0, description="events kept per window")
+    max_clock_skew: Duration = Field(
+        timedelta(minutes=5), description="how far ahead of its receive time (or, in a replay, "
+        "of the tenant's other senders) a sender's event time may run before the event is "
+        "judged by its receive time and the sender is flagged (metric, `vigil coverage`, a "
+        "data-source-health alert)")
+    max_senders: int = Field(10_000, gt=0, description="senders (hosts, devices) whose event "
+                             "time is tracked per tenant; the least recently seen are evicted")
 
 
 class DetectionConfig(StrictModel):

@@ -27,17 +27,22 @@ from rules.loader import RuleRequirement
 STATE_VERSION = 1
 COVERAGE_SAMPLE = 256  # events of a batch whose fields are counted
 
-# What a partner integrates, by dataset (prefix before the first dot for unknown ones).
-DATASET_CATEGORIES: dict[str, str] = {
-    "fortinet.firewall": "perimeter security", "paloalto.firewall": "perimeter security",
-    "cisco.asa": "perimeter security",
-    "linux.auth": "authentication", "okta.system": "authentication",
-    "azure.signinlogs": "authentication",
-    "windows.event": "endpoint/server",
-    "nginx.access": "business applications", "apache.access": "business applications",
-    "apache.error": "business applications",
-    "aws.cloudtrail": "cloud", "azure.activitylogs": "cloud", "gcp.audit": "cloud",
-    "zeek.conn": "network", "zeek.dns": "network", "suricata.eve": "network",
+# What a partner integrates, by dataset: exact names first, then the family before the first dot.
+DATASET_CATEGORIES: dict[str, tuple[str, ...]] = {
+    "linux.auth": ("endpoint/server", "authentication"),
+    "linux.iptables": ("endpoint/server", "perimeter security"),
+    "syslog": ("endpoint/server",),
+    "okta.system": ("authentication",), "azure.signinlogs": ("authentication",),
+}
+FAMILY_CATEGORIES: dict[str, tuple[str, ...]] = {
+    "fortinet": ("perimeter security",), "paloalto": ("perimeter security",),
+    "cisco": ("perimeter security",),
+    "linux": ("endpoint/server",), "windows": ("endpoint/server",),
+    "macos": ("endpoint/server",),
+    "nginx": ("business applications",), "apache": ("business applications",),
+    "aws": ("cloud",), "azure": ("cloud",), "gcp": ("cloud",),
+    "zeek": ("network",), "suricata": ("network",),
+    "okta": ("authentication",),
 }
 CATEGORIES = ("perimeter security", "authentication", "endpoint/server", "network",
               "business applications", "cloud", "threat intelligence")
@@ -45,8 +50,12 @@ CATEGORIES = ("perimeter security", "authentication", "endpoint/server", "networ
 THREAT_INTEL_FIELD = "threat.enrichments.matched"
 
 
-def dataset_category(dataset: str) -> str | None:
-    return DATASET_CATEGORIES.get(dataset)
+def dataset_categories(dataset: str) -> tuple[str, ...]:
+    """The source categories a dataset belongs to (none for an unknown family)."""
+    exact = DATASET_CATEGORIES.get(dataset)
+    if exact is not None:
+        return exact
+    return FAMILY_CATEGORIES.get(dataset.partition(".")[0], ())
 
 
 @dataclass
@@ -149,7 +158,11 @@ def _day(now: datetime) -> int:
     return (now.astimezone(UTC) - datetime(1970, 1, 1, tzinfo=UTC)).days
 
 
+
 # -- activation ----------------------------------------------------------------------------------
+
+ACTIVE_REASON = "data supports it"
+NO_DATASET = "no dataset serves its logsource"
 
 
 @dataclass
@@ -173,7 +186,11 @@ def rule_status(requirement: RuleRequirement, coverage: dict[str, DatasetCoverag
     if rule_id in enabled:
         return RuleStatus(rule_id, True, reason="enabled for the tenant")
     if not requirement.fields:
-        return RuleStatus(rule_id, False, reason="no dataset serves its logsource")
+        return RuleStatus(rule_id, False, reason=NO_DATASET)
+    if requirement.placeholders:
+        # Unresolved, a placeholder would match anything: the rule stays off until resolved.
+        return RuleStatus(rule_id, False, reason="unresolved placeholder: "
+                          + ", ".join(sorted(requirement.placeholders)))
     status = RuleStatus(rule_id, False)
     present = False
     for dataset, needed in requirement.fields.items():
@@ -184,20 +201,50 @@ def rule_status(requirement: RuleRequirement, coverage: dict[str, DatasetCoverag
         floor = max(1, int(config.min_field_ratio * stats.events + 0.999999))
         missing = sorted(f for f in needed if stats.populated(f) < floor)
         if not missing or config.mode == "all":
-            return RuleStatus(rule_id, True, dataset, "data supports it")
+            return RuleStatus(rule_id, True, dataset, ACTIVE_REASON)
         status.missing_fields[dataset] = missing
     if present:
-        status.reason = "fields it needs are not populated"
+        status.reason = "field not populated: " + "; ".join(
+            f"{d}: {', '.join(f)}" for d, f in sorted(status.missing_fields.items()))
     else:
         status.reason = "missing dataset: " + ", ".join(sorted(requirement.fields))
     return status
 
 
+@dataclass
+class Activation:
+    """Every rule's status for one tenant; the one source of the "active rules" number."""
+
+    statuses: list[tuple[RuleRequirement, RuleStatus]]
+
+    @property
+    def active_ids(self) -> set[str]:
+        """Every active rule id, base rules of correlations included (what the engine runs)."""
+        return {r.info.id for r, s in self.statuses if s.active}
+
+    @property
+    def alerting(self) -> list[tuple[RuleRequirement, RuleStatus]]:
+        """Rules that raise alerts: single rules alerting on their own, and correlations."""
+        return [(r, s) for r, s in self.statuses if r.alerts]
+
+    @property
+    def active_count(self) -> int:
+        """"Active rules" wherever Vigil prints or exports it: active rules that can alert."""
+        return sum(1 for _, s in self.alerting if s.active)
+
+
+def activation(requirements: Iterable[RuleRequirement], coverage: dict[str, DatasetCoverage],
+               config: ActivationConfig, enabled: frozenset[str] = frozenset(),
+               disabled: frozenset[str] = frozenset()) -> Activation:
+    """Every rule's activation for one tenant."""
+    return Activation([(r, rule_status(r, coverage, config, enabled, disabled))
+                       for r in requirements])
+
+
 def active_rules(requirements: Iterable[RuleRequirement], coverage: dict[str, DatasetCoverage],
                  config: ActivationConfig, enabled: frozenset[str], disabled: frozenset[str]
                  ) -> set[str]:
-    return {r.info.id for r in requirements
-            if rule_status(r, coverage, config, enabled, disabled).active}
+    return activation(requirements, coverage, config, enabled, disabled).active_ids
 
 
 def correlation_requirements(correlations: Iterable[Any],
@@ -210,33 +257,42 @@ def correlation_requirements(correlations: Iterable[Any],
         bases = [by_id[b.info.id] for b in correlation.base_rules if b.info.id in by_id]
         datasets = set.intersection(*(set(b.fields) for b in bases)) if bases else set()
         out.append(RuleRequirement(correlation.info, {
-            d: frozenset().union(*(b.fields[d] for b in bases)) for d in sorted(datasets)}))
+            d: frozenset().union(*(b.fields[d] for b in bases)) for d in sorted(datasets)},
+            placeholders=frozenset().union(*(b.placeholders for b in bases))))
     return out
 
 
 def coverage_report(tenant: str, requirements: list[RuleRequirement],
                     coverage: dict[str, DatasetCoverage], config: ActivationConfig,
                     enabled: frozenset[str] = frozenset(), disabled: frozenset[str] = frozenset(),
-                    *, limit: int = 50) -> dict[str, Any]:
-    """Everything `vigil coverage` says about one tenant, JSON-ready. `requirements` holds the
-    rules that alert (single-event rules and correlations, see `correlation_requirements`)."""
-    statuses = [(r, rule_status(r, coverage, config, enabled, disabled)) for r in requirements]
-    active = [(r, s) for r, s in statuses if s.active]
-    inactive = [(r, s) for r, s in statuses if not s.active]
+                    *, limit: int = 50, skewed: Iterable[Any] = ()) -> dict[str, Any]:
+    """Everything `vigil coverage` says about one tenant, JSON-ready. `requirements` holds every
+    rule (single-event rules, unserved ones and correlations, see `correlation_requirements`);
+    `skewed` the tenant's senders whose clock is off (`CorrelationEngine.skewed_senders`)."""
+    result = activation(requirements, coverage, config, enabled, disabled)
+    alerting = result.alerting
+    active = [(r, s) for r, s in alerting if s.active]
+    inactive = [(r, s) for r, s in alerting if not s.active]
     by_tactic: Counter[str] = Counter()
     for r, _ in active:
         for tactic in r.info.tactics or ("(no tactic)",):
             by_tactic[tactic] += 1
-    present_categories = {c for d, stats in coverage.items()
-                          if stats.events and (c := dataset_category(d)) is not None}
+    read = {d for r in requirements for d in r.fields}
+    with_events = sorted(d for d, stats in coverage.items() if stats.events)
+    served: dict[str, list[str]] = {c: [] for c in CATEGORIES}
+    unread: dict[str, list[str]] = {c: [] for c in CATEGORIES}
+    for dataset in with_events:
+        for category in dataset_categories(dataset):
+            (served if dataset in read else unread)[category].append(dataset)
     if any(stats.populated(THREAT_INTEL_FIELD) for stats in coverage.values()):
-        present_categories.add("threat intelligence")
+        served["threat intelligence"].append(THREAT_INTEL_FIELD)
     would_enable: Counter[str] = Counter()
     for r, status in inactive:
         if status.reason.startswith("missing dataset"):
-            categories = {c for d in r.fields if (c := dataset_category(d)) is not None}
-            for category in categories - present_categories:
-                would_enable[category] += 1
+            categories = {c for d in r.fields for c in dataset_categories(d)}
+            for category in categories:
+                if not served[category]:
+                    would_enable[category] += 1
     near = [(r, s) for r, s in inactive if s.missing_fields]
     return {
         "tenant": tenant,
@@ -244,15 +300,24 @@ def coverage_report(tenant: str, requirements: list[RuleRequirement],
                          "fields": {f: round(min(1.0, n / stats.events), 4) for f, n in
                                     sorted(stats.fields.items()) if stats.events}}
                      for d, stats in sorted(coverage.items())},
-        "active_rules": len(active),
+        "active_rules": result.active_count,
         "active_by_tactic": dict(sorted(by_tactic.items())),
-        "active": sorted((r.info.id, r.info.title, s.dataset) for r, s in active)[:limit],
+        "active": sorted((r.info.id, r.info.title, s.dataset) for r, s in active),
         "inactive_rules": len(inactive),
         "inactive_missing_fields": [
             {"rule_id": r.info.id, "title": r.info.title, "missing_fields": s.missing_fields}
             for r, s in sorted(near, key=lambda item: item[0].info.id)[:limit]],
         "inactive_by_reason": dict(Counter(s.reason.split(":")[0] for _, s in inactive)),
-        "categories": {c: {"present": c in present_categories,
+        "rules": [{"id": r.info.id, "title": r.info.title, "kind": r.info.kind,
+                   "alerts": r.alerts, "state": "active" if s.active else "inactive",
+                   "reason": s.reason, "dataset": s.dataset,
+                   "missing_fields": s.missing_fields}
+                  for r, s in sorted(result.statuses,
+                                     key=lambda i: (not i[1].active, i[0].info.title))],
+        "clock_skew": [{"sender": s.sender, "seconds": s.seconds, "basis": s.basis}
+                       for s in skewed][:limit],
+        "categories": {c: {"present": bool(served[c]), "datasets": served[c],
+                           "unread_datasets": unread[c],
                            "rules_it_would_activate": would_enable.get(c, 0)}
                        for c in CATEGORIES},
     }

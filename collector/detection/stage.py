@@ -31,11 +31,21 @@ from collector.config.models import DetectionConfig
 from collector.detection.alerts import AlertTracker
 from collector.detection.coverage import (
     FieldCoverage,
-    active_rules,
+    activation,
     correlation_requirements,
 )
+from collector.detection.health import CLOCK_SKEW_RULE, SourceHealth
 from collector.durable import WriteEpisodes, write_atomic
-from collector.events import ALERTS, DEAD_LETTERS, EVENTS, OFFSET, TIMESTAMP, Batch, Event
+from collector.events import (
+    ALERTS,
+    DEAD_LETTERS,
+    EVENTS,
+    OFFSET,
+    RECEIVED_AT,
+    TIMESTAMP,
+    Batch,
+    Event,
+)
 from collector.poison import PoisonReport, offset_span, poison_record
 from collector.routing import QUARANTINE
 from collector.telemetry import Telemetry
@@ -92,12 +102,15 @@ class DetectionStage:
         correlation = self.settings.correlation
         self.engine = DetectionEngine(self.ruleset, correlation=CorrelationEngine(
             self.ruleset.correlations, lateness=correlation.lateness,
-            max_keys=correlation.max_keys, max_events=correlation.max_events, clock=clock))
-        self.requirements = self.ruleset.requirements()
-        # What `vigil coverage` reports on: rules that alert on their own, and correlations.
-        self.alerting_requirements = [r for r, rule in zip(
-            self.requirements, self.ruleset.rules, strict=False) if rule.emits] + \
-            correlation_requirements(self.ruleset.correlations, self.requirements)
+            max_keys=correlation.max_keys, max_events=correlation.max_events, clock=clock,
+            max_skew=correlation.max_clock_skew, max_senders=correlation.max_senders))
+        # Every rule (single-event, served by no dataset, correlations): what activation
+        # decides on and `vigil coverage` reports, each with whether it alerts on its own.
+        singles = self.ruleset.requirements()
+        self.requirements = singles + correlation_requirements(self.ruleset.correlations,
+                                                               singles)
+        self.alerting_requirements = self.requirements
+        self.source_health = SourceHealth(telemetry)
         self.coverage = FieldCoverage(self.settings.activation.window)
         self.alerts = AlertTracker(self.settings.suppression, self.settings.max_alert_events)
         self.switches = {tenant: (frozenset(t.rules.enable), frozenset(t.rules.disable))
@@ -206,8 +219,13 @@ class DetectionStage:
         return Batch(tenant, list(by_id.values()), first, last, "alerts", kind=ALERTS)
 
     def _advance_watermark(self, tenant: str, events: list[Event]) -> None:
+        skew = self.settings.correlation.max_clock_skew
         for event in (events[0], events[-1]):
             ts = event.get(TIMESTAMP)
+            received = event.get(RECEIVED_AT)
+            if isinstance(ts, datetime) and isinstance(received, datetime) \
+                    and ts - received > skew:
+                ts = received  # a sender's clock running ahead does not expire alerts early
             if isinstance(ts, datetime) and (tenant not in self.watermarks
                                              or ts > self.watermarks[tenant]):
                 self.watermarks[tenant] = ts
@@ -215,12 +233,14 @@ class DetectionStage:
     def activate(self, tenant: str) -> set[str]:
         """Recompute the tenant's active rules from its coverage and switches."""
         enabled, disabled = self.switches.get(tenant, (frozenset(), frozenset()))
-        active = active_rules(self.requirements, self.coverage.totals(tenant),
-                              self.settings.activation, enabled, disabled)
+        result = activation(self.requirements, self.coverage.totals(tenant),
+                            self.settings.activation, enabled, disabled)
+        active = result.active_ids
         self.engine.set_tenant_rules(tenant, active=active, enabled=enabled, disabled=disabled)
         if self.telemetry is not None:
-            self.telemetry.detection_active_rules.labels(tenant).set(len(active))
-        log.info("rules activated", extra={"tenant": tenant, "active_rules": len(active)})
+            self.telemetry.detection_active_rules.labels(tenant).set(result.active_count)
+        log.info("rules activated", extra={"tenant": tenant,
+                                           "active_rules": result.active_count})
         return active
 
     # -- tick -----------------------------------------------------------------------------
@@ -232,6 +252,8 @@ class DetectionStage:
         out = []
         by_tenant: dict[str, list[Match]] = {}
         for match in self.engine.correlation.flush(now=now):
+            by_tenant.setdefault(match.tenant, []).append(match)
+        for match in self.source_health.update(self.engine.correlation.skewed_senders(), now):
             by_tenant.setdefault(match.tenant, []).append(match)
         for tenant, matches in by_tenant.items():
             # Fired by time passing: attach them to the last offset the tenant had processed.
@@ -299,6 +321,7 @@ class DetectionStage:
             infos: dict[tuple[str, str | None], RuleInfo] = {
                 (r.info.id, r.info.tenant): r.info for r in self.ruleset.rules}
             infos.update({(c.info.id, c.info.tenant): c.info for c in self.ruleset.correlations})
+            infos[(CLOCK_SKEW_RULE.id, None)] = CLOCK_SKEW_RULE
             alerts = self.alerts.load(data.get("alerts") or [], infos)
             for tenant, text in (data.get("watermarks") or {}).items():
                 self.watermarks[tenant] = datetime.fromisoformat(text)
@@ -316,6 +339,7 @@ class DetectionStage:
         self.unsaved = previous.unsaved
         self.last_offset = previous.last_offset
         self.watermarks = previous.watermarks
+        self.source_health = previous.source_health  # senders already alerted on
         for tenant in self.coverage.tenants():
             self.activate(tenant)
 

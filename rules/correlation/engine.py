@@ -2,9 +2,13 @@
 
 Semantics:
 - Event time is the event's `@timestamp` (aware datetime or ISO text; the injected clock when it
-  is missing). Each tenant has a watermark, the latest event time seen for it. An event older
-  than `watermark - lateness` (default 60 s) is too late: it is dropped from correlation and
-  counted in `stats["late_dropped"]`; a late event within the tolerance is inserted in time order.
+  is missing). Event-time state is kept per (tenant, sender) (`clocks.py`): an event older than
+  its own sender's watermark minus `lateness` (default 60 s) is too late: it is dropped from
+  correlation and counted in `stats["late_dropped"]`; a late event within the tolerance is
+  inserted in time order. An event stamped more than `max_skew` (default 5 min) after its
+  receive time takes its receive time (`stats["clock_clamped"]`) and its sender is reported by
+  `skewed_senders`. The tenant's mark, which closes windows, is the second-highest sender
+  watermark, so one device whose clock runs ahead never makes the others' events late.
 - On every base-rule match the window `[t - timespan, t]` of that (tenant, rule, group key) is
   evaluated (for a late event also the window ending at the latest event within `timespan`
   after it); `gt`/`gte`/`eq`/`neq` conditions fire as soon as they hold, and the key's window
@@ -45,6 +49,7 @@ from sigma.correlations import (
 )
 
 from collector.durable import write_atomic
+from rules.correlation.clocks import SenderClocks, SkewedSender
 from rules.correlation.rule import CorrelationRule
 from rules.match import EventRef, Match
 
@@ -96,9 +101,10 @@ class Bucket:
 
 @dataclass
 class TenantState:
-    watermark: float = float("-inf")
+    watermark: float = float("-inf")  # the tenant's mark (see SenderClocks.mark)
     observed: int = 0
     windows: dict[str, OrderedDict[tuple[Any, ...], Bucket]] = field(default_factory=dict)
+    clocks: SenderClocks = field(default_factory=SenderClocks)
 
 
 class CorrelationEngine:
@@ -106,27 +112,35 @@ class CorrelationEngine:
 
     def __init__(self, correlations: list[CorrelationRule], *,
                  lateness: timedelta = timedelta(seconds=60), max_keys: int = 10_000,
-                 max_events: int = 10_000, clock: Clock = utc_now) -> None:
+                 max_events: int = 10_000, clock: Clock = utc_now,
+                 max_skew: timedelta = timedelta(minutes=5), max_senders: int = 10_000) -> None:
         self.correlations = {c.key: c for c in correlations}
         self.lateness = lateness.total_seconds()
         self.max_keys = max_keys
         self.max_events = max_events
+        self.max_skew = max_skew.total_seconds()
+        self.max_senders = max_senders
         self.clock = clock
         self.tenants: dict[str, TenantState] = {}
         self.stats = {"late_dropped": 0, "evicted_keys": 0, "expired_keys": 0,
-                      "truncated_events": 0, "fired": 0}
+                      "truncated_events": 0, "fired": 0, "clock_clamped": 0,
+                      "evicted_senders": 0}
 
     # -- feeding -----------------------------------------------------------------------------
 
     def observe(self, tenant: str, rule: CompiledRule, dataset: str, event: dict[str, Any],
                 ref: EventRef) -> list[Match]:
         """Record one base-rule match; return the correlation matches it completes."""
-        ts = _epoch(event.get("@timestamp"), self.clock)
-        state = self.tenants.setdefault(tenant, TenantState())
-        if ts < state.watermark - self.lateness:
+        state = self._state(tenant)
+        evicted = state.clocks.evicted
+        ts, clamped, late = state.clocks.admit(event, _epoch(event.get("@timestamp"), self.clock),
+                                                self.max_skew, self.lateness)
+        self.stats["evicted_senders"] += state.clocks.evicted - evicted
+        self.stats["clock_clamped"] += clamped
+        if late:
             self.stats["late_dropped"] += 1
             return []
-        state.watermark = max(state.watermark, ts)
+        state.watermark = state.clocks.mark()
         out: list[Match] = []
         for correlation in rule.correlations:
             if correlation.info.tenant not in (None, tenant):
@@ -274,6 +288,18 @@ class CorrelationEngine:
                                                window, measured))
         return out
 
+    def _state(self, tenant: str) -> TenantState:
+        state = self.tenants.get(tenant)
+        if state is None:
+            state = self.tenants[tenant] = TenantState(
+                clocks=SenderClocks(max_senders=self.max_senders))
+        return state
+
+    def skewed_senders(self, tenant: str | None = None) -> list[SkewedSender]:
+        """Senders (of one tenant or all) whose clock runs more than `max_skew` ahead."""
+        return [s for name, state in sorted(self.tenants.items()) if tenant in (None, name)
+                for s in state.clocks.skewed(name, self.max_skew)]
+
     def key_count(self, tenant: str | None = None) -> int:
         """Group keys held (for one tenant or all): the state-size gauge."""
         return sum(len(w) for name, s in self.tenants.items() if tenant in (None, name)
@@ -288,6 +314,7 @@ class CorrelationEngine:
             "tenants": {
                 name: {
                     "watermark": state.watermark if state.watermark != float("-inf") else None,
+                    "senders": state.clocks.dump(),
                     "windows": {
                         key: [[list(group), bucket.dataset,
                                [[e.ts, e.rule, e.value, e.ref.to_dict()]
@@ -308,9 +335,12 @@ class CorrelationEngine:
             return 0
         restored = 0
         for name, saved in data.get("tenants", {}).items():
-            state = self.tenants.setdefault(name, TenantState())
+            state = self._state(name)
             if saved.get("watermark") is not None:
                 state.watermark = max(state.watermark, float(saved["watermark"]))
+            if saved.get("senders"):
+                state.clocks.load(saved["senders"])
+                state.watermark = state.clocks.mark()
             for key, groups in saved.get("windows", {}).items():
                 if key not in self.correlations:
                     continue

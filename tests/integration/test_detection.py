@@ -39,8 +39,10 @@ def test_brute_force_over_syslog_becomes_one_alert(tmp_path: Path) -> None:
                  or daemon.metric("vigil_detection_matches_total", tenant="demo") >= 1,
                  message="a detection")
         assert daemon.readyz()[1]["detection"]["rules"] > 0
-        # the two SSH base rules: no geo-IP (documentation addresses) and no sudo lines yet
-        assert daemon.metric("vigil_detection_active_rules", tenant="demo") == 2
+        # Rules that can alert: the three SSH correlations over the two SSH base rules (which
+        # alert only through them); no geo-IP (documentation addresses), no sudo lines yet.
+        active_metric = daemon.metric("vigil_detection_active_rules", tenant="demo")
+        assert active_metric == 3
         assert daemon.stop() == 0
     finally:
         daemon.kill()
@@ -66,6 +68,7 @@ def test_brute_force_over_syslog_becomes_one_alert(tmp_path: Path) -> None:
     assert report["datasets"]["linux.auth"]["events"] == 15
     assert report["categories"]["authentication"]["present"] is True
     assert BRUTE_FORCE in {title for _, title, _ in report["active"]}
+    assert report["active_rules"] == active_metric  # one number, metric and coverage
 
     backtest = subprocess.run([*cli, "rules", "backtest", "-c", str(conf), "--data-dir",
                                str(data), "--tenant", "demo", "--since", "3650d",
