@@ -9,12 +9,12 @@ is how sources count it.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import orjson
 
 from collector.events import MESSAGE, PARSE_ERROR, SOURCE_FAILURE, TIMESTAMP, Event
+from collector.events import json_text as events_json_text
 
 DEFAULT_MAX_DEPTH = 64
 # orjson refuses more than 1024 levels itself; Python's json raises RecursionError near 1000.
@@ -52,16 +52,12 @@ def may_nest_over(text: bytes, limit: int) -> bool:
 
 
 def json_text(value: Any) -> str:
-    """`value` as JSON text for keeping it, however deep (orjson stops at 255 levels, Python's
-    json near the recursion limit)."""
+    """`value` as JSON text for keeping it, however deep (orjson stops at 255 levels and at
+    64-bit integers; `collector.events.json_text` has no limit)."""
     try:
         return orjson.dumps(value, default=str).decode()
     except (orjson.JSONEncodeError, TypeError):
-        pass
-    try:
-        return json.dumps(value, default=str)
-    except (RecursionError, ValueError, TypeError):
-        return f"<a JSON value nested too deep to keep as text ({type(value).__name__})>"
+        return events_json_text(value)
 
 
 def too_deep_event(text: str, received_at: Any, limit: int) -> Event:

@@ -450,7 +450,8 @@ class PartitionedFileSink(Sink):
         except Exception as exc:
             if self.is_environmental(exc) or self.context.reject is None:
                 raise
-            poison = self.find_poison(buffer)
+            # Row by row: off the loop (a large buffer takes seconds).
+            poison = await asyncio.to_thread(self.find_poison, buffer)
             if not poison:
                 raise
             ids = {id(event) for event, _ in poison}

@@ -14,7 +14,7 @@ from typing import Any, Literal
 import orjson
 import pyarrow as pa
 
-from collector.events import Event, as_datetime
+from collector.events import Event, as_datetime, json_text
 
 FieldType = Literal["string", "int", "float", "bool", "ip", "timestamp", "list"]
 
@@ -66,7 +66,10 @@ def _to_string(value: Any) -> str | None:
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, (dict, list, tuple)):
-        return orjson.dumps(value, default=str).decode()
+        try:
+            return orjson.dumps(value, default=str).decode()
+        except TypeError:  # integers past 64 bits (JSON allows them) or lone surrogates
+            return json_text(value)
     return str(value)
 
 

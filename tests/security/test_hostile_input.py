@@ -35,9 +35,6 @@ from support.tenants import (
 )
 
 PATHS = ("logs", "hec", "tcp_json", "syslog")
-# Beyond this nesting the HEC decoder (the standard library's) hits Python's recursion limit:
-# a 500 there is the ingest edge's nesting bound's job (refused, nothing journaled).
-HEC_RECURSION_LEVELS = 800
 
 TENANT_VALUES = st.one_of(
     st.sampled_from(["acme", "demo", "x/../../../../PWNED", "../acme", "x/../../alerts/tenant=acme",
@@ -134,10 +131,8 @@ class Sender:
         if path in ("logs", "hec"):
             status = self._post(tenant, path, body)
             self.statuses[status] = self.statuses.get(status, 0) + 1
-            allowed = {200, 400, 413}
-            if path == "hec" and 2 * payload.depth > HEC_RECURSION_LEVELS:
-                allowed.add(500)
-            assert status in allowed, f"{path} answered {status}"
+            # Never a 500: nesting past the bound is refused at the edge (400).
+            assert status in {200, 400, 413}, f"{path} answered {status}"
             self.sent[tenant] += status == 200
         elif path == "tcp_json":
             send_lines(self.daemon, f"tcp_json_{tenant}", [body])

@@ -169,7 +169,10 @@ class VigilProcess:
         return status, (json.loads(body) if body else {})
 
     def source_address(self, source_id: str) -> tuple[str, int]:
-        address = self.readyz()[1]["sources"][source_id]["address"]
+        status, ready = self.readyz()
+        if "sources" not in ready:
+            raise AssertionError(f"/readyz answered {status} {ready}:\n" + self.log()[-3000:])
+        address = ready["sources"][source_id]["address"]
         host, _, port = address.rpartition(":")
         return host, int(port)
 
