@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-from collector.cli import EX_CONFIG
-
 
 def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     parser = subparsers.add_parser("run", parents=[common], help="run the daemon")
@@ -25,7 +23,6 @@ def run(args: argparse.Namespace) -> int:
     try:
         daemon = Daemon(args.config_dir, data_dir=args.data_dir, setup_logging=True)
     except ConfigErrors as exc:
-        for error in exc.errors:
-            print(error, file=sys.stderr)
-        return EX_CONFIG
+        print("\n".join(exc.report(args.config_dir)), file=sys.stderr)
+        return exc.exit_code
     return uvloop.run(daemon.run())

@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-from collector.cli import EX_CONFIG
-
 
 def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     parser = subparsers.add_parser("validate", parents=[common], help="check the configuration")
@@ -18,12 +16,10 @@ def run(args: argparse.Namespace) -> int:
     from collector.errors import ConfigErrors
 
     try:
-        config = load_config(args.config_dir)
+        config = load_config(args.config_dir, require_inputs=True)
     except ConfigErrors as exc:
-        for error in exc.errors:
-            print(error, file=sys.stderr)
-        print(f"{len(exc.errors)} error(s) in {args.config_dir}", file=sys.stderr)
-        return EX_CONFIG
+        print("\n".join(exc.report(args.config_dir)), file=sys.stderr)
+        return exc.exit_code
     counts = ", ".join(f"{len(entries)} {name}" for name, entries in config.sections.items())
     print(f"{args.config_dir}: configuration is valid ({counts})")
     return 0

@@ -1,0 +1,203 @@
+"""An operator's mistake ends in one line that names the cause and a sysexits code, never in a
+traceback or a "configuration is valid" for a configuration that collects nothing."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from collector.cli import main
+
+REPO = Path(__file__).resolve().parents[2]
+EX_NOINPUT, EX_CONFIG = 66, 78
+
+TENANT_AND_SOURCE = """
+tenants:
+  demo: {name: Demo}
+sources:
+  syslog_tcp: {type: syslog_tcp, address: "127.0.0.1:5514", tenant: demo}
+"""
+
+
+def write(directory: Path, name: str, text: str) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / name
+    path.write_text(textwrap.dedent(text).lstrip())
+    return path
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, list[str], str]:
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.err.splitlines(), captured.out
+
+
+# -- files named on the command line ---------------------------------------------------------
+
+def test_process_of_a_missing_file_names_it(capsys: pytest.CaptureFixture[str]) -> None:
+    code, err, _ = run_cli(capsys, "process", "-c", str(REPO / "conf.d"), "--source",
+                           "syslog_tcp", "/nonexistent")
+    assert (code, err) == (EX_NOINPUT, ["vigil: cannot read /nonexistent: no such file or "
+                                        "directory"])
+
+
+# -- one typo, one error ---------------------------------------------------------------------
+
+def shipped_copy(tmp_path: Path) -> Path:
+    conf = tmp_path / "conf.d"
+    shutil.copytree(REPO / "conf.d", conf, symlinks=True)
+    return conf
+
+
+def references_to(conf: Path, declared: set[str]) -> int:
+    """How many test cases of the conf.d name one of `declared` as their source."""
+    count = 0
+    for path in conf.glob("*.yaml"):
+        tests = (yaml.safe_load(path.read_text()) or {}).get("tests") or {}
+        count += sum(1 for case in tests.values() if case.get("source") in declared)
+    return count
+
+
+def test_a_missing_colon_is_one_error_at_its_true_line(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    conf = shipped_copy(tmp_path)
+    sources = conf / "20-sources.yaml"
+    declared = set(yaml.safe_load(sources.read_text())["sources"])
+    # Every test case naming one of its sources, and "no sources configured" (the other files
+    # declare none) follow from the missing colon.
+    followers = references_to(conf, declared) + 1
+    assert followers > 50  # the shipped tests name the example sources
+    lines = sources.read_text().splitlines(keepends=True)
+    line_no = next(i for i, line in enumerate(lines, 1) if line == "  syslog_tcp:\n")
+    lines[line_no - 1] = "  syslog_tcp\n"
+    sources.write_text("".join(lines))
+
+    code, err, out = run_cli(capsys, "validate", "-c", str(conf))
+
+    assert code == EX_CONFIG
+    assert out == ""
+    assert err == [
+        f"{sources}:{line_no}:3: YAML syntax error: could not find expected ':' after "
+        "'syslog_tcp'",
+        f"  and {followers} errors that follow from it",
+        f"1 error(s) in {conf} (and {followers} that follow from them)",
+    ]
+
+
+def test_references_to_an_invalid_entry_follow_from_its_error(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    conf = tmp_path / "conf.d"
+    write(conf, "10-a.yaml", TENANT_AND_SOURCE.replace("tenant: demo}", "tenant: demo, "
+                                                        "max_conections: 5}"))
+    path = write(conf, "20-tests.yaml", """
+    tests:
+      one: {source: syslog_tcp, input: "a", expect: {fields: {message: "a"}}}
+      two: {source: syslog_tcp, input: "b", expect: {fields: {message: "b"}}}
+      three: {source: nosuch, input: "c", expect: {fields: {message: "c"}}}
+    """)
+    code, err, _ = run_cli(capsys, "validate", "-c", str(conf))
+    assert code == EX_CONFIG
+    assert err == [
+        f"{conf / '10-a.yaml'}:4:75: sources.syslog_tcp.max_conections: unknown key "
+        "'max_conections' (did you mean 'max_connections'?)",
+        "  and 2 errors that follow from it",
+        f"{path}:4:19: tests.three.source: unknown source 'nosuch'",
+        f"2 error(s) in {conf} (and 2 that follow from them)",
+    ]
+
+
+# -- a configuration that would collect nothing ---------------------------------------------
+
+def test_an_empty_directory_is_not_a_valid_configuration(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, err, out = run_cli(capsys, "validate", "-c", str(tmp_path))
+    assert (code, out) == (EX_NOINPUT, "")
+    assert err == [f"{tmp_path}: no configuration files (*.yaml) in this directory",
+                   f"1 error(s) in {tmp_path}"]
+
+
+def test_the_parent_of_conf_d_points_at_it(tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    write(tmp_path / "conf.d", "10-a.yaml", TENANT_AND_SOURCE)
+    code, err, _ = run_cli(capsys, "validate", "-c", str(tmp_path))
+    assert code == EX_NOINPUT
+    assert err[0] == (f"{tmp_path}: no configuration files (*.yaml) in this directory; "
+                      f"did you mean -c {tmp_path / 'conf.d'}?")
+
+
+def test_no_sources_is_refused_unless_allowed(tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    write(tmp_path, "10-a.yaml", "tenants:\n  demo: {name: Demo}\n")
+    code, err, _ = run_cli(capsys, "validate", "-c", str(tmp_path))
+    assert code == EX_CONFIG
+    assert err == [f"{tmp_path}: no sources configured: this daemon would collect nothing; "
+                   "declare sources, or set vigil.allow_empty: true on a host that collects "
+                   "nothing on purpose",
+                   f"1 error(s) in {tmp_path}"]
+    write(tmp_path, "00-vigil.yaml", "vigil:\n  allow_empty: true\n")
+    code, _, out = run_cli(capsys, "validate", "-c", str(tmp_path))
+    assert code == 0
+    assert out.startswith(f"{tmp_path}: configuration is valid (1 tenants, 0 sources")
+
+
+def test_no_tenants_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write(tmp_path, "10-a.yaml", """
+    sources:
+      s: {type: syslog_udp, address: "127.0.0.1:5514", routes: []}
+    """)
+    code, err, _ = run_cli(capsys, "validate", "-c", str(tmp_path))
+    assert code == EX_CONFIG
+    assert (f"{tmp_path}: no tenants configured: every event would be quarantined; declare "
+            "tenants, or set vigil.allow_empty: true on a host that collects nothing on purpose"
+            ) in err
+
+
+# -- files the daemon's user cannot read ------------------------------------------------------
+
+@pytest.fixture
+def world_dir() -> Iterator[Path]:
+    """A directory other users can reach (pytest's tmp_path is private to root)."""
+    path = Path(tempfile.mkdtemp(prefix="vigil-perm-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path)
+
+
+def validate_as_nobody(conf: Path) -> subprocess.CompletedProcess[str]:
+    setpriv = shutil.which("setpriv")
+    if os.geteuid() != 0 or setpriv is None:
+        pytest.skip("needs root and setpriv to run as another user")
+    return subprocess.run([setpriv, "--reuid=65534", "--regid=65534", "--clear-groups",
+                           sys.executable, "-m", "collector.cli", "validate", "-c", str(conf)],
+                          capture_output=True, text=True, cwd=REPO, timeout=120)
+
+
+def test_an_unreadable_file_says_who_cannot_read_it(world_dir: Path) -> None:
+    write(world_dir, "10-a.yaml", TENANT_AND_SOURCE).chmod(0o600)
+    result = validate_as_nobody(world_dir)
+    assert result.returncode == EX_NOINPUT
+    assert result.stderr.splitlines() == [
+        f"{world_dir / '10-a.yaml'}: cannot read: permission denied (owner root:root, mode "
+        "0600; this process runs as nobody)",
+        f"1 error(s) in {world_dir}"]
+
+
+def test_an_unreadable_directory_says_who_cannot_list_it(world_dir: Path) -> None:
+    conf = world_dir / "conf.d"
+    write(conf, "10-a.yaml", TENANT_AND_SOURCE)
+    conf.chmod(0o700)
+    result = validate_as_nobody(conf)
+    assert result.returncode == EX_NOINPUT
+    assert result.stderr.splitlines() == [
+        f"{conf}: cannot list the directory: permission denied (owner root:root, mode 0700; "
+        "this process runs as nobody)",
+        f"1 error(s) in {conf}"]
