@@ -59,7 +59,8 @@ def common_options() -> argparse.ArgumentParser:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="vigil", description=__doc__)
+    parser = argparse.ArgumentParser(prog="vigil", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     from collector import __version__
 
     parser.add_argument("--version", action="version", version=f"vigil {__version__}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -42,8 +43,10 @@ class ControlServer:
 
     async def _readyz(self, request: web.Request) -> web.Response:
         ready, detail = self.readiness()
+        indent = 2 if "pretty" in request.query else None  # `curl .../readyz?pretty` at a shell
         return web.json_response({"status": "ready" if ready else "not ready", **detail},
-                                 status=200 if ready else 503)
+                                 status=200 if ready else 503,
+                                 dumps=lambda doc: json.dumps(doc, indent=indent) + "\n")
 
     async def start(self) -> None:
         host, port = split_address(self.address)

@@ -9,6 +9,7 @@ import os
 import pwd
 import sqlite3
 import stat
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
@@ -65,6 +66,21 @@ class OperatorError(VigilError):
     def __str__(self) -> str:
         text = f"{self.component}: {self.problem}" if self.component else self.problem
         return f"{text}; {self.hint}" if self.hint else text
+
+
+def usage_error(problem: str, hint: str = "") -> OperatorError:
+    """A command-line argument that cannot be right (EX_USAGE)."""
+    return OperatorError("", problem, hint=hint, exit_code=ExitCode.USAGE)
+
+
+def unknown_name(kind: str, name: str, known: Iterable[str]) -> OperatorError:
+    """`unknown tenant 'acm' (did you mean 'acme'?); configured tenants: acme, bravo`."""
+    from collector.registry import did_you_mean
+
+    names = sorted(known)
+    listed = ", ".join(names) if names else "none"
+    return usage_error(f"unknown {kind} {name!r}{did_you_mean(name, names)}",
+                       f"configured {kind}s: {listed}")
 
 
 # errno -> exit code, for an OSError an operator caused (a path, a port, a permission).

@@ -254,20 +254,19 @@ def run_backtest(args: argparse.Namespace) -> int:
     from collector.cli import EX_CONFIG, load_or_report
     from collector.config.models import is_tenant_id, parse_duration
     from collector.detection.backtest import backtest, summary
+    from collector.errors import unknown_name, usage_error
     from rules.loader import load_rules
     from sinks.lake.sink import lake_root
 
     try:
         since = parse_duration(args.since)
     except ValueError as exc:
-        print(f"--since: {exc}", file=sys.stderr)
-        return 2
+        raise usage_error(f"--since: {exc}") from None
     config = load_or_report(args)
     if config is None:
         return EX_CONFIG
     if not is_tenant_id(args.tenant) or args.tenant not in config.tenants:
-        print(f"unknown tenant {args.tenant!r}", file=sys.stderr)
-        return 2
+        raise unknown_name("tenant", args.tenant, config.tenants)
     ruleset = load_rules(args.rules)
     for problem in ruleset.errors:
         print(f"{problem}", file=sys.stderr)

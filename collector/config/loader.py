@@ -6,8 +6,6 @@ files (the `vigil:` section is merged key by key). A duplicate id across files i
 
 from __future__ import annotations
 
-import os
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 
+from collector.config.directory import Unreadable, read_documents
 from collector.config.models import (
     COMPONENT_ID_RE,
     GlobalConfig,
@@ -25,8 +24,8 @@ from collector.config.models import (
     ValidationContext,
     is_tenant_id,
 )
-from collector.config.yaml_positions import PositionedDocument, load_positioned, render_path
-from collector.errors import ConfigError, ConfigErrors, ConfigInputError, Location, access_detail
+from collector.config.yaml_positions import PositionedDocument, render_path
+from collector.errors import ConfigError, ConfigErrors, Location
 from collector.registry import UnknownComponentType, did_you_mean, import_ref, resolve
 
 if TYPE_CHECKING:  # the section table imports models lazily; so does this module
@@ -201,84 +200,6 @@ def _component_model(kind: str, raw: Any, sink: _ErrorSink, doc: PositionedDocum
     return component.config_model  # type: ignore[no-any-return]
 
 
-# A name a line of an unparseable file seems to declare: `  syslog_tcp:`, or `  syslog_tcp` when
-# the colon is what is missing. References to such names follow from the syntax error.
-_DECLARED_NAME = re.compile(r"^\s*(?:-\s+)?[\"']?([A-Za-z0-9_.@-]+)[\"']?\s*(?::|$)")
-
-
-@dataclass
-class _Unreadable:
-    """A file that did not parse (or could not be read) and the ids it may have declared (None:
-    it could have declared anything)."""
-
-    error: ConfigError
-    names: set[str] | None
-
-
-def _declared_names(text: str) -> set[str]:
-    names = set()
-    for line in text.splitlines():
-        match = _DECLARED_NAME.match(line.split(" #")[0])
-        if match and not line.lstrip().startswith("#"):
-            names.add(match.group(1))
-    return names
-
-
-def read_documents(conf_dir: Path) -> tuple[list[PositionedDocument], list[_Unreadable]]:
-    """Parse every *.yaml in `conf_dir` (sorted); a file that cannot be read or parsed is
-    returned with its error, not raised. A directory that cannot be listed or holds no *.yaml
-    is an error too: a configuration that silently reads nothing collects nothing."""
-    docs: list[PositionedDocument] = []
-    failed: list[_Unreadable] = []
-    try:
-        entries = sorted(os.scandir(conf_dir), key=lambda entry: entry.name)
-    except FileNotFoundError:
-        return [], [_Unreadable(ConfigInputError("configuration directory does not exist",
-                                                 location=Location(str(conf_dir))), None)]
-    except NotADirectoryError:
-        return [], [_Unreadable(ConfigInputError(
-            "not a directory; -c names the conf.d directory that holds the *.yaml files",
-            location=Location(str(conf_dir))), None)]
-    except PermissionError:
-        return [], [_Unreadable(ConfigInputError(
-            f"cannot list the directory: permission denied{access_detail(conf_dir)}",
-            location=Location(str(conf_dir))), None)]
-    paths = [Path(e.path) for e in entries if e.name.endswith(".yaml") and not e.is_dir()]
-    if not paths:
-        return [], [_Unreadable(ConfigInputError(
-            f"no configuration files (*.yaml) in this directory{_nearby_conf_d(entries)}",
-            location=Location(str(conf_dir))), None)]
-    for path in paths:
-        try:
-            text = path.read_text(encoding="utf-8")
-        except PermissionError:
-            failed.append(_Unreadable(ConfigInputError(
-                f"cannot read: permission denied{access_detail(path)}",
-                location=Location(str(path))), None))
-            continue
-        except (OSError, UnicodeDecodeError) as exc:
-            failed.append(_Unreadable(ConfigInputError(f"cannot read file: {exc}",
-                                                       location=Location(str(path))), None))
-            continue
-        try:
-            docs.append(load_positioned(str(path), text))
-        except ConfigError as exc:
-            failed.append(_Unreadable(exc, _declared_names(text)))
-    return docs, failed
-
-
-def _nearby_conf_d(entries: list[os.DirEntry[str]]) -> str:
-    """`; did you mean -c DIR/conf.d?` when a subdirectory holds *.yaml files (`-c /etc/vigil`
-    for `-c /etc/vigil/conf.d`)."""
-    for entry in entries:
-        try:
-            if entry.is_dir() and any(Path(entry.path).glob("*.yaml")):
-                return f"; did you mean -c {entry.path}?"
-        except OSError:
-            continue
-    return ""
-
-
 def load_config(conf_dir: Path | str, *, require_inputs: bool = False) -> VigilConfig:
     """Load and validate a conf.d directory; raises ConfigErrors listing every root problem
     (errors that only follow from one are counted on it). `require_inputs` (the daemon,
@@ -409,7 +330,7 @@ def _check_inputs(config: VigilConfig, conf_dir: Path, sink: _ErrorSink) -> None
 
 
 def _attribute_references(sink: _ErrorSink, broken: dict[Reference, ConfigError],
-                          failed: list[_Unreadable]) -> None:
+                          failed: list[Unreadable]) -> None:
     """Report an error about a missing id only when nothing else explains it: the id declared
     in an entry that failed, or possibly in a file that did not parse, makes it a follower of
     that error ("and 84 errors that follow from it"). An empty id stands for the whole

@@ -43,8 +43,8 @@ def test_sla_report_table_and_json(setup: tuple[Path, Path],
     rows = json.loads(capsys.readouterr().out)["rows"]
     assert [(r["tenant"], r["severity"], r["open"]) for r in rows] == [
         ("bravo", "high", 1), ("bravo", "all", 1)]
-    assert main(["sla", "report", "--tenant", "zulu", *args]) == 1
-    assert main(["sla", "report", "--since", "yesterday", *args]) == 2
+    assert main(["sla", "report", "--tenant", "zulu", *args]) == 64  # EX_USAGE
+    assert main(["sla", "report", "--since", "yesterday", *args]) == 64
 
 
 def test_users_list_review_and_disable(setup: tuple[Path, Path],

@@ -93,6 +93,32 @@ def test_a_missing_colon_is_one_error_at_its_true_line(
     ]
 
 
+@pytest.mark.parametrize(("text", "expected"), [
+    # The scanner reads past the key to the next line before it gives up.
+    ("sources:\n  a:\n    type: x\n\n  syslog_tcp\n    type: y\n  b:\n    type: z\n",
+     "5:3: YAML syntax error: could not find expected ':' after 'syslog_tcp'"),
+    # As the only entry, key and next line read as one scalar that meets a ':' a line later.
+    ("sources:\n  syslog_tcp\n    type: syslog_tcp\n    address: x\n",
+     "2:3: YAML syntax error: could not find expected ':' after 'syslog_tcp'"),
+    # An unclosed quote fails at the end of the file; the quote is what to fix.
+    ('tenants:\n  demo:\n    name: "Demo\n  acme:\n    name: Acme\n',
+     "3:11: YAML syntax error: found unexpected end of stream in the quoted string that starts "
+     "here"),
+    # A value holding ': ' is wrong on its own line.
+    ("tenants:\n  demo:\n    name: a: b\n", "3:12: YAML syntax error: mapping values are not "
+     "allowed here"),
+])
+def test_yaml_syntax_errors_are_reported_where_the_fix_goes(tmp_path: Path, text: str,
+                                                            expected: str) -> None:
+    from collector.config import load_config
+    from collector.errors import ConfigErrors
+
+    path = write(tmp_path, "10-a.yaml", text)
+    with pytest.raises(ConfigErrors) as info:
+        load_config(tmp_path)
+    assert str(info.value.errors[0]) == f"{path}:{expected}"
+
+
 def test_references_to_an_invalid_entry_follow_from_its_error(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     conf = tmp_path / "conf.d"
@@ -201,3 +227,40 @@ def test_an_unreadable_directory_says_who_cannot_list_it(world_dir: Path) -> Non
         f"{conf}: cannot list the directory: permission denied (owner root:root, mode 0700; "
         "this process runs as nobody)",
         f"1 error(s) in {conf}"]
+
+
+# -- arguments that cannot be right ----------------------------------------------------------
+
+def test_an_unknown_tenant_lists_the_configured_ones(capsys: pytest.CaptureFixture[str]) -> None:
+    code, err, _ = run_cli(capsys, "tenants", "show", "-c", str(REPO / "conf.d"), "dmeo")
+    assert (code, err) == (64, ["vigil: unknown tenant 'dmeo' (did you mean 'demo'?); "
+                                "configured tenants: demo"])
+
+
+def test_a_bad_since_names_the_option(tmp_path: Path,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    code, err, _ = run_cli(capsys, "rules", "backtest", "-c", str(REPO / "conf.d"),
+                           "--data-dir", str(tmp_path), "--tenant", "demo", "--since",
+                           "yesterday", str(REPO / "rules" / "library"))
+    assert (code, err) == (64, ["vigil: --since: 'yesterday' is not a duration like 15m, 4h, "
+                                "1d or 1h30m"])
+
+
+def test_a_locked_database_is_an_operator_error_not_a_bug() -> None:
+    import sqlite3
+
+    from collector.errors import explain
+
+    problem = explain(sqlite3.OperationalError("database is locked"))
+    assert problem is not None and problem.exit_code == 75
+    assert str(problem) == ("database: database is locked; is another vigil using it? check "
+                            "the data directory's owner and try again")
+    assert explain(KeyError("a bug")) is None
+
+
+def test_help_starts_with_what_vigil_is(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    description = capsys.readouterr().out.split("\n\n")[1]
+    assert description.startswith("Vigil, a multi-tenant security log collector")
+    assert "collector/commands" not in description
