@@ -99,14 +99,18 @@ def _strerror(exc: OSError) -> str:
 
 def access_detail(path: Path | str) -> str:
     """Why a permission was refused: `(owner root:root, mode 0600; this process runs as vigil)`."""
+    target, where = Path(path), ""
+    while not os.path.exists(target) and target != target.parent:
+        target = target.parent  # a directory that cannot be created: its parent refused
+        where = f"{target}: "
     try:
-        info = os.stat(path)
-        owner = _name(pwd.getpwuid, info.st_uid) + ":" + _name(grp.getgrgid, info.st_gid)
-        mode = f"{stat.S_IMODE(info.st_mode):04o}"
+        info = os.stat(target)
     except OSError:
         return ""
+    owner = _name(pwd.getpwuid, info.st_uid) + ":" + _name(grp.getgrgid, info.st_gid)
+    mode = f"{stat.S_IMODE(info.st_mode):04o}"
     user = _name(pwd.getpwuid, os.geteuid())
-    return f" (owner {owner}, mode {mode}; this process runs as {user})"
+    return f" ({where}owner {owner}, mode {mode}; this process runs as {user})"
 
 
 def _name(lookup: object, ident: int) -> str:
@@ -142,10 +146,11 @@ def explain(exc: BaseException) -> OperatorError | None:
         return exc
     if isinstance(exc, OSError) and exc.filename is not None:
         name = str(exc.filename)
-        detail = access_detail(name) if exc.errno in (errno.EACCES, errno.EPERM) else ""
-        verb = "write" if exc.errno in (errno.EROFS, errno.ENOSPC, errno.EDQUOT) else "read"
-        return OperatorError("", f"cannot {verb} {name}: {_strerror(exc)}{detail}",
-                             exit_code=_ERRNO_EXIT.get(exc.errno or 0, ExitCode.IOERR))
+        code = _ERRNO_EXIT.get(exc.errno or 0, ExitCode.IOERR)
+        if code == ExitCode.NOINPUT:
+            return OperatorError("", f"cannot read {name}: {_strerror(exc)}", exit_code=code)
+        detail = access_detail(name) if code == ExitCode.NOPERM else ""
+        return OperatorError("", f"{name}: {_strerror(exc)}{detail}", exit_code=code)
     if isinstance(exc, sqlite3.OperationalError):
         text = str(exc)
         if "locked" in text or "unable to open" in text or "readonly" in text:

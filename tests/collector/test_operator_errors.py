@@ -198,13 +198,18 @@ def world_dir() -> Iterator[Path]:
     shutil.rmtree(path)
 
 
-def validate_as_nobody(conf: Path) -> subprocess.CompletedProcess[str]:
+def as_nobody(*argv: str) -> subprocess.CompletedProcess[str]:
+    """`vigil ARGV` as user nobody, as a service's unprivileged user would run it."""
     setpriv = shutil.which("setpriv")
     if os.geteuid() != 0 or setpriv is None:
         pytest.skip("needs root and setpriv to run as another user")
     return subprocess.run([setpriv, "--reuid=65534", "--regid=65534", "--clear-groups",
-                           sys.executable, "-m", "collector.cli", "validate", "-c", str(conf)],
+                           sys.executable, "-m", "collector.cli", *argv],
                           capture_output=True, text=True, cwd=REPO, timeout=120)
+
+
+def validate_as_nobody(conf: Path) -> subprocess.CompletedProcess[str]:
+    return as_nobody("validate", "-c", str(conf))
 
 
 def test_an_unreadable_file_says_who_cannot_read_it(world_dir: Path) -> None:
@@ -264,3 +269,15 @@ def test_help_starts_with_what_vigil_is(capsys: pytest.CaptureFixture[str]) -> N
     description = capsys.readouterr().out.split("\n\n")[1]
     assert description.startswith("Vigil, a multi-tenant security log collector")
     assert "collector/commands" not in description
+
+
+def test_a_data_dir_the_daemon_cannot_create_says_whose_it_is(world_dir: Path) -> None:
+    conf = world_dir / "conf.d"
+    write(conf, "10-a.yaml", TENANT_AND_SOURCE.replace("5514", "0"))
+    conf.chmod(0o755)
+    (world_dir / "data").mkdir(mode=0o700)
+    result = as_nobody("run", "-c", str(conf), "--data-dir", str(world_dir / "data" / "vigil"))
+    assert result.returncode == 77  # EX_NOPERM
+    assert result.stderr.splitlines()[-1] == (
+        f"vigil: {world_dir / 'data' / 'vigil' / 'journal'}: permission denied "
+        f"({world_dir / 'data'}: owner root:root, mode 0700; this process runs as nobody)")
