@@ -81,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args))
+    except KeyboardInterrupt:
+        return 130  # Ctrl-C at a prompt or a wait: the shell's code for SIGINT, no traceback
     except Exception as exc:
         # An operator's mistake (a missing file, a port in use) is one line; a bug keeps its
         # traceback.

@@ -110,7 +110,8 @@ def run_test(args: argparse.Namespace) -> int:
             events = (list(_through_pipelines(offline, args, path)) if offline is not None
                       else list(read_event_file(path, args.dataset)))
         except (OSError, ValueError) as exc:
-            print(f"{path}: {exc}", file=sys.stderr)
+            reason = exc.strerror.lower() if isinstance(exc, OSError) and exc.strerror else exc
+            print(f"{path}: {reason}", file=sys.stderr)
             failed = True
             continue
         missing = [e.index for e in events if e.dataset is None]

@@ -64,10 +64,10 @@ def syntax_error(file: str, text: str, exc: yaml.MarkedYAMLError) -> ConfigError
     mark = exc.context_mark if cause and exc.context_mark else exc.problem_mark
     loc = Location(file, mark.line + 1, mark.column + 1) if mark else Location(file)
     message = f"YAML syntax error: {exc.problem}"
-    if cause and mark is exc.context_mark:
-        line = text.splitlines()[mark.line] if mark.line < len(text.splitlines()) else ""
-        key = line[mark.column:].split("#")[0].strip()
-        message += " " + cause.format(key=key)
+    if cause and mark is not None and mark is exc.context_mark:
+        lines = text.splitlines()
+        source = lines[mark.line] if mark.line < len(lines) else ""
+        message += " " + cause.format(key=source[mark.column:].split("#")[0].strip())
     return ConfigError(message, location=loc)
 
 
