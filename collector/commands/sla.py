@@ -36,7 +36,7 @@ def run_report(args: argparse.Namespace) -> int:
     from collector.api.routes import parse_since
     from collector.cli import load_or_report
     from collector.commands.tenants import print_table, store_path
-    from collector.errors import unknown_name, usage_error
+    from collector.errors import ExitCode, unknown_name, usage_error
     from sinks.alerts.db import Database
     from sinks.alerts.sla import sla_report
     from sinks.alerts.store import AlertStore
@@ -54,7 +54,7 @@ def run_report(args: argparse.Namespace) -> int:
     path = store_path(config, args.data_dir)
     if not path.exists():
         print(f"{path}: no alert store yet (the daemon creates it)", file=sys.stderr)
-        return 1
+        return ExitCode.NOINPUT
     store = AlertStore(Database(path))
     tenants = frozenset({args.tenant}) if args.tenant else None
     rows = sla_report(store, now, tenants=tenants, since=since)
