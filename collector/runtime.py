@@ -21,7 +21,7 @@ from collector.config.models import ValidationContext
 from collector.control import ControlServer
 from collector.detection.alerts import ALERT_SCHEMA, ALERTS_DATASET
 from collector.detection.stage import DetectionStage, load_ruleset
-from collector.errors import ConfigErrors, OperatorError, listen_error
+from collector.errors import ConfigErrors, listen_error
 from collector.events import Batch
 from collector.journal import Journal, open_queue
 from collector.logs import configure_logging
@@ -211,8 +211,13 @@ class Daemon:
         loop = asyncio.get_running_loop()
         try:
             await self.start()
-        except OperatorError:
-            await self.shutdown()  # undo what started: sinks commit, the journal is closed
+        except Exception:
+            # Undo what started (sinks commit, the journal is closed), then let the CLI report
+            # the cause: one line for an operator's mistake, a traceback for a bug.
+            try:
+                await self.shutdown()
+            except Exception:
+                log.exception("stopping after a failed start failed too")
             raise
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
