@@ -1,4 +1,8 @@
-"""The `vigil` command line: one sub-command per module in collector/commands/."""
+"""Vigil, a multi-tenant security log collector: receive logs, parse them per tenant, run
+detections, keep every event in a Parquet lake and triage the alerts.
+
+Run `vigil COMMAND --help` for a command's options; every command reads the conf.d directory
+given with -c (default /etc/vigil/conf.d)."""
 
 from __future__ import annotations
 
@@ -40,8 +44,7 @@ def load_or_report(args: argparse.Namespace) -> VigilConfig | None:
     try:
         return load_config(args.config_dir)
     except ConfigErrors as exc:
-        for error in exc.errors:
-            print(error, file=sys.stderr)
+        print("\n".join(exc.report(args.config_dir)), file=sys.stderr)
         return None
 
 
@@ -56,7 +59,8 @@ def common_options() -> argparse.ArgumentParser:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="vigil", description=__doc__)
+    parser = argparse.ArgumentParser(prog="vigil", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     from collector import __version__
 
     parser.add_argument("--version", action="version", version=f"vigil {__version__}")
@@ -68,12 +72,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from collector.errors import explain
+
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return 2
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        return 130  # Ctrl-C at a prompt or a wait: the shell's code for SIGINT, no traceback
+    except Exception as exc:
+        # An operator's mistake (a missing file, a port in use) is one line; a bug keeps its
+        # traceback.
+        problem = explain(exc)
+        if problem is None:
+            raise
+        print(f"vigil: {problem}", file=sys.stderr)
+        return problem.exit_code
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ open. The control address may serve TLS.
 from __future__ import annotations
 
 import ipaddress
+import json
 import logging
 import ssl
 from collections.abc import Callable
@@ -26,6 +27,7 @@ from collector.api.edge import (
     security_headers,
 )
 from collector.config.models import ControlConfig, split_address
+from collector.errors import listen_error
 from collector.sources.tls import server_context
 from collector.telemetry import CONTENT_TYPE, Telemetry
 
@@ -91,8 +93,10 @@ class ControlServer:
 
     async def _readyz(self, request: web.Request) -> web.Response:
         ready, detail = self.readiness()
+        indent = 2 if "pretty" in request.query else None  # `curl .../readyz?pretty` at a shell
         return web.json_response({"status": "ready" if ready else "not ready", **detail},
-                                 status=200 if ready else 503)
+                                 status=200 if ready else 503,
+                                 dumps=lambda doc: json.dumps(doc, indent=indent) + "\n")
 
     async def start(self) -> None:
         tls = self._tls_context()
@@ -120,7 +124,11 @@ class ControlServer:
         await runner.setup()
         self._runners.append(runner)
         site = web.TCPSite(runner, host, port, reuse_address=True, ssl_context=tls)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:  # a port in use: the operator's to fix, named with its setting
+            setting = "vigil.control." + ("address" if name == "control" else f"{name}_address")
+            raise listen_error(exc, f"{name} listener", address, setting) from exc
         bound_host, bound_port = runner.addresses[0][:2]
         self._bound[name] = f"{bound_host}:{bound_port}"
         log.info(f"{name} listener ready", extra={"address": self._bound[name],

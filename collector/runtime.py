@@ -11,7 +11,7 @@ import contextlib
 import logging
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,7 @@ from collector.config.models import ControlConfig, ValidationContext
 from collector.control import ControlServer
 from collector.detection.alerts import ALERT_SCHEMA, ALERTS_DATASET
 from collector.detection.stage import DetectionStage, load_ruleset
-from collector.errors import ConfigErrors
+from collector.errors import ConfigErrors, listen_error
 from collector.events import Batch
 from collector.journal import Journal, open_queue
 from collector.logs import configure_logging
@@ -55,6 +55,17 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+@contextlib.contextmanager
+def _listening(component: str, address: str, setting: str) -> Iterator[None]:
+    """A listener that cannot bind (a port in use) is the operator's to fix: say which one."""
+    try:
+        yield
+    except OSError as exc:
+        if not address:
+            raise
+        raise listen_error(exc, component, address, setting) from exc
+
+
 class Daemon:
     """One Vigil process: sources -> queue -> worker -> sinks, plus the control listener."""
 
@@ -66,7 +77,7 @@ class Daemon:
         self.clock = clock
         self.notifier = notifier or SystemdNotifier()
         self.setup_logging = setup_logging
-        self.config: VigilConfig = load_config(self.conf_dir)
+        self.config: VigilConfig = load_config(self.conf_dir, require_inputs=True)
         self.data_dir = self._data_dir(self.config)
         self.telemetry = Telemetry()
         self.schemas = DatasetSchemas()
@@ -187,7 +198,9 @@ class Daemon:
         await self.control.start()
         for source_id, source_config in self.config.sources.items():
             source = self._build_source(self.config, source_id, source_config)
-            await source.start()
+            with _listening(f"source {source_id}", getattr(source_config, "address", ""),
+                            f"sources.{source_id}.address"):
+                await source.start()
             self.sources[source_id] = source
         self.started.set()
         self.notifier.ready()
@@ -215,7 +228,16 @@ class Daemon:
     async def run(self) -> int:
         """Start, serve until SIGTERM/SIGINT, drain; returns the process exit code."""
         loop = asyncio.get_running_loop()
-        await self.start()
+        try:
+            await self.start()
+        except Exception:
+            # Undo what started (sinks commit, the journal is closed), then let the CLI report
+            # the cause: one line for an operator's mistake, a traceback for a bug.
+            try:
+                await self.shutdown()
+            except Exception:
+                log.exception("stopping after a failed start failed too")
+            raise
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
         loop.add_signal_handler(signal.SIGHUP, self.request_reload)
@@ -338,12 +360,15 @@ class Daemon:
         """Validate the configuration again and swap what changed; keep the old on errors."""
         self.notifier.reloading()
         try:
-            new = load_config(self.conf_dir)
+            new = load_config(self.conf_dir, require_inputs=True)
         except ConfigErrors as exc:
             self.telemetry.config_reloads.labels(result="failure").inc()
             self.telemetry.config_reload_errors.inc(len(exc.errors))
-            for error in exc.errors:
-                log.error("reload rejected: %s", error)
+            # One line, however many errors: `vigil validate` lists them.
+            log.error("reload rejected; the running configuration is kept (vigil validate "
+                      "lists every error)",
+                      extra={"errors": len(exc.errors), "following_errors": exc.following,
+                             "first": str(exc.errors[0])})
             self.notifier.ready()
             return False
         try:

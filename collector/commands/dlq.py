@@ -13,6 +13,7 @@ from collections import Counter
 from pathlib import Path
 
 from collector.cli import EX_CONFIG, load_or_report
+from collector.errors import ExitCode
 
 
 def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -88,4 +89,4 @@ def replay_dead_letters(args: argparse.Namespace) -> int:
         time.sleep(0.2)
     print(f"{len(waiting)} file(s) still waiting: is `vigil run` running on this data dir? "
           "They are replayed when it starts.", file=sys.stderr)
-    return 1
+    return ExitCode.TEMPFAIL

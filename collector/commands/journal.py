@@ -14,7 +14,7 @@ from pathlib import Path
 from collector.cli import EX_CONFIG
 
 EX_DAMAGED = 1
-EX_NO_JOURNAL = 2
+EX_NO_JOURNAL = 66  # sysexits EX_NOINPUT: nothing to inspect there
 EX_TEMPFAIL = 75  # sysexits: the journal is in use; try again when the daemon is stopped
 
 
@@ -39,7 +39,7 @@ def _journal_dir(args: argparse.Namespace) -> Path | int:
     if path is None:
         return EX_CONFIG
     if not path.is_dir():
-        print(f"{path}: no journal here", file=sys.stderr)
+        print(f"{path}: no journal here (is --data-dir the daemon's?)", file=sys.stderr)
         return EX_NO_JOURNAL
     return path
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from collector.cli import EX_CONFIG, load_or_report
+from collector.errors import usage_error
 
 CHUNK_LINES = 10_000
 
@@ -63,8 +64,7 @@ def run(args: argparse.Namespace) -> int:
                         batches = offline.process_lines(args.source, chunk, tenant=args.tenant,
                                                         peer=args.peer)
                     except UnknownSource as exc:
-                        print(exc, file=sys.stderr)
-                        return 2
+                        raise usage_error(str(exc)) from None
                     events, dead = split_dead_letters(batches)
                     for event in events:
                         datasets[str(event.get(DATASET))] += 1

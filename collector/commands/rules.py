@@ -110,7 +110,8 @@ def run_test(args: argparse.Namespace) -> int:
             events = (list(_through_pipelines(offline, args, path)) if offline is not None
                       else list(read_event_file(path, args.dataset)))
         except (OSError, ValueError) as exc:
-            print(f"{path}: {exc}", file=sys.stderr)
+            reason = exc.strerror.lower() if isinstance(exc, OSError) and exc.strerror else exc
+            print(f"{path}: {reason}", file=sys.stderr)
             failed = True
             continue
         missing = [e.index for e in events if e.dataset is None]
@@ -254,20 +255,19 @@ def run_backtest(args: argparse.Namespace) -> int:
     from collector.cli import EX_CONFIG, load_or_report
     from collector.config.models import is_tenant_id, parse_duration
     from collector.detection.backtest import backtest, summary
+    from collector.errors import unknown_name, usage_error
     from rules.loader import load_rules
     from sinks.lake.sink import lake_root
 
     try:
         since = parse_duration(args.since)
     except ValueError as exc:
-        print(f"--since: {exc}", file=sys.stderr)
-        return 2
+        raise usage_error(f"--since: {exc}") from None
     config = load_or_report(args)
     if config is None:
         return EX_CONFIG
     if not is_tenant_id(args.tenant) or args.tenant not in config.tenants:
-        print(f"unknown tenant {args.tenant!r}", file=sys.stderr)
-        return 2
+        raise unknown_name("tenant", args.tenant, config.tenants)
     ruleset = load_rules(args.rules)
     for problem in ruleset.errors:
         print(f"{problem}", file=sys.stderr)

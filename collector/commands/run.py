@@ -6,8 +6,6 @@ import argparse
 import logging
 import sys
 
-from collector.cli import EX_CONFIG
-
 
 def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     parser = subparsers.add_parser("run", parents=[common], help="run the daemon")
@@ -18,7 +16,7 @@ def run(args: argparse.Namespace) -> int:
 
     import uvloop
 
-    from collector.errors import ConfigErrors
+    from collector.errors import ConfigErrors, explain
     from collector.logs import configure_logging
     from collector.runtime import Daemon
 
@@ -26,12 +24,13 @@ def run(args: argparse.Namespace) -> int:
     try:
         daemon = Daemon(args.config_dir, data_dir=args.data_dir, setup_logging=True)
     except ConfigErrors as exc:
-        for error in exc.errors:
-            print(error, file=sys.stderr)
-        return EX_CONFIG
+        print("\n".join(exc.report(args.config_dir)), file=sys.stderr)
+        return exc.exit_code
     try:
         return uvloop.run(daemon.run())
-    except Exception:
-        # Start-up or shutdown failed: say why once and exit non-zero, so systemd restarts us.
+    except Exception as exc:
+        if explain(exc) is not None:
+            raise  # the operator's to fix: `cli.main` prints one line and its exit code
+        # A bug at start-up or shutdown: say why once and exit non-zero (systemd restarts us).
         logging.getLogger("collector.runtime").exception("vigil failed; exiting")
         return 1

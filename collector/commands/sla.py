@@ -36,6 +36,7 @@ def run_report(args: argparse.Namespace) -> int:
     from collector.api.routes import parse_since
     from collector.cli import load_or_report
     from collector.commands.tenants import print_table, store_path
+    from collector.errors import ExitCode, unknown_name, usage_error
     from sinks.alerts.db import Database
     from sinks.alerts.sla import sla_report
     from sinks.alerts.store import AlertStore
@@ -44,18 +45,16 @@ def run_report(args: argparse.Namespace) -> int:
     if config is None:
         return EX_CONFIG
     if args.tenant is not None and args.tenant not in config.tenants:
-        print(f"unknown tenant {args.tenant!r}", file=sys.stderr)
-        return 1
+        raise unknown_name("tenant", args.tenant, config.tenants)
     now = datetime.now(UTC)
     try:
         since = parse_since(args.since, now)
     except ApiError as exc:
-        print(exc.message, file=sys.stderr)
-        return 2
+        raise usage_error(f"--since: {exc.message}") from None
     path = store_path(config, args.data_dir)
     if not path.exists():
         print(f"{path}: no alert store yet (the daemon creates it)", file=sys.stderr)
-        return 1
+        return ExitCode.NOINPUT
     store = AlertStore(Database(path))
     tenants = frozenset({args.tenant}) if args.tenant else None
     rows = sla_report(store, now, tenants=tenants, since=since)

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from collector.cli import EX_CONFIG, load_or_report
+from collector.errors import unknown_name
 
 if TYPE_CHECKING:
     from collector.config import VigilConfig
@@ -87,8 +87,7 @@ def show_tenant(args: argparse.Namespace) -> int:
     if config is None:
         return EX_CONFIG
     if args.tenant not in config.tenants:
-        print(f"unknown tenant {args.tenant!r}", file=sys.stderr)
-        return 1
+        raise unknown_name("tenant", args.tenant, config.tenants)
     info = describe(args.tenant, config)
     if args.json:
         print(json.dumps(info, indent=2))

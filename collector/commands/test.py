@@ -4,10 +4,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from datetime import UTC, datetime
 
 from collector.cli import EX_CONFIG, load_or_report
+from collector.errors import usage_error
 
 
 def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -26,8 +26,8 @@ def run(args: argparse.Namespace) -> int:
     cases = config.section("tests")
     unknown = [name for name in args.names if name not in cases]
     if unknown:
-        print(f"unknown test case(s): {', '.join(unknown)}", file=sys.stderr)
-        return 2
+        raise usage_error(f"unknown test case(s): {', '.join(unknown)}",
+                          f"{len(cases)} are configured; without names `vigil test` runs all")
     selected = {name: case for name, case in cases.items()
                 if not args.names or name in args.names}
     now = {"value": datetime.now(UTC)}

@@ -9,8 +9,6 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
-from collector.cli import EX_CONFIG
-
 if TYPE_CHECKING:
     from collector.config import VigilConfig
 
@@ -25,12 +23,10 @@ def run(args: argparse.Namespace) -> int:
     from collector.errors import ConfigErrors
 
     try:
-        config = load_config(args.config_dir)
+        config = load_config(args.config_dir, require_inputs=True)
     except ConfigErrors as exc:
-        for error in exc.errors:
-            print(error, file=sys.stderr)
-        print(f"{len(exc.errors)} error(s) in {args.config_dir}", file=sys.stderr)
-        return EX_CONFIG
+        print("\n".join(exc.report(args.config_dir)), file=sys.stderr)
+        return exc.exit_code
     counts = ", ".join(f"{len(entries)} {name}" for name, entries in config.sections.items())
     print(f"{args.config_dir}: configuration is valid ({counts})")
     if config.settings.detection.enabled:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 
+from collector.config.directory import Unreadable, read_documents
 from collector.config.models import (
     COMPONENT_ID_RE,
     GlobalConfig,
@@ -23,7 +24,7 @@ from collector.config.models import (
     ValidationContext,
     is_tenant_id,
 )
-from collector.config.yaml_positions import PositionedDocument, load_positioned, render_path
+from collector.config.yaml_positions import PositionedDocument, render_path
 from collector.errors import ConfigError, ConfigErrors, Location
 from collector.registry import UnknownComponentType, did_you_mean, import_ref, resolve
 
@@ -85,21 +86,33 @@ CrossCheck = Callable[[VigilConfig, "_ErrorSink"], None]
 CROSS_CHECKS: list[CrossCheck] = []
 
 
+Reference = tuple[str, str]  # (section, id) an error says is missing
+
+
 class _ErrorSink:
     def __init__(self) -> None:
         self.errors: list[ConfigError] = []
         self.docs: dict[tuple[str, str], PositionedDocument] = {}
+        # Errors about a missing (section, id): they only follow from another error when the
+        # id was declared in an entry that failed or in a file that did not parse.
+        self.references: list[tuple[ConfigError, Reference]] = []
 
     def add(self, message: str, doc: PositionedDocument | None, path: tuple[Any, ...],
-            *, prefer_key: bool = False) -> None:
+            *, prefer_key: bool = False, refers_to: Reference | None = None) -> None:
         location = doc.locate(path, prefer_key=prefer_key) if doc else None
-        self.errors.append(ConfigError(message, location=location, path=render_path(path)))
+        error = ConfigError(message, location=location, path=render_path(path))
+        if refers_to is None:
+            self.errors.append(error)
+        else:
+            self.references.append((error, refers_to))
 
     def add_for(self, section: str, entry_id: str, rel_path: tuple[Any, ...], message: str,
-                *, prefer_key: bool = False) -> None:
-        """Report an error inside an entry, located through the file that declared it."""
+                *, prefer_key: bool = False, refers_to: Reference | None = None) -> None:
+        """Report an error inside an entry, located through the file that declared it;
+        `refers_to` names the (section, id) it says is missing."""
         doc = self.docs.get((section, entry_id))
-        self.add(message, doc, (section, entry_id, *rel_path), prefer_key=prefer_key)
+        self.add(message, doc, (section, entry_id, *rel_path), prefer_key=prefer_key,
+                 refers_to=refers_to)
 
 
 def _pydantic_errors(exc: ValidationError, model: type[BaseModel], sink: _ErrorSink,
@@ -187,29 +200,16 @@ def _component_model(kind: str, raw: Any, sink: _ErrorSink, doc: PositionedDocum
     return component.config_model  # type: ignore[no-any-return]
 
 
-def read_documents(conf_dir: Path) -> tuple[list[PositionedDocument], list[ConfigError]]:
-    """Parse every *.yaml in `conf_dir` (sorted); syntax errors are returned, not raised."""
-    docs, errors = [], []
-    if not conf_dir.is_dir():
-        return [], [ConfigError("configuration directory does not exist",
-                                location=Location(str(conf_dir)))]
-    for path in sorted(conf_dir.glob("*.yaml")):
-        try:
-            docs.append(load_positioned(str(path), path.read_text(encoding="utf-8")))
-        except ConfigError as exc:
-            errors.append(exc)
-        except (OSError, UnicodeDecodeError) as exc:
-            errors.append(ConfigError(f"cannot read file: {exc}", location=Location(str(path))))
-    return docs, errors
-
-
-def load_config(conf_dir: Path | str) -> VigilConfig:
-    """Load and validate a conf.d directory; raises ConfigErrors listing every problem."""
+def load_config(conf_dir: Path | str, *, require_inputs: bool = False) -> VigilConfig:
+    """Load and validate a conf.d directory; raises ConfigErrors listing every root problem
+    (errors that only follow from one are counted on it). `require_inputs` (the daemon,
+    `vigil validate`) refuses a configuration without sources or tenants unless
+    `vigil.allow_empty` says that is meant."""
     conf_dir = Path(conf_dir)
     context = ValidationContext(conf_dir.resolve())
-    docs, errors = read_documents(conf_dir)
+    docs, failed = read_documents(conf_dir)
     sink = _ErrorSink()
-    sink.errors.extend(errors)
+    sink.errors.extend(f.error for f in failed)
 
     global_raw: dict[str, Any] = {}
     global_doc: dict[str, PositionedDocument] = {}
@@ -266,36 +266,90 @@ def load_config(conf_dir: Path | str) -> VigilConfig:
 
     sections: dict[str, dict[str, BaseModel]] = {s: {} for s in SECTIONS}
     origins: dict[tuple[str, str], Location] = {}
+    broken: dict[Reference, ConfigError] = {}  # entry -> its first error
     for section, kind in SECTIONS.items():
         for entry_id, (raw, doc) in raw_entries[section].items():
-            prefix = (section, entry_id)
-            origins[(section, entry_id)] = doc.locate(prefix, prefer_key=True)
-            if section == "tenants":
-                if not is_tenant_id(entry_id):
-                    sink.add(f"tenant id {entry_id!r} is not a slug matching "
-                             "[a-z0-9][a-z0-9_-]{0,62}", doc, prefix, prefer_key=True)
-                    continue
-            elif not COMPONENT_ID_RE.fullmatch(entry_id):
-                sink.add(f"id {entry_id!r} must match {COMPONENT_ID_RE.pattern}", doc, prefix,
-                         prefer_key=True)
-                continue
-            if ":" in kind:
-                model: type[BaseModel] | None = import_ref(kind)
-            else:
-                model = _component_model(kind, raw, sink, doc, prefix)
-            if model is None:
-                continue
-            validated = validate_entry(model, raw, sink, doc, prefix, context)
+            origins[(section, entry_id)] = doc.locate((section, entry_id), prefer_key=True)
+            before = len(sink.errors)
+            validated = _validate_section_entry(section, kind, entry_id, raw, doc, sink, context)
             if validated is not None:
                 sections[section][entry_id] = validated
+            elif len(sink.errors) > before:
+                broken[(section, entry_id)] = sink.errors[before]
 
     config = VigilConfig(settings=settings, sections=sections, origins=origins,
                          files=[Path(d.file) for d in docs])
     for check in CROSS_CHECKS:
         check(config, sink)
+    if require_inputs and docs and not settings.allow_empty:
+        _check_inputs(config, conf_dir, sink)
+    _attribute_references(sink, broken, failed)
     if sink.errors:
         raise ConfigErrors(sorted(sink.errors, key=_reading_order))
     return config
+
+
+def _validate_section_entry(section: str, kind: str, entry_id: str, raw: Any,
+                            doc: PositionedDocument, sink: _ErrorSink,
+                            context: ValidationContext) -> BaseModel | None:
+    prefix = (section, entry_id)
+    if section == "tenants":
+        if not is_tenant_id(entry_id):
+            sink.add(f"tenant id {entry_id!r} is not a slug matching "
+                     "[a-z0-9][a-z0-9_-]{0,62}", doc, prefix, prefer_key=True)
+            return None
+    elif not COMPONENT_ID_RE.fullmatch(entry_id):
+        sink.add(f"id {entry_id!r} must match {COMPONENT_ID_RE.pattern}", doc, prefix,
+                 prefer_key=True)
+        return None
+    if ":" in kind:
+        model: type[BaseModel] | None = import_ref(kind)
+    else:
+        model = _component_model(kind, raw, sink, doc, prefix)
+    if model is None:
+        return None
+    return validate_entry(model, raw, sink, doc, prefix, context)
+
+
+# What a configuration without sources or tenants would do, for the refusal.
+_REQUIRED_INPUTS = {
+    "sources": "this daemon would collect nothing",
+    "tenants": "every event would be quarantined",
+}
+
+
+def _check_inputs(config: VigilConfig, conf_dir: Path, sink: _ErrorSink) -> None:
+    """A daemon with nothing to collect starts, logs "vigil started" and collects nothing: a
+    wrong -c or an unreadable conf.d looks exactly like that, so it is an error unless
+    `vigil.allow_empty` says it is meant (a host serving only the API and console)."""
+    for section, consequence in _REQUIRED_INPUTS.items():
+        # Declared but invalid entries have their own errors; a file that did not parse may
+        # have declared some, so there this error follows from its syntax error.
+        if not any(declared == section for declared, _ in sink.docs):
+            error = ConfigError(f"no {section} configured: {consequence}; declare {section}, "
+                                "or set vigil.allow_empty: true on a host that collects nothing "
+                                "on purpose", location=Location(str(conf_dir)))
+            sink.references.append((error, (section, "")))
+
+
+def _attribute_references(sink: _ErrorSink, broken: dict[Reference, ConfigError],
+                          failed: list[Unreadable]) -> None:
+    """Report an error about a missing id only when nothing else explains it: the id declared
+    in an entry that failed, or possibly in a file that did not parse, makes it a follower of
+    that error ("and 84 errors that follow from it"). An empty id stands for the whole
+    section."""
+    for error, (section, ident) in sink.references:
+        root = broken.get((section, ident))
+        if root is None and not ident:
+            root = next((e for (s, _), e in broken.items() if s == section), None)
+        if root is None:
+            root = next((f.error for f in failed
+                         if f.names is None or not ident or ident in f.names), None)
+        if root is None:
+            sink.errors.append(error)
+        else:
+            root.followers += 1
+    sink.references = []
 
 
 def _reading_order(error: ConfigError) -> tuple[str, int, int]:
@@ -309,7 +363,8 @@ def _check_source_tenants(config: VigilConfig, sink: _ErrorSink) -> None:
         for path, tenant in source.tenant_references():
             if tenant not in config.tenants:
                 sink.add_for("sources", source_id, path,
-                             f"unknown tenant {tenant!r}{did_you_mean(tenant, config.tenants)}")
+                             f"unknown tenant {tenant!r}{did_you_mean(tenant, config.tenants)}",
+                             refers_to=("tenants", tenant))
 
 
 CROSS_CHECKS.append(_check_source_tenants)
@@ -342,7 +397,8 @@ def _check_test_sources(config: VigilConfig, sink: _ErrorSink) -> None:
     for test_id, case in config.section("tests").items():
         if case.source not in config.sources:
             sink.add_for("tests", test_id, ("source",), f"unknown source {case.source!r}"
-                         f"{did_you_mean(case.source, config.sources)}")
+                         f"{did_you_mean(case.source, config.sources)}",
+                         refers_to=("sources", case.source))
 
 
 CROSS_CHECKS.append(_check_test_sources)

@@ -351,6 +351,11 @@ class GlobalConfig(StrictModel):
     data_dir: Path | None = Field(
         None, description="state directory (lake, journal, dead letter); --data-dir overrides"
     )
+    allow_empty: bool = Field(
+        False, description="accept a configuration without sources or tenants (`vigil run` and "
+        "`vigil validate` refuse one otherwise: a wrong -c or an unreadable conf.d looks just "
+        "like it); for a host that only serves the API and console"
+    )
     control: ControlConfig = ControlConfig()
     limits: LimitsConfig = LimitsConfig()
     queue: QueueConfig = QueueConfig()

@@ -42,14 +42,62 @@ def _location(file: str, node: yaml.Node) -> Location:
     return Location(file, node.start_mark.line + 1, node.start_mark.column + 1)
 
 
+# Syntax errors whose cause is where the parser's context began, not where it gave up (the
+# scanner reads past a key without ':' to the next line; an unclosed quote or bracket fails at
+# the end of the file): report them there, with what the context was.
+_CAUSE_AT_CONTEXT = {
+    "while scanning a simple key": "after {key!r}",
+    "while scanning a quoted scalar": "in the quoted string that starts here",
+    "while parsing a flow sequence": "in the [...] that starts here",
+    "while parsing a flow mapping": "in the {{...}} that starts here",
+}
+
+
+def syntax_error(file: str, text: str, exc: yaml.MarkedYAMLError) -> ConfigError:
+    """A YAML syntax error at the line an editor must change."""
+    key_line = _key_without_colon(text, exc)
+    if key_line is not None:
+        line, column, key = key_line
+        return ConfigError(f"YAML syntax error: could not find expected ':' after {key!r}",
+                           location=Location(file, line, column))
+    cause = _CAUSE_AT_CONTEXT.get(exc.context or "")
+    mark = exc.context_mark if cause and exc.context_mark else exc.problem_mark
+    loc = Location(file, mark.line + 1, mark.column + 1) if mark else Location(file)
+    message = f"YAML syntax error: {exc.problem}"
+    if cause and mark is not None and mark is exc.context_mark:
+        lines = text.splitlines()
+        source = lines[mark.line] if mark.line < len(lines) else ""
+        message += " " + cause.format(key=source[mark.column:].split("#")[0].strip())
+    return ConfigError(message, location=loc)
+
+
+def _key_without_colon(text: str, exc: yaml.MarkedYAMLError) -> tuple[int, int, str] | None:
+    """`  syslog_tcp` followed by an indented `    type: x` reads as one plain scalar
+    `syslog_tcp type` that meets a ':' ("mapping values are not allowed here" on the second
+    line); the line to fix is the first: (line, column, key) of it."""
+    mark = exc.problem_mark
+    if exc.problem != "mapping values are not allowed here" or mark is None:
+        return None
+    lines = text.splitlines()
+    indent = len(lines[mark.line]) - len(lines[mark.line].lstrip())
+    for number in range(mark.line - 1, -1, -1):
+        content = lines[number].split(" #")[0].rstrip()
+        stripped = content.lstrip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        column = len(content) - len(stripped)
+        if column < indent and ":" not in stripped and not stripped.startswith(("-", "[", "{")):
+            return number + 1, column + 1, stripped
+        return None
+    return None
+
+
 def load_positioned(file: str, text: str) -> PositionedDocument:
     """Parse one YAML document; raises ConfigError (with location) on syntax errors."""
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        loc = Location(file, mark.line + 1, mark.column + 1) if mark else Location(file)
-        raise ConfigError(f"YAML syntax error: {exc.problem}", location=loc) from None
+        raise syntax_error(file, text, exc) from None
     keys: dict[Path, Location] = {}
     values: dict[Path, Location] = {}
     constructor = yaml.SafeLoader("")

@@ -6,15 +6,24 @@ Sources catch `JournalWriteError` on append or durable wait and answer with back
 
 from __future__ import annotations
 
-from collector.errors import VigilError
+from pathlib import Path
+
+from collector.errors import ExitCode, OperatorError, VigilError
 
 
 class JournalError(VigilError):
     """Root of the journal's errors."""
 
 
-class JournalLockedError(JournalError):
+class JournalLockedError(JournalError, OperatorError):
     """Another process (a running daemon) holds the journal."""
+
+    exit_code = ExitCode.TEMPFAIL
+
+    def __init__(self, directory: Path) -> None:
+        OperatorError.__init__(self, f"journal {directory}",
+                               "in use by another process (a running vigil?)",
+                               hint="stop it first, or give this one another --data-dir")
 
 
 class JournalWriteError(JournalError):

@@ -56,8 +56,7 @@ class Journal(BackgroundRounds):
         self.files.mkdir(self.directory)
         lock_fd = self.files.lock(self.directory / LOCK_FILE)
         if lock_fd is None:
-            raise JournalLockedError(f"{self.directory} is in use by another process "
-                                     "(a running daemon?)")
+            raise JournalLockedError(self.directory)
         self._lock_fd: int | None = lock_fd
         self._init_rounds()
         self.max_events = self.max_bytes = self.partition_max_events = 0

@@ -121,7 +121,8 @@ def check_tenant_notifications(config: VigilConfig, sink: Any) -> None:
                 what = "is not a webhook" if found is not None else "is not declared"
                 sink.add_for("tenants", tenant_id, ("notifications", "webhooks", index),
                              f"notifier {webhook!r} {what} under `notifiers:`"
-                             f"{did_you_mean(webhook, notifiers) if found is None else ''}")
+                             f"{did_you_mean(webhook, notifiers) if found is None else ''}",
+                             refers_to=("notifiers", webhook) if found is None else None)
         recipients = tenant.notifications.email
         if not has_email and any(recipients.for_severity(s) for s in type(recipients).model_fields):
             sink.add_for("tenants", tenant_id, ("notifications", "email"),

@@ -135,7 +135,7 @@ def test_defaults_and_the_tenants_command(tmp_path: Path, capsys: pytest.Capture
     assert main(["tenants", "list", "-c", str(tmp_path)]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[1].split() == ["acme", "ACME", "siem_only", "C-9", "10m/2h", "1h/1d"]
-    assert main(["tenants", "show", "nope", "-c", str(tmp_path)]) == 1
+    assert main(["tenants", "show", "nope", "-c", str(tmp_path)]) == 64  # EX_USAGE
     assert main(["tenants", "show", "acme", "--json", "-c", str(tmp_path)]) == 0
     assert '"tier": "siem_only"' in capsys.readouterr().out
 

@@ -41,7 +41,9 @@ def test_enrollment_activation_login_and_no_secret_leaks(tmp_path: Path) -> None
     with smtp_server(tmp_path / "tls") as smtp:
         write_conf(conf, TENANTS_YAML, "10-tenants.yaml")
         write_conf(conf, email_notifier_yaml(smtp), "60-notify.yaml")
-        write_conf(conf, "vigil:\n  control:\n    address: 127.0.0.1:0\n", "00-vigil.yaml")
+        # A console-only host: no sources, on purpose.
+        write_conf(conf, "vigil:\n  allow_empty: true\n  control:\n    address: 127.0.0.1:0\n",
+                   "00-vigil.yaml")
         added = vigil(conf, data, "users", "add", "alice", "--email", "alice@acme.example",
                       "--name", "Alice Acme", "--role", "client_operator", "--tenant", "acme")
         assert added.returncode == 0, added.stderr

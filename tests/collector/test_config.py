@@ -157,7 +157,9 @@ def test_unknown_section_and_yaml_syntax_error(tmp_path: Path) -> None:
     errors = errors_of(tmp_path)
     assert errors[0].startswith(
         f"{a}:1:1: tenant: unknown section 'tenant' (did you mean 'tenants'?)")
-    assert errors[1].startswith(f"{b}:2:1: YAML syntax error")
+    # Where the bracket that was never closed opened, not the end of the file.
+    assert errors[1] == (f"{b}:1:10: YAML syntax error: expected ',' or ']', but got "
+                         "'<stream end>' in the [...] that starts here")
 
 
 def test_validate_ok_exit_code(tmp_path: Path, capsys) -> None:

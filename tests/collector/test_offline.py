@@ -118,5 +118,5 @@ def test_process_prints_events_and_dead_letters(
 def test_process_unknown_source(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     conf = write(tmp_path)
     (tmp_path / "x.log").write_text("x\n")
-    assert main(["process", "-c", str(conf), "--source", "nope", str(tmp_path / "x.log")]) == 2
+    assert main(["process", "-c", str(conf), "--source", "nope", str(tmp_path / "x.log")]) == 64
     assert "unknown source 'nope'; configured sources: syslog_tcp" in capsys.readouterr().err

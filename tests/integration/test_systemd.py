@@ -32,7 +32,8 @@ def test_unit_file_verifies(tmp_path: Path) -> None:
     for directive in ("Type=notify", "WatchdogSec=", "Restart=on-failure", "User=vigil",
                       "StateDirectory=vigil", "ConfigurationDirectory=vigil",
                       "ProtectSystem=strict", "NoNewPrivileges=yes", "PrivateTmp=yes",
-                      "AmbientCapabilities=CAP_NET_BIND_SERVICE", "LimitNOFILE="):
+                      "AmbientCapabilities=CAP_NET_BIND_SERVICE", "LimitNOFILE=",
+                      "RestartPreventExitStatus=64 66 73 77 78"):
         assert directive in text
     exec_reload = [line for line in text.splitlines() if line.startswith("ExecReload=")]
     assert "validate" in exec_reload[0] and "kill -HUP $MAINPID" in exec_reload[1]
