@@ -62,3 +62,24 @@ def test_pulled_sources_keep_the_original_bytes_too() -> None:
     events = decoder.feed(TEXT_LINE + b"\nfine\n") + decoder.finish()
     assert [e.get("event.original_base64") for e in events] == \
         [base64.b64encode(TEXT_LINE).decode(), None]
+
+
+def test_http_bodies_keep_the_original_bytes() -> None:
+    """/v1/logs (NDJSON lines), HEC events (each envelope its own bytes) and HEC raw lines."""
+    from datetime import UTC, datetime
+
+    from collector.sources.http.bodies import decode_hec_events, decode_hec_raw, decode_logs
+
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    (logs,) = decode_logs(JSON_LINE, now).events
+    assert logs["event.original_base64"] == base64.b64encode(JSON_LINE).decode()
+    good = b'{"event": "fine", "host": "h1"}'
+    bad = b'{"event": {"msg": "caf\xe9 \xff"}, "host": "h\xfe2"}'
+    first, second = decode_hec_events(good + b"\n" + bad, now, {}).events
+    assert "event.original_base64" not in first and first["message"] == "fine"
+    assert second["event.original_base64"] == base64.b64encode(bad).decode()
+    assert second["msg"] == "caf\ufffd \ufffd" and second["host.hostname"] == "h\ufffd2"
+    raw_good, raw_bad = decode_hec_raw(b"ok line\n" + TEXT_LINE, now, {}).events
+    assert "event.original_base64" not in raw_good
+    assert raw_bad["event.original_base64"] == base64.b64encode(TEXT_LINE).decode()
+    assert raw_bad["message"] == "plain \ufffd( text"

@@ -7,6 +7,7 @@ Malformed input is never thrown away: each bad line, element or envelope becomes
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import time
@@ -17,7 +18,14 @@ from typing import Any
 
 import orjson
 
-from collector.events import MESSAGE, PARSE_ERROR, TIMESTAMP, Event
+from collector.events import (
+    MESSAGE,
+    ORIGINAL_BASE64,
+    PARSE_ERROR,
+    TIMESTAMP,
+    Event,
+    decode_text,
+)
 from collector.nesting import (
     DEFAULT_MAX_DEPTH,
     json_text,
@@ -183,7 +191,10 @@ def decode_hec_events(body: bytes, received_at: datetime, defaults: dict[str, st
     """Concatenated HEC envelopes (`{"event": ..., "time": ..., "host": ...}` ...). An
     envelope whose event nests deeper than `max_depth` is kept as text for the dead letter."""
     decoded = HecDecoded()
-    text = body.decode("utf-8", "replace")
+    try:
+        text, escaped = body.decode("utf-8"), False
+    except UnicodeDecodeError:  # bytes kept as surrogates, to give each event its own back
+        text, escaped = body.decode("utf-8", "surrogateescape"), True
     decoder = json.JSONDecoder()
     pos, end, number = 0, len(text), 0
     while True:
@@ -198,12 +209,16 @@ def decode_hec_events(body: bytes, received_at: datetime, defaults: dict[str, st
             reason = too_deep_reason(max_depth)
             decoded.events.append(too_deep_event(text[start:], received_at, max_depth))
             decoded.invalid_envelope(number, f"Invalid data format: {reason}", 6, reason)
+            if escaped:
+                _restore_bytes(decoded.events, -1, text[start:])
             break
         except json.JSONDecodeError as exc:
             # The next envelope cannot be found reliably: the rest is one kept event.
             reason = f"invalid JSON: {exc.msg} at char {exc.pos}"
             decoded.events.append(unparsed_event(text[pos:], received_at, reason))
             decoded.invalid_envelope(number, "Invalid data format", 6, reason)
+            if escaped:
+                _restore_bytes(decoded.events, -1, text[pos:])
             break
         if isinstance(envelope, dict) and nesting_over(envelope, max_depth + 1):
             reason = too_deep_reason(max_depth)
@@ -227,8 +242,33 @@ def decode_hec_events(body: bytes, received_at: datetime, defaults: dict[str, st
             decoded.invalid_envelope(number, "Event field cannot be blank", 13, reason)
         else:
             decoded.events.append(hec_event(envelope, received_at, defaults))
+        if escaped:
+            _restore_bytes(decoded.events, -1, text[start:pos])
         number += 1
     return decoded
+
+
+def _restore_bytes(events: list[Event], index: int, span: str) -> None:
+    """An event decoded from text holding bytes that are not UTF-8 (as surrogates): its text
+    gets U+FFFD in their place and `ORIGINAL_BASE64` the envelope's original bytes."""
+    original = span.encode("utf-8", "surrogateescape")
+    try:
+        original.decode("utf-8")
+    except UnicodeDecodeError:
+        events[index] = _replaced(events[index])
+        events[index][ORIGINAL_BASE64] = base64.b64encode(original).decode("ascii")
+
+
+def _replaced(value: Any) -> Any:
+    """`value` with surrogate-escaped bytes as U+FFFD, in keys and strings at any depth (the
+    depth was bounded before)."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    if isinstance(value, dict):
+        return {_replaced(k): _replaced(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_replaced(v) for v in value]
+    return value
 
 
 def hec_event(envelope: dict[str, Any], received_at: datetime,
@@ -275,7 +315,10 @@ def decode_hec_raw(body: bytes, received_at: datetime, defaults: dict[str, str])
         line = line.rstrip(b"\r")
         if not line.strip():
             continue
-        event: Event = {TIMESTAMP: received_at, MESSAGE: line.decode("utf-8", "replace")}
+        text, original = decode_text(line)
+        event: Event = {TIMESTAMP: received_at, MESSAGE: text}
+        if original is not None:
+            event[ORIGINAL_BASE64] = original
         _hec_meta(event, {}, defaults)
         decoded.events.append(event)
     return decoded
