@@ -2,7 +2,8 @@
 
 Field names follow Winlogbeat: `winlog.channel`, `winlog.event_id` (int),
 `winlog.event_data.<Name>`, `winlog.user_data.<Name>` (the single wrapper element under UserData
-dropped), `@timestamp`.
+dropped), `@timestamp`. A data name with spaces (Defender's `Threat Name`, `Process Name`,
+`Source Name`) is also written without them (`ThreatName`), the names Sigma's rules use.
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ def flatten_windows_event(doc: dict[str, Any]) -> dict[str, Any]:
                 _flatten_data(wrapper, "winlog.user_data", out)
             elif wrapper is not None:
                 out[f"winlog.user_data.{name}"] = wrapper
-    return out
+    return add_spaceless_names(out)
 
 
 def parse_system_time(value: str) -> datetime | None:
@@ -127,6 +128,17 @@ _SYSTEM_SCALARS = (
     ("Opcode", "winlog.opcode"),
     ("Keywords", "winlog.keywords"),
 )
+
+
+DATA_PREFIXES = ("winlog.event_data.", "winlog.user_data.")
+
+
+def add_spaceless_names(out: dict[str, Any]) -> dict[str, Any]:
+    """Also write each event/user data field whose name holds spaces without them (kept as
+    sent too; a field already present under the spaceless name wins)."""
+    for key in [k for k in out if " " in k and k.startswith(DATA_PREFIXES)]:
+        out.setdefault(key.replace(" ", ""), out[key])
+    return out
 
 
 def _flatten_data(data: dict[str, Any], prefix: str, out: dict[str, Any]) -> None:
@@ -254,7 +266,7 @@ def flatten_nxlog_event(doc: dict[str, Any], tz: Any = UTC) -> dict[str, Any]:
             out[target] = value
     if "winlog.computer_name" in out:
         out["host.hostname"] = out["winlog.computer_name"]
-    return out
+    return add_spaceless_names(out)
 
 
 def flatten_winlogbeat_event(doc: dict[str, Any]) -> dict[str, Any]:
@@ -267,7 +279,7 @@ def flatten_winlogbeat_event(doc: dict[str, Any]) -> dict[str, Any]:
             out["@timestamp"] = stamp
     if "winlog.computer_name" in out:
         out.setdefault("host.hostname", out["winlog.computer_name"])
-    return out
+    return add_spaceless_names(out)
 
 
 def _nxlog_time(value: Any, tz: Any) -> datetime | None:

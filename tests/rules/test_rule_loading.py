@@ -32,8 +32,8 @@ def test_bad_files_are_reported_and_skipped(sigma: SimpleNamespace, tmp_path: Pa
 
 
 def test_unserved_logsource_is_listed_not_an_error(sigma: SimpleNamespace, tmp_path: Path) -> None:
-    sigma.write_rule(tmp_path, "mac", SUDO, id=RULE_A,
-                     logsource={"product": "macos", "category": "process_creation"})
+    sigma.write_rule(tmp_path, "amiga", SUDO, id=RULE_A,
+                     logsource={"product": "amiga", "category": "process_creation"})
     ruleset = load_rules([tmp_path])
     assert ruleset.errors == [] and ruleset.rules == []
     assert [info.id for info in ruleset.unserved] == [RULE_A]
