@@ -39,8 +39,9 @@ def test_brute_force_over_syslog_becomes_one_alert(tmp_path: Path) -> None:
                  or daemon.metric("vigil_detection_matches_total", tenant="demo") >= 1,
                  message="a detection")
         assert daemon.readyz()[1]["detection"]["rules"] > 0
-        # the two SSH base rules: no geo-IP (documentation addresses) and no sudo lines yet
-        assert daemon.metric("vigil_detection_active_rules", tenant="demo") == 2
+        # the SSH base rules (sshd's failures and successes, PAM's failures): no geo-IP
+        # (documentation addresses) and no sudo lines yet
+        assert daemon.metric("vigil_detection_active_rules", tenant="demo") == 3
         assert daemon.stop() == 0
     finally:
         daemon.kill()
