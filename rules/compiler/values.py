@@ -13,7 +13,8 @@ Matching semantics (documented because Sigma leaves some of them to the backend)
   trailing spaces (`' denied AXFR from '`) are not required, so the keyword also matches at
   the start or end of the message, where the raw line had the header's separator or its end.
 - `fieldref` compares two fields' values case-insensitively (with contains/startswith/endswith).
-- `|expand` placeholders left unresolved by the pipeline act as `*`.
+- `|expand` placeholders are resolved before compiling (rules/placeholders.py); one left
+  unresolved is a compile error, never a wildcard.
 """
 
 from __future__ import annotations
@@ -104,7 +105,7 @@ def _string_parts(value: SigmaString) -> list[Any]:
     parts: list[Any] = []
     for part in value.s:
         if isinstance(part, Placeholder):
-            parts.append(SpecialChars.WILDCARD_MULTI)
+            raise CompileError(f"placeholder %{part.name}% has no value")
         elif isinstance(part, str) and parts and isinstance(parts[-1], str):
             parts[-1] += part
         else:

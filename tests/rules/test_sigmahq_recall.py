@@ -153,13 +153,17 @@ def test_sigmahq_rules_are_served_by_a_dataset(engine: DetectionEngine) -> None:
     """Every SigmaHQ rule loads; at least 3,638 of them have a dataset serving their logsource,
     and each one left has its logsource's reason listed above."""
     ruleset = engine.ruleset
-    served, unserved = len(ruleset.rules), ruleset.unserved
+    # A rule whose `|expand` placeholders have no configured value is served but inactive.
+    inactive = {i.info.id for i in ruleset.inactive}
+    assert all("placeholder" in i.reason for i in ruleset.inactive)
+    served, unserved = len(ruleset.rules) + len(inactive), ruleset.unserved
     total = served + len(unserved) + len({e.rule for e in ruleset.errors})
     by_logsource: dict[tuple[str | None, str | None, str | None], int] = {}
     for info in unserved:
         key = (info.product, info.category, info.service)
         by_logsource[key] = by_logsource.get(key, 0) + 1
-    print(f"\nserved {served} of {total} SigmaHQ rules; {len(unserved)} unserved:")
+    print(f"\nserved {served} of {total} SigmaHQ rules ({len(inactive)} inactive for want of "
+          f"placeholder values); {len(unserved)} unserved:")
     for key, count in sorted(by_logsource.items(), key=lambda kv: -kv[1]):
         print(f"  {count:4d} {key}: {UNSERVED_REASONS.get(key, 'NO REASON GIVEN')}")
     assert ruleset.errors == []
