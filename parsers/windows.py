@@ -8,6 +8,7 @@ dropped), `@timestamp`. A data name with spaces (Defender's `Threat Name`, `Proc
 
 from __future__ import annotations
 
+import xml.etree.ElementTree as ElementTree
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -231,7 +232,51 @@ NXLOG_SYSTEM_FIELDS: dict[str, str] = {
 NXLOG_TIME = "EventTime"
 _INT_FIELDS = ("winlog.event_id", "winlog.record_id", "winlog.process.pid",
                "winlog.process.thread.id")
-WINDOWS_FORMATS = ("evtx", "winlogbeat", "nxlog")
+WINDOWS_FORMATS = ("evtx", "winlogbeat", "nxlog", "xml")
+MAX_XML_BYTES = 256 * 1024
+
+
+def parse_event_xml(text: str) -> dict[str, Any]:
+    """An event rendered as XML (`<Event><System>..</System><EventData><Data Name="Image">..`:
+    Sysmon for Linux's syslog messages, wevtutil, Windows Event Forwarding) in the EVTX-as-JSON
+    shape `flatten_windows_event` reads. ElementTree never fetches external entities, and expat
+    refuses entity expansion bombs; longer records than MAX_XML_BYTES are refused."""
+    if len(text) > MAX_XML_BYTES:
+        raise StepFailure(f"XML event longer than {MAX_XML_BYTES} bytes")
+    try:
+        root = ElementTree.fromstring(text.strip())
+    except ElementTree.ParseError as exc:
+        raise StepFailure(f"not an XML event: {exc}") from None
+    if _local(root.tag) != "Event":
+        raise StepFailure(f"XML root is <{_local(root.tag)}>, not <Event>")
+    event: dict[str, Any] = {}
+    for section in root:
+        name = _local(section.tag)
+        if name == "System":
+            event["System"] = {_local(c.tag): _xml_value(c) for c in section}
+        elif name in ("EventData", "UserData"):
+            data: dict[str, Any] = {}
+            for child in section:
+                key = child.get("Name") or _local(child.tag)
+                data[key] = _xml_value(child) if len(child) else (child.text or "")
+            event[name] = data
+    return {"Event": event}
+
+
+def _local(tag: str) -> str:
+    return tag.rsplit("}", 1)[-1]
+
+
+def _xml_value(element: ElementTree.Element) -> Any:
+    if len(element):
+        return {_local(c.tag): _xml_value(c) for c in element}
+    attributes = dict(element.attrib)
+    text = element.text
+    if attributes and text is not None and text.strip():
+        return {ATTRIBUTES: attributes, TEXT: text}
+    if attributes:
+        return {ATTRIBUTES: attributes}
+    return text
 
 
 def detect_windows_format(doc: dict[str, Any]) -> str | None:
@@ -308,8 +353,9 @@ class WindowsEventConfig(StepConfig):
         None, description="field holding the record as JSON text or an object (e.g. `message` "
         "for JSON sent over syslog); absent: the event's own keys, as a JSON source decoded "
         "them")
-    format: Literal["auto", "evtx", "winlogbeat", "nxlog"] = Field(
-        "auto", description="the record's shape; auto: recognised by its keys")
+    format: Literal["auto", "evtx", "winlogbeat", "nxlog", "xml"] = Field(
+        "auto", description="the record's shape; auto: recognised by its keys; xml: `field` "
+        "holds the event rendered as XML (Sysmon for Linux over syslog)")
     timezone: str = Field("UTC", description="zone of NXLog `EventTime` values written without "
                                              "an offset (NXLog writes the agent's local time)")
 
@@ -337,6 +383,11 @@ class WindowsEventStep(Step):
             # filled in are not part of it.
             doc: Any = {k: v for k, v in event.items()
                         if not k.startswith("vigil.") and k != "@timestamp"}
+        elif self.config.format == "xml":
+            text = event.get(name)
+            if not isinstance(text, str):
+                raise StepFailure(f"field {name!r} is missing or not text")
+            doc = parse_event_xml(text)
         else:
             doc = object_field(event, name)
             if doc is None:
@@ -366,7 +417,7 @@ class WindowsEventStep(Step):
         return event
 
     def _flatten(self, shape: str, doc: dict[str, Any]) -> dict[str, Any]:
-        if shape == "evtx":
+        if shape in ("evtx", "xml"):
             if not is_windows_event(doc):
                 raise StepFailure("not an EVTX-as-JSON record (no Event.System object)")
             return flatten_windows_event(doc)

