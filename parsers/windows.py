@@ -2,11 +2,13 @@
 
 Field names follow Winlogbeat: `winlog.channel`, `winlog.event_id` (int),
 `winlog.event_data.<Name>`, `winlog.user_data.<Name>` (the single wrapper element under UserData
-dropped), `@timestamp`.
+dropped), `@timestamp`. A data name with spaces (Defender's `Threat Name`, `Process Name`,
+`Source Name`) is also written without them (`ThreatName`), the names Sigma's rules use.
 """
 
 from __future__ import annotations
 
+import xml.etree.ElementTree as ElementTree
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -81,7 +83,7 @@ def flatten_windows_event(doc: dict[str, Any]) -> dict[str, Any]:
                 _flatten_data(wrapper, "winlog.user_data", out)
             elif wrapper is not None:
                 out[f"winlog.user_data.{name}"] = wrapper
-    return out
+    return add_spaceless_names(out)
 
 
 def parse_system_time(value: str) -> datetime | None:
@@ -127,6 +129,17 @@ _SYSTEM_SCALARS = (
     ("Opcode", "winlog.opcode"),
     ("Keywords", "winlog.keywords"),
 )
+
+
+DATA_PREFIXES = ("winlog.event_data.", "winlog.user_data.")
+
+
+def add_spaceless_names(out: dict[str, Any]) -> dict[str, Any]:
+    """Also write each event/user data field whose name holds spaces without them (kept as
+    sent too; a field already present under the spaceless name wins)."""
+    for key in [k for k in out if " " in k and k.startswith(DATA_PREFIXES)]:
+        out.setdefault(key.replace(" ", ""), out[key])
+    return out
 
 
 def _flatten_data(data: dict[str, Any], prefix: str, out: dict[str, Any]) -> None:
@@ -219,7 +232,51 @@ NXLOG_SYSTEM_FIELDS: dict[str, str] = {
 NXLOG_TIME = "EventTime"
 _INT_FIELDS = ("winlog.event_id", "winlog.record_id", "winlog.process.pid",
                "winlog.process.thread.id")
-WINDOWS_FORMATS = ("evtx", "winlogbeat", "nxlog")
+WINDOWS_FORMATS = ("evtx", "winlogbeat", "nxlog", "xml")
+MAX_XML_BYTES = 256 * 1024
+
+
+def parse_event_xml(text: str) -> dict[str, Any]:
+    """An event rendered as XML (`<Event><System>..</System><EventData><Data Name="Image">..`:
+    Sysmon for Linux's syslog messages, wevtutil, Windows Event Forwarding) in the EVTX-as-JSON
+    shape `flatten_windows_event` reads. ElementTree never fetches external entities, and expat
+    refuses entity expansion bombs; longer records than MAX_XML_BYTES are refused."""
+    if len(text) > MAX_XML_BYTES:
+        raise StepFailure(f"XML event longer than {MAX_XML_BYTES} bytes")
+    try:
+        root = ElementTree.fromstring(text.strip())
+    except ElementTree.ParseError as exc:
+        raise StepFailure(f"not an XML event: {exc}") from None
+    if _local(root.tag) != "Event":
+        raise StepFailure(f"XML root is <{_local(root.tag)}>, not <Event>")
+    event: dict[str, Any] = {}
+    for section in root:
+        name = _local(section.tag)
+        if name == "System":
+            event["System"] = {_local(c.tag): _xml_value(c) for c in section}
+        elif name in ("EventData", "UserData"):
+            data: dict[str, Any] = {}
+            for child in section:
+                key = child.get("Name") or _local(child.tag)
+                data[key] = _xml_value(child) if len(child) else (child.text or "")
+            event[name] = data
+    return {"Event": event}
+
+
+def _local(tag: str) -> str:
+    return tag.rsplit("}", 1)[-1]
+
+
+def _xml_value(element: ElementTree.Element) -> Any:
+    if len(element):
+        return {_local(c.tag): _xml_value(c) for c in element}
+    attributes = dict(element.attrib)
+    text = element.text
+    if attributes and text is not None and text.strip():
+        return {ATTRIBUTES: attributes, TEXT: text}
+    if attributes:
+        return {ATTRIBUTES: attributes}
+    return text
 
 
 def detect_windows_format(doc: dict[str, Any]) -> str | None:
@@ -254,7 +311,7 @@ def flatten_nxlog_event(doc: dict[str, Any], tz: Any = UTC) -> dict[str, Any]:
             out[target] = value
     if "winlog.computer_name" in out:
         out["host.hostname"] = out["winlog.computer_name"]
-    return out
+    return add_spaceless_names(out)
 
 
 def flatten_winlogbeat_event(doc: dict[str, Any]) -> dict[str, Any]:
@@ -267,7 +324,7 @@ def flatten_winlogbeat_event(doc: dict[str, Any]) -> dict[str, Any]:
             out["@timestamp"] = stamp
     if "winlog.computer_name" in out:
         out.setdefault("host.hostname", out["winlog.computer_name"])
-    return out
+    return add_spaceless_names(out)
 
 
 def _nxlog_time(value: Any, tz: Any) -> datetime | None:
@@ -296,8 +353,9 @@ class WindowsEventConfig(StepConfig):
         None, description="field holding the record as JSON text or an object (e.g. `message` "
         "for JSON sent over syslog); absent: the event's own keys, as a JSON source decoded "
         "them")
-    format: Literal["auto", "evtx", "winlogbeat", "nxlog"] = Field(
-        "auto", description="the record's shape; auto: recognised by its keys")
+    format: Literal["auto", "evtx", "winlogbeat", "nxlog", "xml"] = Field(
+        "auto", description="the record's shape; auto: recognised by its keys; xml: `field` "
+        "holds the event rendered as XML (Sysmon for Linux over syslog)")
     timezone: str = Field("UTC", description="zone of NXLog `EventTime` values written without "
                                              "an offset (NXLog writes the agent's local time)")
 
@@ -326,6 +384,11 @@ class WindowsEventStep(Step):
             # filled in are not part of it.
             doc: Any = {k: v for k, v in event.items()
                         if not k.startswith("vigil.") and k != "@timestamp"}
+        elif self.config.format == "xml":
+            text = event.get(name)
+            if not isinstance(text, str):
+                raise StepFailure(f"field {name!r} is missing or not text")
+            doc = parse_event_xml(text)
         else:
             doc = object_field(event, name)
             if doc is None:
@@ -355,7 +418,7 @@ class WindowsEventStep(Step):
         return event
 
     def _flatten(self, shape: str, doc: dict[str, Any]) -> dict[str, Any]:
-        if shape == "evtx":
+        if shape in ("evtx", "xml"):
             if not is_windows_event(doc):
                 raise StepFailure("not an EVTX-as-JSON record (no Event.System object)")
             return flatten_windows_event(doc)

@@ -15,6 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sigma.correlations import SigmaCorrelationRule
+from sigma.processing.conditions import rule_conditions
+from sigma.processing.conditions.base import RuleProcessingCondition
 from sigma.processing.pipeline import ProcessingPipeline
 from sigma.rule import SigmaDetection, SigmaDetectionItem, SigmaRule
 
@@ -22,6 +25,29 @@ from rules.compiler.fields import DEFAULT_WEAK_SHARE, FieldResolver
 
 MAPPINGS_DIR = Path(__file__).parent / "mappings"
 LOGSOURCE_PREFIX = "logsource_"
+
+
+@dataclass
+class ExactLogsourceCondition(RuleProcessingCondition):
+    """`{type: logsource_exact, product: linux}`: the rule's logsource is exactly this one (an
+    unnamed category or service must be absent from the rule too). pySigma's `logsource`
+    condition ignores what it does not name, so `product: linux` alone would also claim every
+    `linux` + `process_creation` rule; keyword rules written for "any log of the product" need
+    the exact form."""
+
+    category: str | None = None
+    product: str | None = None
+    service: str | None = None
+
+    def match(self, rule: SigmaRule | SigmaCorrelationRule) -> bool:
+        logsource = getattr(rule, "logsource", None)
+        if logsource is None:
+            return False
+        return (logsource.category, logsource.product, logsource.service) == (
+            self.category, self.product, self.service)
+
+
+rule_conditions.setdefault("logsource_exact", ExactLogsourceCondition)
 
 
 @dataclass

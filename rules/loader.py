@@ -34,6 +34,7 @@ from rules.compiler.ir import CompileError
 from rules.datasets import Mapping, shipped_mappings
 from rules.match import RuleInfo, attack_from_tags, severity_of
 from rules.new_value import NewValueSpec
+from rules.placeholders import PlaceholderValues, placeholder_names, resolve
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +99,16 @@ class CompiledRule:
         return self.conditions[dataset].fields
 
 
+@dataclass(frozen=True)
+class InactiveRule:
+    """A rule served by a dataset but not compiled for some owners, and why (e.g. an `|expand`
+    placeholder without a value: rules/placeholders.py). `owners` None means every tenant."""
+
+    info: RuleInfo
+    reason: str
+    owners: tuple[str | None, ...] = (None,)
+
+
 @dataclass
 class RuleSet:
     """Everything loaded: compiled rules, correlations, errors, and rules no dataset serves."""
@@ -106,6 +117,7 @@ class RuleSet:
     correlations: list[Any] = field(default_factory=list)
     errors: list[LoadError] = field(default_factory=list)
     unserved: list[RuleInfo] = field(default_factory=list)
+    inactive: list[InactiveRule] = field(default_factory=list)
     mappings: list[Mapping] = field(default_factory=list)
     filters: int = 0
 
@@ -210,15 +222,22 @@ def read_sources(sources: Iterable[RuleSource]) -> tuple[list[Owned], list[LoadE
 
 
 def load_rules(sources: Sequence[RuleSource | Path | str],
-               mappings: Sequence[Mapping] | None = None) -> RuleSet:
-    """Load and compile rules from files/directories; errors are collected, never raised."""
+               mappings: Sequence[Mapping] | None = None, *,
+               placeholders: PlaceholderValues | None = None,
+               tenants: Sequence[str] = ()) -> RuleSet:
+    """Load and compile rules from files/directories; errors are collected, never raised.
+    `placeholders` (owner -> name -> values) resolve `|expand` placeholders; `tenants` are the
+    tenants a global rule may be compiled for when only their own values resolve it."""
     normalised = [s if isinstance(s, RuleSource) else RuleSource(Path(s)) for s in sources]
     objects, errors = read_sources(normalised)
     ruleset = RuleSet(errors=errors, mappings=list(mappings or shipped_mappings()))
 
     sigma_rules = [(o, t) for o, t in objects if isinstance(o, SigmaRule)]
     for sigma_rule, tenant in sigma_rules:
-        _compile_rule(ruleset, sigma_rule, tenant)
+        if placeholder_names(sigma_rule):
+            _compile_placeholder_rule(ruleset, sigma_rule, tenant, placeholders or {}, tenants)
+        else:
+            _compile_rule(ruleset, sigma_rule, tenant)
 
     from rules.correlation.rule import CorrelationRule  # correlation imports the loader's types
 
@@ -240,6 +259,31 @@ def load_rules(sources: Sequence[RuleSource | Path | str],
         log.warning("sigma rule skipped", extra={"file": error.file, "rule": error.rule,
                                                   "reason": error.reason})
     return ruleset
+
+
+def _compile_placeholder_rule(ruleset: RuleSet, sigma_rule: SigmaRule, tenant: str | None,
+                              values: PlaceholderValues, tenants: Sequence[str]) -> None:
+    """Compile a rule using `|expand` placeholders with the configured values: for everyone,
+    or once per tenant able to resolve it; never with a wildcard where a value is missing."""
+    if not any(m.serves(sigma_rule) for m in ruleset.mappings):
+        ruleset.unserved.append(rule_info(sigma_rule, tenant))
+        return
+    try:
+        resolution = resolve(sigma_rule, tenant, values, tenants)
+    except (SigmaError, ValueError) as exc:
+        info = rule_info(sigma_rule, tenant)
+        ruleset.errors.append(LoadError(info.file, _reason(exc), info.id))
+        return
+    if resolution.everyone is not None:
+        _compile_rule(ruleset, resolution.everyone, None)
+    for owner, resolved in resolution.tenants.items():
+        _compile_rule(ruleset, resolved, owner)
+    if resolution.missing:
+        info = rule_info(sigma_rule, tenant)
+        owners = tuple(sorted(resolution.missing, key=lambda o: o or ""))
+        ruleset.inactive.append(InactiveRule(info, resolution.reason(), owners))
+        log.warning("sigma rule inactive", extra={"file": info.file, "rule": info.id,
+                                                  "reason": resolution.reason()})
 
 
 def _compile_rule(ruleset: RuleSet, sigma_rule: SigmaRule, tenant: str | None) -> None:

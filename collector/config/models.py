@@ -329,6 +329,10 @@ class DetectionConfig(StrictModel):
         "suppression) is saved; a journal position is acknowledged only once it is saved")
     activation: ActivationConfig = ActivationConfig()
     correlation: CorrelationConfig = CorrelationConfig()
+    placeholders: dict[str, list[str]] = Field(
+        default_factory=dict, description="values of Sigma `|expand` placeholders for every "
+        "tenant (`known_cdcs: [dc1.example.com, 10.0.0.5]`); a rule using a placeholder with no "
+        "value stays inactive, with that reason")
 
 
 class RuleSourceConfig(StrictModel):
@@ -435,6 +439,9 @@ class TenantRulesConfig(StrictModel):
     enable: list[str] = Field(default_factory=list,
                               description="rule ids active whatever the tenant's data shows")
     disable: list[str] = Field(default_factory=list, description="rule ids never active")
+    placeholders: dict[str, list[str]] = Field(
+        default_factory=dict, description="the tenant's values of Sigma `|expand` placeholders; "
+        "a name set here replaces vigil.detection.placeholders' list for this tenant")
 
 
 class TenantConfig(StrictModel):

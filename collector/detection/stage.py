@@ -77,13 +77,18 @@ def rule_sources(config: VigilConfig, conf_dir: Path) -> list[RuleSource]:
 
 def load_ruleset(config: VigilConfig, conf_dir: Path) -> RuleSet:
     """Load every configured rule; a rule that fails is logged with its file and skipped."""
-    ruleset = load_rules(rule_sources(config, conf_dir))
+    tenants = config.tenants
+    placeholders = {None: config.settings.detection.placeholders,
+                    **{tid: t.rules.placeholders for tid, t in tenants.items()}}
+    ruleset = load_rules(rule_sources(config, conf_dir), placeholders=placeholders,
+                         tenants=sorted(tenants))
     for error in ruleset.errors:
         log.warning("rule not loaded", extra={"file": error.file, "reason": error.reason})
     log.info("rules loaded", extra={"rules": len(ruleset.rules),
                                     "correlations": len(ruleset.correlations),
                                     "errors": len(ruleset.errors),
-                                    "unserved": len(ruleset.unserved)})
+                                    "unserved": len(ruleset.unserved),
+                                    "inactive": len(ruleset.inactive)})
     return ruleset
 
 

@@ -8,9 +8,13 @@ Matching semantics (documented because Sigma leaves some of them to the backend)
 - `null` matches a field that is absent, None or ""; `exists: true` a field present and not None;
   a lone `*` a field present and not None.
 - keyword (field-less) values are searched as substrings of the dataset's keyword fields
-  (`message` unless the mapping says otherwise).
+  (`message` unless the mapping says otherwise). Sigma's keyword rules are written against
+  whole lines, `message` holds the text after the syslog header: a keyword's leading and
+  trailing spaces (`' denied AXFR from '`) are not required, so the keyword also matches at
+  the start or end of the message, where the raw line had the header's separator or its end.
 - `fieldref` compares two fields' values case-insensitively (with contains/startswith/endswith).
-- `|expand` placeholders left unresolved by the pipeline act as `*`.
+- `|expand` placeholders are resolved before compiling (rules/placeholders.py); one left
+  unresolved is a compile error, never a wildcard.
 """
 
 from __future__ import annotations
@@ -101,7 +105,7 @@ def _string_parts(value: SigmaString) -> list[Any]:
     parts: list[Any] = []
     for part in value.s:
         if isinstance(part, Placeholder):
-            parts.append(SpecialChars.WILDCARD_MULTI)
+            raise CompileError(f"placeholder %{part.name}% has no value")
         elif isinstance(part, str) and parts and isinstance(parts[-1], str):
             parts[-1] += part
         else:
@@ -147,6 +151,16 @@ def _wildcard_regex(parts: list[Any]) -> str:
     return "".join(out)
 
 
+def _trim_edges(parts: list[Any]) -> list[Any]:
+    """A keyword's text without the spaces at its two ends (see the module notes)."""
+    out = list(parts)
+    if out and isinstance(out[0], str):
+        out[0] = out[0].lstrip(" ")
+    if out and isinstance(out[-1], str):
+        out[-1] = out[-1].rstrip(" ")
+    return [part for part in out if part != ""] or parts
+
+
 def keyword_node(value: Any, resolver: FieldResolver) -> Node:
     """The node searching a field-less value in the dataset's keyword fields."""
     if isinstance(value, SigmaExpansion):
@@ -155,7 +169,7 @@ def keyword_node(value: Any, resolver: FieldResolver) -> Node:
     inner: list[Node] = []
     for keys in [(key,) for key in resolver.keyword_fields]:
         if isinstance(value, SigmaString):
-            parts = _string_parts(value)
+            parts = _trim_edges(_string_parts(value))
             star = SpecialChars.WILDCARD_MULTI
             if not parts or parts[0] is not star:
                 parts = [star, *parts]

@@ -133,7 +133,7 @@ def test_ssh_brute_force_to_triaged_alert_with_sla_and_audit(tmp_path: Path) -> 
             stored = soc_events[0]["alert"]
             alert_id = stored["id"]
             assert stored["rule"]["name"] == BRUTE_FORCE
-            assert json.loads(stored["group_key"]) == {"source.ip": "203.0.113.7"}
+            assert json.loads(stored["group_key"]) == {"source.address": "203.0.113.7"}
             rows = wait_for(lambda: len(found := lake_rows(
                 data, "SELECT * FROM lake WHERE \"vigil.dataset\" = 'linux.auth'")) == 12
                 and found, 20, message="the twelve events in the lake")

@@ -51,12 +51,12 @@ def test_brute_force_over_syslog_becomes_one_alert(tmp_path: Path) -> None:
     assert total == 1
     (stored,) = rows
     assert stored["rule"]["name"] == BRUTE_FORCE and stored["severity"] == "high"
-    assert json.loads(stored["group_key"]) == {"source.ip": "203.0.113.9"}
+    assert json.loads(stored["group_key"]) == {"source.address": "203.0.113.9"}
     assert stored["threat"]["techniques"] == ["T1110.001"]
     assert stored["sla"]["ack_due"] and stored["status"] == "new"
     (lake_alert,) = lake_rows(data, "SELECT * FROM lake WHERE \"vigil.dataset\" = 'alerts'")
     assert lake_alert["rule.name"] == BRUTE_FORCE and lake_alert["tenant"] == "demo"
-    assert json.loads(lake_alert["alert.group_key"]) == {"source.ip": "203.0.113.9"}
+    assert json.loads(lake_alert["alert.group_key"]) == {"source.address": "203.0.113.9"}
     assert lake_alert["alert.value"] == 10 and lake_alert["threat.technique.id"] == ["T1110.001"]
     assert lake_alert["alert.first_seen"].isoformat().startswith("20")  # a timestamp column
 

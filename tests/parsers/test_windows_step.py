@@ -119,3 +119,29 @@ def test_bad_timezone_is_reported_at_its_key(config_errors: Callable[[str], list
     assert [e[e.index("30-pipelines.yaml"):] for e in errors] == [
         "30-pipelines.yaml:6:19: pipelines.win.steps[0].timezone: unknown time zone "
         "'Mars/Olympus'"]
+
+
+def test_xml_events_parse_and_hostile_xml_is_refused() -> None:
+    """Sysmon for Linux's XML: data names become winlog.event_data.<Name>; an entity
+    expansion bomb, an external entity and an oversized record are step failures."""
+    import pytest
+
+    from collector.pipeline.step import StepFailure
+    from parsers.windows import MAX_XML_BYTES, flatten_windows_event, parse_event_xml
+
+    doc = parse_event_xml('<Event><System><Provider Name="Linux-Sysmon"/><EventID>3</EventID>'
+                          '<Channel>Linux-Sysmon/Operational</Channel></System><EventData>'
+                          '<Data Name="DestinationIp">198.51.100.7</Data><Data Name="Initiated">'
+                          'true</Data></EventData></Event>')
+    flat = flatten_windows_event(doc)
+    assert (flat["winlog.event_id"], flat["winlog.provider_name"]) == (3, "Linux-Sysmon")
+    assert flat["winlog.event_data.DestinationIp"] == "198.51.100.7"
+    bomb = ('<?xml version="1.0"?><!DOCTYPE e [<!ENTITY a "aaaaaaaaaa">'
+            + "".join(f'<!ENTITY {c} "{("&" + p + ";") * 10}">'
+                      for p, c in zip("abcdefgh", "bcdefghi", strict=True))
+            + ']><Event><System><EventID>&i;</EventID></System></Event>')
+    external = ('<?xml version="1.0"?><!DOCTYPE e [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
+                '<Event><System><EventID>&x;</EventID></System></Event>')
+    for hostile in (bomb, external, "<Event>" + " " * MAX_XML_BYTES + "</Event>", "<Other/>"):
+        with pytest.raises(StepFailure):
+            parse_event_xml(hostile)

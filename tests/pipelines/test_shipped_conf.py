@@ -77,7 +77,8 @@ def test_pipeline_files_are_the_documented_order() -> None:
     assert order[0] == "linux_pam" and order[-1] == "generic_json"
     files = sorted(p.name for p in CONF.glob("3*.yaml"))
     assert files == ["30-linux-auth.yaml", "30-linux-system.yaml", "31-fortinet.yaml",
-                     "32-paloalto.yaml", "33-cisco-asa.yaml", "34-web.yaml", "35-windows.yaml",
-                     "36-aws-cloudtrail.yaml", "37-identity.yaml", "38-gcp-audit.yaml",
-                     "39-generic-json.yaml"]
+                     "32-paloalto.yaml", "33-cisco-asa.yaml", "34-proxy-network.yaml",
+                     "34-web.yaml", "35-windows.yaml", "36-aws-cloudtrail.yaml",
+                     "37-identity.yaml", "37-saas.yaml", "38-endpoint-zeek.yaml",
+                     "38-gcp-audit.yaml", "39-generic-json.yaml"]
     assert all(Path(CONF / name).read_text().startswith("# ") for name in files)

@@ -32,8 +32,8 @@ def test_bad_files_are_reported_and_skipped(sigma: SimpleNamespace, tmp_path: Pa
 
 
 def test_unserved_logsource_is_listed_not_an_error(sigma: SimpleNamespace, tmp_path: Path) -> None:
-    sigma.write_rule(tmp_path, "mac", SUDO, id=RULE_A,
-                     logsource={"product": "macos", "category": "process_creation"})
+    sigma.write_rule(tmp_path, "amiga", SUDO, id=RULE_A,
+                     logsource={"product": "amiga", "category": "process_creation"})
     ruleset = load_rules([tmp_path])
     assert ruleset.errors == [] and ruleset.rules == []
     assert [info.id for info in ruleset.unserved] == [RULE_A]
@@ -196,3 +196,24 @@ def test_dataset_mappings(sigma: SimpleNamespace, tmp_path: Path) -> None:
         engine = sigma.engine_on(folder)
         assert [m.dataset for m in engine.evaluate(dataset, [event])] == [dataset], logsource
         assert engine.evaluate(dataset, [{k: "other" for k in event}]) == [], logsource
+
+
+def test_every_served_dataset_is_produced_by_the_shipped_configuration() -> None:
+    """A mapping serving a dataset that no conf.d pipeline (or source) produces would count
+    rules as served that can never see an event."""
+    import yaml
+    from support.daemon import REPO
+
+    from rules.datasets import dataset_names, shipped_mappings
+
+    produced = {"syslog"}  # what syslog sources stamp on lines no pipeline claims
+    for path in sorted((REPO / "conf.d").glob("*.yaml")):
+        doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        produced |= {p["dataset"] for p in (doc.get("pipelines") or {}).values()}
+        produced |= {s["dataset"] for s in (doc.get("sources") or {}).values()
+                     if isinstance(s, dict) and "dataset" in s}
+        for case in (doc.get("tests") or {}).values():
+            expected = (case.get("expect") or {}).get("dataset")
+            if expected:
+                produced.add(expected)
+    assert [d for d in dataset_names(shipped_mappings()) if d not in produced] == []

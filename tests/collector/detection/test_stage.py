@@ -80,8 +80,8 @@ def test_rules_activate_when_the_tenant_sends_the_data(tmp_path: Path) -> None:
                              detection.coverage.totals("fw"), CONFIG.settings.detection.activation)
     assert report["categories"]["perimeter security"]["present"] is True
     auth = report["categories"]["authentication"]
-    # 2 new-value rules and the 3 SSH correlations need linux.auth
-    assert auth["present"] is False and auth["rules_it_would_activate"] == 5
+    # 2 new-value rules, the 3 SSH correlations and the 2 PAM ones need linux.auth
+    assert auth["present"] is False and auth["rules_it_would_activate"] == 7
     active = {title for _, title, _ in report["active"]}
     assert "Spike of denied connections from one source" in active
     assert BRUTE_FORCE not in active

@@ -60,7 +60,7 @@ def test_ssh_brute_force(detector: Detector) -> None:
     assert detector.run("syslog_tcp", nine) == []
     (alert,) = detector.run("syslog_tcp", [ssh(0, 30, failed("root", "203.0.113.9"))])
     assert alert["rule.name"] == "SSH brute force from one source"
-    assert json.loads(alert["alert.group_key"]) == {"source.ip": "203.0.113.9"}
+    assert json.loads(alert["alert.group_key"]) == {"source.address": "203.0.113.9"}
     assert (alert["alert.severity"], alert["alert.value"]) == ("high", 10)
     assert alert["threat.technique.id"] == ["T1110.001"]
     assert alert["rule.runbook"] == "https://vigil.example/runbooks/ssh-brute-force"
@@ -85,7 +85,7 @@ def test_success_after_failures(detector: Detector) -> None:
              ssh(0, 5, "Accepted password for alice from 198.18.0.7 port 40001 ssh2")]
     (alert,) = detector.run("syslog_tcp", lines)
     assert alert["rule.name"] == "SSH login succeeded after failures from the same source"
-    assert json.loads(alert["alert.group_key"]) == {"source.ip": "198.18.0.7",
+    assert json.loads(alert["alert.group_key"]) == {"source.address": "198.18.0.7",
                                                     "user.name": "alice"}
     other_ip = [ssh(1, 0, failed("bob", "198.18.0.8")),
                 ssh(1, 5, "Accepted password for bob from 198.18.0.9 port 40001 ssh2")]
@@ -196,9 +196,38 @@ def test_every_builtin_rule_has_a_test() -> None:
               "Login from a country never seen for the user",
               "Sudo to root by a user who never did it before", "AWS root account console login",
               "AWS console login without MFA", "AWS IAM policy changed",
-              "AWS CloudTrail logging tampered with", "Web scanning from one source"}
+              "AWS CloudTrail logging tampered with", "Web scanning from one source",
+              "SSH brute force from one source (PAM failures)",
+              "SSH password spraying from one source (PAM failures)"}
     alerting = {r.info.title for r in RULESET.rules if r.emits} | \
         {c.info.title for c in RULESET.correlations}
     assert alerting == tested
     assert not RULESET.errors and not RULESET.unserved
     assert all(r.info.tactics and r.info.techniques for r in RULESET.rules if r.emits)
+
+
+def test_pam_only_failures_with_host_names_are_a_brute_force(detector: Detector) -> None:
+    """A host whose sshd logs only PAM's lines (the older `sshd(pam_unix)` form, loghub's
+    Linux log) and a peer logged by name (`rhost=<host name>`): the PAM brute force fires,
+    grouped by the name as logged; `PAM N more authentication failures` weighs N."""
+    host = "d211-116-254-214.rev.krline.net"
+    old = [f"<38>Nov 23 10:00:{s:02d} combo sshd(pam_unix)[19939]: authentication failure; "
+           f"logname= uid=0 euid=0 tty=NODEVssh ruser= rhost={host}  user=root"
+           for s in range(6)]
+    assert detector.run("syslog_tcp", old) == []
+    more = [f"<38>Nov 23 10:00:30 combo sshd[19940]: PAM 4 more authentication failures; "
+            f"logname= uid=0 euid=0 tty=ssh ruser= rhost={host}  user=root"]
+    (alert,) = detector.run("syslog_tcp", more)
+    assert alert["rule.name"] == "SSH brute force from one source (PAM failures)"
+    assert json.loads(alert["alert.group_key"]) == {"source.address": host}
+    assert alert["alert.value"] == 10
+
+
+def test_pam_failures_for_many_users_are_spraying(detector: Detector) -> None:
+    lines = [f"<38>Nov 23 10:01:{i:02d} web1 sshd[{100 + i}]: pam_unix(sshd:auth): "
+             f"authentication failure; logname= uid=0 euid=0 tty=ssh ruser= "
+             f"rhost=198.18.0.44  user={user}"
+             for i, user in enumerate(["alice", "bob", "carol", "dave", "erin"])]
+    (alert,) = detector.run("syslog_tcp", lines)
+    assert alert["rule.name"] == "SSH password spraying from one source (PAM failures)"
+    assert json.loads(alert["alert.group_key"]) == {"source.address": "198.18.0.44"}
