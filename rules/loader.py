@@ -107,6 +107,7 @@ class InactiveRule:
     info: RuleInfo
     reason: str
     owners: tuple[str | None, ...] = (None,)
+    placeholders: frozenset[str] = frozenset()  # the names without a value
 
 
 @dataclass
@@ -141,6 +142,8 @@ class RuleSet:
                                alerts=rule.emits, placeholders=placeholders_of(rule.sigma))
                for rule in self.rules]
         out.extend(RuleRequirement(info, {}) for info in self.unserved)
+        # Kept off for want of placeholder values: reported with that reason, never active.
+        out.extend(RuleRequirement(r.info, {}, placeholders=r.placeholders) for r in self.inactive)
         return out
 
 
@@ -281,7 +284,8 @@ def _compile_placeholder_rule(ruleset: RuleSet, sigma_rule: SigmaRule, tenant: s
     if resolution.missing:
         info = rule_info(sigma_rule, tenant)
         owners = tuple(sorted(resolution.missing, key=lambda o: o or ""))
-        ruleset.inactive.append(InactiveRule(info, resolution.reason(), owners))
+        names = frozenset(n for missing in resolution.missing.values() for n in missing)
+        ruleset.inactive.append(InactiveRule(info, resolution.reason(), owners, names))
         log.warning("sigma rule inactive", extra={"file": info.file, "rule": info.id,
                                                   "reason": resolution.reason()})
 

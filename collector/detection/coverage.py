@@ -183,14 +183,15 @@ def rule_status(requirement: RuleRequirement, coverage: dict[str, DatasetCoverag
     rule_id = requirement.info.id
     if rule_id in disabled:
         return RuleStatus(rule_id, False, reason="disabled for the tenant")
+    if requirement.placeholders:
+        # Unresolved, a placeholder would match anything: the rule stays off (not even
+        # compiled) until its values are configured, whatever else is said of it.
+        return RuleStatus(rule_id, False, reason="unresolved placeholder: "
+                          + ", ".join(sorted(requirement.placeholders)))
     if rule_id in enabled:
         return RuleStatus(rule_id, True, reason="enabled for the tenant")
     if not requirement.fields:
         return RuleStatus(rule_id, False, reason=NO_DATASET)
-    if requirement.placeholders:
-        # Unresolved, a placeholder would match anything: the rule stays off until resolved.
-        return RuleStatus(rule_id, False, reason="unresolved placeholder: "
-                          + ", ".join(sorted(requirement.placeholders)))
     status = RuleStatus(rule_id, False)
     present = False
     for dataset, needed in requirement.fields.items():

@@ -85,7 +85,7 @@ def test_a_host_an_hour_ahead_changes_no_alert_of_the_others(tmp_path: Path) -> 
         if alert["rule.id"] == CLOCK_SKEW_RULE.id:
             health.append(json.loads(alert["alert.group_key"]))
             continue
-        ip = json.loads(alert["alert.group_key"])["source.ip"]
+        ip = json.loads(alert["alert.group_key"])["source.address"]
         first = alert["alert.first_seen"].astimezone(UTC).replace(year=2025)
         found[alert["rule.name"]].append((ip, first, alert["alert.count"]))
     for title, alerts in expected.items():

@@ -39,10 +39,11 @@ def test_brute_force_over_syslog_becomes_one_alert(tmp_path: Path) -> None:
                  or daemon.metric("vigil_detection_matches_total", tenant="demo") >= 1,
                  message="a detection")
         assert daemon.readyz()[1]["detection"]["rules"] > 0
-        # Rules that can alert: the three SSH correlations over the two SSH base rules (which
-        # alert only through them); no geo-IP (documentation addresses), no sudo lines yet.
+        # Rules that can alert: the three SSH correlations over sshd's two base rules and PAM's
+        # two over its failures (which alert only through them); no geo-IP (documentation
+        # addresses), no sudo lines yet.
         active_metric = daemon.metric("vigil_detection_active_rules", tenant="demo")
-        assert active_metric == 3
+        assert active_metric == 5
         assert daemon.stop() == 0
     finally:
         daemon.kill()

@@ -46,7 +46,7 @@ def write_rules(directory: Path) -> Path:
         rule(ACTIVE, "Root login failed", {"sel": {"user.name": "root",
                                                    "event.outcome": "failure"}}),
         rule(UNSERVED, "macOS launch agent", {"sel": {"Image|endswith": "/launchctl"}},
-             {"product": "macos", "category": "process_creation"}),
+             {"product": "plan9", "category": "process_creation"}),
         rule(PLACEHOLDER, "Admin logs in", {"sel": {"user.name|expand": "%admins%"}}),
         rule(NEEDS_FIELD, "Login from a TTY", {"sel": {"process.tty": "pts/0"}}),
         rule(DISABLED, "Any failure", {"sel": {"event.outcome": "failure"}}),
