@@ -129,6 +129,7 @@ class DetectionStage:
         self._saved_at = monotonic()
         self._coverage_saved_at = monotonic()
         self._stats_reported: dict[str, int] = {}
+        self._logged_active: dict[str, set[str]] = {}
         self.storage = telemetry.storage if telemetry is not None else WriteEpisodes()
         self.report = PoisonReport(telemetry, monotonic)
         if telemetry is not None:
@@ -244,8 +245,10 @@ class DetectionStage:
         self.engine.set_tenant_rules(tenant, active=active, enabled=enabled, disabled=disabled)
         if self.telemetry is not None:
             self.telemetry.detection_active_rules.labels(tenant).set(result.active_count)
-        log.info("rules activated", extra={"tenant": tenant,
-                                           "active_rules": result.active_count})
+        if self._logged_active.get(tenant) != active:  # on change only: new fields arrive often
+            self._logged_active[tenant] = set(active)
+            log.info("rules activated", extra={"tenant": tenant,
+                                               "active_rules": result.active_count})
         return active
 
     # -- tick -----------------------------------------------------------------------------
