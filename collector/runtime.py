@@ -20,18 +20,18 @@ from collector.config import VigilConfig, load_config
 from collector.config.models import ControlConfig, ValidationContext
 from collector.control import ControlServer
 from collector.detection.alerts import ALERT_SCHEMA, ALERTS_DATASET
-from collector.detection.stage import DetectionStage, load_ruleset
-from collector.errors import ConfigErrors, listen_error
+from collector.detection.stage import DetectionStage
+from collector.errors import listen_error
 from collector.events import Batch
 from collector.journal import Journal, open_queue
 from collector.logs import configure_logging
 from collector.pipeline.runner import PipelineSet, build_pipelines
 from collector.registry import resolve
+from collector.reload import reload_config
 from collector.replay import DeadLetterReplayer
 from collector.routing import TenantRouter
 from collector.sources.base import Source, SourceContext
 from collector.sources.shares import SourceShares
-from collector.sources.swap import SourceSwap
 from collector.systemd import SystemdNotifier
 from collector.telemetry import Telemetry
 from collector.worker import Worker
@@ -357,115 +357,9 @@ class Daemon:
     # -- reload -------------------------------------------------------------------------
 
     async def reload(self) -> bool:
-        """Validate the configuration again and swap what changed; keep the old on errors."""
-        self.notifier.reloading()
-        try:
-            new = load_config(self.conf_dir, require_inputs=True)
-        except ConfigErrors as exc:
-            self.telemetry.config_reloads.labels(result="failure").inc()
-            self.telemetry.config_reload_errors.inc(len(exc.errors))
-            # One line, however many errors: `vigil validate` lists them.
-            log.error("reload rejected; the running configuration is kept (vigil validate "
-                      "lists every error)",
-                      extra={"errors": len(exc.errors), "following_errors": exc.following,
-                             "first": str(exc.errors[0])})
-            self.notifier.ready()
-            return False
-        try:
-            await self._apply(new)
-        except Exception:
-            self.telemetry.config_reloads.labels(result="failure").inc()
-            log.exception("reload failed while applying; running components kept")
-            self.notifier.ready()
-            return False
-        self.telemetry.config_reloads.labels(result="success").inc()
-        self.notifier.ready()
-        log.info("configuration reloaded")
-        return True
-
-    async def _apply(self, new: VigilConfig) -> None:
-        old = self.config
-        settings = new.settings
-        # Listeners first: a port that cannot be bound fails the reload before anything changed.
-        swap = SourceSwap(self.sources, old, new, self._build_source, self._router)
-        await swap.bind()
-        control = None
-        try:
-            if _listeners(settings.control) != _listeners(old.settings.control):
-                control = self._control_server(settings.control)
-                await control.start()
-            await self._apply_processing(new)
-        except BaseException:
-            await swap.unbind()
-            if control is not None:
-                await control.stop()
-            raise
-        await swap.commit()
-        if control is not None:  # bound on its new address already
-            previous, self.control = self.control, control
-            if previous is not None:
-                await previous.stop()
-        elif settings.control != old.settings.control:  # the same address: stop, then start
-            if self.control is not None:
-                await self.control.stop()
-            self.control = self._control_server(settings.control)
-            await self.control.start()
-        self.config = new
-
-    async def _apply_processing(self, new: VigilConfig) -> None:
-        """Bounds, pipelines, detection, sinks and alerting of a reload."""
-        old = self.config
-        settings = new.settings
-        if self.setup_logging:
-            configure_logging(settings.logging.level, settings.logging.format)
-        if settings.queue.type != old.settings.queue.type:
-            log.warning("vigil.queue.type changes only at restart; keeping the running queue",
-                        extra={"running": old.settings.queue.type,
-                               "configured": settings.queue.type})
-        if isinstance(self.queue, Journal):
-            self.queue.reconfigure(settings.queue, settings.limits.queue_max_events)
-        else:
-            self.queue.set_bound(settings.queue.max_events or settings.limits.queue_max_events,
-                                 resume_ratio=settings.queue.resume_ratio)
-        self.telemetry.queue_capacity.set(self.queue.max_events)
-        self.worker.batch_max_events = settings.limits.batch_max_events
-        self.replayer.root = self._dead_letter_root(new)
-        self.replayer.tenants = set(new.tenants)
-        self.alerting.configure(new)
-
-        detection_changed = (new.settings.detection != old.settings.detection
-                             or new.section("rules") != old.section("rules")
-                             or {t: c.rules for t, c in new.tenants.items()}
-                             != {t: c.rules for t, c in old.tenants.items()})
-        # Loading rules can take seconds (SigmaHQ): off the loop, before the swap.
-        ruleset = (await asyncio.to_thread(load_ruleset, new, self.conf_dir.resolve())
-                   if detection_changed and new.settings.detection.enabled else None)
-
-        # Pipelines, detection and sinks swap between batches: old sinks commit first.
-        async with self.worker.lock:
-            if new.pipelines != old.pipelines:
-                pipelines = self._build_pipelines(new)
-                self.pipelines.close()
-                self.pipelines = pipelines
-            if detection_changed:
-                detection = self._build_detection(new, ruleset)
-                if detection is not None and self.detection is not None:
-                    detection.adopt(self.detection)
-                elif self.detection is not None:
-                    self.detection.close()
-                self.detection = detection
-                self.worker.holders = [detection] if detection is not None else []
-            new_sinks, old_sinks = self._sink_configs(new), self._sink_configs(old)
-            for sink_id in list(self.sinks):
-                if new_sinks.get(sink_id) != old_sinks.get(sink_id):
-                    sink = self.sinks.pop(sink_id)
-                    await sink.stop()
-            self.worker.acknowledge()
-            for sink_id, sink_config in new_sinks.items():
-                if sink_id not in self.sinks:
-                    sink = self._build_sink(sink_id, sink_config)
-                    await sink.start()
-                    self.sinks[sink_id] = sink
+        """Validate the configuration again and swap what changed; keep the old on errors
+        (`collector.reload`)."""
+        return await reload_config(self)
 
     def _control_server(self, settings: ControlConfig) -> ControlServer:
         """The control listener with /api/v1 (an aiohttp sub-app is single-use: built anew)."""
@@ -502,7 +396,3 @@ class Daemon:
         }
         return ready, detail
 
-
-def _listeners(control: ControlConfig) -> tuple[str, str | None]:
-    """The addresses the control listener binds (a change is bound before the old one stops)."""
-    return control.address, control.operator_address

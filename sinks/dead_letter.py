@@ -36,14 +36,8 @@ from collector.events import (
 from collector.provenance import path_component
 from collector.telemetry import tenant_label
 from sinks.base import SinkContext
-from sinks.files import (
-    FileBuffer,
-    FlushPolicy,
-    PartitionedFileSink,
-    remove_file,
-    temporary_name,
-    trimmed_name,
-)
+from sinks.commits import remove_file, temporary_name, trimmed_name
+from sinks.files import FileBuffer, FlushPolicy, PartitionedFileSink
 
 REPLAY_SUFFIX = ".replay"
 REPLAYED_SUFFIX = ".replayed"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -197,18 +198,17 @@ class AccountRoutes:
 
     async def disable_user(self, call: Call) -> Any:
         body: m.DisableRequest = call.body
-        try:
-            user = await asyncio.to_thread(self.alerting.directory.disable, call.path["login"],
-                                           call.me.actor(call.address), body.reason)
-        except AuthError:
-            raise ApiError(404, "user not found") from None
-        return user.public()
+        return await self._change_user(self.alerting.directory.disable, call, body.reason)
 
     async def unlock_user(self, call: Call) -> Any:
         body: m.UnlockRequest = call.body
+        return await self._change_user(self.alerting.directory.unlock, call, body.reason)
+
+    async def _change_user(self, change: Callable[..., Any], call: Call, reason: str) -> Any:
+        """`change(login, actor, reason)` of the directory on the path's user; 404 if none."""
         try:
-            user = await asyncio.to_thread(self.alerting.directory.unlock, call.path["login"],
-                                           call.me.actor(call.address), body.reason)
+            user = await asyncio.to_thread(change, call.path["login"],
+                                           call.me.actor(call.address), reason)
         except AuthError:
             raise ApiError(404, "user not found") from None
         return user.public()

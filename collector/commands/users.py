@@ -203,36 +203,39 @@ def list_users(args: argparse.Namespace) -> int:
     return 0
 
 
-def disable_user(args: argparse.Namespace) -> int:
+def _directory_change(args: argparse.Namespace, change: Callable[[Any], Any]
+                      ) -> tuple[int, Any]:
+    """(0, `change(directory)`), or the exit code when the configuration or the change fails
+    (an AuthError such as no such user, printed)."""
     from collector.auth.model import AuthError
 
     found = _directory(args)
     if found is None:
-        return EX_CONFIG
+        return EX_CONFIG, None
     try:
-        user = found[1].disable(args.login, _operator(), args.reason)
+        return 0, change(found[1])
     except AuthError as exc:
         print(str(exc), file=sys.stderr)
-        return 1
+        return 1, None
+
+
+def disable_user(args: argparse.Namespace) -> int:
+    code, user = _directory_change(
+        args, lambda d: d.disable(args.login, _operator(), args.reason))
+    if code:
+        return code
     print(f"user {user.login} disabled; its sessions and API tokens are revoked")
     return 0
 
 
 def unlock_user(args: argparse.Namespace) -> int:
-    from collector.auth.model import AuthError
-
-    found = _directory(args)
-    if found is None:
-        return EX_CONFIG
-    try:
-        user = found[1].unlock(args.login, _operator(), args.reason)
-    except AuthError as exc:
-        print(str(exc), file=sys.stderr)
-        return 1
+    code, user = _directory_change(
+        args, lambda d: d.unlock(args.login, _operator(), args.reason))
+    if code:
+        return code
     print(f"user {user.login} unlocked: every client address may log in again; password, "
           "authenticator and tokens unchanged")
     return 0
-
 
 def list_tokens(args: argparse.Namespace) -> int:
     found = _directory(args)
@@ -257,19 +260,12 @@ def list_tokens(args: argparse.Namespace) -> int:
 
 
 def revoke_token(args: argparse.Namespace) -> int:
-    from collector.auth.model import AuthError
-
-    found = _directory(args)
-    if found is None:
-        return EX_CONFIG
-    try:
-        count = found[1].revoke_token(args.login, args.token_id, _operator())
-    except AuthError as exc:
-        print(str(exc), file=sys.stderr)
-        return 1
+    code, count = _directory_change(
+        args, lambda d: d.revoke_token(args.login, args.token_id, _operator()))
+    if code:
+        return code
     print(f"revoked {count} token(s) of {args.login}")
     return 0
-
 
 def logout_user(args: argparse.Namespace) -> int:
     found = _directory(args)

@@ -20,10 +20,10 @@ from collector.config.models import (
     SinkConfig,
     SourceConfig,
     StrictModel,
-    TenantConfig,
     ValidationContext,
     is_tenant_id,
 )
+from collector.config.tenants import TenantConfig
 from collector.config.yaml_positions import PositionedDocument, render_path
 from collector.errors import ConfigError, ConfigErrors, Location
 from collector.registry import UnknownComponentType, did_you_mean, import_ref, resolve
@@ -36,7 +36,7 @@ DEFAULT_DATA_DIR = Path("/var/lib/vigil")
 # Sections other than `vigil`: name -> how an entry is validated. "source"/"sink" entries pick
 # their model through the registry by `type:`; the others name a model ("module:Class").
 SECTIONS: dict[str, str] = {
-    "tenants": "collector.config.models:TenantConfig",
+    "tenants": "collector.config.tenants:TenantConfig",
     "sources": "source",
     "pipelines": "collector.pipeline.config:PipelineConfig",
     "rules": "collector.config.models:RuleSourceConfig",

@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from collector.config.models import SeveritySla, SlaConfig
+from collector.config.tenants import SeveritySla, SlaConfig
 from collector.errors import VigilError
 from collector.events import Event
 

@@ -20,7 +20,7 @@ from collector.auth.config import access_policy, public_url
 from collector.auth.directory import UserDirectory
 from collector.auth.enrollment import enrollment_notifier
 from collector.config.loader import VigilConfig
-from collector.config.models import SeveritySla, SlaConfig, TenantConfig
+from collector.config.tenants import SeveritySla, SlaConfig, TenantConfig
 from collector.telemetry import Telemetry
 from sinks.alerts.db import Database, from_text
 from sinks.alerts.model import Change

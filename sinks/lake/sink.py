@@ -1,7 +1,8 @@
 """The Parquet lake: Hive-partitioned files written through DuckDB from Arrow tables.
 
 Layout: `<root>/<dataset>/tenant=<t>/date=YYYY-MM-DD/hour=HH/<epoch>-<first>-<last>.parquet`.
-Buffering, the flush policy and atomic, offset-named files come from `sinks.files`.
+Buffering and the flush policy come from `sinks.files`, atomic, offset-named files from
+`sinks.commits`.
 """
 
 from __future__ import annotations
@@ -24,14 +25,8 @@ from collector.events import ALERTS, EVENTS, TIMESTAMP, Batch, Event
 from collector.provenance import path_component
 from collector.telemetry import tenant_label
 from sinks.base import SinkContext
-from sinks.files import (
-    FileBuffer,
-    FlushPolicy,
-    PartitionedFileSink,
-    remove_file,
-    temporary_name,
-    trimmed_name,
-)
+from sinks.commits import remove_file, temporary_name, trimmed_name
+from sinks.files import FileBuffer, FlushPolicy, PartitionedFileSink
 from sinks.lake.schema import events_to_table
 
 

@@ -15,9 +15,9 @@ from collector.config.models import (
     ComponentConfig,
     ConfigIssue,
     Duration,
-    Email,
     ValidationContext,
 )
+from collector.config.tenants import Email
 from collector.registry import did_you_mean
 
 if TYPE_CHECKING:

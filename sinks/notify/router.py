@@ -14,7 +14,7 @@ import html
 from dataclasses import dataclass
 from typing import Any
 
-from collector.config.models import TenantConfig
+from collector.config.tenants import TenantConfig
 from sinks.alerts.outbox import Outgoing
 from sinks.notify.config import EmailNotifierConfig, WebhookNotifierConfig
 

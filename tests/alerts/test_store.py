@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from alerts.kit import T0, TENANTS_YAML, UNUSED_MAIL_YAML, Clock, load, make_alert, new_store
 
-from collector.config.models import SlaConfig
+from collector.config.tenants import SlaConfig
 from sinks.alerts.db import Database
 from sinks.alerts.migrations import MIGRATIONS
 from sinks.alerts.model import Actor, AlertFilter, Conflict, InvalidChange, NotFound

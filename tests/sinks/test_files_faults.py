@@ -15,8 +15,8 @@ from collector.events import DEAD_LETTERS, OFFSET, Batch
 from collector.pipeline.runner import dead_letter
 from collector.telemetry import Telemetry
 from sinks.base import SinkContext
+from sinks.commits import CommitManifest, ManifestEntry, committed_ranges
 from sinks.dead_letter import DeadLetterConfig, DeadLetterSink, read_dead_letters
-from sinks.files import CommitManifest, ManifestEntry, committed_ranges
 from sinks.lake.schema import DatasetSchemas
 
 FAILED = datetime(2026, 11, 23, 8, 30, tzinfo=UTC)
@@ -112,7 +112,7 @@ def test_a_failed_manifest_append_is_cut_back(tmp_path: Path,
     def full(fd: int) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr("sinks.files.os.fsync", full)
+    monkeypatch.setattr("sinks.commits.os.fsync", full)
     with pytest.raises(OSError):
         manifest.record(ManifestEntry("b", {"acme": [5, 9]}))
     assert manifest.path.stat().st_size == size
