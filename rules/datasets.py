@@ -13,7 +13,7 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from sigma.correlations import SigmaCorrelationRule
 from sigma.processing.conditions import rule_conditions
@@ -47,7 +47,9 @@ class ExactLogsourceCondition(RuleProcessingCondition):
             self.category, self.product, self.service)
 
 
-rule_conditions.setdefault("logsource_exact", ExactLogsourceCondition)
+# pySigma types its registry as a read-only Mapping; it is a dict that plugins extend.
+cast(dict[str, type[RuleProcessingCondition]], rule_conditions).setdefault(
+    "logsource_exact", ExactLogsourceCondition)
 
 
 @dataclass

@@ -78,8 +78,9 @@ def rule_sources(config: VigilConfig, conf_dir: Path) -> list[RuleSource]:
 def load_ruleset(config: VigilConfig, conf_dir: Path) -> RuleSet:
     """Load every configured rule; a rule that fails is logged with its file and skipped."""
     tenants = config.tenants
-    placeholders = {None: config.settings.detection.placeholders,
-                    **{tid: t.rules.placeholders for tid, t in tenants.items()}}
+    placeholders: dict[str | None, dict[str, list[str]]] = {
+        None: config.settings.detection.placeholders,
+        **{tid: t.rules.placeholders for tid, t in tenants.items()}}
     ruleset = load_rules(rule_sources(config, conf_dir), placeholders=placeholders,
                          tenants=sorted(tenants))
     for error in ruleset.errors:
