@@ -237,14 +237,22 @@ def unlock_user(args: argparse.Namespace) -> int:
           "authenticator and tokens unchanged")
     return 0
 
-def list_tokens(args: argparse.Namespace) -> int:
+
+def _existing_user(args: argparse.Namespace) -> tuple[int, Any]:
+    """(0, the directory) when `args.login` is a user, else the exit code (cause printed)."""
     found = _directory(args)
     if found is None:
-        return EX_CONFIG
-    directory = found[1]
-    if directory.get(args.login) is None:
+        return EX_CONFIG, None
+    if found[1].get(args.login) is None:
         print(f"no user {args.login!r}", file=sys.stderr)
-        return 1
+        return 1, None
+    return 0, found[1]
+
+
+def list_tokens(args: argparse.Namespace) -> int:
+    code, directory = _existing_user(args)
+    if code:
+        return code
     tokens = directory.tokens(args.login)
     if args.json:
         print(json.dumps(tokens, indent=2))
@@ -267,14 +275,11 @@ def revoke_token(args: argparse.Namespace) -> int:
     print(f"revoked {count} token(s) of {args.login}")
     return 0
 
+
 def logout_user(args: argparse.Namespace) -> int:
-    found = _directory(args)
-    if found is None:
-        return EX_CONFIG
-    directory = found[1]
-    if directory.get(args.login) is None:
-        print(f"no user {args.login!r}", file=sys.stderr)
-        return 1
+    code, directory = _existing_user(args)
+    if code:
+        return code
     count = directory.revoke_all(args.login, _operator())
     print(f"{args.login} logged out everywhere: {count} token(s) revoked")
     return 0
