@@ -6,15 +6,12 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
-import subprocess
-import sys
-import threading
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
 
-from support.daemon import REPO, VigilProcess, wait_for
+from support.daemon import VigilProcess
 
 TOKEN = "faults-token-demo"
 
@@ -39,23 +36,6 @@ def post(daemon: VigilProcess, messages: list[str], timeout: float = 10.0) -> in
         return exc.code
     except (urllib.error.URLError, ConnectionError, TimeoutError):
         return 0
-
-
-def start_unready(daemon: VigilProcess, timeout: float = 20.0) -> VigilProcess:
-    """Start and wait for the control listener only (/readyz may well say not ready)."""
-    daemon.log_lines = []
-    daemon.control = None
-    daemon.proc = subprocess.Popen(
-        [sys.executable, "-m", "collector.cli", "run", "-c", str(daemon.conf_dir),
-         "--data-dir", str(daemon.data_dir)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=daemon.env, cwd=REPO)
-    daemon._reader = threading.Thread(target=daemon._read_stderr, daemon=True)
-    daemon._reader.start()
-    proc = daemon.proc
-    wait_for(lambda: daemon.control or proc.poll() is not None, timeout,
-             message="the control listener")
-    assert proc.poll() is None, "daemon exited at start:\n" + daemon.log()
-    return daemon
 
 
 def fill_disk(directory: Path) -> Path:

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 import duckdb
-from faults.conftest import fill_disk, http_source, leftover_temporaries, post, start_unready
+from faults.conftest import fill_disk, http_source, leftover_temporaries, post
 from support.daemon import VigilProcess, basic_config, lake_rows, wait_for, write_conf
 from support.tmpfs import small_tmpfs
 
@@ -63,7 +63,7 @@ def test_full_disk_pauses_ingest_starts_waiting_and_recovers(tmp_path: Path) -> 
             assert daemon.metric("vigil_storage_failing", writer="detection_state") == 1
             assert daemon.stop() == 0  # a clean stop on the full disk, then a start on it
 
-            daemon = start_unready(VigilProcess(conf, data))
+            daemon = VigilProcess(conf, data).start(ready_path=None)
             wait_for(lambda: alive(daemon) and daemon.readyz()[0] == 503, timeout=15,
                      message="/readyz answering not ready")
             wait_for(lambda: alive(daemon) and send(daemon) == 503, timeout=15,
@@ -152,7 +152,7 @@ def test_a_first_start_on_a_full_disk_waits_for_space(tmp_path: Path) -> None:
         write_conf(conf, config)
         data = disk / "data"
         ballast = fill_disk(disk)
-        daemon = start_unready(VigilProcess(conf, data))
+        daemon = VigilProcess(conf, data).start(ready_path=None)
         try:
             wait_for(lambda: alive(daemon) and daemon.readyz()[0] == 503, timeout=15,
                      message="/readyz answering not ready")
