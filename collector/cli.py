@@ -25,6 +25,7 @@ COMMAND_MODULES = [
     "collector.commands.journal",
     "collector.commands.tenants",
     "collector.commands.users",
+    "collector.commands.outbox",
     "collector.commands.alerts",
     "collector.commands.sla",
     "collector.commands.rules",

@@ -76,7 +76,7 @@ class Alerting:
         self.directory.policy = self.policy
         notifiers: dict[str, Any] = config.section("notifiers")
         self.router = NotificationRouter(self.tenants, notifiers, self.public_url)
-        self.dispatcher.channels = build_channels(notifiers, self.conf_dir)
+        self.dispatcher.channels = build_channels(notifiers, self.conf_dir, self.data_dir)
 
     def sla_for(self, tenant: str, severity: str) -> SeveritySla:
         found = self.tenants.get(tenant)
