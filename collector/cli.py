@@ -30,6 +30,7 @@ COMMAND_MODULES = [
     "collector.commands.sla",
     "collector.commands.rules",
     "collector.commands.coverage",
+    "collector.commands.top",
 ]
 
 DEFAULT_CONF_DIR = Path("/etc/vigil/conf.d")
