@@ -342,7 +342,7 @@ class StreamProtocol(asyncio.Protocol):
         truncated = sum(1 for frame in frames if frame.truncated)
         if truncated:
             self.context.telemetry.error("oversize", "receive", truncated)
-        self.context.count_parse_errors(events)
+        self.context.count_parse_errors(events, self.peer)
         # The tenants this connection writes to: its backpressure follows their bounds.
         self.tenants.update(self.context.emit(events, self.peer))
 

@@ -169,7 +169,7 @@ class SyslogUdpSource(Source):
                 if cut:
                     event[TRUNCATED] = True
                     truncated += 1
-            self.context.count_parse_errors(events)
+            self.context.count_parse_errors(events, peer)
             # No backpressure over UDP: a tenant over its share loses its own datagrams
             # (counted), not everyone's.
             self.context.emit(events, peer, shed=True)
