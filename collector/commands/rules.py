@@ -314,7 +314,11 @@ def run_backtest(args: argparse.Namespace) -> int:
     if args.alerts:
         for alert in sorted(result.alerts.values(), key=lambda a: str(a["alert.first_seen"])):
             sys.stdout.write(orjson.dumps(alert, default=str).decode() + "\n")
+    totals = summary(result)
+    if not any(totals.get("events_scanned", {}).values()):
+        print(f"no events of tenant {args.tenant} in {lake} since {(now - since).isoformat()} "
+              "(is that where the daemon writes? give its --data-dir)", file=sys.stderr)
     sys.stdout.write(orjson.dumps({"tenant": args.tenant, "since": (now - since).isoformat(),
                                    "rules": len(ruleset.rules) + len(ruleset.correlations),
-                                   **summary(result)}).decode() + "\n")
+                                   **totals}).decode() + "\n")
     return 1 if ruleset.errors else 0
