@@ -81,6 +81,15 @@ def default_dirs() -> tuple[Path, Path | None]:
             Path(data) if data else CHECKOUT_DATA_DIR if checkout and not conf else None)
 
 
+def checkout_data_dir(args: argparse.Namespace) -> None:
+    """./var goes with the checkout's ./conf.d only: `-c elsewhere` keeps that
+    configuration's `vigil.data_dir`."""
+    if (getattr(args, "data_dir", None) == CHECKOUT_DATA_DIR
+            and not os.environ.get("VIGIL_DATA_DIR")
+            and getattr(args, "config_dir", None) != CHECKOUT_CONF_DIR):
+        args.data_dir = None
+
+
 def common_options() -> argparse.ArgumentParser:
     """Options every sub-command accepts: -c/--config-dir and --data-dir."""
     conf, data = default_dirs()
@@ -112,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = build_parser()
     args = parser.parse_args(argv)
+    checkout_data_dir(args)
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return 2

@@ -55,3 +55,18 @@ def test_validate_and_backtest_from_the_checkout_without_flags(tmp_path: Path) -
                               capture_output=True, text=True, timeout=120)
     assert backtest.returncode == 0, backtest.stderr
     assert f"no events of tenant demo in {tmp_path / 'var' / 'lake'}" in backtest.stderr
+
+
+@needs_no_etc
+def test_another_conf_dir_keeps_its_own_data_dir(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("VIGIL_CONF_DIR", raising=False)
+    monkeypatch.delenv("VIGIL_DATA_DIR", raising=False)
+    monkeypatch.chdir(REPO)
+    parser = cli.build_parser()
+    args = parser.parse_args(["validate", "-c", str(tmp_path)])
+    cli.checkout_data_dir(args)
+    assert args.data_dir is None  # the configuration's vigil.data_dir applies
+    args = parser.parse_args(["validate"])
+    cli.checkout_data_dir(args)
+    assert (args.config_dir, args.data_dir) == (Path("conf.d"), Path("var"))
