@@ -34,6 +34,7 @@ COMMAND_MODULES = [
     "collector.commands.rules",
     "collector.commands.coverage",
     "collector.commands.top",
+    "collector.commands.install",
 ]
 
 DEFAULT_CONF_DIR = Path("/etc/vigil/conf.d")
