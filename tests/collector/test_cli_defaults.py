@@ -70,3 +70,18 @@ def test_another_conf_dir_keeps_its_own_data_dir(tmp_path: Path,
     args = parser.parse_args(["validate"])
     cli.checkout_data_dir(args)
     assert (args.config_dir, args.data_dir) == (Path("conf.d"), Path("var"))
+
+
+def test_process_progress_bar_only_when_asked_or_on_a_terminal(tmp_path: Path) -> None:
+    """`vigil process --progress` draws count, rate and ETA on stderr; piped, nothing extra."""
+    run = [sys.executable, "-m", "collector.cli", "process", "-c", str(REPO / "conf.d"),
+           "--data-dir", str(tmp_path), "--source", "syslog_tcp", "examples/auth.log"]
+    plain = subprocess.run(run, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert plain.returncode == 0, plain.stderr
+    assert plain.stderr.strip().splitlines() == [
+        "17 line(s): 17 event(s) (linux.auth 17), 0 dead letter(s)"]
+    size = (REPO / "examples" / "auth.log").stat().st_size
+    shown = subprocess.run([*run, "--progress"], cwd=REPO, capture_output=True, text=True,
+                           timeout=120)
+    assert shown.returncode == 0 and shown.stdout == plain.stdout
+    assert f"{size}/{size}" in shown.stderr and "B/s" in shown.stderr and "ETA" in shown.stderr
