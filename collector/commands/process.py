@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from collector.cli import EX_CONFIG, load_or_report
-from collector.errors import usage_error
+from core.errors import usage_error
 
 CHUNK_LINES = 10_000
 
@@ -44,8 +44,8 @@ def _lines(handle: BinaryIO) -> Iterator[list[bytes]]:
 def run(args: argparse.Namespace) -> int:
     import orjson
 
-    from collector.events import DATASET
     from collector.offline import OfflineRun, UnknownSource, split_dead_letters
+    from core.events import DATASET
 
     config = load_or_report(args)
     if config is None:
