@@ -31,6 +31,7 @@ run: venv
 	exec $(BIN)/vigil run -c $(CONF) --data-dir $(DATA)
 
 test: venv
+	$(BIN)/lint-imports
 	$(BIN)/pytest -q
 
 test-all: venv
@@ -40,8 +41,8 @@ bench: venv
 	$(BIN)/python -m benchmarks.bench_e2e
 
 lint: venv
-	$(BIN)/ruff check collector parsers enrichers rules sinks benchmarks tests
-	$(BIN)/mypy collector parsers enrichers rules sinks
+	$(BIN)/ruff check core collector parsers enrichers rules sinks benchmarks tests
+	$(BIN)/mypy core collector parsers enrichers rules sinks
 
 validate: venv
 	$(BIN)/vigil validate -c $(CONF)

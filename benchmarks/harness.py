@@ -19,7 +19,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from collector.events import PARSE_ERROR
+from core.events import PARSE_ERROR
 from tests.support.daemon import VigilProcess, lake_count, lake_rows, write_conf
 
 # How often completion is polled; the end time is late by at most this much.

@@ -45,7 +45,7 @@ def load_or_report(args: argparse.Namespace) -> VigilConfig | None:
     """The configuration of `-c DIR`, or None after printing each error (FILE:LINE:COL: key:
     message) on stderr; callers then exit with EX_CONFIG."""
     from collector.config import load_config
-    from collector.errors import ConfigErrors
+    from core.errors import ConfigErrors
 
     try:
         return load_config(args.config_dir)
@@ -118,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from collector.errors import explain
+    from core.errors import explain
 
     parser = build_parser()
     args = parser.parse_args(argv)

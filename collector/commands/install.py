@@ -21,7 +21,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from collector.errors import ExitCode
+from core.errors import ExitCode
 
 UNIT_VIGIL = "/opt/vigil/.venv/bin/vigil"  # the path the shipped unit names
 ACCOUNT = "vigil"

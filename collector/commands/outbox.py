@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from collector.cli import EX_CONFIG, load_or_report
-from collector.errors import ExitCode
+from core.errors import ExitCode
 
 
 def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from collector.cli import EX_CONFIG, load_or_report
-from collector.errors import usage_error
 from collector.progress import progress
+from core.errors import usage_error
 
 CHUNK_LINES = 10_000
 
@@ -52,8 +52,8 @@ def _emit(offline: Any, args: argparse.Namespace, chunk: list[bytes], out: Binar
     """One chunk through the pipelines: events to `out`, dead letters to stderr (counted)."""
     import orjson
 
-    from collector.events import DATASET
     from collector.offline import UnknownSource, split_dead_letters
+    from core.events import DATASET
 
     try:
         batches = offline.process_lines(args.source, chunk, tenant=args.tenant, peer=args.peer)

@@ -288,9 +288,9 @@ def _short(value: Any) -> str:
 def run_backtest(args: argparse.Namespace) -> int:
     """Rules over one tenant's lake; the last line is a JSON summary."""
     from collector.cli import EX_CONFIG, load_or_report
-    from collector.config.models import is_tenant_id, parse_duration
     from collector.detection.backtest import backtest, summary
-    from collector.errors import unknown_name, usage_error
+    from core.config import is_tenant_id, parse_duration
+    from core.errors import unknown_name, usage_error
     from rules.loader import load_rules
     from sinks.lake.sink import lake_root
 

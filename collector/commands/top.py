@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from collector.cli import EX_CONFIG, load_or_report
-from collector.errors import ExitCode
+from core.errors import ExitCode
 
 Key = tuple[str, ...]
 

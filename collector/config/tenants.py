@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, model_validator
 
-from collector.config.models import SEVERITIES, Duration, StrictModel, parse_duration
+from core.config import SEVERITIES, Duration, StrictModel, parse_duration
 
 
 def _check_email(value: str) -> str:

@@ -15,9 +15,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
-from collector.config.models import SourceConfig
-from collector.errors import VigilError
-from collector.events import (
+from collector.logs import RateLimitedLog
+from collector.queue import EventQueue
+from collector.routing import QUARANTINE, TenantRouter
+from collector.sources.shares import SourceShares
+from core.config import SourceConfig
+from core.errors import VigilError
+from core.events import (
     DATASET,
     OFFSET,
     PARSE_ERROR,
@@ -28,13 +32,9 @@ from collector.events import (
     TENANT,
     Event,
 )
-from collector.logs import RateLimitedLog
-from collector.nesting import is_too_deep
-from collector.provenance import SENDER_NAMESPACE, disown_sender_provenance
-from collector.queue import EventQueue
-from collector.routing import QUARANTINE, TenantRouter
-from collector.sources.shares import SourceShares
-from collector.telemetry import ComponentTelemetry
+from core.nesting import is_too_deep
+from core.provenance import SENDER_NAMESPACE, disown_sender_provenance
+from core.telemetry import ComponentTelemetry
 
 log = logging.getLogger(__name__)
 _DIGITS = re.compile(r"\d+")

@@ -14,15 +14,15 @@ from typing import Any
 
 import orjson
 
-from collector.events import MESSAGE, PARSE_ERROR, TIMESTAMP, Event, keep_original
-from collector.nesting import (
+from core.events import MESSAGE, PARSE_ERROR, TIMESTAMP, Event, keep_original
+from core.nesting import (
     DEFAULT_MAX_DEPTH,
     json_text,
     may_nest_over,
     nesting_over,
     too_deep_event,
 )
-from collector.provenance import MOVED_PREFIX, SENDER_NAMESPACE
+from core.provenance import MOVED_PREFIX, SENDER_NAMESPACE
 
 RESERVED_PREFIX = "vigil."
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

@@ -21,7 +21,7 @@ from collector.auth.directory import UserDirectory
 from collector.auth.enrollment import enrollment_notifier
 from collector.config.loader import VigilConfig
 from collector.config.tenants import SeveritySla, SlaConfig, TenantConfig
-from collector.telemetry import Telemetry
+from core.telemetry import Telemetry
 from sinks.alerts.db import Database, from_text
 from sinks.alerts.model import Change
 from sinks.alerts.outbox import Outgoing

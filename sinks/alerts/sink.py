@@ -18,13 +18,13 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from collector.config.models import SinkConfig
-from collector.events import ALERTS, Batch, Event
-from collector.poison import is_environmental
+from core.config import SinkConfig
+from core.errors import is_environmental
+from core.events import ALERTS, Batch, Event
+from core.sink import Sink, SinkContext
 from sinks.alerts.db import Database
 from sinks.alerts.model import UpsertResult
 from sinks.alerts.store import AlertStore
-from sinks.base import Sink, SinkContext
 
 log = logging.getLogger(__name__)
 

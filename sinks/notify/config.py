@@ -11,14 +11,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, model_validator
 
-from collector.config.models import (
-    ComponentConfig,
-    ConfigIssue,
-    Duration,
-    ValidationContext,
-)
 from collector.config.tenants import Email
-from collector.registry import did_you_mean
+from core.config import ComponentConfig, ConfigIssue, Duration, ValidationContext
+from core.registry import did_you_mean
 
 if TYPE_CHECKING:
     from collector.config.loader import VigilConfig

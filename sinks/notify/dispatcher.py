@@ -17,8 +17,8 @@ from typing import Any, Protocol
 
 import orjson
 
-from collector.registry import resolve
-from collector.telemetry import Telemetry
+from core.registry import resolve
+from core.telemetry import Telemetry
 from sinks.alerts.store import AlertStore
 from sinks.notify.email import PermanentFailure
 

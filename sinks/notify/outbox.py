@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
 
-from collector.durable import fsync_directory
+from core.durable import fsync_directory
 
 OUTBOX_DIR = "outbox"
 SUFFIX = ".eml"

@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 from alerts.kit import Clock, make_alert
 
-from collector.events import ALERTS, EVENTS, Batch
-from collector.telemetry import Telemetry
+from core.events import ALERTS, EVENTS, Batch
+from core.schema import DatasetSchemas
+from core.sink import SinkContext
+from core.telemetry import Telemetry
 from sinks.alerts.db import Database
 from sinks.alerts.model import Actor, AlertFilter
 from sinks.alerts.sink import AlertStoreConfig, AlertStoreSink, alert_store_path
 from sinks.alerts.store import AlertStore
-from sinks.base import SinkContext
-from sinks.lake.schema import DatasetSchemas
 
 
 class Monotonic:

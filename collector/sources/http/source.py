@@ -17,8 +17,6 @@ from typing import Any, TypeVar
 from aiohttp import ClientPayloadError, web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from collector.config.models import DATASET_RE, split_address
-from collector.events import DATASET, Event
 from collector.logs import RateLimitedLog
 from collector.sources.base import Source, SourceContext
 from collector.sources.http.bodies import (
@@ -35,6 +33,8 @@ from collector.sources.http.config import HttpSourceConfig
 from collector.sources.http.tokens import Token, TokenTable, parse_authorization
 from collector.sources.listener import TcpListener
 from collector.sources.tls import server_context
+from core.config import DATASET_RE, split_address
+from core.events import DATASET, Event
 
 log = logging.getLogger(__name__)
 

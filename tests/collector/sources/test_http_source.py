@@ -14,12 +14,12 @@ from typing import Any
 import aiohttp
 import pytest
 
-from collector.events import PARSE_ERROR
 from collector.queue import MemoryQueue
 from collector.routing import QUARANTINE, TenantRouter
 from collector.sources.base import SourceContext
 from collector.sources.http.source import HttpSource
-from collector.telemetry import Telemetry
+from core.events import PARSE_ERROR
+from core.telemetry import Telemetry
 
 NOW = datetime(2024, 5, 14, 9, 30, tzinfo=UTC)
 
