@@ -35,6 +35,7 @@ COMMAND_MODULES = [
     "collector.commands.coverage",
     "collector.commands.top",
     "collector.commands.install",
+    "collector.commands.retention",
 ]
 
 DEFAULT_CONF_DIR = Path("/etc/vigil/conf.d")

@@ -9,7 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from core.config import (
     Address,
@@ -226,6 +226,23 @@ class RuleSourceConfig(StrictModel):
         return []
 
 
+class RetentionConfig(StrictModel):
+    """How long data is kept, in whole days; unset: for ever (or the global value, for a
+    tenant)."""
+
+    lake: Duration | None = Field(None, description="delete lake date partitions older than "
+                                  "this (e.g. 400d; at least 1d)")
+    dead_letter: Duration | None = Field(
+        None, description="delete dead-letter date partitions older than this (e.g. 30d)")
+
+    @field_validator("lake", "dead_letter")
+    @classmethod
+    def _whole_days(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and value < timedelta(days=1):
+            raise ValueError("retention is counted in days: at least 1d")
+        return value
+
+
 class GlobalConfig(StrictModel):
     """The `vigil:` section."""
 
@@ -242,6 +259,9 @@ class GlobalConfig(StrictModel):
     queue: QueueConfig = QueueConfig()
     detection: DetectionConfig = DetectionConfig()
     logging: LoggingConfig = LoggingConfig()
+    retention: RetentionConfig = Field(
+        default_factory=RetentionConfig, description="how long lake and dead-letter date "
+        "partitions are kept (all tenants; `tenants.<id>.retention` overrides per tenant)")
 
     def semantic_errors(self, context: ValidationContext) -> list[ConfigIssue]:
         return [(("control", *loc), message)
