@@ -131,6 +131,12 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args))
     except KeyboardInterrupt:
         return 130  # Ctrl-C at a prompt or a wait: the shell's code for SIGINT, no traceback
+    except BrokenPipeError:
+        # `vigil ... | head` closed the pipe: stop quietly, as cat and grep do (128 + SIGPIPE).
+        # stdout is pointed at /dev/null so the interpreter's final flush does not raise again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
     except Exception as exc:
         # An operator's mistake (a missing file, a port in use) is one line; a bug keeps its
         # traceback.

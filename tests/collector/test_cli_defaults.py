@@ -86,3 +86,13 @@ def test_process_progress_bar_only_when_asked_or_on_a_terminal(tmp_path: Path) -
     assert shown.returncode == 0
     assert len(shown.stdout.splitlines()) == len(plain.stdout.splitlines()) == 17
     assert f"{size}/{size}" in shown.stderr and "B/s" in shown.stderr and "ETA" in shown.stderr
+
+
+def test_a_closed_pipe_ends_quietly() -> None:
+    """`vigil test | head -1`: no BrokenPipeError traceback, exit 141 like other tools."""
+    result = subprocess.run(
+        f"{sys.executable} -m collector.cli test -c conf.d | head -1", shell=True, cwd=REPO,
+        capture_output=True, text=True, timeout=120, executable="/bin/bash",
+        env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    assert result.stdout.startswith("Running ")
+    assert "Traceback" not in result.stderr and "BrokenPipeError" not in result.stderr
