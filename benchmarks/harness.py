@@ -28,21 +28,18 @@ SEND_CHUNK = 256 * 1024
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of process `pid`, all its threads included."""
-    with open(f"/proc/{pid}/stat", "rb") as handle:
-        raw = handle.read()
-    # The command name (field 2) may hold spaces; fields after its closing paren are fixed.
-    fields = raw[raw.rindex(b")") + 2:].split()
-    utime, stime = int(fields[11]), int(fields[12])
-    return (utime + stime) / _CLOCK_TICKS
-
-
 def _stat_fields(pid: int) -> list[bytes]:
+    """The fields of /proc/<pid>/stat after the command name (index 11 is utime)."""
     with open(f"/proc/{pid}/stat", "rb") as handle:
         raw = handle.read()
     # The command name (field 2) may hold spaces; fields after its closing paren are fixed.
     return raw[raw.rindex(b")") + 2:].split()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process `pid`, all its threads included."""
+    fields = _stat_fields(pid)
+    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
 
 
 def process_tree(pid: int) -> list[int]:
