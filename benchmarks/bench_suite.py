@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import importlib
 import os
 import sys
@@ -130,8 +131,8 @@ def run(*, events: int, full_events: int, latency_seconds: float, latency_rate: 
         ok &= _section("latency", skip, results, lambda: bench_latency.run(
             chosen(), rate or bench_latency.DEFAULT_RATE, latency_seconds, say=say))
     for name, (module, function, key) in EXTERNAL.items():
-        ok &= _section(name, skip, results, lambda m=module, f=function, k=key:
-                       external_measure(m, f, k))
+        ok &= _section(name, skip, results, functools.partial(external_measure, module,
+                                                              function, key))
         if results.get(f"{key}_reason"):
             say(f"{key}: null ({results[f'{key}_reason']})")
     return summary(results), ok
