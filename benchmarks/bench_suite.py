@@ -67,7 +67,10 @@ def external_measure(module: str, function: str, key: str) -> dict[str, Any]:
     except Exception as exc:  # noqa: BLE001 - one failed figure must not lose the others
         return {key: None, f"{key}_reason": f"{module}.{function} failed: {exc!r}"}
     if not isinstance(figures, dict) or key not in figures:
-        return {key: None, f"{key}_reason": f"{module}.{function} returned no {key!r}"}
+        reason = f"{module}.{function} returned no {key!r}"
+        errors = [str(v) for k, v in (figures.items() if isinstance(figures, dict) else ())
+                  if k.endswith(("_error", "_reason"))]
+        return {key: None, f"{key}_reason": "; ".join([reason, *errors])}
     return {key: figures[key], function: figures}
 
 

@@ -59,6 +59,7 @@ def test_a_failing_or_keyless_function_gives_null_and_a_reason(
     module = types.ModuleType("benchmarks.fake_rules")
     module.fails = fails
     module.keyless = lambda: {"other": 1}
+    module.erring = lambda: {"rules_startup_error": "no SigmaHQ data"}
     monkeypatch.setitem(sys.modules, "benchmarks.fake_rules", module)
     failed = external_measure("benchmarks.fake_rules", "fails", "rules_startup_seconds")
     assert failed["rules_startup_seconds"] is None
@@ -66,6 +67,9 @@ def test_a_failing_or_keyless_function_gives_null_and_a_reason(
     keyless = external_measure("benchmarks.fake_rules", "keyless", "rules_startup_seconds")
     assert keyless == {"rules_startup_seconds": None, "rules_startup_seconds_reason":
                        "benchmarks.fake_rules.keyless returned no 'rules_startup_seconds'"}
+    erring = external_measure("benchmarks.fake_rules", "erring", "rules_startup_seconds")
+    assert erring["rules_startup_seconds_reason"] == (
+        "benchmarks.fake_rules.erring returned no 'rules_startup_seconds'; no SigmaHQ data")
 
 
 def test_suite_with_every_section_skipped_prints_every_key_last() -> None:
