@@ -97,11 +97,52 @@ def http_source() -> dict[str, Any]:
             "tokens": {TENANT: {"tenant": TENANT, "sha256": DEMO_TOKEN_SHA256}}}
 
 
+def bench_geoip_records() -> tuple[list[tuple[str, dict[str, Any]]],
+                                   list[tuple[str, dict[str, Any]]]]:
+    """City and ASN records for every unicast /8 but 10/8 and 127/8, so that the workload's
+    public addresses (random ones) are found, as they would be in GeoLite2: a lookup that hits
+    decodes a record, one that misses does not."""
+    from enrichers.geoip_testdb import asn_record, city_record
+
+    city, asn = [], []
+    for first in range(1, 224):
+        if first in (10, 127):
+            continue
+        code, country, town, lat, lon = _PLACES[first % len(_PLACES)]
+        network = f"{first}.0.0.0/8"
+        city.append((network, city_record(code, country, city=town, region=town,
+                                          region_code=code, lat=lat, lon=lon)))
+        asn.append((network, asn_record(64496 + first % 16, f"Example Network {first}")))
+    return city, asn
+
+
+_PLACES = (("GB", "United Kingdom", "London", 51.51, -0.09),
+           ("DE", "Germany", "Frankfurt", 50.11, 8.68),
+           ("US", "United States", "Ashburn", 39.04, -77.49),
+           ("CN", "China", "Shanghai", 31.23, 121.47),
+           ("BR", "Brazil", "Sao Paulo", -23.55, -46.63),
+           ("IN", "India", "Mumbai", 19.08, 72.88),
+           ("RU", "Russia", "Moscow", 55.76, 37.62),
+           ("NL", "Netherlands", "Amsterdam", 52.37, 4.90))
+
+
+def write_bench_geoip(directory: Path) -> None:
+    """Replace the test databases the shipped pipelines name with `bench_geoip_records` (same
+    builder, `enrichers.geoip_testdb`, same file names)."""
+    from enrichers.geoip_testdb import ASN_FILE, CITY_FILE, write_asn_database, write_city_database
+
+    city, asn = bench_geoip_records()
+    directory.mkdir(parents=True, exist_ok=True)
+    write_city_database(directory / CITY_FILE, city)
+    write_asn_database(directory / ASN_FILE, asn)
+
+
 def write_full_conf(conf_dir: Path, sigma_rules: list[Path], *, latency_rule: bool = False
                     ) -> Path:
     """Fill `conf_dir` with the shipped pipeline files (without their test cases, which name the
-    example sources), their enrichment files and the rule directories; the caller adds the main
-    config (`full_config`) with `tests.support.daemon.write_conf`."""
+    example sources), their enrichment files (the geo-IP databases covering every public /8)
+    and the rule directories; the caller adds the main config (`full_config`) with
+    `tests.support.daemon.write_conf`."""
     conf_dir.mkdir(parents=True, exist_ok=True)
     for path in shipped_pipeline_files():
         shipped = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -109,6 +150,7 @@ def write_full_conf(conf_dir: Path, sigma_rules: list[Path], *, latency_rule: bo
         (conf_dir / path.name).write_text(yaml.safe_dump(shipped, sort_keys=False),
                                           encoding="utf-8")
     shutil.copytree(REPO / "conf.d" / "enrich", conf_dir / "enrich")
+    write_bench_geoip(conf_dir / "enrich" / "geoip")
     sigma_dir = conf_dir / "sigmahq"
     sigma_dir.mkdir()
     for path in sigma_rules:

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from support.daemon import REPO, write_conf
+from support.daemon import REPO, lake_rows, write_conf
 
 from benchmarks import workload
 from benchmarks.bench_full import run_full_vigil, workers_unsupported
@@ -20,6 +20,7 @@ from benchmarks.full_path import (
     http_source,
     shipped_pipeline_files,
     syslog_tcp_source,
+    write_bench_geoip,
     write_full_conf,
 )
 from benchmarks.harness import send_tcp, split_streams
@@ -83,3 +84,17 @@ def test_a_small_full_path_run_accounts_for_every_event(tmp_path: Path) -> None:
     assert run.lake_rows == events
     assert run.parse_errors == 0
     assert run.measurement.cpu_seconds > 0
+    # Geo-IP finds the workload's public addresses (sshd peers, nginx clients).
+    found = lake_rows(tmp_path / "data", 'SELECT count("source.geo.country_iso_code") AS geo, '
+                      'count("source.as.number") AS asn FROM lake')[0]
+    assert found["geo"] > events / 10 and found["asn"] > events / 10, found
+
+
+def test_bench_geoip_covers_public_addresses(tmp_path: Path) -> None:
+    import geoip2.database
+
+    write_bench_geoip(tmp_path)
+    with geoip2.database.Reader(str(tmp_path / "Vigil-Test-City.mmdb")) as city:
+        assert city.city("81.21.141.229").country.iso_code
+    with geoip2.database.Reader(str(tmp_path / "Vigil-Test-ASN.mmdb")) as asn:
+        assert asn.asn("168.234.55.247").autonomous_system_number
