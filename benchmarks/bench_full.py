@@ -82,7 +82,7 @@ def workers_unsupported(workdir: Path) -> str | None:
         return None
     detail = [line.split(": ", 1)[-1] for line in (proc.stdout + proc.stderr).splitlines()
               if "workers" in line]
-    return ("`vigil validate` refuses vigil.workers (the key is not in this build): "
+    return ("`vigil validate` refuses vigil.workers: "
             + (detail[0] if detail else f"exit code {proc.returncode}"))
 
 
@@ -131,9 +131,10 @@ def run_full_syslog_ng(workdir: Path, streams: Sequence[bytes], events: int
     lines = peer.output.read_bytes().splitlines()
     _check(len(lines) == events,
            f"syslog-ng (full): output holds {len(lines)} lines, {events} were sent")
-    parsed = sum(1 for line in lines if b'"fortinet":' in line or b'"source":' in line
-                 or b'"user":' in line)
-    _check(parsed > 0, "syslog-ng (full): no line has a parsed body field")
+    # sshd, FortiGate and nginx bodies (85 % of the mix) all give a source field.
+    parsed = sum(1 for line in lines if b'"source":' in line)
+    _check(parsed >= events // 2,
+           f"syslog-ng (full): only {parsed} of {events} lines have parsed body fields")
     return measurement, peer.version()
 
 
