@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 CONF ?= conf.d
 DATA ?= ./var
 
-.PHONY: venv run test test-all bench lint validate clean docs
+.PHONY: venv run test test-all bench bench-bare lint validate clean docs
 
 venv: $(STAMP)
 
@@ -38,6 +38,10 @@ test-all: venv
 	$(BIN)/pytest -q -m ''
 
 bench: venv
+	$(BIN)/python -m benchmarks.bench_suite
+
+# The bare path alone (TCP syslog -> lake, no pipelines), beside syslog-ng.
+bench-bare: venv
 	$(BIN)/python -m benchmarks.bench_e2e
 
 lint: venv
