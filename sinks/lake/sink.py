@@ -50,7 +50,7 @@ class LakeConfig(SinkConfig):
         None, ge=1, le=22, description="zstd level (DuckDB's default, 3, when unset; 9 makes "
         "files about 12 % smaller for about 10 µs more writer CPU per event)")
     sort_by: list[str] = Field(
-        default_factory=lambda: list(DEFAULT_SORT_BY),
+        list(DEFAULT_SORT_BY),  # pydantic copies it for each model
         description="columns each file's rows are sorted by (those a file has; missing values "
         "last); [] keeps the order events arrived in")
 
