@@ -23,6 +23,7 @@ from collector.detection.alerts import ALERT_SCHEMA, ALERTS_DATASET
 from collector.detection.stage import DetectionStage
 from collector.journal import Journal, open_queue
 from collector.logs import configure_logging
+from collector.looplag import LoopLagMeter
 from collector.pipeline.runner import PipelineSet, build_pipelines
 from collector.reload import reload_config
 from collector.replay import DeadLetterReplayer
@@ -81,6 +82,7 @@ class Daemon:
         self.config: VigilConfig = load_config(self.conf_dir, require_inputs=True)
         self.data_dir = self._data_dir(self.config)
         self.telemetry = Telemetry()
+        self.loop_lag = LoopLagMeter.for_telemetry(self.telemetry)
         self.schemas = DatasetSchemas()
         limits = self.config.settings.limits
         # A journal is recovered here (torn tails cut, damage counted): start never blocks on it.
@@ -186,6 +188,7 @@ class Daemon:
             configure_logging(settings.logging.level, settings.logging.format)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._wake = asyncio.Event()
+        self.loop_lag.start()
         if self.detection is not None:
             self.detection.restore()
             self.worker.holders = [self.detection]
@@ -348,6 +351,7 @@ class Daemon:
             await self.control.stop()
         if self.failure is not None:
             code = 1
+        self.loop_lag.stop()
         log.info("vigil stopped", extra={
             "exit_code": code,
             "received_events": int(self.telemetry.total("vigil_component_received_events_total",

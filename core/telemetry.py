@@ -135,6 +135,14 @@ class Telemetry:
             "vigil_journal_fsync_duration_seconds", "Time one journal fsync round took",
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
             registry=r)
+        self.event_loop_lag = Histogram(
+            "vigil_event_loop_lag_seconds", "How late the event loop ran a callback scheduled "
+            "every 100 ms: CPU work on the loop delays every source by as much",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+            registry=r)
+        self.event_loop_lag_max = Gauge(
+            "vigil_event_loop_lag_max_seconds", "The largest event loop lag of the last 10 s",
+            registry=r)
         self.journal_pending_events = Gauge(
             "vigil_journal_pending_events", "Journal events not yet acknowledged", ["partition"],
             registry=r)

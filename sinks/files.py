@@ -58,10 +58,14 @@ class FileBuffer:
     offsets: dict[str, list[int]] = field(default_factory=dict)  # partition -> [first, last]
     size: int = 0
     opened: float = 0.0
+    # Work a sink started on the events as they arrived (the lake's Arrow chunks, built on its
+    # writer thread), in order; cleared whenever events are taken out.
+    prepared: list[Any] = field(default_factory=list)
 
     def absorb(self, newer: FileBuffer) -> None:
         """Take a newer buffer's events after ours (a failed write is retried with both)."""
         self.events.extend(newer.events)
+        self.prepared.extend(newer.prepared)
         self.size += newer.size
         for partition, (first, last) in newer.offsets.items():
             span = self.offsets.setdefault(partition, [first, last])
@@ -124,6 +128,10 @@ class PartitionedFileSink(Sink):
         """Rewrite `path` keeping only rows whose `vigil.offset` is at or below `keep` of their
         partition (deleting the file when none remain); returns the rows removed."""
 
+    def buffered(self, buffer: FileBuffer, start: int) -> None:
+        """`buffer.events[start:]` just arrived in one batch (subclasses start converting them
+        here, off the event loop)."""
+
     def event_size(self, event: Event) -> int:
         """A cheap estimate of an event's size for the byte bound."""
         message = event.get("message")
@@ -182,6 +190,9 @@ class PartitionedFileSink(Sink):
         # then events are kept and checked when it has (`_drop_committed`).
         replaying = batch.first_offset < end and self._prepared
         poison: list[tuple[Event, Exception]] = []
+        # Each buffer this batch reaches, with where its events from this batch start.
+        touched: dict[int, tuple[FileBuffer, int]] = {}
+        last: FileBuffer | None = None
         for event in batch.events:
             try:
                 key = partition_key(batch, event)
@@ -197,6 +208,9 @@ class PartitionedFileSink(Sink):
             except Exception as exc:  # this event cannot be placed: poison, not a stop
                 poison.append((event, exc))
                 continue
+            if buffer is not last:
+                touched.setdefault(id(buffer), (buffer, len(buffer.events)))
+                last = buffer
             buffer.events.append(event)
             buffer.size += size
             span = buffer.offsets.get(batch.partition)
@@ -206,6 +220,8 @@ class PartitionedFileSink(Sink):
                 # Dead letters of poison rows arrive after newer batches: keep the whole span.
                 span[0] = min(span[0], batch.first_offset)
                 span[1] = max(span[1], batch.last_offset)
+        for buffer, start in touched.values():
+            self.buffered(buffer, start)
         if (replaying and batch.last_offset >= end - 1) or (
                 not replaying and batch.partition in self._skipped):  # a gap ended the replay
             self._replay_done(batch.partition)
@@ -236,6 +252,7 @@ class PartitionedFileSink(Sink):
                 self._skipped[partition] = (self._skipped.get(partition, 0)
                                             + len(buffer.events) - len(kept))
                 buffer.events = kept
+                buffer.prepared.clear()
                 if not kept:
                     del self._buffers[key]
         for partition in list(self._skipped):

@@ -2,22 +2,24 @@
 
 Layout: `<root>/<dataset>/tenant=<t>/date=YYYY-MM-DD/hour=HH/<epoch>-<first>-<last>.parquet`.
 Buffering and the flush policy come from `sinks.files`, atomic, offset-named files from
-`sinks.commits`.
+`sinks.commits`. Every batch's events are converted to Arrow columns on the writer thread as
+they arrive (`sinks.lake.columns`); a flush concatenates them and DuckDB writes the file, rows
+sorted (`sort_by`) so that similar values lie together and compress.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 import duckdb
 import pyarrow as pa
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from core.config import SinkConfig
 from core.durable import commit_file
@@ -27,7 +29,16 @@ from core.sink import SinkContext
 from core.telemetry import tenant_label
 from sinks.commits import remove_file, temporary_name, trimmed_name
 from sinks.files import FileBuffer, FlushPolicy, PartitionedFileSink
-from sinks.lake.schema import events_to_table
+from sinks.lake.columns import TableChunk, assemble, build_chunk
+from sinks.lake.schema import FieldType, events_to_table
+
+T = TypeVar("T")
+
+# Rows sorted by what happened (program, device, action, outcome), then who (source address,
+# host), then time: a file's similar values lie together (longer runs, smaller dictionaries;
+# on the benchmark mix 5 % smaller than arrival order, more than any other order tried).
+DEFAULT_SORT_BY = ["log.syslog.appname", "observer.name", "event.action", "event.outcome",
+                   "source.ip", "host.name", "host.hostname", TIMESTAMP]
 
 
 class LakeConfig(SinkConfig):
@@ -35,6 +46,19 @@ class LakeConfig(SinkConfig):
     path: Path | None = Field(None, description="lake root; default <data_dir>/lake")
     flush: FlushPolicy = FlushPolicy()
     compression: Literal["zstd", "snappy", "gzip", "uncompressed"] = "zstd"
+    compression_level: int | None = Field(
+        None, ge=1, le=22, description="zstd level (DuckDB's default, 3, when unset; 9 makes "
+        "files about 12 % smaller for about 10 µs more writer CPU per event)")
+    sort_by: list[str] = Field(
+        list(DEFAULT_SORT_BY),  # pydantic copies it for each model
+        description="columns each file's rows are sorted by (those a file has; missing values "
+        "last); [] keeps the order events arrived in")
+
+    @model_validator(mode="after")
+    def _level_needs_zstd(self) -> LakeConfig:
+        if self.compression_level is not None and self.compression != "zstd":
+            raise ValueError("compression_level applies to compression: zstd only")
+        return self
 
 
 def lake_root(data_dir: Path, sinks: Iterable[SinkConfig] = ()) -> Path:
@@ -55,11 +79,20 @@ def partition_dir(root: Path, dataset: str, tenant: str, ts: datetime) -> Path:
             / f"hour={path_component('hour', f'{ts.hour:02d}')}")
 
 
-class LakeWriter:
-    """Writes Arrow tables to Parquet with DuckDB on one dedicated thread."""
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
-    def __init__(self, compression: str) -> None:
+
+class LakeWriter:
+    """Converts events to Arrow and writes Parquet with DuckDB, on one dedicated thread (in the
+    order work was submitted: a file's chunks are built before it is written)."""
+
+    def __init__(self, compression: str, compression_level: int | None = None,
+                 sort_by: Iterable[str] = ()) -> None:
         self.compression = compression
+        self.options = f"FORMAT parquet, COMPRESSION {compression}" + (
+            f", COMPRESSION_LEVEL {compression_level}" if compression_level is not None else "")
+        self.sort_by = list(sort_by)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lake-writer")
         self._local = threading.local()
 
@@ -68,18 +101,31 @@ class LakeWriter:
         if con is None:
             con = self._local.con = duckdb.connect(":memory:")
             con.execute("SET preserve_insertion_order = true")
+            # One writer thread per lake: DuckDB's own threads would compete with the event
+            # loop and the worker processes for the same cores.
+            con.execute("SET threads = 1")
         return con
 
-    def write_sync(self, table: pa.Table, target: Path) -> int:
-        """Write `table` to `target` atomically; returns the file size."""
+    def submit(self, fn: Callable[..., T], *args: Any) -> Future[T]:
+        """Run `fn(*args)` on the writer thread, after everything submitted before."""
+        return self._executor.submit(fn, *args)
+
+    def write_sync(self, table: pa.Table | Callable[[], pa.Table], target: Path) -> int:
+        """Write `table` (or what the callable builds, here on the writer thread) to `target`
+        atomically, rows sorted by `sort_by`; returns the file size."""
+        if callable(table):
+            table = table()
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = temporary_name(target)
         con = self._connection()
         con.register("lake_batch", table)
         try:
             quoted = str(tmp).replace("'", "''")
-            con.execute(f"COPY lake_batch TO '{quoted}' "
-                        f"(FORMAT parquet, COMPRESSION {self.compression})")
+            present = set(table.column_names)
+            order = [_quoted(c) for c in self.sort_by if c in present]
+            query = "SELECT * FROM lake_batch" + (
+                f" ORDER BY {', '.join(order)} NULLS LAST" if order else "")
+            con.execute(f"COPY ({query}) TO '{quoted}' ({self.options})")
         finally:
             con.unregister("lake_batch")
         return commit_file(tmp, target)
@@ -108,7 +154,7 @@ class LakeWriter:
             tmp = temporary_name(target)
             quoted = str(tmp).replace("'", "''")
             con.execute(f"COPY (SELECT * FROM read_parquet('{source}') WHERE {where}) TO "
-                        f"'{quoted}' (FORMAT parquet, COMPRESSION {self.compression})", params)
+                        f"'{quoted}' ({self.options})", params)
             commit_file(tmp, target)
             if target != path:
                 remove_file(path)
@@ -116,7 +162,7 @@ class LakeWriter:
         finally:
             con.close()
 
-    async def write(self, table: pa.Table, target: Path) -> int:
+    async def write(self, table: pa.Table | Callable[[], pa.Table], target: Path) -> int:
         return await asyncio.get_running_loop().run_in_executor(
             self._executor, self.write_sync, table, target)
 
@@ -137,7 +183,7 @@ class LakeSink(PartitionedFileSink):
         super().__init__(sink_id, config, context, lake_root(context.data_dir, [config]),
                          config.flush)
         self.schemas = context.schemas
-        self.writer = LakeWriter(config.compression)
+        self.writer = LakeWriter(config.compression, config.compression_level, config.sort_by)
 
     def partition_key(self, batch: Batch, event: Event) -> tuple[str, str, int, int, int, int]:
         ts = event.get(TIMESTAMP)
@@ -153,18 +199,63 @@ class LakeSink(PartitionedFileSink):
         hour_start = datetime(year, month, day, hour, tzinfo=UTC)
         return partition_dir(self.root, dataset, tenant, hour_start), dataset
 
+    def buffered(self, buffer: FileBuffer, start: int) -> None:
+        """Start converting a batch's events for `buffer` on the writer thread (the module's
+        `events_to_table` is looked up now, so tests can replace it)."""
+        fields = self.schemas.fields(buffer.dataset)
+        buffer.prepared.append(self.writer.submit(
+            build_chunk, buffer.events[start:], fields, events_to_table))
+
     async def write_buffer(self, buffer: FileBuffer, target: Path) -> int:
         fields = self.schemas.fields(buffer.dataset)
-        table, failures = events_to_table(buffer.events, fields)
-        if failures:
-            self.metrics.error("type_conversion", "flush", failures)
-        return await self.writer.write(table, target)
+        chunks: list[Future[TableChunk]] = list(buffer.prepared)
+        events = buffer.events
+        failures = [0]
+
+        def table() -> pa.Table:  # on the writer thread, after every chunk was built
+            built = [future.result() for future in chunks]
+            for chunk in built:
+                if chunk.poison:  # `find_poison` takes them out; the write is tried again
+                    raise chunk.poison[0][1]
+            if sum(c.events for c in built) == len(events) and not any(c.error for c in built):
+                try:
+                    failures[0] = sum(c.failures for c in built)
+                    return assemble(built, fields)
+                except (pa.ArrowInvalid, pa.ArrowTypeError):
+                    pass  # types changed by a reload between batches: convert them again
+            return self._rebuilt(events, fields, failures)
+
+        size = await self.writer.write(table, target)
+        if failures[0]:
+            self.metrics.error("type_conversion", "flush", failures[0])
+        return size
+
+    @staticmethod
+    def _rebuilt(events: list[Event], fields: dict[str, FieldType], failures: list[int]
+                 ) -> pa.Table:
+        """The buffer's events converted again at flush (events were taken out of it, or its
+        chunks disagree), in slices like a batch's."""
+        chunk = build_chunk(events, fields, events_to_table)
+        if chunk.error is not None:
+            raise chunk.error
+        if chunk.poison:
+            raise chunk.poison[0][1]
+        failures[0] = chunk.failures
+        return assemble([chunk], fields)
 
     def find_poison(self, buffer: FileBuffer) -> list[tuple[Event, Exception]]:
         """The rows that do not convert on their own (e.g. nesting deeper than the encoder's
-        limit): converted one by one, only after the whole buffer failed."""
+        limit): those its chunks set aside, else each row converted alone; called only after
+        the buffer's write failed."""
+        poison: list[tuple[Event, Exception]] = []
+        for future in buffer.prepared:
+            chunk: TableChunk = future.result()
+            poison.extend(chunk.poison)
+            chunk.events -= len(chunk.poison)
+            chunk.poison = []
+        if poison:
+            return poison
         fields = self.schemas.fields(buffer.dataset)
-        poison = []
         for event in buffer.events:
             try:
                 events_to_table([event], fields)

@@ -71,6 +71,9 @@ def test_metrics_count_exactly_the_events_sent(daemon: VigilProcess, tmp_path: P
     assert daemon.metric("vigil_lake_rows_written_total", tenant="demo") == 300
     assert daemon.metric("vigil_component_received_bytes_total", component_id="syslog_tcp") == \
         sum(len(line) + 1 for line in lines)
+    # The loop lag meter runs in the daemon (every 100 ms).
+    wait_for(lambda: daemon.metric("vigil_event_loop_lag_seconds_count") > 0,
+             message="the event loop lag measured")
     promtool = shutil.which("promtool")
     if promtool is None:
         pytest.skip("promtool is not installed (apt install prometheus); counters checked")
