@@ -30,10 +30,10 @@ from collector.config import load_config
 from collector.config.models import ValidationContext
 from collector.looplag import LoopLagMeter
 from core.events import EVENTS, RECEIVED_AT, SOURCE, TENANT, Batch
+from core.schema import DatasetSchemas
 from core.sink import SinkContext
 from core.telemetry import Telemetry
 from parsers.syslog import parse_syslog
-from sinks.lake.schema import DatasetSchemas
 from sinks.lake.sink import LakeConfig, LakeSink
 
 REPO = Path(__file__).resolve().parent.parent

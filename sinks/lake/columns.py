@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 
 from core.events import Event
-from sinks.lake.schema import FieldType, arrow_schema
+from core.schema import FieldType
+from sinks.lake.schema import arrow_schema
 
 # Rows converted in one call into pyarrow (which holds the GIL throughout): ~4 ms of FortiGate
 # events on a loaded core, so the event loop waits at most that long for the interpreter.

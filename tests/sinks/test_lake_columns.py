@@ -16,10 +16,11 @@ import pytest
 
 from collector.looplag import LoopLagMeter
 from core.events import Batch, Event
+from core.schema import BASE_SCHEMA, DatasetSchemas, FieldType
 from core.sink import SinkContext
 from core.telemetry import Telemetry
 from sinks.lake.columns import assemble, build_chunk
-from sinks.lake.schema import BASE_SCHEMA, DatasetSchemas, FieldType, events_to_table
+from sinks.lake.schema import events_to_table
 from sinks.lake.sink import LakeConfig, LakeSink
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
