@@ -31,6 +31,56 @@ DENIED_ACTIONS: tuple[str, ...] = (
 OUTCOME = "event.outcome"
 TYPE = "event.type"
 
+# Where the rules above come from (cited in docs/fields.md).
+ECS_CATEGORIZATION_URL = ("https://www.elastic.co/guide/en/ecs/current/"
+                          "ecs-using-the-categorization-fields.html")
+ECS_USER_URL = "https://www.elastic.co/guide/en/ecs/current/ecs-user.html"
+ECS_OBSERVER_URL = "https://www.elastic.co/guide/en/ecs/current/ecs-observer.html"
+
+# The ECS allowed values the shipped pipelines use, with what they mean (ECS's categorisation
+# field pages, shortened). A value outside these tables is not ECS (tests/pipelines check).
+ECS_VALUES: dict[str, dict[str, str]] = {
+    "event.kind": {
+        "event": "something happened (the usual kind)",
+        "alert": "the producer raised an alert (risk detections, honeypots)",
+    },
+    "event.category": {
+        "authentication": "logins, logouts, credential checks",
+        "configuration": "a device's or service's configuration was read or changed",
+        "file": "a file was created, changed, accessed or deleted",
+        "host": "about a host or device itself (system events, DHCP, VPN negotiation)",
+        "iam": "users, groups and their rights (identity and access management)",
+        "intrusion_detection": "an IDS/IPS or threat engine inspected traffic",
+        "malware": "malware detection (antivirus, sandbox)",
+        "network": "network connections and protocol activity",
+        "process": "a process started, ended or ran a command",
+        "registry": "a Windows registry change",
+        "session": "a persistent session (VPN, PAM sessions)",
+        "web": "web servers and web traffic",
+    },
+    "event.type": {
+        "access": "something was accessed (a web request, a file read)",
+        "allowed": "the device allowed the connection or request (see the decision table)",
+        "change": "something changed",
+        "connection": "a network connection",
+        "creation": "something was created",
+        "deletion": "something was deleted",
+        "denied": "the device denied, dropped or reset it (see the decision table)",
+        "end": "something ended (a session, a process, a connection)",
+        "error": "an error was reported",
+        "group": "about a group (with iam)",
+        "info": "purely informational: no state change or decision",
+        "protocol": "protocol detail (DNS, HTTP) was analysed",
+        "start": "something started (a session, a process, a logon)",
+        "user": "about a user account (with iam)",
+    },
+    "event.outcome": {
+        "success": "the producer reports the action succeeded, a firewall's deny included",
+        "failure": "the action failed (a failed login, an API call refused)",
+        "unknown": "the producer gives no outcome for an attempt",
+    },
+}
+
 
 class DecisionConfig(StepConfig):
     """A device's allow/deny decision in ECS terms: `event.type` gains `allowed` or `denied`
