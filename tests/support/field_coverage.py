@@ -7,7 +7,8 @@ over syslog, SigmaHQ's regression events as EVTX JSON over tcp_json).
     PYTHONPATH=.:tests python -m support.field_coverage [--all]
 
 A field no event carries is a rule that never activates (coverage.activation); `--all` lists
-every field instead of the ten read by most rules per dataset.
+every field instead of the ten read by most rules per dataset; `--summary` prints one line per
+dataset.
 """
 
 from __future__ import annotations
@@ -146,11 +147,32 @@ def render(rows: list[Row], read: dict[str, Counter[str]]) -> str:
     return "\n".join(out) + "\n"
 
 
+def summary(read: dict[str, Counter[str]], cases: dict[str, list[Event]],
+            regression: dict[str, list[Event]]) -> str:
+    """One line per dataset: fields its rules read, how many some event carries, the share of
+    rule-field reads an event can satisfy (weighted by rules), and fields no event carries."""
+    out = [f"{'dataset':<20} {'events':>11} {'fields':>6} {'carried':>7} {'weighted':>8}  "
+           "never carried (rules reading it)"]
+    for dataset in sorted(read):
+        events = cases.get(dataset, []) + regression.get(dataset, [])
+        fields = read[dataset]
+        carried = {f for f in fields if _share(f, events)}
+        weighted = sum(n for f, n in fields.items() if f in carried) / sum(fields.values())
+        missing = ", ".join(f"{f} ({n})" for f, n in fields.most_common() if f not in carried)
+        counts = f"{len(cases.get(dataset, []))}+{len(regression.get(dataset, []))}"
+        out.append(f"{dataset:<20} {counts:>11} {len(fields):>6} {len(carried):>7} "
+                   f"{weighted:>8.0%}  {missing[:150]}")
+    return "\n".join(out) + "\n"
+
+
 def main(argv: list[str]) -> int:
     config = load_config(CONF)
     read = rule_fields(config)
-    rows = coverage_rows(read, case_events(config), regression_events(config),
-                         limit=None if "--all" in argv else 10)
+    cases, regression = case_events(config), regression_events(config)
+    if "--summary" in argv:
+        sys.stdout.write(summary(read, cases, regression))
+        return 0
+    rows = coverage_rows(read, cases, regression, limit=None if "--all" in argv else 10)
     sys.stdout.write(render(rows, read))
     return 0
 
