@@ -50,11 +50,6 @@ KNOWN_UNCOVERED: dict[str, list[str]] = {
     ],
     'linux_accounts': [
         'message repeated (?<event.count:int>\\d+) times: \\[ ?(?<linux',
-        '(?<system.auth.account.event>group added to) (?<system.auth.',
-        "(?<system.auth.account.event>delete user) '(?<user.name>[^']",
-        "(?<system.auth.account.event>removed(?: shadow)? group) '(?<",
-        "group '(?<group.name>[^']*)' (?<system.auth.account.event>re",
-        "(?<system.auth.account.event>add) '(?<user.name>[^']*)' to (",
         'user (?<user.name>\\S+) (?<system.auth.account.event>added) b',
         "(?<system.auth.account.event>change user) '(?<user.name>[^']",
         "(?<system.auth.account.event>lock user|unlock user) '(?<user",
