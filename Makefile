@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 CONF ?= conf.d
 DATA ?= ./var
 
-.PHONY: venv run test test-all bench lint validate clean docs
+.PHONY: venv run test test-all bench bench-bare lint validate clean docs
 
 venv: $(STAMP)
 
@@ -31,17 +31,22 @@ run: venv
 	exec $(BIN)/vigil run -c $(CONF) --data-dir $(DATA)
 
 test: venv
+	$(BIN)/lint-imports
 	$(BIN)/pytest -q
 
 test-all: venv
 	$(BIN)/pytest -q -m ''
 
 bench: venv
+	$(BIN)/python -m benchmarks.bench_suite
+
+# The bare path alone (TCP syslog -> lake, no pipelines), beside syslog-ng.
+bench-bare: venv
 	$(BIN)/python -m benchmarks.bench_e2e
 
 lint: venv
-	$(BIN)/ruff check collector parsers enrichers rules sinks benchmarks tests
-	$(BIN)/mypy collector parsers enrichers rules sinks
+	$(BIN)/ruff check core collector parsers enrichers rules sinks benchmarks tests
+	$(BIN)/mypy core collector parsers enrichers rules sinks
 
 validate: venv
 	$(BIN)/vigil validate -c $(CONF)

@@ -166,7 +166,7 @@ def run(events: int = DEFAULT_EVENTS, *, seed: int = workload.DEFAULT_SEED,
         "cpus": os.cpu_count(),
         "measured": "first byte sent -> last event visible to a reader (lake Parquet footers; "
                     f"syslog-ng output lines), polled every {POLL_INTERVAL}s; CPU and VmHWM "
-                    "of the receiving process from /proc",
+                    "of the receiving process from /proc (Vigil: with its child processes)",
     }
     if peer:
         say(f"ratio vigil/syslog-ng (events/s): {result['ratio_vs_syslog_ng']}")

@@ -27,8 +27,8 @@ import geoip2.database
 import maxminddb
 import orjson
 
-from collector.events import Event
-from collector.pipeline.step import Step, StepContext
+from core.events import Event
+from core.step import Step, StepContext
 from enrichers.geoip import GeoipConfig, GeoipStep
 from enrichers.geoip_testdb import (
     CITY_RECORDS,

@@ -91,14 +91,15 @@ def send_udp(address: tuple[str, int], lines: Sequence[bytes],
     return SendResult(started, finished, sent)
 
 
-def send_http(address: tuple[str, int], bodies: Sequence[bytes], connections: int) -> SendResult:
+def send_http(address: tuple[str, int], bodies: Sequence[bytes], connections: int,
+              token: str = TOKEN) -> SendResult:
     """NDJSON bodies over `connections` keep-alive connections; every reply must be 200."""
     clients = [http.client.HTTPConnection(*address, timeout=300) for _ in range(connections)]
     for client in clients:
         client.connect()
     errors: list[str] = []
     gate = threading.Barrier(connections + 1)
-    headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/x-ndjson"}
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/x-ndjson"}
 
     def pump(index: int) -> None:
         client = clients[index]

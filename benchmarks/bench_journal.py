@@ -25,10 +25,10 @@ from typing import Any
 import orjson
 
 from benchmarks import workload
-from collector.events import DATASET, RECEIVED_AT, SOURCE, TENANT, Event
 from collector.journal import Journal, QueueConfig
 from collector.journal.codec import encode_events
 from collector.queue import MemoryQueue
+from core.events import DATASET, RECEIVED_AT, SOURCE, TENANT, Event
 from parsers.syslog.parser import parse_syslog
 
 TENANTS = ("acme", "globex", "initech", "umbrella")

@@ -31,11 +31,11 @@ import regex
 
 from benchmarks import workload
 from collector.config import load_config
-from collector.config.models import ValidationContext
-from collector.events import DEAD_LETTERS, RECEIVED_AT, SOURCE, TENANT, Batch, Event
 from collector.pipeline.runner import DEAD_LETTER_PIPELINE, build_pipelines
-from collector.pipeline.step import Step, StepContext, StepFailure
-from collector.registry import resolve
+from core.config import ValidationContext
+from core.events import DEAD_LETTERS, RECEIVED_AT, SOURCE, TENANT, Batch, Event
+from core.registry import resolve
+from core.step import Step, StepContext, StepFailure
 from parsers.grok.expression import GrokError, compile_expression
 from parsers.grok.library import bundled_patterns
 from parsers.syslog import parse_syslog

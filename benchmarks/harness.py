@@ -12,14 +12,14 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
 
-from collector.events import PARSE_ERROR
+from core.events import PARSE_ERROR
 from tests.support.daemon import VigilProcess, lake_count, lake_rows, write_conf
 
 # How often completion is polled; the end time is late by at most this much.
@@ -28,14 +28,58 @@ SEND_CHUNK = 256 * 1024
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of process `pid`, all its threads included."""
+def _stat_fields(pid: int) -> list[bytes]:
+    """The fields of /proc/<pid>/stat after the command name (index 11 is utime)."""
     with open(f"/proc/{pid}/stat", "rb") as handle:
         raw = handle.read()
     # The command name (field 2) may hold spaces; fields after its closing paren are fixed.
-    fields = raw[raw.rindex(b")") + 2:].split()
-    utime, stime = int(fields[11]), int(fields[12])
-    return (utime + stime) / _CLOCK_TICKS
+    return raw[raw.rindex(b")") + 2:].split()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process `pid`, all its threads included."""
+    fields = _stat_fields(pid)
+    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+
+
+def process_tree(pid: int) -> list[int]:
+    """`pid` and every live descendant (worker processes), from /proc/<pid>/task/*/children."""
+    found, pending = [], [pid]
+    while pending:
+        current = pending.pop()
+        found.append(current)
+        for children in Path(f"/proc/{current}/task").glob("*/children"):
+            try:
+                pending.extend(int(child) for child in children.read_text().split())
+            except (FileNotFoundError, ProcessLookupError, ValueError):
+                continue
+    return found
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds of `pid` and its descendants: utime + stime of each live process plus
+    cutime + cstime (children it has reaped), so a worker that exited and was waited for still
+    counts and a live one is not counted twice."""
+    total = 0
+    for member in process_tree(pid):
+        try:
+            fields = _stat_fields(member)
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # exited between listing and reading; its parent's cutime has it once reaped
+        total += sum(int(fields[i]) for i in (11, 12, 13, 14))
+    return total / _CLOCK_TICKS
+
+
+def tree_peak_rss_mb(pid: int) -> float:
+    """Sum of the peak RSS (VmHWM) of `pid` and its live descendants, in MiB (an upper bound of
+    the tree's peak: the members need not peak at the same moment; shared pages count twice)."""
+    total = 0.0
+    for member in process_tree(pid):
+        try:
+            total += peak_rss_mb(member)
+        except (FileNotFoundError, ProcessLookupError, RuntimeError):
+            continue
+    return total
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -135,18 +179,22 @@ def send_tcp(address: tuple[str, int], streams: Sequence[bytes]) -> SendResult:
 
 
 class LakeRowCounter:
-    """Rows in the Parquet files under a lake root, read from each file's footer once.
+    """Rows in the Parquet files under a lake root, read from each file's footer once; datasets
+    in `exclude` (e.g. `alerts`, which detection writes next to the events) are not counted.
 
     Lake files appear by rename, complete, so a file seen once never changes.
     """
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, exclude: Collection[str] = ()) -> None:
         self.root = root
+        self.exclude = frozenset(exclude)
         self._rows: dict[Path, int] = {}
 
     def count(self) -> int:
         for path in self.root.glob("**/*.parquet"):
             if path not in self._rows:
+                if path.relative_to(self.root).parts[0] in self.exclude:
+                    continue
                 self._rows[path] = pq.ParquetFile(path).metadata.num_rows
         return sum(self._rows.values())
 
@@ -195,15 +243,18 @@ class Measurement:
 
 
 def measure(pid: int, send: Callable[[], SendResult], events: int, count: Callable[[], int],
-            timeout: float, what: str) -> Measurement:
-    """Run `send` and wait until `count()` reaches `events`, measuring process `pid`."""
-    cpu_before = cpu_seconds(pid)
+            timeout: float, what: str, *, tree: bool = False) -> Measurement:
+    """Run `send` and wait until `count()` reaches `events`, measuring process `pid` (with
+    `tree`: `pid` and its descendants, e.g. worker processes)."""
+    cpu = tree_cpu_seconds if tree else cpu_seconds
+    cpu_before = cpu(pid)
     sent = send()
     done = wait_until(lambda: count() >= events, timeout, f"{events} events in {what}")
-    cpu_after = cpu_seconds(pid)
+    cpu_after = cpu(pid)
     return Measurement(events=events, bytes_sent=sent.bytes_sent, seconds=done - sent.started,
                        send_seconds=sent.finished - sent.started,
-                       cpu_seconds=cpu_after - cpu_before, peak_rss_mb=peak_rss_mb(pid))
+                       cpu_seconds=cpu_after - cpu_before,
+                       peak_rss_mb=tree_peak_rss_mb(pid) if tree else peak_rss_mb(pid))
 
 
 @dataclass(frozen=True)
@@ -221,19 +272,23 @@ class VigilRun:
 
 def run_vigil(config: dict[str, Any], workdir: Path, events: int,
               send: Callable[[tuple[str, int]], SendResult], *, timeout: float,
-              source_id: str = "syslog_tcp") -> VigilRun:
+              source_id: str = "syslog_tcp", start_timeout: float = 20.0,
+              exclude_datasets: Collection[str] = ()) -> VigilRun:
     """Start the daemon on `config` (listeners on port 0), `send` to source `source_id`, wait
-    until `events` rows are in the lake, then stop it (SIGTERM) and count the lake with DuckDB."""
+    until `events` rows are in the lake, then stop it (SIGTERM) and count the lake with DuckDB.
+
+    Files already in `workdir/conf.d` (pipelines, rules) are kept; `config` is added to them.
+    CPU and peak RSS are those of the daemon's process tree (worker processes included)."""
     conf_dir, data_dir = workdir / "conf.d", workdir / "data"
     write_conf(conf_dir, config)
     daemon = VigilProcess(conf_dir, data_dir)
     try:
-        daemon.start()
+        daemon.start(timeout=start_timeout)
         assert daemon.proc is not None
         address = daemon.source_address(source_id)
-        counter = LakeRowCounter(data_dir / "lake")
+        counter = LakeRowCounter(data_dir / "lake", exclude_datasets)
         measurement = measure(daemon.proc.pid, lambda: send(address), events, counter.count,
-                              timeout, "the lake")
+                              timeout, "the lake", tree=True)
         received_events = daemon.metric("vigil_component_received_events_total",
                                         component_id=source_id)
         received_bytes = daemon.metric("vigil_component_received_bytes_total",
@@ -249,5 +304,7 @@ def run_vigil(config: dict[str, Any], workdir: Path, events: int,
     if PARSE_ERROR in columns:
         parse_errors = int(lake_rows(
             data_dir, f'SELECT count("{PARSE_ERROR}") AS n FROM lake')[0]["n"])
-    return VigilRun(measurement, int(received_events), int(received_bytes), lake_count(data_dir),
+    rows = (LakeRowCounter(data_dir / "lake", exclude_datasets).count() if exclude_datasets
+            else lake_count(data_dir))
+    return VigilRun(measurement, int(received_events), int(received_bytes), rows,
                     len(list((data_dir / "lake").glob("**/*.parquet"))), parse_errors, exit_code)

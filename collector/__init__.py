@@ -1,3 +1,5 @@
-"""Vigil's daemon: CLI, configuration, runtime, sources, queue, control plane and telemetry."""
+"""Vigil's daemon: CLI, configuration, runtime, processes, sources, queue and control plane."""
 
-__version__ = "0.1.0"
+from core import __version__
+
+__all__ = ["__version__"]

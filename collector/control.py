@@ -26,10 +26,11 @@ from collector.api.edge import (
     is_loopback,
     security_headers,
 )
-from collector.config.models import ControlConfig, split_address
-from collector.errors import listen_error
+from collector.config.models import ControlConfig
 from collector.sources.tls import server_context
-from collector.telemetry import CONTENT_TYPE, Telemetry
+from core.config import split_address
+from core.errors import listen_error
+from core.telemetry import CONTENT_TYPE, Telemetry
 
 log = logging.getLogger(__name__)
 

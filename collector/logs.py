@@ -63,15 +63,20 @@ class RateLimitedLog:
     must not flood the log); each line says how many were held back since the last."""
 
     def __init__(self, logger: logging.Logger, interval: float = 60.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, max_causes: int = 1024) -> None:
         self.logger = logger
         self.interval = interval
         self.clock = clock
+        self.max_causes = max_causes  # causes may name peers: bounded, however many there are
         self._last: dict[str, float] = {}
         self._held: dict[str, int] = {}
 
     def log(self, level: int, cause: str, msg: str, **fields: Any) -> None:
         now = self.clock()
+        if cause not in self._last and len(self._last) >= self.max_causes:
+            self._forget(now)
+            if len(self._last) >= self.max_causes:
+                cause = "_other"  # a flood of new causes shares one line per interval
         last = self._last.get(cause)
         if last is not None and now - last < self.interval:
             self._held[cause] = self._held.get(cause, 0) + 1
@@ -79,3 +84,9 @@ class RateLimitedLog:
         self._last[cause] = now
         held = self._held.pop(cause, 0)
         self.logger.log(level, msg, extra={**fields, "cause": cause, "suppressed": held})
+
+    def _forget(self, now: float) -> None:
+        """Drop causes quiet for a whole interval (their held-back counts were never due)."""
+        for cause in [c for c, at in self._last.items() if now - at >= self.interval]:
+            del self._last[cause]
+            self._held.pop(cause, None)

@@ -14,14 +14,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from collector.config import VigilConfig
-from collector.config.models import ValidationContext
-from collector.events import DEAD_LETTERS, OFFSET, Batch, Event
 from collector.pipeline.runner import PipelineSet, build_pipelines
 from collector.queue import MemoryQueue
-from collector.registry import resolve
 from collector.routing import TenantRouter
 from collector.sources.base import Source, SourceContext
-from collector.telemetry import Telemetry
+from core.config import ValidationContext
+from core.events import DEAD_LETTERS, OFFSET, Batch, Event
+from core.registry import resolve
+from core.telemetry import Telemetry
 
 
 class UnknownSource(LookupError):

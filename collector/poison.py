@@ -10,31 +10,19 @@ sinks retry them with backoff. `describe` is the one format of a poison reason:
 from __future__ import annotations
 
 import logging
-import sqlite3
 import time
 from collections.abc import Callable
 from datetime import datetime
 
-from collector.events import OFFSET, TENANT, Event
 from collector.pipeline.runner import PIPELINE, dead_letter
-from collector.telemetry import Telemetry
+from core.events import OFFSET, TENANT, Event
+from core.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 
-# Exceptions that say the environment failed, not the event: retried, never dead-lettered.
-ENVIRONMENTAL: tuple[type[BaseException], ...] = (OSError, MemoryError, sqlite3.OperationalError)
 MAX_REASON_CHARS = 500
 # One log line per (component, exception type) within this many seconds; the rest are counted.
 LOG_INTERVAL_SECONDS = 60.0
-
-# How a component hands events it cannot process to the dead letter:
-# reject(partition, events, component, exception, scope) with scope "event" or "batch".
-Reject = Callable[[str, list[Event], str, BaseException, str], None]
-
-
-def is_environmental(exc: BaseException) -> bool:
-    return isinstance(exc, ENVIRONMENTAL)
-
 
 def describe(component: str, exc: BaseException) -> str:
     """The reason recorded with a poison event."""

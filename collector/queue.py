@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Protocol
 
-from collector.events import Batch, Event
+from core.events import Batch, Event
 
 
 class EventQueue(Protocol):

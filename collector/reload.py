@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING
 from collector.config import VigilConfig, load_config
 from collector.config.models import ControlConfig
 from collector.detection.stage import load_ruleset
-from collector.errors import ConfigErrors
 from collector.journal import Journal
 from collector.logs import configure_logging
 from collector.sources.swap import SourceSwap
+from core.errors import ConfigErrors
 
 if TYPE_CHECKING:
     from collector.runtime import Daemon

@@ -11,10 +11,10 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from collector.events import TENANT, Event
 from collector.queue import EventQueue
 from collector.routing import QUARANTINE
-from collector.telemetry import Telemetry
+from core.events import TENANT, Event
+from core.telemetry import Telemetry
 from sinks.dead_letter import (
     REPLAY_SUFFIX,
     dead_letter_files,

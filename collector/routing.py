@@ -15,9 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from collector.events import Event
-
-QUARANTINE = "_quarantine"
+from core.events import QUARANTINE, Event
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 _PEER_CACHE_SIZE = 4096  # distinct senders remembered; cleared (not grown) beyond this

@@ -17,30 +17,31 @@ from pathlib import Path
 from typing import Any
 
 from collector.config import VigilConfig, load_config
-from collector.config.models import ControlConfig, ValidationContext
+from collector.config.models import ControlConfig
 from collector.control import ControlServer
 from collector.detection.alerts import ALERT_SCHEMA, ALERTS_DATASET
 from collector.detection.stage import DetectionStage
-from collector.errors import listen_error
-from collector.events import Batch
 from collector.journal import Journal, open_queue
 from collector.logs import configure_logging
 from collector.pipeline.runner import PipelineSet, build_pipelines
-from collector.registry import resolve
 from collector.reload import reload_config
 from collector.replay import DeadLetterReplayer
 from collector.routing import TenantRouter
 from collector.sources.base import Source, SourceContext
 from collector.sources.shares import SourceShares
 from collector.systemd import SystemdNotifier
-from collector.telemetry import Telemetry
 from collector.worker import Worker
+from core.config import ValidationContext
+from core.errors import listen_error
+from core.events import Batch
+from core.registry import resolve
+from core.schema import DatasetSchemas
+from core.sink import Sink, SinkContext
+from core.telemetry import Telemetry
 from rules.loader import RuleSet
 from sinks.alerts.service import Alerting
 from sinks.alerts.sink import AlertStoreConfig, AlertStoreSink
-from sinks.base import Sink, SinkContext
 from sinks.dead_letter import DeadLetterConfig, dead_letter_root
-from sinks.lake.schema import DatasetSchemas
 
 log = logging.getLogger(__name__)
 

@@ -12,11 +12,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Protocol
 
-from collector.events import DATASET, DEAD_LETTERS, OFFSET, TENANT, Batch, Event
 from collector.poison import PoisonReport, offset_span, poison_record
 from collector.queue import EventQueue
-from collector.telemetry import Telemetry
-from sinks.base import Sink
+from core.events import DATASET, DEAD_LETTERS, OFFSET, TENANT, Batch, Event
+from core.sink import Sink
+from core.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 

@@ -29,17 +29,17 @@ from typing import Any, Literal
 import maxminddb
 from pydantic import Field, field_validator, model_validator
 
-from collector.config.models import ConfigIssue, ValidationContext
-from collector.events import Event
-from collector.pipeline.step import Step, StepConfig, StepContext
-from collector.provenance import WrittenName, under
-from enrichers.addresses import Address, parse_address
-from enrichers.reloading import (
+from core.addresses import Address, parse_address
+from core.config import ConfigIssue, ValidationContext
+from core.events import Event
+from core.provenance import WrittenName, under
+from core.reloading import (
     EnrichmentFileError,
     ReloadingFile,
     file_stats,
     missing_file_message,
 )
+from core.step import Step, StepConfig, StepContext
 
 log = logging.getLogger(__name__)
 

@@ -24,16 +24,16 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, field_validator
 
-from collector.config.models import ConfigIssue, ValidationContext
-from collector.events import Event
-from collector.pipeline.step import Step, StepConfig, StepContext
-from collector.provenance import WrittenName
-from enrichers.reloading import (
+from core.config import ConfigIssue, ValidationContext
+from core.events import Event
+from core.provenance import WrittenName
+from core.reloading import (
     EnrichmentFileError,
     ReloadingFile,
     file_stats,
     missing_file_message,
 )
+from core.step import Step, StepConfig, StepContext
 
 log = logging.getLogger(__name__)
 

@@ -28,16 +28,16 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from collector.config.models import ConfigIssue, StrictModel, ValidationContext
-from collector.events import Event
-from collector.pipeline.step import Step, StepConfig, StepContext
-from enrichers.addresses import parse_address
-from enrichers.reloading import (
+from core.addresses import parse_address
+from core.config import ConfigIssue, StrictModel, ValidationContext
+from core.events import Event
+from core.reloading import (
     EnrichmentFileError,
     ReloadingFile,
     file_stats,
     missing_file_message,
 )
+from core.step import Step, StepConfig, StepContext
 
 log = logging.getLogger(__name__)
 

@@ -15,9 +15,9 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from collector.events import Event
-from collector.pipeline.step import Step, StepConfig, StepFailure
-from enrichers.addresses import parse_address
+from core.addresses import parse_address
+from core.events import Event
+from core.step import Step, StepConfig, StepFailure
 from parsers.grok.step import text_of
 
 Convert = Callable[[str], Any]

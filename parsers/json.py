@@ -11,11 +11,11 @@ from typing import Any, Literal
 import orjson
 from pydantic import Field, model_validator
 
-from collector.config.models import ValidationContext
-from collector.events import Event
-from collector.nesting import DEFAULT_MAX_DEPTH, nesting_over, too_deep_reason
-from collector.pipeline.step import Step, StepConfig, StepFailure
-from collector.provenance import WrittenName, under
+from core.config import ValidationContext
+from core.events import Event
+from core.nesting import DEFAULT_MAX_DEPTH, nesting_over, too_deep_reason
+from core.provenance import WrittenName, under
+from core.step import Step, StepConfig, StepFailure
 
 
 def flatten_object(value: dict[str, Any], prefix: str = "", out: dict[str, Any] | None = None,

@@ -12,10 +12,10 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from collector.config.models import ValidationContext
-from collector.events import Event
-from collector.pipeline.step import Step, StepConfig, StepFailure
-from collector.provenance import WrittenName, under
+from core.config import ValidationContext
+from core.events import Event
+from core.provenance import WrittenName, under
+from core.step import Step, StepConfig, StepFailure
 from parsers.grok.step import text_of
 
 

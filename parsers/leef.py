@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from collector.pipeline.step import StepFailure
+from core.step import StepFailure
 from parsers.cef import (
     HEADER_FIELD,
     Decoded,

@@ -13,11 +13,11 @@ from typing import Any, Literal
 import orjson
 from pydantic import Field
 
-from collector.config.models import ValidationContext
-from collector.events import MESSAGE, TIMESTAMP, Event
-from collector.nesting import DEFAULT_MAX_DEPTH, nesting_over, too_deep_reason
-from collector.pipeline.step import Step, StepConfig, StepFailure
-from collector.provenance import WrittenName, under
+from core.config import ValidationContext
+from core.events import MESSAGE, TIMESTAMP, Event
+from core.nesting import DEFAULT_MAX_DEPTH, nesting_over, too_deep_reason
+from core.provenance import WrittenName, under
+from core.step import Step, StepConfig, StepFailure
 from parsers.json import flatten_object
 
 RESERVED_PREFIX = "vigil."

@@ -11,11 +11,11 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from collector.config.models import ValidationContext
-from collector.events import Event
-from collector.pipeline.step import Step, StepConfig, StepFailure
-from collector.provenance import WrittenName
-from sinks.lake.schema import CONVERTERS, FieldType
+from core.config import ValidationContext
+from core.events import Event
+from core.provenance import WrittenName
+from core.schema import CONVERTERS, FieldType
+from core.step import Step, StepConfig, StepFailure
 
 
 class RenameConfig(StepConfig):

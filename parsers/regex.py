@@ -10,9 +10,9 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from collector.config.models import ConfigIssue, ValidationContext
-from collector.errors import ConfigError
-from collector.provenance import under
+from core.config import ConfigIssue, ValidationContext
+from core.errors import ConfigError
+from core.provenance import under
 from parsers.grok.expression import CompiledExpression, GrokError, compile_expression
 from parsers.grok.step import CaptureConfig, CaptureStep
 

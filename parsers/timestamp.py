@@ -17,15 +17,15 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field
 
-from collector.config.models import ConfigIssue, ValidationContext
-from collector.events import RECEIVED_AT, TIMESTAMP, Event
-from collector.pipeline.step import Step, StepConfig, StepFailure
-from collector.provenance import WrittenName
-from collector.registry import did_you_mean
+from core.config import ConfigIssue, ValidationContext
+from core.events import RECEIVED_AT, TIMESTAMP, Event
+from core.provenance import WrittenName
+from core.registry import did_you_mean
+from core.step import Step, StepConfig, StepFailure
 
 # The syslog parser owns RFC 3164 timestamps and their year inference; reuse it rather than
-# keep a second copy that could drift (both are private there: see the module docstring).
-from parsers.syslog.parser import _BSD_TS, _bsd
+# keep a second copy that could drift.
+from parsers.syslog.parser import BSD_TIMESTAMP, bsd_timestamp
 
 TIMESTAMP_ERROR = "vigil.timestamp_error"
 EPOCH_UNITS = {"epoch_s": 1_000_000, "epoch_ms": 1_000, "epoch_us": 1, "epoch_ns": None}
@@ -135,10 +135,10 @@ def parse_rfc3164(value: Any, tz: tzinfo, received_at: datetime) -> datetime | N
     if not isinstance(value, str):
         return None
     text = value.strip()
-    match = _BSD_TS.match(text)
+    match = BSD_TIMESTAMP.match(text)
     if match is None or match.end() != len(text):
         return None
-    return _bsd(match, received_at, tz)
+    return bsd_timestamp(match, received_at, tz)
 
 
 def parse_httpdate(value: Any, tz: tzinfo, received_at: datetime) -> datetime | None:
@@ -168,8 +168,8 @@ def infer_year(parsed: datetime, tz: tzinfo, received_at: datetime) -> datetime 
     """A year-less time placed in the year that the syslog parser's inference picks."""
     text = (f"{_MONTHS[parsed.month - 1]} {parsed.day:2d} {parsed:%H:%M:%S}."
             f"{parsed.microsecond:06d}")
-    match = _BSD_TS.match(text)
-    return _bsd(match, received_at, parsed.tzinfo or tz) if match is not None else None
+    match = BSD_TIMESTAMP.match(text)
+    return bsd_timestamp(match, received_at, parsed.tzinfo or tz) if match is not None else None
 
 
 def _number(value: Any) -> int | float | None:

@@ -15,9 +15,9 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from collector.config.models import ConfigIssue, ValidationContext
-from collector.events import Event
-from collector.pipeline.step import Step, StepConfig, StepFailure
+from core.config import ConfigIssue, ValidationContext
+from core.events import Event
+from core.step import Step, StepConfig, StepFailure
 from parsers.json import flatten_object
 from parsers.nest import object_field
 from parsers.timestamp import zone

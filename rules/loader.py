@@ -27,7 +27,7 @@ from sigma.modifiers import SigmaWideModifier, modifier_mapping
 from sigma.rule import SigmaDetections, SigmaRule
 from sigma.types import Placeholder, SigmaExpansion
 
-from collector.config.models import parse_duration
+from core.config import parse_duration
 from rules.compiler.condition import CompiledCondition, compile_condition
 from rules.compiler.fields import Predicate
 from rules.compiler.ir import CompileError

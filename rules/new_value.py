@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from collector.config.models import parse_duration
+from core.config import parse_duration
 
 MAX_KEYS = 100_000
 MAX_VALUES = 256

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import orjson
 
-from collector.durable import fsync_directory, write_atomic
+from core.durable import fsync_directory, write_atomic
 
 # `<first>-<last>.<extension...>` after the epoch prefix of a committed file's name.
 COMMITTED_NAME = re.compile(r"(\d{12,})-(\d{12,})\.[A-Za-z0-9.]+")

@@ -21,9 +21,9 @@ from typing import Any, Literal
 import orjson
 from pydantic import Field
 
-from collector.config.models import SinkConfig
-from collector.durable import commit_file
-from collector.events import (
+from core.config import SinkConfig
+from core.durable import commit_file
+from core.events import (
     DEAD_LETTERS,
     OFFSET,
     RECEIVED_AT,
@@ -33,9 +33,9 @@ from collector.events import (
     Event,
     json_text,
 )
-from collector.provenance import path_component
-from collector.telemetry import tenant_label
-from sinks.base import SinkContext
+from core.provenance import path_component
+from core.sink import SinkContext
+from core.telemetry import tenant_label
 from sinks.commits import remove_file, temporary_name, trimmed_name
 from sinks.files import FileBuffer, FlushPolicy, PartitionedFileSink
 

@@ -23,11 +23,11 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
-from collector.config.models import StrictModel
-from collector.events import OFFSET, Batch, Event
-from collector.poison import is_environmental
-from collector.telemetry import ComponentTelemetry
-from sinks.base import Sink, SinkContext
+from core.config import StrictModel
+from core.errors import is_environmental
+from core.events import OFFSET, Batch, Event
+from core.sink import Sink, SinkContext
+from core.telemetry import ComponentTelemetry
 from sinks.commits import CommitManifest, ManifestEntry, committed_ranges, temporary_name
 
 log = logging.getLogger(__name__)

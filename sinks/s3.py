@@ -17,8 +17,8 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from collector.sources.aws.config import AwsConnectionConfig
-from sinks.base import SinkContext
+from core.aws.config import AwsConnectionConfig
+from core.sink import SinkContext
 from sinks.files import FileBuffer, FlushPolicy
 from sinks.lake.sink import LakeConfig, LakeSink
 
@@ -70,7 +70,7 @@ class S3LakeSink(LakeSink):
         self.uploaded = 0
 
     async def start(self) -> None:
-        from collector.sources.aws.session import aws_client, aws_session
+        from core.aws.session import aws_client, aws_session
 
         session = await asyncio.to_thread(aws_session, self.config.aws, self.config.aws.region)
         self.s3 = await asyncio.to_thread(aws_client, session, "s3", self.config.aws)

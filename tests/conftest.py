@@ -10,7 +10,7 @@ import pytest
 from support.daemon import VigilProcess
 
 from collector.config import load_config
-from collector.errors import ConfigErrors
+from core.errors import ConfigErrors
 
 CONF_NAME = "30-pipelines.yaml"
 

@@ -15,6 +15,8 @@ from pathlib import Path
 from benchmarks.harness import accepts_connections, free_port, wait_until
 
 CONFIG_TEMPLATE = Path(__file__).with_name("syslog-ng.conf")
+# The full path: the same headers plus the bodies parsed (FortiGate pairs, sshd, sudo, nginx).
+FULL_CONFIG_TEMPLATE = Path(__file__).with_name("syslog-ng-full.conf")
 _CANDIDATES = ("syslog-ng", "/usr/sbin/syslog-ng", "/usr/local/sbin/syslog-ng")
 
 
@@ -27,14 +29,22 @@ def find_syslog_ng() -> str | None:
     return None
 
 
+def render_config(template: Path, port: int, output: Path) -> str:
+    """A config template with its listening port and output file filled in."""
+    return (template.read_text().replace("{{port}}", str(port))
+            .replace("{{output}}", str(output)))
+
+
 class SyslogNg:
     """One syslog-ng process writing what it receives to `<workdir>/out.jsonl`."""
 
-    def __init__(self, workdir: Path, binary: str | None = None) -> None:
+    def __init__(self, workdir: Path, binary: str | None = None,
+                 template: Path = CONFIG_TEMPLATE) -> None:
         found = binary or find_syslog_ng()
         if found is None:
             raise FileNotFoundError("syslog-ng is not installed")
         self.binary = found
+        self.template = template
         self.workdir = workdir
         self.output = workdir / "out.jsonl"
         self.control = workdir / "syslog-ng.ctl"
@@ -53,9 +63,7 @@ class SyslogNg:
             port = free_port()
             self.address = ("127.0.0.1", port)
             config = self.workdir / "syslog-ng.conf"
-            config.write_text(CONFIG_TEMPLATE.read_text()
-                              .replace("{{port}}", str(port))
-                              .replace("{{output}}", str(self.output)))
+            config.write_text(render_config(self.template, port, self.output))
             with open(self.stderr_path, "wb") as stderr:
                 self.proc = subprocess.Popen(
                     [self.binary, "--foreground", "--stderr", "--no-caps",

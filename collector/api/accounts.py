@@ -22,7 +22,7 @@ from collector.auth.enrollment import activation_link, activation_page, send_enr
 from collector.auth.model import AuthError, LoginFailed, Principal
 from collector.auth.roles import ADMIN
 from collector.auth.tokens import short_hash
-from collector.config.models import parse_duration
+from core.config import parse_duration
 from sinks.alerts.service import Alerting
 
 log = logging.getLogger(__name__)

@@ -18,7 +18,7 @@ from typing import Any
 from aiohttp import web
 
 from collector.sources.http.config import read_token_file
-from enrichers.reloading import ReloadingFile
+from core.reloading import ReloadingFile
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address

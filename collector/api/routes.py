@@ -14,8 +14,8 @@ from collector.api.accounts import AccountRoutes
 from collector.api.framework import ApiError, Call, Operation
 from collector.auth.model import Principal
 from collector.auth.roles import TRIAGE
-from collector.config.models import SEVERITIES, parse_duration
 from collector.config.tenants import TenantConfig
+from core.config import SEVERITIES, parse_duration
 from sinks.alerts.model import AlertFilter, Change, Conflict, InvalidChange, NotFound
 from sinks.alerts.service import Alerting
 from sinks.alerts.sla import sla_report

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, field_validator
 
-from collector.config.models import Duration, StrictModel
+from core.config import Duration, StrictModel
 
 if TYPE_CHECKING:
     from collector.config.loader import VigilConfig

@@ -31,7 +31,7 @@ from collector.auth.sealing import SealError, SecretSealer, is_sealed
 from collector.auth.sessions import TokenKeeper
 from collector.auth.tokens import new_token, token_hash
 from collector.auth.totp import ReplayedCode, matching_step, new_secret
-from collector.config.models import is_tenant_id
+from core.config import is_tenant_id
 from sinks.alerts.audit import write_audit
 from sinks.alerts.db import Database, from_text, to_text
 from sinks.alerts.model import PLATFORM, Actor

@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from collector.auth.roles import ADMIN, ALL_TENANTS, allows
-from collector.errors import VigilError
+from core.errors import VigilError
 from sinks.alerts.model import Actor
 
 

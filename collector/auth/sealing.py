@@ -26,8 +26,8 @@ from pathlib import Path
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from collector.durable import fsync_directory
-from collector.errors import VigilError
+from core.durable import fsync_directory
+from core.errors import VigilError
 
 log = logging.getLogger(__name__)
 

@@ -1,20 +1,24 @@
 """`vigil alerts list|show|ack|escalate|note|resolve`: triage through the daemon's API.
 
-The token comes from `VIGIL_TOKEN`, or from a login (password and TOTP code prompted on the
-terminal); the API address from `--api`, `VIGIL_API`, or the configuration. Tokens are never
-printed.
+The token comes from `VIGIL_TOKEN`, else from the session a terminal login left (kept 0600
+under ~/.cache/vigil until it expires; `vigil alerts logout` forgets it), else from a login
+(password and TOTP code prompted on the terminal); the API address from `--api`, `VIGIL_API`,
+or the configuration. Tokens are never printed.
 """
 
 from __future__ import annotations
 
 import argparse
 import getpass
+import hashlib
 import json
 import os
 import sys
 import urllib.error
 import urllib.parse
 import urllib.request
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 EX_NOAUTH = 77  # sysexits: permission denied / not logged in
@@ -52,6 +56,9 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     note.add_argument("alert_id")
     note.add_argument("text")
     note.set_defaults(func=lambda a: _change(a, "notes", {"body": a.text}))
+    logout = actions.add_parser("logout", parents=[api],
+                                help="end the kept terminal session (server and cache)")
+    logout.set_defaults(func=logout_session)
     resolve = actions.add_parser("resolve", parents=[api], help="close the alert")
     resolve.add_argument("alert_id")
     resolve.add_argument("--resolution", required=True,
@@ -97,10 +104,52 @@ def _call(base: str, method: str, path: str, token: str | None,
         raise ApiFailure(0, f"cannot reach {base}: {exc.reason}") from None
 
 
+def session_cache(base: str) -> Path:
+    """Where a terminal login's session token is kept for the next commands: one file per API
+    address under $XDG_CACHE_HOME/vigil (~/.cache/vigil), mode 0600 in a 0700 directory."""
+    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "vigil"
+    return root / f"session-{hashlib.sha256(base.encode()).hexdigest()[:16]}.json"
+
+
+def _cached_token(base: str) -> str | None:
+    path = session_cache(base)
+    try:
+        st = path.stat()
+        if st.st_uid != os.getuid() or st.st_mode & 0o077:
+            return None  # not ours alone: never trust (or use) it
+        cached = json.loads(path.read_text(encoding="utf-8"))
+        expires = datetime.fromisoformat(str(cached["expires_at"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if expires <= datetime.now(UTC) + timedelta(seconds=30):
+        path.unlink(missing_ok=True)
+        return None
+    return str(cached["token"])
+
+
+def _cache_token(base: str, token: str, expires_at: Any) -> None:
+    path = session_cache(base)
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(path.with_suffix(".tmp"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump({"api": base, "token": token, "expires_at": str(expires_at)}, handle)
+        os.replace(path.with_suffix(".tmp"), path)
+    except OSError as exc:  # a read-only home: the login still works, once
+        print(f"note: the session is not kept ({exc.strerror})", file=sys.stderr)
+
+
+def forget_session(base: str) -> None:
+    session_cache(base).unlink(missing_ok=True)
+
+
 def _token(base: str) -> str | None:
     token = os.environ.get("VIGIL_TOKEN")
     if token:
         return token
+    cached = _cached_token(base)
+    if cached:
+        return cached
     if not sys.stdin.isatty():
         print("set VIGIL_TOKEN (or run on a terminal to log in)", file=sys.stderr)
         return None
@@ -109,6 +158,7 @@ def _token(base: str) -> str | None:
     code = input("authenticator code: ")
     reply = _call(base, "POST", "/auth/login", None,
                   {"login": login, "password": password, "code": code})
+    _cache_token(base, str(reply["token"]), reply.get("expires_at"))
     return str(reply["token"])
 
 
@@ -123,6 +173,8 @@ def _run(args: argparse.Namespace, method: str, path: str,
             return EX_NOAUTH, None
         return 0, _call(base, method, path, token, body)
     except ApiFailure as exc:
+        if exc.status == 401:
+            forget_session(base)  # expired or revoked: the next command logs in again
         print(f"error: {exc}", file=sys.stderr)
         return (EX_NOAUTH if exc.status in (401, 403) else 1), None
 
@@ -189,3 +241,22 @@ def escalate_alert(args: argparse.Namespace) -> int:
             return 2
         body["client_request"] = {"kind": args.ask, "question": args.question}
     return _change(args, "escalate", body)
+
+
+def logout_session(args: argparse.Namespace) -> int:
+    """Revoke the kept session on the server, then forget it here."""
+    base = _base(args)
+    if base is None:
+        return 78
+    token = _cached_token(base)
+    if token is None:
+        print("no kept session", file=sys.stderr)
+        return 0
+    try:
+        _call(base, "POST", "/auth/logout", token, {})
+    except ApiFailure as exc:
+        if exc.status != 401:
+            print(f"error: {exc}", file=sys.stderr)
+    forget_session(base)
+    print("logged out")
+    return 0

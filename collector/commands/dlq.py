@@ -13,7 +13,7 @@ from collections import Counter
 from pathlib import Path
 
 from collector.cli import EX_CONFIG, load_or_report
-from collector.errors import ExitCode
+from core.errors import ExitCode
 
 
 def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:

@@ -1,16 +1,19 @@
 """`vigil rules test` (Sigma rules over event files) and `vigil rules lint` (pySigma validators).
 
-`rules test` prints one JSON line per alert; files in the EVTX-as-JSON shape are flattened into
-the `windows.event` dataset, other events need `--dataset`. Exit status: 0, or 1 when a rule or an
-event file could not be loaded (reported on stderr, the rest still runs), 2 on usage errors.
+`rules test` prints one JSON line per alert and ends with a summary on stderr (events per
+dataset, rules, matches per rule). An event's dataset is `--dataset` when given, else its own
+`vigil.dataset` (what `vigil process` writes), else `windows.event` for files in the
+EVTX-as-JSON shape. Exit status: 0, or 1 when a rule or an event file could not be loaded
+(reported on stderr, the rest still runs), 2 on usage errors.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -31,7 +34,8 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     test.add_argument("--events", nargs="+", type=Path, required=True, metavar="FILE",
                       help="JSON lines, a JSON event or list, or concatenated JSON objects")
     test.add_argument("--dataset", default=None, metavar="NAME",
-                      help="dataset of events that are not EVTX-as-JSON (e.g. linux.auth)")
+                      help="dataset of every event (e.g. linux.auth); default: each event's "
+                           "`vigil.dataset`, as `vigil process` writes it")
     test.add_argument("--tenant", default=None,
                       help="tenant the events are evaluated for (default: cli, or the "
                            "source's routing with --source)")
@@ -77,7 +81,8 @@ class FileEvent:
 
 
 def read_event_file(path: Path, dataset: str | None) -> Iterator[FileEvent]:
-    """Events of one file; EVTX-as-JSON documents become `windows.event` events."""
+    """Events of one file; EVTX-as-JSON documents become `windows.event` events; others take
+    `dataset`, else their own `vigil.dataset`."""
     from parsers.windows import flatten_windows_event, is_windows_event, iter_json_documents
 
     index = 0
@@ -88,7 +93,9 @@ def read_event_file(path: Path, dataset: str | None) -> Iterator[FileEvent]:
             if is_windows_event(item):
                 yield FileEvent(str(path), index, WINDOWS_DATASET, flatten_windows_event(item))
             else:
-                yield FileEvent(str(path), index, dataset, item)
+                own = item.get("vigil.dataset")
+                yield FileEvent(str(path), index,
+                                dataset or (own if isinstance(own, str) and own else None), item)
             index += 1
 
 
@@ -102,6 +109,7 @@ def run_test(args: argparse.Namespace) -> int:
         print(f"{error}", file=sys.stderr)
     engine = DetectionEngine(ruleset)
     seen: list[FileEvent] = []  # every event read; a match's EventRef.offset indexes it
+    summary = TestSummary()
     offline = _offline(args) if args.source else None
     if args.source and offline is None:
         return 78
@@ -116,21 +124,48 @@ def run_test(args: argparse.Namespace) -> int:
             continue
         missing = [e.index for e in events if e.dataset is None]
         if missing:
-            print(f"{path}: {len(missing)} event(s) are not EVTX-as-JSON and no --dataset was "
-                  f"given (first: event {missing[0]})", file=sys.stderr)
+            print(f"{path}: {len(missing)} event(s) have no `vigil.dataset`, are not "
+                  f"EVTX-as-JSON and no --dataset was given (first: event {missing[0]})",
+                  file=sys.stderr)
             failed = True
         for dataset, group in _runs(e for e in events if e.dataset is not None):
             offsets = list(range(len(seen), len(seen) + len(group)))
             seen.extend(group)
             tenant = args.tenant or str(group[0].event.get("vigil.tenant") or "cli")
+            summary.datasets[dataset] += len(group)
             matches = engine.evaluate(dataset, [e.event for e in group], tenant, offsets)
             for match in matches:
+                summary.matched(match)
                 _print_match(match, [seen[ref.offset] for ref in match.events
                                      if ref.offset is not None])
     far_future = datetime(9999, 1, 1, tzinfo=UTC)
     for match in engine.correlation.flush(now=far_future):
+        summary.matched(match)
         _print_match(match, [seen[ref.offset] for ref in match.events if ref.offset is not None])
+    summary.report(len(ruleset.rules) + len(ruleset.correlations), len(ruleset.errors))
     return 1 if failed else 0
+
+
+@dataclass
+class TestSummary:
+    """What `rules test` ends with on stderr: events per dataset, rules, matches per rule."""
+
+    datasets: Counter[str] = field(default_factory=Counter)
+    matches: Counter[tuple[str, str]] = field(default_factory=Counter)
+
+    def matched(self, match: Any) -> None:
+        self.matches[(match.rule_id, match.title)] += 1
+
+    def report(self, rules: int, failed_rules: int) -> None:
+        events = sum(self.datasets.values())
+        per_dataset = ", ".join(f"{name} {count}" for name, count in sorted(self.datasets.items()))
+        lines = [f"{events} event(s) ({per_dataset or 'none evaluated'}), {rules} rule(s) loaded"
+                 f"{f', {failed_rules} failed' if failed_rules else ''}, "
+                 f"{sum(self.matches.values())} match(es) from {len(self.matches)} rule(s)"]
+        lines += [f"  {count:6d}  {rule_id}  {title}"
+                  for (rule_id, title), count in sorted(self.matches.items(),
+                                                        key=lambda kv: (-kv[1], kv[0]))]
+        print("\n".join(lines), file=sys.stderr)
 
 
 def _offline(args: argparse.Namespace) -> Any:
@@ -253,9 +288,9 @@ def _short(value: Any) -> str:
 def run_backtest(args: argparse.Namespace) -> int:
     """Rules over one tenant's lake; the last line is a JSON summary."""
     from collector.cli import EX_CONFIG, load_or_report
-    from collector.config.models import is_tenant_id, parse_duration
     from collector.detection.backtest import backtest, summary
-    from collector.errors import unknown_name, usage_error
+    from core.config import is_tenant_id, parse_duration
+    from core.errors import unknown_name, usage_error
     from rules.loader import load_rules
     from sinks.lake.sink import lake_root
 
@@ -279,7 +314,11 @@ def run_backtest(args: argparse.Namespace) -> int:
     if args.alerts:
         for alert in sorted(result.alerts.values(), key=lambda a: str(a["alert.first_seen"])):
             sys.stdout.write(orjson.dumps(alert, default=str).decode() + "\n")
+    totals = summary(result)
+    if not any(totals.get("events_scanned", {}).values()):
+        print(f"no events of tenant {args.tenant} in {lake} since {(now - since).isoformat()} "
+              "(is that where the daemon writes? give its --data-dir)", file=sys.stderr)
     sys.stdout.write(orjson.dumps({"tenant": args.tenant, "since": (now - since).isoformat(),
                                    "rules": len(ruleset.rules) + len(ruleset.correlations),
-                                   **summary(result)}).decode() + "\n")
+                                   **totals}).decode() + "\n")
     return 1 if ruleset.errors else 0

@@ -16,9 +16,9 @@ def run(args: argparse.Namespace) -> int:
 
     import uvloop
 
-    from collector.errors import ConfigErrors, explain
     from collector.logs import configure_logging
     from collector.runtime import Daemon
+    from core.errors import ConfigErrors, explain
 
     configure_logging()
     try:

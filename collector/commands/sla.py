@@ -36,7 +36,7 @@ def run_report(args: argparse.Namespace) -> int:
     from collector.api.routes import parse_since
     from collector.cli import load_or_report
     from collector.commands.tenants import print_table, store_path
-    from collector.errors import ExitCode, unknown_name, usage_error
+    from core.errors import ExitCode, unknown_name, usage_error
     from sinks.alerts.db import Database
     from sinks.alerts.sla import sla_report
     from sinks.alerts.store import AlertStore

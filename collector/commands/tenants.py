@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from collector.cli import EX_CONFIG, load_or_report
-from collector.errors import unknown_name
+from core.errors import unknown_name
 
 if TYPE_CHECKING:
     from collector.config import VigilConfig
@@ -50,7 +50,7 @@ def _duration(seconds: float) -> str:
 
 
 def describe(tenant_id: str, config: VigilConfig) -> dict[str, Any]:
-    from collector.config.models import SEVERITIES
+    from core.config import SEVERITIES
 
     tenant = config.tenants[tenant_id]
     sla = {s: {"ack": _duration(tenant.sla.for_severity(s).ack.total_seconds()),

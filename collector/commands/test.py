@@ -7,7 +7,7 @@ import argparse
 from datetime import UTC, datetime
 
 from collector.cli import EX_CONFIG, load_or_report
-from collector.errors import usage_error
+from core.errors import usage_error
 
 
 def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:

@@ -100,7 +100,7 @@ def _directory(args: argparse.Namespace) -> tuple[Any, Any] | None:
     return config, directory
 
 
-def _enrollment_channel(config: Any, conf_dir: Any) -> Any:
+def _enrollment_channel(config: Any, conf_dir: Any, data_dir: Any) -> Any:
     """The email channel that mails TOTP enrollments, or None (reported on stderr)."""
     from collector.auth.config import POLICY_ID
     from collector.auth.enrollment import enrollment_notifier
@@ -112,15 +112,20 @@ def _enrollment_channel(config: Any, conf_dir: Any) -> Any:
               "to the user by the platform (set one under `notifiers:` or "
               f"`access.{POLICY_ID}.enrollment_notifier`)", file=sys.stderr)
         return None
-    return EmailChannel(mail_id, config.section("notifiers")[mail_id], conf_dir.resolve())
+    return EmailChannel(mail_id, config.section("notifiers")[mail_id], conf_dir.resolve(),
+                        data_dir=data_dir)
 
 
-def _print_activation(config: Any, new: Any) -> None:
+def _print_activation(config: Any, new: Any, outbox: bool) -> None:
     from collector.auth.config import public_url
     from collector.auth.enrollment import activation_link
 
     user = new.user
-    print(f"TOTP enrollment mailed to {user.email}")
+    if outbox:
+        print(f"TOTP enrollment for {user.email} written to the outbox (read it with "
+              "`vigil outbox show`: it holds the authenticator key and QR code)")
+    else:
+        print(f"TOTP enrollment mailed to {user.email}")
     print(f"hand this one-time activation link to {user.login} (valid until "
           f"{new.activation_expires}):")
     print(f"  {activation_link(public_url(config), user.login, new.activation_token)}")
@@ -157,7 +162,7 @@ def _enroll(args: argparse.Namespace, action: str, start: Callable[[Any], Any],
     if found is None:
         return EX_CONFIG
     config, directory = found
-    channel = _enrollment_channel(config, args.config_dir)
+    channel = _enrollment_channel(config, args.config_dir, config.data_dir(args.data_dir))
     if channel is None:
         return EX_CONFIG
     try:
@@ -175,7 +180,7 @@ def _enroll(args: argparse.Namespace, action: str, start: Callable[[Any], Any],
               file=sys.stderr)
         return EX_UNAVAILABLE
     print(headline(new.user))
-    _print_activation(config, new)
+    _print_activation(config, new, channel.outbox is not None)
     return 0
 
 

@@ -20,7 +20,7 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
 
 def run(args: argparse.Namespace) -> int:
     from collector.config import load_config
-    from collector.errors import ConfigErrors
+    from core.errors import ConfigErrors
 
     try:
         config = load_config(args.config_dir, require_inputs=True)

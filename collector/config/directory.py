@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from collector.config.yaml_positions import PositionedDocument, load_positioned
-from collector.errors import ConfigError, ConfigInputError, Location, access_detail
+from core.errors import ConfigError, ConfigInputError, Location, access_detail
 
 # A name a line of an unparseable file seems to declare: `  syslog_tcp:`, or `  syslog_tcp` when
 # the colon is what is missing. References to such names follow from the syntax error.

@@ -14,19 +14,19 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ValidationError
 
 from collector.config.directory import Unreadable, read_documents
-from collector.config.models import (
+from collector.config.models import GlobalConfig
+from collector.config.tenants import TenantConfig
+from collector.config.yaml_positions import PositionedDocument, render_path
+from core.config import (
     COMPONENT_ID_RE,
-    GlobalConfig,
     SinkConfig,
     SourceConfig,
     StrictModel,
     ValidationContext,
     is_tenant_id,
 )
-from collector.config.tenants import TenantConfig
-from collector.config.yaml_positions import PositionedDocument, render_path
-from collector.errors import ConfigError, ConfigErrors, Location
-from collector.registry import UnknownComponentType, did_you_mean, import_ref, resolve
+from core.errors import ConfigError, ConfigErrors, Location
+from core.registry import UnknownComponentType, did_you_mean, import_ref, resolve
 
 if TYPE_CHECKING:  # the section table imports models lazily; so does this module
     from collector.pipeline.config import PipelineConfig

@@ -15,7 +15,7 @@ from pydantic_core import PydanticUndefined
 
 from collector.config.loader import SECTIONS
 from collector.config.models import GlobalConfig
-from collector.registry import REGISTRIES, import_ref
+from core.registry import REGISTRIES, import_ref
 
 HEADER = """# Configuration reference
 

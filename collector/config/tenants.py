@@ -9,7 +9,8 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, model_validator
 
-from collector.config.models import SEVERITIES, Duration, StrictModel, parse_duration
+from collector.config.models import RetentionConfig
+from core.config import SEVERITIES, Duration, StrictModel, parse_duration
 
 
 def _check_email(value: str) -> str:
@@ -99,6 +100,9 @@ class TenantConfig(StrictModel):
         "managed_soc", description="managed_soc: the SOC triages and the client gets "
         "escalations; siem_only: the client's own team gets every new detection")
     sla: SlaConfig = Field(default_factory=SlaConfig, description="SLAs per severity")
+    retention: RetentionConfig = Field(
+        default_factory=RetentionConfig, description="this tenant's retention (its contract); "
+        "unset values follow `vigil.retention`")
     notifications: TenantNotifications = Field(default_factory=TenantNotifications)
     escalation_contacts: list[ContactConfig] = Field(
         default_factory=list, description="who escalations to the client go to")

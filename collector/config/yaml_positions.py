@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from collector.errors import ConfigError, Location
+from core.errors import ConfigError, Location
 
 Path = tuple[str | int, ...]
 

@@ -18,9 +18,9 @@ from typing import Any
 
 import orjson
 
-from collector.events import DATASET, TENANT, TIMESTAMP, Event
+from core.events import DATASET, TENANT, TIMESTAMP, Event
+from core.schema import FieldType
 from rules.match import EventRef, Match, RuleInfo
-from sinks.lake.schema import FieldType
 
 ALERTS_DATASET = "alerts"
 # Column types of the lake's `alerts` dataset.

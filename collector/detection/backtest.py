@@ -18,7 +18,7 @@ from typing import Any
 import duckdb
 
 from collector.detection.alerts import AlertTracker
-from collector.events import Event
+from core.events import Event
 from rules.engine import DetectionEngine
 from rules.loader import RuleSet
 from rules.match import Match

@@ -20,8 +20,8 @@ from typing import Any
 import orjson
 
 from collector.config.models import ActivationConfig
-from collector.durable import write_atomic
-from collector.events import Event
+from core.durable import write_atomic
+from core.events import Event
 from rules.loader import RuleRequirement
 
 STATE_VERSION = 1

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from collector.telemetry import Telemetry
+from core.telemetry import Telemetry
 from rules.correlation.clocks import SkewedSender
 from rules.match import Match, RuleInfo
 

@@ -35,8 +35,10 @@ from collector.detection.coverage import (
     correlation_requirements,
 )
 from collector.detection.health import CLOCK_SKEW_RULE, SourceHealth
-from collector.durable import WriteEpisodes, write_atomic
-from collector.events import (
+from collector.poison import PoisonReport, offset_span, poison_record
+from collector.routing import QUARANTINE
+from core.durable import WriteEpisodes, write_atomic
+from core.events import (
     ALERTS,
     DEAD_LETTERS,
     EVENTS,
@@ -46,9 +48,7 @@ from collector.events import (
     Batch,
     Event,
 )
-from collector.poison import PoisonReport, offset_span, poison_record
-from collector.routing import QUARANTINE
-from collector.telemetry import Telemetry
+from core.telemetry import Telemetry
 from rules.correlation.engine import CorrelationEngine
 from rules.engine import DetectionEngine
 from rules.loader import RuleSet, RuleSource, load_rules

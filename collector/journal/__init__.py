@@ -21,7 +21,7 @@ from collector.journal.errors import (
 from collector.journal.files import FileLayer
 from collector.journal.journal import Journal
 from collector.queue import MemoryQueue
-from collector.telemetry import Telemetry
+from core.telemetry import Telemetry
 
 __all__ = ["FileLayer", "FsyncInterval", "Journal", "JournalClosedError", "JournalEncodeError",
            "JournalError", "JournalFullError", "JournalLockedError", "JournalWriteError",

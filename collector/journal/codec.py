@@ -15,8 +15,8 @@ from typing import Any
 import msgpack
 from crc32c import crc32c
 
-from collector.events import Event, json_text
 from collector.journal.errors import JournalEncodeError
+from core.events import Event, json_text
 
 RECORD_MAGIC = b"\xd7VJr"
 # magic, crc, payload length, first offset, event count

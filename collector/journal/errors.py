@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from collector.errors import ExitCode, OperatorError, VigilError
+from core.errors import ExitCode, OperatorError, VigilError
 
 
 class JournalError(VigilError):

@@ -18,7 +18,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from collector.events import Batch, Event
 from collector.journal.config import QueueConfig
 from collector.journal.errors import (
     JournalClosedError,
@@ -38,7 +37,8 @@ from collector.journal.layout import (
 from collector.journal.partition import Partition, write_error
 from collector.journal.rounds import BackgroundRounds
 from collector.journal.segment import Damage
-from collector.telemetry import Telemetry
+from core.events import Batch, Event
+from core.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 

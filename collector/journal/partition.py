@@ -17,7 +17,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from collector.events import Batch, Event
 from collector.journal.codec import (
     INCOMPLETE,
     OK,
@@ -31,6 +30,7 @@ from collector.journal.codec import (
 from collector.journal.errors import JournalFullError, JournalWriteError
 from collector.journal.files import FileLayer
 from collector.journal.segment import Damage, Segment, scan_segment, segment_base, segment_name
+from core.events import Batch, Event
 
 log = logging.getLogger(__name__)
 

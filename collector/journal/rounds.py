@@ -24,7 +24,7 @@ from collector.journal.errors import JournalFullError, JournalWriteError
 from collector.journal.files import FileLayer
 from collector.journal.layout import CHECKPOINT_FILE
 from collector.journal.partition import Partition, SyncJob, write_error
-from collector.telemetry import Telemetry
+from core.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 

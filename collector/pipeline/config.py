@@ -7,12 +7,12 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
-from collector.config.models import ConfigIssue, DatasetName, StrictModel, ValidationContext
-from collector.events import RESERVED_DATASETS
-from collector.pipeline.conditions import Condition
-from collector.pipeline.step import StepConfig
-from collector.provenance import written_field_issues
-from sinks.lake.schema import FieldType
+from core.conditions import Condition
+from core.config import ConfigIssue, DatasetName, StrictModel, ValidationContext
+from core.events import RESERVED_DATASETS
+from core.provenance import written_field_issues
+from core.schema import FieldType
+from core.step import StepConfig
 
 
 class PipelineConfig(StrictModel):

@@ -7,8 +7,8 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from collector.events import Event
-from collector.pipeline.step import Step, StepConfig
+from core.events import Event
+from core.step import Step, StepConfig
 
 
 class DropConfig(StepConfig):

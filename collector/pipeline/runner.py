@@ -16,8 +16,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from collector.config.models import ValidationContext
-from collector.events import (
+from collector.pipeline.config import PipelineConfig
+from core.conditions import Condition, Predicate, compile_condition
+from core.config import ValidationContext
+from core.events import (
     DATASET,
     DEAD_LETTERS,
     SOURCE,
@@ -27,12 +29,10 @@ from collector.events import (
     Batch,
     Event,
 )
-from collector.pipeline.conditions import Condition, Predicate, compile_condition
-from collector.pipeline.config import PipelineConfig
-from collector.pipeline.step import Step, StepConfig, StepContext, StepFailure
-from collector.provenance import Stamps
-from collector.registry import resolve
-from collector.telemetry import Telemetry
+from core.provenance import Stamps
+from core.registry import resolve
+from core.step import Step, StepConfig, StepContext, StepFailure
+from core.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 

@@ -24,8 +24,8 @@ from typing import Any
 import orjson
 from pydantic import Field, model_validator
 
-from collector.config.models import StrictModel
-from collector.events import DATASET, TENANT, Event
+from core.config import StrictModel
+from core.events import DATASET, TENANT, Event
 
 
 class Expectation(StrictModel):

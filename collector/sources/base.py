@@ -8,15 +8,20 @@ queue and counts, once per batch.
 from __future__ import annotations
 
 import logging
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
-from collector.config.models import SourceConfig
-from collector.errors import VigilError
-from collector.events import (
+from collector.logs import RateLimitedLog
+from collector.queue import EventQueue
+from collector.routing import QUARANTINE, TenantRouter
+from collector.sources.shares import SourceShares
+from core.config import SourceConfig
+from core.errors import VigilError
+from core.events import (
     DATASET,
     OFFSET,
     PARSE_ERROR,
@@ -27,14 +32,23 @@ from collector.events import (
     TENANT,
     Event,
 )
-from collector.nesting import is_too_deep
-from collector.provenance import SENDER_NAMESPACE, disown_sender_provenance
-from collector.queue import EventQueue
-from collector.routing import QUARANTINE, TenantRouter
-from collector.sources.shares import SourceShares
-from collector.telemetry import ComponentTelemetry
+from core.nesting import is_too_deep
+from core.provenance import SENDER_NAMESPACE, disown_sender_provenance
+from core.telemetry import ComponentTelemetry
 
 log = logging.getLogger(__name__)
+_DIGITS = re.compile(r"\d+")
+
+
+def split_peer(peer: str | None) -> str:
+    """The sender's host without its (ephemeral) port: `203.0.113.9:51234` -> `203.0.113.9`,
+    `[2001:db8::1]:514` -> `2001:db8::1`."""
+    if not peer:
+        return "-"
+    if peer.startswith("["):
+        return peer[1:].partition("]")[0]
+    host, sep, port = peer.rpartition(":")
+    return host if sep and port.isdigit() and ":" not in host else peer
 
 # Events a source may hold while the queue refuses appends; a stream source pauses long before.
 MAX_HELD_EVENTS = 100_000
@@ -68,6 +82,7 @@ class SourceContext:
         self.held_events = 0
         # Fair shares of each tenant's bound among sources (the daemon's, with the journal).
         self.shares: SourceShares | None = None
+        self.notes = RateLimitedLog(log)  # one line per (peer, cause) a minute, not per event
 
     def emit(self, events: list[Event], peer: str | None = None,
              tenant: str | None = None, *, hold: bool = True, shed: bool = False
@@ -205,12 +220,20 @@ class SourceContext:
         for partition, offset in self.emit(events, peer, tenant, hold=False).items():
             await self.queue.wait_durable(partition, offset)
 
-    def count_parse_errors(self, events: list[Event]) -> None:
-        """Count the events a source kept whole because it could not parse them."""
-        failed = sum(1 for event in events if PARSE_ERROR in event)
+    def count_parse_errors(self, events: list[Event], peer: str | None = None) -> None:
+        """Count the events a source kept whole because it could not parse them, and log one
+        rate-limited line per sender and cause (never the content)."""
+        failed = [event for event in events if PARSE_ERROR in event]
         if failed:
-            self.telemetry.error("parse", "receive", failed)
-            too_deep = sum(1 for event in events if is_too_deep(event))
+            self.telemetry.error("parse", "receive", len(failed))
+            host = split_peer(peer)
+            for reason in {str(event[PARSE_ERROR]) for event in failed}:
+                cause = _DIGITS.sub("N", reason)[:80]
+                self.notes.log(logging.WARNING, f"{host}|{cause}",
+                               "input kept unparsed, marked vigil.parse_error",
+                               source=self.source_id, peer=host, reason=cause,
+                               events=len(failed))
+            too_deep = sum(1 for event in failed if is_too_deep(event))
             if too_deep:
                 self.telemetry.error("too_deep", "receive", too_deep)
 

@@ -14,15 +14,15 @@ from typing import Any
 
 import orjson
 
-from collector.events import MESSAGE, PARSE_ERROR, TIMESTAMP, Event, keep_original
-from collector.nesting import (
+from core.events import MESSAGE, PARSE_ERROR, TIMESTAMP, Event, keep_original
+from core.nesting import (
     DEFAULT_MAX_DEPTH,
     json_text,
     may_nest_over,
     nesting_over,
     too_deep_event,
 )
-from collector.provenance import MOVED_PREFIX, SENDER_NAMESPACE
+from core.provenance import MOVED_PREFIX, SENDER_NAMESPACE
 
 RESERVED_PREFIX = "vigil."
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -66,13 +66,23 @@ def event_from_json_line(line: bytes, received_at: datetime,
         if is_depth_error(exc):
             return too_deep_event(line.decode("utf-8", "replace"), received_at, max_depth)
         return keep_original(unparsed_event(line.decode("utf-8", "replace"), received_at,
-                                            f"invalid JSON: {exc}"), line)
+                                            describe_json_error(exc)), line)
     if not isinstance(value, dict):
         return keep_original(unparsed_event(line.decode("utf-8", "replace"), received_at,
                                             f"not a JSON object but {json_kind(value)}"), line)
     if may_nest_over(line, max_depth) and nesting_over(value, max_depth):
         return too_deep_event(line.decode("utf-8", "replace"), received_at, max_depth)
     return event_from_object(value, received_at, None)
+
+
+def describe_json_error(exc: orjson.JSONDecodeError) -> str:
+    """orjson's refusal in words for the sender (it says `str is not valid UTF-8` of bytes)."""
+    message = exc.msg
+    if "not valid UTF-8" in message:
+        return "invalid JSON: the text is not valid UTF-8"
+    if message.startswith("Input is a zero-length"):
+        return "invalid JSON: empty"
+    return f"invalid JSON at column {exc.colno}: {message}"
 
 
 def is_depth_error(exc: Exception) -> bool:

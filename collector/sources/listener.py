@@ -23,9 +23,9 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any, cast
 
-from collector.config.models import split_address
 from collector.logs import RateLimitedLog
 from collector.sources.base import SourceContext
+from core.config import split_address
 
 log = logging.getLogger(__name__)
 

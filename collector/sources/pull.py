@@ -15,9 +15,9 @@ from typing import Any
 import orjson
 from pydantic import Field, model_validator
 
-from collector.config.models import StrictModel
-from collector.events import Event
 from collector.sources.json_events import event_from_object, json_kind, unparsed_event
+from core.config import StrictModel
+from core.events import Event
 
 # Where an event was read: `s3://bucket/key`, `pubsub://<subscription>/<message id>`,
 # `eventhubs://<namespace>/<hub>/<partition>/<sequence number>`. Under `vigil.` so vendor

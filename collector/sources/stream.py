@@ -19,20 +19,13 @@ from typing import Any, cast
 
 from pydantic import Field
 
-from collector.config.models import (
-    Address,
-    Cidr,
-    ConfigIssue,
-    SourceConfig,
-    ValidationContext,
-    split_address,
-)
-from collector.events import TRUNCATED, Event
 from collector.logs import RateLimitedLog
 from collector.sources.base import Source, SourceContext
 from collector.sources.listener import TcpListener, unread_bytes
 from collector.sources.syslog.framing import Frame, FrameDecoder
 from collector.sources.tls import TlsConfig, server_context, tls_file_issues
+from core.config import Address, Cidr, ConfigIssue, SourceConfig, ValidationContext, split_address
+from core.events import TRUNCATED, Event
 
 log = logging.getLogger(__name__)
 
@@ -342,7 +335,7 @@ class StreamProtocol(asyncio.Protocol):
         truncated = sum(1 for frame in frames if frame.truncated)
         if truncated:
             self.context.telemetry.error("oversize", "receive", truncated)
-        self.context.count_parse_errors(events)
+        self.context.count_parse_errors(events, self.peer)
         # The tenants this connection writes to: its backpressure follows their bounds.
         self.tenants.update(self.context.emit(events, self.peer))
 

@@ -13,11 +13,11 @@ from typing import Literal
 
 from pydantic import Field
 
-from collector.events import MESSAGE, ORIGINAL_BASE64, TIMESTAMP, Event, decode_text
-from collector.nesting import DEFAULT_MAX_DEPTH, MAX_MAX_DEPTH
 from collector.sources.json_events import event_from_json_line
 from collector.sources.stream import StreamSource, StreamSourceConfig
 from collector.sources.syslog.framing import Frame, FrameDecoder
+from core.events import MESSAGE, ORIGINAL_BASE64, TIMESTAMP, Event, decode_text
+from core.nesting import DEFAULT_MAX_DEPTH, MAX_MAX_DEPTH
 
 
 class TcpLinesConfig(StreamSourceConfig):

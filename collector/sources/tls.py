@@ -15,7 +15,8 @@ import ssl
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from collector.config.models import ConfigIssue, TlsConfig, ValidationContext
+from collector.config.models import TlsConfig
+from core.config import ConfigIssue, ValidationContext
 
 log = logging.getLogger(__name__)
 

@@ -15,11 +15,11 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from collector.config.models import ConfigIssue, ValidationContext
-from collector.errors import ConfigError
-from collector.events import Event
-from collector.pipeline.step import Step, StepConfig, StepFailure
-from collector.provenance import WrittenName, under
+from core.config import ConfigIssue, ValidationContext
+from core.errors import ConfigError
+from core.events import Event
+from core.provenance import WrittenName, under
+from core.step import Step, StepConfig, StepFailure
 from parsers.grok.expression import (
     Anchor,
     Capture,

@@ -17,13 +17,14 @@ import re
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
-from collector.events import MESSAGE, ORIGINAL_BASE64, PARSE_ERROR, TIMESTAMP, decode_text
+from core.events import MESSAGE, ORIGINAL_BASE64, PARSE_ERROR, TIMESTAMP, decode_text
 
 _PRI = re.compile(r"<(\d{1,3})>", re.ASCII)
 _MONTHS = {m: i for i, m in enumerate(
     ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1)}
-# Mmm dd hh:mm:ss[.fff] [yyyy]  (day may be space-padded; some devices append the year)
-_BSD_TS = re.compile(r"([A-Z][a-z]{2}) {1,2}(\d{1,2}) (\d{2}):(\d{2}):(\d{2})"
+# Mmm dd hh:mm:ss[.fff] [yyyy]  (day may be space-padded; some devices append the year); public
+# with `bsd_timestamp`, which the `timestamp` step reuses.
+BSD_TIMESTAMP = re.compile(r"([A-Z][a-z]{2}) {1,2}(\d{1,2}) (\d{2}):(\d{2}):(\d{2})"
                      r"(?:\.(\d{1,6}))?(?: (\d{4}))?(?=[ :]|$)", re.ASCII)
 _ISO_TS = re.compile(
     r"(\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2})(?:\.(\d+))?(Z|[+-]\d{2}:?\d{2})?(?=[ :]|$)",
@@ -190,13 +191,13 @@ def _rfc3164(rest: str, event: dict[str, Any], received_at: datetime, tz: tzinfo
         body = body[seq.end():]
         # Cisco: "<189>123: host: *Mar  1 ..." or "<189>123: *Mar  1 ..."
         host_first = re.match(r"([A-Za-z0-9][\w.\-]{0,254}): (?:\*|\.)?", body)
-        if host_first is not None and _BSD_TS.match(body, host_first.end()):
+        if host_first is not None and BSD_TIMESTAMP.match(body, host_first.end()):
             event["host.hostname"] = host_first.group(1)
             body = body[host_first.end():]
     timestamp: datetime | None
-    bsd = _BSD_TS.match(body)
+    bsd = BSD_TIMESTAMP.match(body)
     if bsd is not None:
-        timestamp = _bsd(bsd, received_at, tz)
+        timestamp = bsd_timestamp(bsd, received_at, tz)
     else:
         iso = _ISO_TS.match(body)
         timestamp = _iso(iso, tz) if iso is not None else None
@@ -254,7 +255,9 @@ _BSD_CACHE: dict[tuple[str, tzinfo, datetime], datetime | None] = {}
 _BSD_CACHE_SIZE = 4096
 
 
-def _bsd(match: re.Match[str], received_at: datetime, tz: tzinfo) -> datetime | None:
+def bsd_timestamp(match: re.Match[str], received_at: datetime, tz: tzinfo) -> datetime | None:
+    """The time a `BSD_TIMESTAMP` match names in `tz`, a missing year inferred from
+    `received_at`; None when it is no date. The `timestamp` step's `rfc3164` uses it too."""
     key = (match.group(0), tz, received_at)
     try:
         return _BSD_CACHE[key]

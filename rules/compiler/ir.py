@@ -14,7 +14,7 @@ from typing import Any
 
 import ahocorasick
 
-from collector.errors import VigilError
+from core.errors import VigilError
 from rules.compiler.anchors import MIN_SUBSTRING, Anchor, anchor_cost
 from rules.compiler.fields import Event, Predicate, field_predicate
 

@@ -48,7 +48,7 @@ from sigma.correlations import (
     SigmaRuleReference,
 )
 
-from collector.durable import write_atomic
+from core.durable import write_atomic
 from rules.correlation.clocks import SenderClocks, SkewedSender
 from rules.correlation.rule import CorrelationRule
 from rules.match import EventRef, Match

@@ -14,8 +14,8 @@ from typing import Any
 import orjson
 
 from collector.config.tenants import SeveritySla, SlaConfig
-from collector.errors import VigilError
-from collector.events import Event
+from core.errors import VigilError
+from core.events import Event
 
 STATUSES = ("new", "acknowledged", "escalated", "resolved")
 OPEN_STATUSES = ("new", "acknowledged", "escalated")

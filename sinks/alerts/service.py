@@ -21,7 +21,7 @@ from collector.auth.directory import UserDirectory
 from collector.auth.enrollment import enrollment_notifier
 from collector.config.loader import VigilConfig
 from collector.config.tenants import SeveritySla, SlaConfig, TenantConfig
-from collector.telemetry import Telemetry
+from core.telemetry import Telemetry
 from sinks.alerts.db import Database, from_text
 from sinks.alerts.model import Change
 from sinks.alerts.outbox import Outgoing
@@ -76,7 +76,7 @@ class Alerting:
         self.directory.policy = self.policy
         notifiers: dict[str, Any] = config.section("notifiers")
         self.router = NotificationRouter(self.tenants, notifiers, self.public_url)
-        self.dispatcher.channels = build_channels(notifiers, self.conf_dir)
+        self.dispatcher.channels = build_channels(notifiers, self.conf_dir, self.data_dir)
 
     def sla_for(self, tenant: str, severity: str) -> SeveritySla:
         found = self.tenants.get(tenant)

@@ -18,13 +18,13 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from collector.config.models import SinkConfig
-from collector.events import ALERTS, Batch, Event
-from collector.poison import is_environmental
+from core.config import SinkConfig
+from core.errors import is_environmental
+from core.events import ALERTS, Batch, Event
+from core.sink import Sink, SinkContext
 from sinks.alerts.db import Database
 from sinks.alerts.model import UpsertResult
 from sinks.alerts.store import AlertStore
-from sinks.base import Sink, SinkContext
 
 log = logging.getLogger(__name__)
 
@@ -145,8 +145,12 @@ class AlertStoreSink(Sink):
         by_partition: dict[str, list[Event]] = {}
         for partition, event in events:
             by_partition.setdefault(partition, []).append(event)
-        return [self.store.upsert(alerts, fallback_tenant=partition)
-                for partition, alerts in by_partition.items()]
+        results = []
+        for partition, alerts in by_partition.items():
+            result = self.store.upsert(alerts, fallback_tenant=partition)
+            self._log_raised(alerts, result)
+            results.append(result)
+        return results
 
     def _commit_each(self, events: list[tuple[str, Event]]
                      ) -> tuple[list[UpsertResult], list[tuple[str, Event, Exception]]]:
@@ -154,12 +158,29 @@ class AlertStoreSink(Sink):
         results, poison = [], []
         for partition, event in events:
             try:
-                results.append(self.store.upsert([event], fallback_tenant=partition))
+                result = self.store.upsert([event], fallback_tenant=partition)
+                self._log_raised([event], result)
+                results.append(result)
             except Exception as exc:
                 if is_environmental(exc):
                     raise
                 poison.append((partition, event, exc))
         return results, poison
+
+    @staticmethod
+    def _log_raised(alerts: list[Event], result: UpsertResult) -> None:
+        """One structured line per new alert (updates of an open one are counted, not
+        logged): what an operator tailing the journal triages by."""
+        if not result.inserted:
+            return
+        new = set(result.inserted)
+        for alert in alerts:
+            if alert.get("alert.id") in new:
+                log.info("alert raised", extra={
+                    "tenant": result.tenant, "alert_id": alert.get("alert.id"),
+                    "severity": alert.get("alert.severity"), "rule": alert.get("rule.name"),
+                    "group": alert.get("alert.group_key"), "count": alert.get("alert.count"),
+                    "dataset": alert.get("alert.dataset")})
 
     def _count(self, result: UpsertResult) -> None:
         tenant = result.tenant

@@ -17,8 +17,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from collector.config.models import SEVERITIES
-from collector.telemetry import Telemetry
+from core.config import SEVERITIES
+from core.telemetry import Telemetry
 from sinks.alerts.db import from_text
 from sinks.alerts.store import AlertStore
 

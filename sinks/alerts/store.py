@@ -16,8 +16,8 @@ from typing import Any
 
 import orjson
 
-from collector.config.models import SEVERITIES
-from collector.events import TENANT, TIMESTAMP, Event, as_datetime
+from core.config import SEVERITIES
+from core.events import TENANT, TIMESTAMP, Event, as_datetime
 from sinks.alerts.audit import AuditTrail, write_audit
 from sinks.alerts.db import Database, from_text, to_text
 from sinks.alerts.model import (

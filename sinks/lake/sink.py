@@ -19,12 +19,12 @@ import duckdb
 import pyarrow as pa
 from pydantic import Field
 
-from collector.config.models import SinkConfig
-from collector.durable import commit_file
-from collector.events import ALERTS, EVENTS, TIMESTAMP, Batch, Event
-from collector.provenance import path_component
-from collector.telemetry import tenant_label
-from sinks.base import SinkContext
+from core.config import SinkConfig
+from core.durable import commit_file
+from core.events import ALERTS, EVENTS, TIMESTAMP, Batch, Event
+from core.provenance import path_component
+from core.sink import SinkContext
+from core.telemetry import tenant_label
 from sinks.commits import remove_file, temporary_name, trimmed_name
 from sinks.files import FileBuffer, FlushPolicy, PartitionedFileSink
 from sinks.lake.schema import events_to_table

@@ -11,14 +11,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, model_validator
 
-from collector.config.models import (
-    ComponentConfig,
-    ConfigIssue,
-    Duration,
-    ValidationContext,
-)
 from collector.config.tenants import Email
-from collector.registry import did_you_mean
+from core.config import ComponentConfig, ConfigIssue, Duration, ValidationContext
+from core.registry import did_you_mean
 
 if TYPE_CHECKING:
     from collector.config.loader import VigilConfig
@@ -56,10 +51,15 @@ def read_secret(path: Path | None, inline: str | None, conf_dir: Path | None) ->
 
 
 class EmailNotifierConfig(RetryPolicy):
-    """SMTP delivery; also sends TOTP enrollment mails to new users."""
+    """Mail over SMTP, or into the outbox directory; also sends TOTP enrollment mails to new
+    users."""
 
     type: Literal["email"] = "email"
-    host: str = Field(description="SMTP server")
+    transport: Literal["smtp", "outbox"] = Field(
+        "smtp", description="smtp: deliver through `host`; outbox: write each message as an "
+        ".eml file under <data_dir>/outbox/ (read them with `vigil outbox list|show`), for a "
+        "host without a mail server")
+    host: str | None = Field(None, description="SMTP server (required with transport smtp)")
     port: int = Field(587, ge=1, le=65535)
     security: Literal["starttls", "tls", "none"] = Field(
         "starttls", description="starttls (submission, 587), tls (SMTPS, 465) or none")
@@ -77,6 +77,9 @@ class EmailNotifierConfig(RetryPolicy):
     def _one_password(self) -> EmailNotifierConfig:
         if self.password is not None and self.password_file is not None:
             raise ValueError("give `password` or `password_file`, not both")
+        if self.transport == "smtp" and not self.host:
+            raise ValueError("`host` is required with transport smtp (or set `transport: "
+                             "outbox` to keep messages under <data_dir>/outbox/)")
         return self
 
     def semantic_errors(self, context: ValidationContext) -> list[ConfigIssue]:

@@ -17,8 +17,8 @@ from typing import Any, Protocol
 
 import orjson
 
-from collector.registry import resolve
-from collector.telemetry import Telemetry
+from core.registry import resolve
+from core.telemetry import Telemetry
 from sinks.alerts.store import AlertStore
 from sinks.notify.email import PermanentFailure
 
@@ -36,9 +36,11 @@ class Channel(Protocol):
     async def send(self, payload: dict[str, Any], delivery_id: int | None = None) -> None: ...
 
 
-def build_channels(notifiers: dict[str, Any], conf_dir: Path | None) -> dict[str, Channel]:
+def build_channels(notifiers: dict[str, Any], conf_dir: Path | None,
+                   data_dir: Path | None = None) -> dict[str, Channel]:
     """One channel per `notifiers:` entry."""
-    return {channel_id: resolve("notifier", config.type)(channel_id, config, conf_dir)
+    return {channel_id: resolve("notifier", config.type)(channel_id, config, conf_dir,
+                                                         data_dir=data_dir)
             for channel_id, config in notifiers.items()}
 
 

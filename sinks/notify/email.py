@@ -1,4 +1,5 @@
-"""`type: email`: SMTP delivery (STARTTLS or implicit TLS, AUTH) of text + HTML mail.
+"""`type: email`: SMTP delivery (STARTTLS or implicit TLS, AUTH) of text + HTML mail, or, with
+`transport: outbox`, the same message written under <data_dir>/outbox/ (sinks/notify/outbox.py).
 
 smtplib (stdlib) rather than an async client: mails are few, the daemon sends them on a thread,
 and `vigil users add` sends the enrollment mail synchronously with the same code.
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from sinks.notify.config import EmailNotifierConfig, read_secret
+from sinks.notify.outbox import outbox_root, write_message
 
 
 class PermanentFailure(Exception):
@@ -27,10 +29,11 @@ class EmailChannel:
     channel_type = "email"
 
     def __init__(self, channel_id: str, config: EmailNotifierConfig,
-                 conf_dir: Path | None = None) -> None:
+                 conf_dir: Path | None = None, data_dir: Path | None = None) -> None:
         self.channel_id = channel_id
         self.config = config
         self.conf_dir = conf_dir
+        self.data_dir = data_dir
         self._password = read_secret(config.password_file, config.password, conf_dir)
 
     def message(self, to: list[str], subject: str, text: str, html: str | None = None
@@ -50,9 +53,23 @@ class EmailChannel:
             ca = self.conf_dir / ca
         return ssl.create_default_context(cafile=str(ca) if ca else None)
 
+    @property
+    def outbox(self) -> Path | None:
+        """Where `transport: outbox` writes; None for SMTP."""
+        if self.config.transport != "outbox":
+            return None
+        if self.data_dir is None:
+            raise PermanentFailure("transport outbox needs the data directory")
+        return outbox_root(self.data_dir)
+
     def deliver(self, msg: EmailMessage) -> None:
         """Send one message (blocking)."""
         config = self.config
+        outbox = self.outbox
+        if outbox is not None:
+            write_message(outbox, msg)
+            return
+        assert config.host is not None  # the config refuses smtp without a host
         timeout = config.timeout_seconds
         smtp: smtplib.SMTP
         if config.security == "tls":

@@ -36,7 +36,7 @@ class WebhookChannel:
     channel_type = "webhook"
 
     def __init__(self, channel_id: str, config: WebhookNotifierConfig,
-                 conf_dir: Path | None = None) -> None:
+                 conf_dir: Path | None = None, data_dir: Path | None = None) -> None:
         self.channel_id = channel_id
         self.config = config
         secret = read_secret(config.secret_file, config.secret, conf_dir)

@@ -20,7 +20,7 @@ from alerts.kit import (
     webhook_receiver,
 )
 
-from collector.telemetry import Telemetry
+from core.telemetry import Telemetry
 from sinks.alerts.model import Actor
 from sinks.alerts.service import Alerting
 from sinks.notify.dispatcher import backoff_delays

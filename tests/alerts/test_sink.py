@@ -3,18 +3,20 @@ what a failed commit held, and counts what it stores or rejects."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
+import pytest
 from alerts.kit import Clock, make_alert
 
-from collector.events import ALERTS, EVENTS, Batch
-from collector.telemetry import Telemetry
+from core.events import ALERTS, EVENTS, Batch
+from core.schema import DatasetSchemas
+from core.sink import SinkContext
+from core.telemetry import Telemetry
 from sinks.alerts.db import Database
 from sinks.alerts.model import Actor, AlertFilter
 from sinks.alerts.sink import AlertStoreConfig, AlertStoreSink, alert_store_path
 from sinks.alerts.store import AlertStore
-from sinks.base import SinkContext
-from sinks.lake.schema import DatasetSchemas
 
 
 class Monotonic:
@@ -127,3 +129,21 @@ async def test_an_alert_the_store_raises_on_is_dead_lettered_and_the_rest_stored
     assert sink.uncommitted_floor("acme") is None
     assert AlertStore(Database(tmp_path / "alerts.db")).search(
         Actor("x", None), AlertFilter())[1] == 2
+
+
+async def test_one_log_line_per_alert_raised(tmp_path: Path,
+                                             caplog: pytest.LogCaptureFixture) -> None:
+    """New alerts are logged once each with what triage starts from; updates are not."""
+    sink, _ = _sink(tmp_path)
+    await sink.start()
+    with caplog.at_level(logging.INFO, "sinks.alerts.sink"):
+        sink.write(_batch("acme", 1, 1, make_alert("acme", count=12)))
+        await sink.flush(force=True)
+        sink.write(_batch("acme", 1, 1, make_alert("acme", count=12)))  # the same, replayed
+        await sink.flush(force=True)
+    raised = [r for r in caplog.records if r.getMessage() == "alert raised"]
+    assert len(raised) == 1
+    fields = raised[0].__dict__
+    assert (fields["tenant"], fields["severity"], fields["rule"], fields["count"]) == (
+        "acme", "high", "Rule ssh_brute_force", 12)
+    assert fields["group"] == '{"source.ip": "203.0.113.7"}' and fields["alert_id"]

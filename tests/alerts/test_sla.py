@@ -10,7 +10,7 @@ import orjson
 import pytest
 from alerts.kit import T0, TENANTS_YAML, UNUSED_MAIL_YAML, Clock, load, make_alert, webhook_receiver
 
-from collector.telemetry import Telemetry
+from core.telemetry import Telemetry
 from sinks.alerts.model import Actor
 from sinks.alerts.service import Alerting
 from sinks.alerts.sla import sla_report
@@ -144,7 +144,7 @@ def test_resolve_breach_and_gauges_follow_state(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("text", ["15m", "4h", "1d", "1h30m", "2w"])
 def test_durations_parse(text: str) -> None:
-    from collector.config.models import parse_duration
+    from core.config import parse_duration
 
     seconds = {"15m": 900, "4h": 14400, "1d": 86400, "1h30m": 5400, "2w": 1209600}[text]
     assert parse_duration(text).total_seconds() == seconds

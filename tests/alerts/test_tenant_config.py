@@ -11,7 +11,7 @@ from alerts.kit import write_conf
 
 from collector.cli import main
 from collector.config import load_config
-from collector.errors import ConfigErrors
+from core.errors import ConfigErrors
 
 BAD = """
 tenants:

@@ -15,7 +15,7 @@ from alerts.kit import TENANTS_YAML, UNUSED_MAIL_YAML, Clock, load, make_alert
 from collector.api.app import build_api_app
 from collector.auth.totp import current_code
 from collector.control import ControlServer
-from collector.telemetry import Telemetry
+from core.telemetry import Telemetry
 from sinks.alerts.model import Actor
 from sinks.alerts.service import Alerting
 

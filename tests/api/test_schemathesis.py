@@ -26,7 +26,7 @@ from collector.api.app import api_document, build_api_app
 from collector.auth.tokens import new_token
 from collector.auth.totp import current_code
 from collector.control import ControlServer
-from collector.telemetry import Telemetry
+from core.telemetry import Telemetry
 from sinks.alerts.model import Actor
 from sinks.alerts.service import Alerting
 

@@ -7,12 +7,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from collector.events import Event
 from collector.queue import MemoryQueue
-from collector.registry import resolve
 from collector.routing import TenantRouter
 from collector.sources.base import Source, SourceContext
-from collector.telemetry import Telemetry
+from core.events import Event
+from core.registry import resolve
+from core.telemetry import Telemetry
 
 NOW = datetime(2024, 5, 14, 9, 30, tzinfo=UTC)
 

@@ -14,7 +14,7 @@ import pytest
 from support.daemon import REPO
 
 from collector.config import load_config
-from collector.errors import ConfigErrors
+from core.errors import ConfigErrors
 
 
 def errors_of(conf: Path, text: str) -> list[str]:
@@ -91,7 +91,7 @@ def imported_sdks(conf: Path) -> list[str]:
     code = textwrap.dedent(f"""
         import sys
         from collector.config import load_config
-        from collector.registry import resolve
+        from core.registry import resolve
         config = load_config({str(conf)!r})
         for source in config.sources.values():
             resolve("source", source.type)

@@ -18,8 +18,8 @@ from cloud.pubsub_rig import PROJECT, PubSubEmulator, Topic, audit_entry
 from cloud.rig import SourceRig
 from support.daemon import wait_until
 
-from collector.events import PARSE_ERROR
 from collector.queue import MemoryQueue
+from core.events import PARSE_ERROR
 
 pytestmark = pytest.mark.usefixtures("pubsub")
 

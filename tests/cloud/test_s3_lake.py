@@ -17,10 +17,10 @@ import duckdb
 import pytest
 from cloud.moto_rig import MotoServer
 
-from collector.events import OFFSET, Batch
-from collector.telemetry import Telemetry
-from sinks.base import SinkContext
-from sinks.lake.schema import DatasetSchemas
+from core.events import OFFSET, Batch
+from core.schema import DatasetSchemas
+from core.sink import SinkContext
+from core.telemetry import Telemetry
 from sinks.s3 import S3LakeConfig, S3LakeSink
 
 pytestmark = pytest.mark.usefixtures("aws_env")

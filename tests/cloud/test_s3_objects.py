@@ -10,7 +10,6 @@ from datetime import UTC, datetime
 
 import pytest
 
-from collector.events import PARSE_ERROR
 from collector.sources.aws.notifications import NotANotification, ObjectRef, objects_in_message
 from collector.sources.aws.objects import (
     Inflater,
@@ -18,6 +17,7 @@ from collector.sources.aws.objects import (
     ObjectReader,
     RecordDecoder,
 )
+from core.events import PARSE_ERROR
 
 NOW = datetime(2024, 5, 14, tzinfo=UTC)
 

@@ -24,8 +24,8 @@ from cloud.moto_rig import (
 from cloud.rig import SourceRig
 from support.daemon import wait_until
 
-from collector.events import PARSE_ERROR, SOURCE_FAILURE
 from collector.queue import MemoryQueue
+from core.events import PARSE_ERROR, SOURCE_FAILURE
 
 pytestmark = pytest.mark.usefixtures("aws_env")
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from collector.journal import FileLayer, Journal, QueueConfig
-from collector.telemetry import Telemetry
+from core.telemetry import Telemetry
 
 JournalFactory = Callable[..., Journal]
 

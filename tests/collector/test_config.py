@@ -9,7 +9,7 @@ import pytest
 
 from collector.cli import EX_CONFIG, main
 from collector.config import load_config
-from collector.errors import ConfigErrors
+from core.errors import ConfigErrors
 
 
 def write(directory: Path, name: str, text: str) -> Path:

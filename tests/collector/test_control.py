@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp.test_utils import TestClient, TestServer
 
 from collector.control import ControlServer
-from collector.telemetry import Telemetry
+from core.telemetry import Telemetry
 
 
 def readiness() -> tuple[bool, dict[str, Any]]:

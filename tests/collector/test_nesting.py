@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from collector.nesting import nesting_over
 from collector.sources.http.bodies import BadEncoding, inflate_gzip
+from core.nesting import nesting_over
 
 
 def nested(depth: int) -> dict:

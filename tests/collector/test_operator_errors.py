@@ -111,7 +111,7 @@ def test_a_missing_colon_is_one_error_at_its_true_line(
 def test_yaml_syntax_errors_are_reported_where_the_fix_goes(tmp_path: Path, text: str,
                                                             expected: str) -> None:
     from collector.config import load_config
-    from collector.errors import ConfigErrors
+    from core.errors import ConfigErrors
 
     path = write(tmp_path, "10-a.yaml", text)
     with pytest.raises(ConfigErrors) as info:
@@ -254,7 +254,7 @@ def test_a_bad_since_names_the_option(tmp_path: Path,
 def test_a_locked_database_is_an_operator_error_not_a_bug() -> None:
     import sqlite3
 
-    from collector.errors import explain
+    from core.errors import explain
 
     problem = explain(sqlite3.OperationalError("database is locked"))
     assert problem is not None and problem.exit_code == 75

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from collector.pipeline.step import Step, StepConfig, StepContext
-from collector.registry import resolve
+from core.registry import resolve
+from core.step import Step, StepConfig, StepContext
 from enrichers.geoip_testdb import write_example_databases
 
 

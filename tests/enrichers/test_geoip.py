@@ -16,8 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from collector.config import load_config
-from collector.config.models import ValidationContext
 from collector.pipeline.runner import build_pipelines
+from core.config import ValidationContext
 from enrichers.geoip import GeoipStep
 from enrichers.geoip_testdb import (
     ASN_FILE,
@@ -154,12 +154,12 @@ def test_invalid_replacement_keeps_the_old_database(dbs: Path, make_step,
     broken = dbs / "broken.tmp"
     broken.write_bytes(b"this is not a MaxMind database")
     os.replace(broken, dbs / CITY_FILE)
-    with caplog.at_level(logging.ERROR, logger="enrichers.reloading"):
+    with caplog.at_level(logging.ERROR, logger="core.reloading"):
         step.maintain()
         step.maintain()  # the same broken file is reported once
     loaded = step.databases["city_database"]
     assert (loaded.reloads, loaded.reload_errors) == (0, 1)
-    (record,) = [r for r in caplog.records if r.name == "enrichers.reloading"]
+    (record,) = [r for r in caplog.records if r.name == "core.reloading"]
     assert record.error == f"not a valid MaxMind DB file: {dbs / CITY_FILE}"  # type: ignore[attr-defined]
     assert enriched(step, source_ip="81.2.69.142")["source.geo.city_name"] == "London"
     (dbs / CITY_FILE).unlink()  # a vanished file keeps the old database too
@@ -251,7 +251,7 @@ pipelines:
     config = load_config(tmp_path)
     pipelines = build_pipelines(config.pipelines.items(), ValidationContext(tmp_path),
                                 data_dir=tmp_path)
-    from collector.events import Batch
+    from core.events import Batch
     (out,) = pipelines.process(Batch("t", [{"source.ip": "81.2.69.9", "destination.ip": "x"}],
                                      0, 0))
     (event,) = out.events

@@ -131,7 +131,7 @@ def test_invalid_table_keeps_the_previous_one(users: Path, make_step, broken: st
                                               caplog: pytest.LogCaptureFixture) -> None:
     step = lookup(make_step)
     users.write_text(broken)
-    with caplog.at_level(logging.ERROR, logger="enrichers.reloading"):
+    with caplog.at_level(logging.ERROR, logger="core.reloading"):
         step.maintain()
         step.maintain()
     assert (step.table.reloads, step.table.reload_errors) == (0, 1)

@@ -173,11 +173,11 @@ def test_invalid_reload_keeps_the_previous_indicators(files, make_step,
     _, feed = files
     step = intel(make_step)
     feed.write_text("domain,kind\nevil.example,domain\n")
-    with caplog.at_level(logging.ERROR, logger="enrichers.reloading"):
+    with caplog.at_level(logging.ERROR, logger="core.reloading"):
         step.maintain()
         step.maintain()
     assert (step.files[1].reloads, step.files[1].reload_errors) == (0, 1)
-    (record,) = [r for r in caplog.records if r.name == "enrichers.reloading"]
+    (record,) = [r for r in caplog.records if r.name == "core.reloading"]
     assert record.error == (  # type: ignore[attr-defined]
         f"indicator file {feed} has no 'indicator' column in its header (expected "
         "indicator,type,provider,confidence,description; found domain,kind)")

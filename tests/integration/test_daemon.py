@@ -205,3 +205,18 @@ def test_sigterm_under_load_commits_everything_read(tmp_path: Path) -> None:
         # TCP is ordered: whatever the daemon read of a connection is a gap-free prefix.
         numbers = sequence_numbers(daemon, sender.name)
         assert numbers == list(range(len(numbers)))
+
+
+def test_garbage_on_tcp_is_kept_and_logged_once_per_peer_and_cause(daemon: VigilProcess
+                                                                   ) -> None:
+    """Unparsable lines are kept (marked) and counted; the log says so once per sender and
+    cause in a minute, without their content (issue 18: garbage used to log nothing)."""
+    send_lines(daemon.source_address("syslog_tcp"),
+               [b"garbage line %d with secret-ish text" % i for i in range(100)])
+    wait_for(lambda: count(daemon) == 100, message="the 100 garbage lines in the lake")
+    assert daemon.metric("vigil_component_errors_total", error_type="parse") == 100
+    assert daemon.stop() == 0
+    lines = [line for line in daemon.log().splitlines() if "input kept unparsed" in line]
+    assert len(lines) == 1, lines
+    assert "peer=127.0.0.1" in lines[0] and "no syslog PRI or timestamp" in lines[0]
+    assert "secret-ish" not in daemon.log()

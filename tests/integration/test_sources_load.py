@@ -17,12 +17,12 @@ from pathlib import Path
 import pytest
 from support.daemon import VigilProcess, wait_for, write_conf
 
-from collector.events import MESSAGE, PARSE_ERROR
 from collector.queue import MemoryQueue
 from collector.routing import TenantRouter
 from collector.sources.base import SourceContext
 from collector.sources.syslog.source import SyslogTcpSource
-from collector.telemetry import Telemetry
+from core.events import MESSAGE, PARSE_ERROR
+from core.telemetry import Telemetry
 
 pytestmark = pytest.mark.slow
 

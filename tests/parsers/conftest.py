@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from collector.config import load_config
-from collector.config.models import ValidationContext
 from collector.pipeline.runner import PipelineSet, build_pipelines
+from core.config import ValidationContext
 
 NOW = datetime(2024, 5, 14, 9, 30, tzinfo=UTC)
 

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from support.steps import build_step
 
-from collector.pipeline.step import StepFailure
+from core.step import StepFailure
 
 # Trend Micro Deep Security firewall event, as in Trend Micro's "Syslog message formats"
 # documentation (CEF), behind the syslog header the Deep Security Manager sends.

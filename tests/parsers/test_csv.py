@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from support.steps import build_step
 
-from collector.pipeline.step import StepFailure
+from core.step import StepFailure
 
 # PAN-OS 10.1 traffic log fields in syslog order (the first 47; FUTURE_USE -> `_`).
 PAN_TRAFFIC_COLUMNS = [

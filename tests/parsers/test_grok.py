@@ -17,9 +17,9 @@ from hypothesis import strategies as st
 from support.daemon import SHARED_DATA
 from support.steps import build_step
 
-from collector.events import Batch
 from collector.pipeline.runner import PipelineSet
-from collector.pipeline.step import StepFailure
+from core.events import Batch
+from core.step import StepFailure
 from parsers.grok.expression import GrokError, compile_expression
 from parsers.grok.library import bundled_patterns
 

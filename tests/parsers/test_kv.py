@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from support.steps import build_step
 
-from collector.pipeline.step import StepFailure
+from core.step import StepFailure
 
 # FortiOS 7 forward traffic log, in the layout of Fortinet's Log Message Reference example.
 FORTIGATE_TRAFFIC = (

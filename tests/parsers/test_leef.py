@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from support.steps import build_step
 
-from collector.pipeline.step import StepFailure
+from core.step import StepFailure
 
 # IBM QRadar "Log Event Extended Format (LEEF)" documentation examples.
 LEEF_1 = ("LEEF:1.0|Microsoft|MSExchange|4.0 SP1|15345|src=192.0.2.0\tdst=172.50.123.1\t"

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from collector.pipeline.step import StepContext, StepFailure
+from core.step import StepContext, StepFailure
 from parsers.nest import NestConfig, NestStep
 
 

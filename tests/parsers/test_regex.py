@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from support.steps import build_step
 
-from collector.pipeline.step import StepFailure
+from core.step import StepFailure
 
 regex_step = partial(build_step, "regex")
 

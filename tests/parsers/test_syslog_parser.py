@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from collector.events import MESSAGE, PARSE_ERROR, TIMESTAMP
+from core.events import MESSAGE, PARSE_ERROR, TIMESTAMP
 from parsers.syslog import parse_syslog
 
 NOW = datetime(2024, 5, 14, 9, 30, tzinfo=UTC)

@@ -14,9 +14,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from support.steps import build_step
 
-from collector.events import DEAD_LETTERS, RECEIVED_AT, TIMESTAMP, Batch
 from collector.pipeline.runner import DEAD_LETTER_ERROR, DEAD_LETTER_STEP, PipelineSet
-from collector.pipeline.step import StepContext, StepFailure
+from core.events import DEAD_LETTERS, RECEIVED_AT, TIMESTAMP, Batch
+from core.step import StepContext, StepFailure
 from parsers.timestamp import TIMESTAMP_ERROR
 
 RECEIVED = datetime(2024, 5, 14, 9, 30, tzinfo=UTC)

@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 import pytest
 
-from collector.pipeline.step import StepContext, StepFailure
+from core.step import StepContext, StepFailure
 from parsers.windows import WindowsEventConfig, WindowsEventStep
 
 # Winlogbeat's 4688 test event (elastic/beats x-pack/winlogbeat testdata), trimmed.
@@ -126,7 +126,7 @@ def test_xml_events_parse_and_hostile_xml_is_refused() -> None:
     expansion bomb, an external entity and an oversized record are step failures."""
     import pytest
 
-    from collector.pipeline.step import StepFailure
+    from core.step import StepFailure
     from parsers.windows import MAX_XML_BYTES, flatten_windows_event, parse_event_xml
 
     doc = parse_event_xml('<Event><System><Provider Name="Linux-Sysmon"/><EventID>3</EventID>'

@@ -15,8 +15,8 @@ from pipelines.loghub import OPENSSH_FIELDS, openssh_expectations, structured_li
 from support.daemon import REPO, SHARED_DATA
 
 from collector.config import load_config
-from collector.events import Event
 from collector.offline import OfflineRun, split_dead_letters
+from core.events import Event
 
 CONF = REPO / "conf.d"
 LOGHUB = SHARED_DATA / "loghub"

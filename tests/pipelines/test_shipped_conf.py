@@ -11,10 +11,10 @@ from support.daemon import REPO
 
 from collector.cli import main
 from collector.config import load_config
-from collector.events import DEAD_LETTERS
 from collector.offline import OfflineRun
 from collector.pipeline.runner import PIPELINE
 from collector.pipeline.testcases import check_case
+from core.events import DEAD_LETTERS
 
 CONF = REPO / "conf.d"
 

@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 from support.daemon import REPO
 
 from collector.config import load_config
-from collector.events import DATASET
 from collector.offline import OfflineRun, split_dead_letters
+from core.events import DATASET
 
 CONF = REPO / "conf.d"
 

@@ -108,3 +108,34 @@ def test_lint_clean_rule_exits_0(sigma: SimpleNamespace, tmp_path: Path,
                      level="low", falsepositives=["none"])
     assert main(["rules", "lint", str(tmp_path / "lnx_auth_clean_rule.yml")]) == 0
     assert capsys.readouterr().out.endswith("1 rule(s) checked, 0 error(s), 0 issue(s)\n")
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_process_output_feeds_rules_test_and_ends_with_a_summary(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`vigil process` output carries `vigil.dataset`: `rules test` reads it, no --dataset."""
+    lines = tmp_path / "auth.log"
+    lines.write_text("".join(
+        f"<38>Dec  6 06:00:{i:02d} host1 sshd[1]: Failed password for root from 203.0.113.9 "
+        "port 22 ssh2\n" for i in range(12)))
+    assert main(["process", "-c", str(REPO / "conf.d"), "--data-dir", str(tmp_path / "var"),
+                 "--source", "syslog_udp", str(lines)]) == 0
+    processed = tmp_path / "events.json"
+    processed.write_text(capsys.readouterr().out)
+    code = main(["rules", "test", "--rules", str(REPO / "rules" / "library"), "--events",
+                 str(processed)])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert {a["title"] for a in alerts(captured.out)} == {"SSH brute force from one source"}
+    summary = captured.err.strip().splitlines()
+    assert summary[0].startswith("12 event(s) (linux.auth 12), ")
+    assert summary[0].endswith("1 match(es) from 1 rule(s)")
+    assert summary[1].split()[0] == "1" and "SSH brute force from one source" in summary[1]
+
+
+def test_shipped_library_lints_clean(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["rules", "lint", str(REPO / "rules" / "library")]) == 0
+    out = capsys.readouterr().out
+    assert out.strip().endswith("0 error(s), 0 issue(s)"), out

@@ -21,7 +21,7 @@ from collector.api.app import build_api_app
 from collector.auth.totp import current_code
 from collector.config.models import ControlConfig
 from collector.control import ControlServer
-from collector.telemetry import Telemetry
+from core.telemetry import Telemetry
 from sinks.alerts.model import Actor
 from sinks.alerts.service import Alerting
 

@@ -12,7 +12,12 @@ from typing import Any
 import orjson
 import pytest
 
-from collector.events import (
+from collector.queue import MemoryQueue
+from collector.replay import DeadLetterReplayer
+from collector.routing import QUARANTINE, TenantRouter
+from collector.sources.base import SourceContext
+from collector.sources.json_events import event_from_object
+from core.events import (
     DATASET,
     DEAD_LETTERS,
     OFFSET,
@@ -22,16 +27,11 @@ from collector.events import (
     TIMESTAMP,
     Batch,
 )
-from collector.provenance import UnsafePathComponent, path_component
-from collector.queue import MemoryQueue
-from collector.replay import DeadLetterReplayer
-from collector.routing import QUARANTINE, TenantRouter
-from collector.sources.base import SourceContext
-from collector.sources.json_events import event_from_object
-from collector.telemetry import Telemetry, tenant_label
-from sinks.base import SinkContext
+from core.provenance import UnsafePathComponent, path_component
+from core.schema import DatasetSchemas
+from core.sink import SinkContext
+from core.telemetry import Telemetry, tenant_label
 from sinks.dead_letter import DeadLetterConfig, DeadLetterSink, mark_for_replay
-from sinks.lake.schema import DatasetSchemas
 from sinks.lake.sink import LakeConfig, LakeSink, partition_dir
 
 T = datetime(2026, 11, 22, 9, 15, tzinfo=UTC)

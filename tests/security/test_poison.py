@@ -284,9 +284,9 @@ class Rejected(list):
 
 
 def failing_lake(tmp_path: Path, error: Exception) -> tuple[Any, Rejected, list[float], list]:
-    from collector.telemetry import Telemetry
-    from sinks.base import SinkContext
-    from sinks.lake.schema import DatasetSchemas
+    from core.schema import DatasetSchemas
+    from core.sink import SinkContext
+    from core.telemetry import Telemetry
     from sinks.lake.sink import LakeConfig, LakeSink
 
     clock = [0.0]
@@ -306,7 +306,7 @@ def failing_lake(tmp_path: Path, error: Exception) -> tuple[Any, Rejected, list[
 
 async def test_a_buffer_that_keeps_failing_backs_off_then_is_quarantined(
         tmp_path: Path) -> None:
-    from collector.events import Batch
+    from core.events import Batch
 
     sink, rejected, clock, attempts = failing_lake(tmp_path, RuntimeError("not one row's"))
     await sink.start()
@@ -327,7 +327,7 @@ async def test_an_environmental_failure_is_retried_for_as_long_as_it_lasts(
         tmp_path: Path) -> None:
     import errno
 
-    from collector.events import Batch
+    from core.events import Batch
 
     sink, rejected, clock, attempts = failing_lake(
         tmp_path, OSError(errno.ENOSPC, "No space left on device"))

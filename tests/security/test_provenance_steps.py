@@ -13,13 +13,13 @@ import orjson
 import pytest
 
 from collector.config import load_config
-from collector.config.models import ValidationContext
-from collector.errors import ConfigErrors
-from collector.events import DATASET, OFFSET, RECEIVED_AT, SOURCE, TENANT, Batch, Event
 from collector.pipeline.config import PipelineConfig
 from collector.pipeline.runner import BoundStep, Pipeline, PipelineSet, build_pipelines
-from collector.pipeline.step import Step, StepConfig, StepContext
-from collector.telemetry import Telemetry
+from core.config import ValidationContext
+from core.errors import ConfigErrors
+from core.events import DATASET, OFFSET, RECEIVED_AT, SOURCE, TENANT, Batch, Event
+from core.step import Step, StepConfig, StepContext
+from core.telemetry import Telemetry
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 RECEIVED = datetime(2026, 11, 23, 11, 59, tzinfo=UTC)

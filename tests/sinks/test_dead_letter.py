@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-from collector.events import DEAD_LETTERS, Batch
 from collector.pipeline.runner import dead_letter
-from collector.telemetry import Telemetry
-from sinks.base import SinkContext
+from core.events import DEAD_LETTERS, Batch
+from core.schema import DatasetSchemas
+from core.sink import SinkContext
+from core.telemetry import Telemetry
 from sinks.dead_letter import (
     REPLAY_SUFFIX,
     DeadLetterConfig,
@@ -19,7 +20,6 @@ from sinks.dead_letter import (
     read_dead_letters,
     restore_event,
 )
-from sinks.lake.schema import DatasetSchemas
 
 FAILED = datetime(2026, 11, 23, 8, 30, tzinfo=UTC)
 RECEIVED = datetime(2026, 11, 23, 8, 29, 59, 123456, tzinfo=UTC)

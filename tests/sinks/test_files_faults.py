@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from collector.durable import WriteEpisodes, storage_error_type, write_atomic
-from collector.events import DEAD_LETTERS, OFFSET, Batch
 from collector.pipeline.runner import dead_letter
-from collector.telemetry import Telemetry
-from sinks.base import SinkContext
+from core.durable import WriteEpisodes, storage_error_type, write_atomic
+from core.events import DEAD_LETTERS, OFFSET, Batch
+from core.schema import DatasetSchemas
+from core.sink import SinkContext
+from core.telemetry import Telemetry
 from sinks.commits import CommitManifest, ManifestEntry, committed_ranges
 from sinks.dead_letter import DeadLetterConfig, DeadLetterSink, read_dead_letters
-from sinks.lake.schema import DatasetSchemas
 
 FAILED = datetime(2026, 11, 23, 8, 30, tzinfo=UTC)
 
@@ -82,8 +82,8 @@ async def test_a_refused_write_is_kept_counted_once_and_retried(
     def full(*args: object) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr("collector.durable.os.replace", full)
-    with caplog.at_level(logging.ERROR, logger="collector.durable"):
+    monkeypatch.setattr("core.durable.os.replace", full)
+    with caplog.at_level(logging.ERROR, logger="core.durable"):
         for _ in range(3):
             with pytest.raises(OSError):
                 await target.flush(force=True)
@@ -129,7 +129,7 @@ def test_write_atomic_leaves_nothing_on_failure(tmp_path: Path,
     def full(fd: int) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr("collector.durable.os.fsync", full)
+    monkeypatch.setattr("core.durable.os.fsync", full)
     with pytest.raises(OSError):
         write_atomic(path, b"new")
     assert path.read_bytes() == b"old"

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import duckdb
 
-from collector.events import Batch
-from collector.telemetry import Telemetry
-from sinks.base import SinkContext
-from sinks.lake.schema import DatasetSchemas
+from core.events import Batch
+from core.schema import DatasetSchemas
+from core.sink import SinkContext
+from core.telemetry import Telemetry
 from sinks.lake.sink import LakeConfig, LakeSink
 
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from collector.pipeline.step import StepContext
-from collector.registry import resolve
+from core.registry import resolve
+from core.step import StepContext
 
 
 def build_step(step_type: str, context: StepContext | None = None, **config: Any) -> Any:

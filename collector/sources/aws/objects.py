@@ -16,9 +16,9 @@ from typing import Any, Literal, Protocol
 
 import orjson
 
-from collector.events import Event, keep_original
 from collector.sources.json_events import unparsed_event
 from collector.sources.pull import split_records
+from core.events import Event, keep_original
 
 Format = Literal["auto", "json", "ndjson", "lines"]
 Compression = Literal["auto", "gzip", "none"]

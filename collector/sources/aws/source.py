@@ -35,12 +35,12 @@ from typing import Any, TypeVar
 
 import orjson
 
-from collector.events import TIMESTAMP, Event
 from collector.sources.aws.config import S3SqsSourceConfig
 from collector.sources.aws.notifications import NotANotification, ObjectRef, objects_in_message
 from collector.sources.aws.objects import Inflater, ObjectFailure, ObjectReader, RecordDecoder
 from collector.sources.base import Source, SourceContext
 from collector.sources.pull import ORIGIN, Backoff, Sleep, wait_for_capacity
+from core.events import TIMESTAMP, Event
 
 log = logging.getLogger(__name__)
 
@@ -198,7 +198,7 @@ class S3SqsSource(Source):
                       extra={"source": self.context.source_id})
 
     async def _connect(self) -> None:
-        from collector.sources.aws.session import aws_client, aws_session
+        from core.aws.session import aws_client, aws_session
 
         config = self.config
         session = await self._call(aws_session, config.aws, config.region())

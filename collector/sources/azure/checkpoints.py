@@ -1,6 +1,6 @@
 """Event Hubs checkpoints and partition ownership in the data directory: the client library's
 `CheckpointStore` interface on one JSON file per (namespace, hub, consumer group), replaced
-atomically (`collector.durable.write_atomic`) on every change.
+atomically (`core.durable.write_atomic`) on every change.
 
 Ownership claims compare etags like the blob store does, so the library's load balancing
 works unchanged; the file is local, so one daemon owns a consumer group (several daemons
@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 from azure.eventhub.aio import CheckpointStore
 
-from collector.durable import write_atomic
+from core.durable import write_atomic
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 _KEYS = ("fully_qualified_namespace", "eventhub_name", "consumer_group")

@@ -8,8 +8,8 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from collector.config.models import ConfigIssue, SourceConfig, StrictModel, ValidationContext
 from collector.sources.pull import BackoffConfig
+from core.config import ConfigIssue, SourceConfig, StrictModel, ValidationContext
 
 
 class ConnectionStringConfig(StrictModel):

@@ -9,8 +9,8 @@ from typing import Literal
 
 import orjson
 
-from collector.events import MESSAGE, PARSE_ERROR, TIMESTAMP, Event
 from collector.sources.pull import split_records
+from core.events import MESSAGE, PARSE_ERROR, TIMESTAMP, Event
 
 
 def events_from_body(body: bytes, fmt: Literal["auto", "json", "text"],

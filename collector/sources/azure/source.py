@@ -20,11 +20,11 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from collector.events import Event
 from collector.sources.azure.config import BlobCheckpointStoreConfig, EventHubsSourceConfig
 from collector.sources.azure.decoding import events_from_body
 from collector.sources.base import Source, SourceContext
 from collector.sources.pull import ORIGIN, Backoff, Sleep, wait_for_capacity
+from core.events import Event
 
 log = logging.getLogger(__name__)
 

@@ -8,8 +8,8 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from collector.config.models import ConfigIssue, SourceConfig, ValidationContext
 from collector.sources.pull import BackoffConfig
+from core.config import ConfigIssue, SourceConfig, ValidationContext
 
 SUBSCRIPTION_RE = re.compile(r"projects/[a-z][a-z0-9-]{4,28}[a-z0-9]/subscriptions/"
                              r"[A-Za-z][A-Za-z0-9._~+%-]{2,254}")

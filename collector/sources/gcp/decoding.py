@@ -9,8 +9,8 @@ from typing import Literal
 
 import orjson
 
-from collector.events import MESSAGE, PARSE_ERROR, TIMESTAMP, Event, keep_original
 from collector.sources.json_events import event_from_object, json_kind, parse_timestamp
+from core.events import MESSAGE, PARSE_ERROR, TIMESTAMP, Event, keep_original
 
 
 def event_from_data(data: bytes, fmt: Literal["auto", "json", "text"],

@@ -18,11 +18,11 @@ import os
 from datetime import UTC, datetime
 from typing import Any
 
-from collector.events import Event
 from collector.sources.base import Source, SourceContext
 from collector.sources.gcp.config import PubSubSourceConfig
 from collector.sources.gcp.decoding import event_from_data
 from collector.sources.pull import ORIGIN, Backoff, Sleep, wait_for_capacity
+from core.events import Event
 
 log = logging.getLogger(__name__)
 

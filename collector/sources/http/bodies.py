@@ -18,22 +18,6 @@ from typing import Any
 
 import orjson
 
-from collector.events import (
-    MESSAGE,
-    ORIGINAL_BASE64,
-    PARSE_ERROR,
-    TIMESTAMP,
-    Event,
-    decode_text,
-)
-from collector.nesting import (
-    DEFAULT_MAX_DEPTH,
-    json_text,
-    may_nest_over,
-    nesting_over,
-    too_deep_event,
-    too_deep_reason,
-)
 from collector.sources.json_events import (
     MOVED_PREFIX,
     event_from_json_line,
@@ -41,6 +25,22 @@ from collector.sources.json_events import (
     json_kind,
     parse_timestamp,
     unparsed_event,
+)
+from core.events import (
+    MESSAGE,
+    ORIGINAL_BASE64,
+    PARSE_ERROR,
+    TIMESTAMP,
+    Event,
+    decode_text,
+)
+from core.nesting import (
+    DEFAULT_MAX_DEPTH,
+    json_text,
+    may_nest_over,
+    nesting_over,
+    too_deep_event,
+    too_deep_reason,
 )
 
 MAX_REPORTED_ERRORS = 100

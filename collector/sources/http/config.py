@@ -8,7 +8,9 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, model_validator
 
-from collector.config.models import (
+from collector.sources.http.bodies import DEFAULT_MAX_MEMBERS
+from collector.sources.tls import TlsConfig, tls_file_issues
+from core.config import (
     Address,
     ConfigIssue,
     SourceConfig,
@@ -17,9 +19,7 @@ from collector.config.models import (
     TenantReference,
     ValidationContext,
 )
-from collector.nesting import DEFAULT_MAX_DEPTH, MAX_MAX_DEPTH
-from collector.sources.http.bodies import DEFAULT_MAX_MEMBERS
-from collector.sources.tls import TlsConfig, tls_file_issues
+from core.nesting import DEFAULT_MAX_DEPTH, MAX_MAX_DEPTH
 
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 

@@ -2,8 +2,9 @@
 
 Every request is authenticated by a token (which may name the tenant), refused with 503 and
 Retry-After while the queue is over its bound, and answered 200 only once its events are durable
-in the queue (`SourceContext.deliver`). Malformed parts of a body are kept as marked events and
-named in a 400 reply, so a sender never resends what was already accepted.
+in the queue (`SourceContext.deliver`). Malformed parts of a body are kept as marked events:
+`/v1/logs` names them in its 200 reply (everything was stored, so no client resends it); HEC
+answers as Splunk documents (400, code 6 `Invalid data format`, `invalid-event-number`).
 """
 
 from __future__ import annotations
@@ -16,8 +17,6 @@ from typing import Any, TypeVar
 from aiohttp import ClientPayloadError, web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from collector.config.models import DATASET_RE, split_address
-from collector.events import DATASET, Event
 from collector.logs import RateLimitedLog
 from collector.sources.base import Source, SourceContext
 from collector.sources.http.bodies import (
@@ -34,6 +33,8 @@ from collector.sources.http.config import HttpSourceConfig
 from collector.sources.http.tokens import Token, TokenTable, parse_authorization
 from collector.sources.listener import TcpListener
 from collector.sources.tls import server_context
+from core.config import DATASET_RE, split_address
+from core.events import DATASET, Event
 
 log = logging.getLogger(__name__)
 
@@ -148,11 +149,12 @@ class HttpSource(Source):
             await self._deliver(decoded, request, token, dataset)
         except Rejection as rejection:
             return await self._rejected(request, rejection, {"error": rejection.message})
-        if decoded.problems:
-            return self._reply(400, {"accepted": len(decoded.events), "invalid": decoded.invalid,
+        if decoded.problems:  # stored all the same: a success, so no client resends it
+            return self._reply(200, {"accepted": len(decoded.events), "invalid": decoded.invalid,
                                      "errors": decoded.problems,
-                                     "note": "every line was kept; invalid ones are marked "
-                                             "with vigil.parse_error: do not resend"})
+                                     "note": "every line was stored; the invalid ones are "
+                                             "kept as they came, marked, for review: do not "
+                                             "resend"})
         return self._reply(200, {"accepted": len(decoded.events)})
 
     async def _hec_event(self, request: web.Request) -> web.Response:
@@ -279,7 +281,7 @@ class HttpSource(Source):
         if dataset is not None:
             for event in decoded.events:
                 event[DATASET] = dataset
-        self.context.count_parse_errors(decoded.events)
+        self.context.count_parse_errors(decoded.events, request.remote)
         try:
             await self.context.deliver(decoded.events, request.remote, token.tenant)
         except Exception:  # the queue is closing or cannot write: the sender must retry

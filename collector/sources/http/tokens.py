@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from collector.sources.http.config import HttpTokenConfig, read_token_file
-from enrichers.reloading import ReloadingFile, file_stats
+from core.reloading import ReloadingFile, file_stats
 
 _NO_DIGEST = bytes(32)  # what a refused file token is compared against (no SHA-256 is zero)
 

@@ -13,10 +13,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, Field
 
-from collector.events import Event
 from collector.sources.base import SourceContext
 from collector.sources.stream import StreamSource, StreamSourceConfig
 from collector.sources.syslog.framing import Frame, FrameDecoder
+from core.events import Event
 from parsers.syslog import parse_syslog
 
 

@@ -19,10 +19,10 @@ from zoneinfo import ZoneInfo
 
 from pydantic import Field
 
-from collector.config.models import Address, SourceConfig, split_address
-from collector.events import TRUNCATED, Event
 from collector.sources.base import Source, SourceContext
 from collector.sources.syslog.source import TIMEZONE_FIELD, TimezoneName, syslog_events
+from core.config import Address, SourceConfig, split_address
+from core.events import TRUNCATED, Event
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +169,7 @@ class SyslogUdpSource(Source):
                 if cut:
                     event[TRUNCATED] = True
                     truncated += 1
-            self.context.count_parse_errors(events)
+            self.context.count_parse_errors(events, peer)
             # No backpressure over UDP: a tenant over its share loses its own datagrams
             # (counted), not everyone's.
             self.context.emit(events, peer, shed=True)

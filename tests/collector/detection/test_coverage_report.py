@@ -19,8 +19,8 @@ from collector.commands.coverage import print_report
 from collector.config import load_config
 from collector.detection.coverage import coverage_report
 from collector.detection.stage import DetectionStage
-from collector.events import Batch
-from collector.telemetry import Telemetry
+from core.events import Batch
+from core.telemetry import Telemetry
 from rules.loader import load_rules
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)

@@ -11,7 +11,7 @@ from support.daemon import REPO
 from collector.config import load_config
 from collector.detection.coverage import coverage_report
 from collector.detection.stage import BUILTIN_RULES, DetectionStage
-from collector.events import ALERTS, Batch
+from core.events import ALERTS, Batch
 from rules.loader import load_rules
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)

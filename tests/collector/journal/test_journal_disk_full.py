@@ -21,7 +21,7 @@ from support.daemon import wait_until
 from support.tmpfs import small_tmpfs
 
 from collector.journal import FileLayer, Journal, JournalFullError, JournalWriteError
-from collector.telemetry import Telemetry
+from core.telemetry import Telemetry
 
 Factory = Callable[..., Journal]
 Drain = Callable[..., Any]

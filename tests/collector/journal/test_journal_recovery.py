@@ -13,7 +13,7 @@ import pytest
 
 from collector.cli import main
 from collector.journal import Journal
-from collector.telemetry import Telemetry
+from core.telemetry import Telemetry
 
 Factory = Callable[..., Journal]
 Drain = Callable[..., Any]

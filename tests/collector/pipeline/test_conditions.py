@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from collector.pipeline.conditions import Condition, compile_condition
+from core.conditions import Condition, compile_condition
 
 
 def holds(spec: dict, event: dict) -> bool:

@@ -11,11 +11,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from collector.config import load_config
-from collector.config.models import ValidationContext
-from collector.errors import ConfigErrors
-from collector.events import DATASET, DEAD_LETTERS, Batch
 from collector.pipeline.runner import PIPELINE_ERROR, build_pipelines
-from collector.telemetry import Telemetry
+from core.config import ValidationContext
+from core.errors import ConfigErrors
+from core.events import DATASET, DEAD_LETTERS, Batch
+from core.telemetry import Telemetry
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 

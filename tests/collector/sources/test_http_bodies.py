@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from collector.events import MESSAGE, PARSE_ERROR, TIMESTAMP
 from collector.sources.http.bodies import (
     BadEncoding,
     BodyTooLarge,
@@ -22,6 +21,7 @@ from collector.sources.http.bodies import (
 from collector.sources.http.config import HttpTokenConfig
 from collector.sources.http.tokens import TokenTable, parse_authorization
 from collector.sources.json_events import event_from_object, parse_timestamp
+from core.events import MESSAGE, PARSE_ERROR, TIMESTAMP
 
 NOW = datetime(2024, 5, 14, 9, 30, tzinfo=UTC)
 

@@ -14,12 +14,12 @@ from typing import Any
 import aiohttp
 import pytest
 
-from collector.events import PARSE_ERROR
 from collector.queue import MemoryQueue
 from collector.routing import QUARANTINE, TenantRouter
 from collector.sources.base import SourceContext
 from collector.sources.http.source import HttpSource
-from collector.telemetry import Telemetry
+from core.events import PARSE_ERROR
+from core.telemetry import Telemetry
 
 NOW = datetime(2024, 5, 14, 9, 30, tzinfo=UTC)
 
@@ -86,13 +86,20 @@ async def test_ndjson_gzip_and_dataset(http: HttpRig) -> None:
         == len(gzip.compress(body))
 
 
-async def test_bad_lines_get_400_naming_them_but_nothing_is_lost(http: HttpRig) -> None:
-    status, _, reply = await post(http, "/v1/logs", b'{"a": 1}\n{oops\n{"a": 3}\n')
-    assert status == 400
-    assert reply["accepted"] == 3 and reply["invalid"] == 1
-    assert [e["line"] for e in reply["errors"]] == [2]
+async def test_bad_lines_are_stored_and_named_in_a_success_reply(http: HttpRig) -> None:
+    """Everything was stored, so the answer is a success (a 400 makes clients resend or drop
+    the whole body); the bad lines are named, in words for people."""
+    body = b'{"a": 1}\n{oops\n{"a": 3}\n{"s": "\xed\xa0\x80"}\n'
+    status, _, reply = await post(http, "/v1/logs", body)
+    assert status == 200
+    assert reply["accepted"] == 4 and reply["invalid"] == 2
+    assert reply["errors"] == [
+        {"line": 2, "error": "invalid JSON at column 2: unexpected character, expected a "
+                             "string key"},
+        {"line": 4, "error": "invalid JSON: the text is not valid UTF-8"}]
+    assert "str " not in str(reply)
     events = http.events("demo")
-    assert [e.get("a") for e in events] == [1, None, 3]
+    assert [e.get("a") for e in events] == [1, None, 3, None]
     assert events[1]["message"] == "{oops" and PARSE_ERROR in events[1]
 
 

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from collector.config import load_config
-from collector.errors import ConfigErrors
 from collector.queue import MemoryQueue
 from collector.routing import QUARANTINE, Route, TenantRouter
 from collector.sources.base import SourceContext
-from collector.telemetry import Telemetry
+from core.errors import ConfigErrors
+from core.telemetry import Telemetry
 
 TENANTS = {"demo", "acme", "globex"}
 

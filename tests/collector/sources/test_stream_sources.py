@@ -14,13 +14,13 @@ from typing import Any
 import pytest
 from support.daemon import wait_until
 
-from collector.events import PARSE_ERROR, TRUNCATED
 from collector.queue import MemoryQueue
-from collector.registry import resolve
 from collector.routing import TenantRouter
 from collector.sources.base import Source, SourceContext
 from collector.sources.tls import self_signed_pair
-from collector.telemetry import Telemetry
+from core.events import PARSE_ERROR, TRUNCATED
+from core.registry import resolve
+from core.telemetry import Telemetry
 
 NOW = datetime(2024, 5, 14, 9, 30, tzinfo=UTC)
 

@@ -12,8 +12,8 @@ from support.daemon import REPO
 
 from collector.config import load_config
 from collector.detection.stage import BUILTIN_RULES, DetectionStage
-from collector.events import ALERTS
 from collector.offline import OfflineRun
+from core.events import ALERTS
 from rules.loader import load_rules
 
 CONF = REPO / "conf.d"

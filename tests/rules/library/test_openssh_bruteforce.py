@@ -16,8 +16,8 @@ from support.daemon import REPO, SHARED_DATA
 
 from collector.config import load_config
 from collector.detection.stage import BUILTIN_RULES, DetectionStage
-from collector.events import ALERTS
 from collector.offline import OfflineRun
+from core.events import ALERTS
 from rules.loader import load_rules
 
 LOG = SHARED_DATA / "loghub" / "OpenSSH" / "OpenSSH_2k.log"

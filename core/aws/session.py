@@ -17,7 +17,7 @@ from botocore.credentials import (
     DeferredRefreshableCredentials,
 )
 
-from collector.sources.aws.config import AwsConnectionConfig
+from core.aws.config import AwsConnectionConfig
 
 
 class _AssumedRoleProvider(CredentialProvider):

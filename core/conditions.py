@@ -17,8 +17,8 @@ from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
-from collector.config.models import StrictModel
-from collector.events import Event
+from core.config import StrictModel
+from core.events import Event
 
 Predicate = Callable[[Event], bool]
 

@@ -14,9 +14,9 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
 
-import collector
-from collector.config.models import TENANT_ID_RE
-from collector.durable import WriteEpisodes
+import core
+from core.config import TENANT_ID_RE
+from core.durable import WriteEpisodes
 
 __all__ = ["CONTENT_TYPE", "ComponentTelemetry", "Telemetry"]
 
@@ -41,7 +41,7 @@ class Telemetry:
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry(auto_describe=True)
         self.build_info = Info("vigil_build", "Vigil build information", registry=r)
-        self.build_info.info({"version": collector.__version__,
+        self.build_info.info({"version": core.__version__,
                               "python": platform.python_version()})
         self.received_events = Counter(
             "vigil_component_received_events", "Events a component received",

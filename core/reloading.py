@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from collector.errors import VigilError
+from core.errors import VigilError
 
 log = logging.getLogger(__name__)
 

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
 
+from core.registry import did_you_mean
+
 
 class ExitCode(IntEnum):
     """sysexits.h: how a command ended, for scripts and systemd (`RestartPreventExitStatus=`)."""
@@ -75,8 +77,6 @@ def usage_error(problem: str, hint: str = "") -> OperatorError:
 
 def unknown_name(kind: str, name: str, known: Iterable[str]) -> OperatorError:
     """`unknown tenant 'acm' (did you mean 'acme'?); configured tenants: acme, bravo`."""
-    from collector.registry import did_you_mean
-
     names = sorted(known)
     listed = ", ".join(names) if names else "none"
     return usage_error(f"unknown {kind} {name!r}{did_you_mean(name, names)}",
@@ -158,6 +158,15 @@ def explain(exc: BaseException) -> OperatorError | None:
                                  "data directory's owner and try again",
                                  exit_code=ExitCode.TEMPFAIL)
     return None
+
+
+# Exceptions that say the environment failed, not the event (poison, see collector.poison):
+# retried, never dead-lettered.
+ENVIRONMENTAL: tuple[type[BaseException], ...] = (OSError, MemoryError, sqlite3.OperationalError)
+
+
+def is_environmental(exc: BaseException) -> bool:
+    return isinstance(exc, ENVIRONMENTAL)
 
 
 class ConfigError(VigilError):

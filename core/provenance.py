@@ -13,17 +13,17 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from collector.config.models import DATASET_RE, TENANT_ID_RE
-from collector.errors import VigilError
-from collector.events import (
+from core.config import DATASET_RE, TENANT_ID_RE
+from core.errors import VigilError
+from core.events import (
     DATASET,
     OFFSET,
+    QUARANTINE,
     RECEIVED_AT,
     SOURCE,
     TENANT,
     Event,
 )
-from collector.routing import QUARANTINE
 
 # The keys no sender, step, enricher or rule may create or change.
 PROVENANCE: tuple[str, ...] = (TENANT, SOURCE, DATASET, RECEIVED_AT, OFFSET)

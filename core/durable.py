@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from collector.telemetry import Telemetry
+    from core.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 

@@ -33,6 +33,9 @@ MESSAGE = "message"
 ORIGINAL_BASE64 = "event.original_base64"
 
 
+# The partition of events whose tenant could not be decided (never a tenant id: those are slugs).
+QUARANTINE = "_quarantine"
+
 # Batch kinds: what a batch holds, so each sink takes only what it stores.
 EVENTS = "events"
 DEAD_LETTERS = "dead_letter"

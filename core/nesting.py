@@ -13,8 +13,8 @@ from typing import Any
 
 import orjson
 
-from collector.events import MESSAGE, PARSE_ERROR, SOURCE_FAILURE, TIMESTAMP, Event
-from collector.events import json_text as events_json_text
+from core.events import MESSAGE, PARSE_ERROR, SOURCE_FAILURE, TIMESTAMP, Event
+from core.events import json_text as events_json_text
 
 DEFAULT_MAX_DEPTH = 64
 # orjson refuses more than 1024 levels itself; Python's json raises RecursionError near 1000.
@@ -53,7 +53,7 @@ def may_nest_over(text: bytes, limit: int) -> bool:
 
 def json_text(value: Any) -> str:
     """`value` as JSON text for keeping it, however deep (orjson stops at 255 levels and at
-    64-bit integers; `collector.events.json_text` has no limit)."""
+    64-bit integers; `core.events.json_text` has no limit)."""
     try:
         return orjson.dumps(value, default=str).decode()
     except (orjson.JSONEncodeError, TypeError):

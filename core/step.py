@@ -17,12 +17,12 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
-from collector.config.models import ComponentConfig, ValidationContext
-from collector.errors import VigilError
-from collector.events import Event
-from collector.pipeline.conditions import Condition
-from collector.provenance import WrittenName
-from sinks.lake.schema import FieldType
+from core.conditions import Condition
+from core.config import ComponentConfig, ValidationContext
+from core.errors import VigilError
+from core.events import Event
+from core.provenance import WrittenName
+from core.schema import FieldType
 
 OnFailure = Literal["dead_letter", "continue", "drop"]
 

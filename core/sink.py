@@ -13,11 +13,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from collector.config.models import SinkConfig
-from collector.events import EVENTS, Batch
-from collector.poison import Reject
-from collector.telemetry import Telemetry
-from sinks.lake.schema import DatasetSchemas
+from core.config import SinkConfig
+from core.events import EVENTS, Batch, Event
+from core.schema import DatasetSchemas
+from core.telemetry import Telemetry
+
+# How a component hands events it cannot process to the dead letter:
+# reject(partition, events, component, exception, scope) with scope "event" or "batch".
+Reject = Callable[[str, list[Event], str, BaseException, str], None]
 
 
 @dataclass
