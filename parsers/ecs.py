@@ -11,10 +11,10 @@ from urllib.parse import urlsplit
 
 from pydantic import Field
 
-from collector.config.models import ValidationContext
-from collector.events import Event
-from collector.pipeline.step import Step, StepConfig
-from collector.provenance import WrittenName
+from core.config import ValidationContext
+from core.events import Event
+from core.provenance import WrittenName
+from core.step import Step, StepConfig
 
 # A device's decision about a connection or request, as vendors write it (lower case). ECS:
 # "Domain-specific actions, such as deny and allow ... are not captured in the event.outcome

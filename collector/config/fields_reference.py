@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from collector.config import load_config
-from collector.config.models import ValidationContext
 from collector.pipeline.config import PipelineConfig
+from core.config import ValidationContext
 from parsers.ecs import (
     ALLOWED_ACTIONS,
     DENIED_ACTIONS,

@@ -12,7 +12,7 @@ from support.daemon import REPO
 from support.field_coverage import case_events
 
 from collector.config import load_config
-from collector.events import Event
+from core.events import Event
 from parsers.ecs import ECS_VALUES, split_user
 
 CONF = REPO / "conf.d"
