@@ -51,6 +51,9 @@ STEPS: dict[str, str] = {
     "threat_intel": "enrichers.threat_intel:ThreatIntelStep",
     "nest": "parsers.nest:NestStep",
     "windows_event": "parsers.windows:WindowsEventStep",
+    "decision": "parsers.ecs:DecisionStep",
+    "split_user": "parsers.ecs:SplitUserStep",
+    "split_url": "parsers.ecs:SplitUrlStep",
 }
 
 # Notification channels (the `notifiers:` section).

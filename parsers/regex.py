@@ -7,6 +7,7 @@ used; an expression it rejects is a validation error.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from core.config import ConfigIssue, ValidationContext
@@ -16,6 +17,8 @@ from parsers.grok.expression import CompiledExpression, GrokError, compile_expre
 from parsers.grok.step import CaptureConfig, CaptureStep
 
 NO_MATCH = "no regex matched"
+# `%{IP:source.ip}`: a grok reference, which `re` reads as literal text.
+GROK_REFERENCE = re.compile(r"%\{\w+(?::[\w.@-]+(?::\w+)?)?\}")
 
 
 class RegexConfig(CaptureConfig):
@@ -36,6 +39,12 @@ class RegexConfig(CaptureConfig):
     def semantic_errors(self, context: ValidationContext) -> list[ConfigIssue]:
         issues: list[ConfigIssue] = []
         for index, pattern in enumerate(self.patterns):
+            grok = GROK_REFERENCE.search(pattern)
+            if grok is not None:
+                issues.append((("patterns", index), f"{grok.group()} is grok syntax, which a "
+                                                    "regex step matches literally: use "
+                                                    "`type: grok`"))
+                continue
             try:
                 compile_regex_pattern(pattern, "")
             except GrokError as exc:

@@ -70,6 +70,22 @@ def test_errors_are_located(config_errors: Callable[[str], list[str]], tmp_path:
     ]
 
 
+def test_grok_syntax_in_a_regex_step_is_refused(config_errors: Callable[[str], list[str]],
+                                                tmp_path: Path) -> None:
+    """`%{IP:source.ip}` is grok: `re` would take it literally and never match (a shipped
+    Cisco IOS login step did, silently)."""
+    path = tmp_path / "30-pipelines.yaml"
+    assert config_errors(r"""
+    pipelines:
+      p:
+        dataset: x
+        steps:
+          - type: regex
+            patterns: ['\[Source: %{IP:source.ip}\]']
+    """) == [f"{path}:6:20: pipelines.p.steps[0].patterns[0]: %{{IP:source.ip}} is grok "
+             "syntax, which a regex step matches literally: use `type: grok`"]
+
+
 STEP = regex_step(patterns=[r"(?P<a.b:int>-?\d+)", r"(?P<x>.)(?P=x)"], anchor="none")
 
 

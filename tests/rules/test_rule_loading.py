@@ -175,7 +175,7 @@ MAPPING_CASES = [
     ({"product": "azure", "service": "activitylogs"}, {"operationName": "Delete"},
      "azure.activitylogs", {"azure.activitylogs.operationName": "delete"}),
     ({"product": "gcp", "service": "gcp.audit"}, {"gcp.audit.method_name": "x.delete"},
-     "gcp.audit", {"gcp.audit.gcp.audit.method_name": "x.delete"}),
+     "gcp.audit", {"gcp.audit.methodName": "x.delete"}),   # Elastic's name, Vigil's field
     ({"category": "firewall"}, {"dst_port": 445, "action": "deny"}, "fortinet.firewall",
      {"destination.port": 445, "event.action": "deny"}),
     ({"category": "firewall"}, {"src_ip|cidr": "10.0.0.0/8", "username": "bob"}, "cisco.asa",

@@ -67,6 +67,20 @@ DEFENDER_MIMIKATZ = {
                               "Process Name": "C:\\Windows\\explorer.exe"}},
 }
 
+GCP_FIREWALL_PATCH = {
+    "protoPayload": {
+        "@type": "type.googleapis.com/google.cloud.audit.AuditLog",
+        "authenticationInfo": {"principalEmail": "admin@example.com"},
+        "requestMetadata": {"callerIp": "216.160.83.56"},
+        "serviceName": "compute.googleapis.com", "methodName": "v1.compute.firewalls.patch",
+        "authorizationInfo": [{"permission": "compute.firewalls.update", "granted": True}],
+        "resourceName": "projects/example-project/global/firewalls/allow-ssh"},
+    "insertId": "-8t3ftwe1m3ty", "resource": {"type": "gce_firewall_rule",
+                                               "labels": {"project_id": "example-project"}},
+    "timestamp": "2020-06-25T20:01:31.953Z", "severity": "NOTICE",
+    "logName": "projects/example-project/logs/cloudaudit.googleapis.com%2Factivity",
+}
+
 # rule file -> (source, input line, dataset it must fire on)
 CASES: dict[str, tuple[str, str, str]] = {
     "linux/auditd/lnx_auditd_disable_aslr_protection.yml": (
@@ -89,6 +103,9 @@ CASES: dict[str, tuple[str, str, str]] = {
         "tcp_json", json.dumps(OPENCANARY_FTP), "opencanary"),
     "category/antivirus/av_password_dumper.yml": (
         "tcp_json", json.dumps(DEFENDER_MIMIKATZ), "windows.event"),
+    # Sigma's GCP rules name Elastic's `gcp.audit.method_name` (protoPayload.methodName).
+    "cloud/gcp/audit/gcp_firewall_rule_modified_or_deleted.yml": (
+        "tcp_json", json.dumps(GCP_FIREWALL_PATCH), "gcp.audit"),
 }
 
 

@@ -42,7 +42,7 @@ def failure(n: int, ip: str = "203.0.113.9") -> dict:
 
 def firewall(n: int) -> dict:
     return {"@timestamp": NOW - timedelta(minutes=10), "event.action": "deny",
-            "event.outcome": "failure",
+            "event.type": ["connection", "denied"], "event.outcome": "success",
             "source.ip": "198.18.0.1", "destination.ip": "10.0.0.1", "destination.port": n,
             "vigil.dataset": "fortinet.firewall"}
 
