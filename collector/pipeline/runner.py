@@ -29,7 +29,7 @@ from collector.events import (
 )
 from collector.pipeline.conditions import Condition, Predicate, compile_condition
 from collector.pipeline.config import PipelineConfig
-from collector.pipeline.step import Step, StepConfig, StepContext, StepFailure
+from collector.pipeline.step import Step, StepConfig, StepContext, StepResult, apply_each
 from collector.provenance import Stamps
 from collector.registry import resolve
 from collector.telemetry import Telemetry
@@ -73,6 +73,11 @@ class BoundStep:
     reported_stats: dict[str, int] = field(default_factory=dict)
 
 
+# Called with (position in the batch, event, exception) for an event the runner itself raised on
+# (a condition, a step returning something that is not an event): it leaves as poison.
+PoisonHandler = Callable[[int, Event, Exception], None]
+
+
 class Pipeline:
     """One configured pipeline, built."""
 
@@ -86,45 +91,158 @@ class Pipeline:
         self.provenance_restored = 0  # events re-stamped after the last step (since reported)
 
     def run(self, event: Event, dead: list[Event], now: Callable[[], datetime]) -> Event | None:
-        """The event after every step, or None when a step dropped it or it failed into
-        `dead`."""
+        """One event through every step (`vigil test`): the event, or None when a step dropped
+        it or it failed into `dead`."""
         original = dict(event)
-        stamps = Stamps(event)
-        current: Event = event
+        out = self.run_batch([event], [0], lambda _: original, dead, _raise, now)[0]
+        return out[0] if out else None
+
+    def run_batch(self, events: list[Event], positions: list[int],
+                  original: Callable[[int], Event], dead: list[Event], poison: PoisonHandler,
+                  now: Callable[[], datetime]) -> tuple[list[Event], list[int]]:
+        """The events after every step, with their positions in the batch (input order kept);
+        a failed event's dead-letter record (built from `original(position)`, the event as it
+        left the queue) goes to `dead`. `events` is the runner's own list: it is changed."""
+        # Provenance as each event entered; `live[k]` is event `idx[k]` of `events` (or what a
+        # step replaced it with).
+        stamps = [Stamps(event) for event in events]
+        live = events
+        idx = list(range(len(events)))
         for bound in self.steps:
-            if bound.condition is not None and not bound.condition(current):
-                continue
-            counters = bound.counters
-            counters.received += 1
-            try:
-                result = bound.step.apply(current)
-            except Exception as exc:  # a step bug must not stop the pipeline either
-                counters.failed += 1
-                reason = str(exc) if isinstance(exc, StepFailure) else \
-                    f"{type(exc).__name__}: {exc}"
-                if bound.on_failure == "continue":
-                    current[PIPELINE_ERROR] = f"{bound.step_id}: {reason}"
-                    counters.sent += 1
+            if not live:
+                break
+            if bound.condition is None:
+                chosen = None
+                subset = live
+            else:
+                chosen, live, idx = self._select(bound.condition, live, idx, positions, poison)
+                if not chosen:
                     continue
-                if bound.on_failure == "dead_letter":
-                    dead.append(dead_letter(original, self.id, bound.step_id, reason, now()))
-                else:
-                    counters.dropped += 1
-                return None
-            if result is None:
+                subset = [live[k] for k in chosen] if len(chosen) < len(live) else live
+                if subset is live:
+                    chosen = None
+            result = self._apply(bound.step, subset)
+            outputs = result.outputs
+            if len(outputs) != len(subset):
+                raise TypeError(f"step {bound.step_id} returned {len(outputs)} results for "
+                                f"{len(subset)} events")
+            counters = bound.counters
+            counters.received += len(subset)
+            if result.failures or None in outputs:
+                live, idx = self._settle(bound, subset, result, live, idx, chosen, stamps,
+                                         positions, original, dead, now)
+                continue
+            counters.sent += len(subset)
+            if chosen is None:
+                live = outputs
+            else:
+                for k, out in zip(chosen, outputs, strict=True):
+                    live[k] = out
+            if bound.names_from_input:
+                where = chosen if chosen is not None else range(len(live))
+                for k in where:
+                    if stamps[idx[k]].restore(live[k]):
+                        counters.provenance += 1
+        return self._finish(live, idx, stamps, positions, poison)
+
+    @staticmethod
+    def _select(condition: Predicate, live: list[Event], idx: list[int], positions: list[int],
+                poison: PoisonHandler) -> tuple[list[int], list[Event], list[int]]:
+        """Indices into `live` of the events `condition` holds for, with `live` and `idx`;
+        events it raises for leave as poison (and the lists returned are new ones without
+        them)."""
+        try:
+            return [k for k, event in enumerate(live) if condition(event)], live, idx
+        except Exception:  # noqa: S110 - found again below, event by event
+            pass
+        chosen: list[int] = []
+        kept: list[Event] = []
+        kept_idx: list[int] = []
+        for k, event in enumerate(live):
+            try:
+                holds = condition(event)
+            except Exception as exc:
+                poison(positions[idx[k]], event, exc)
+                continue
+            if holds:
+                chosen.append(len(kept))
+            kept.append(event)
+            kept_idx.append(idx[k])
+        return chosen, kept, kept_idx
+
+    @staticmethod
+    def _apply(step: Step, events: list[Event]) -> StepResult:
+        try:
+            return step.apply_batch(events)
+        except Exception:  # the batch form failed as a whole: each event alone
+            return apply_each(step, events)
+
+    def _settle(self, bound: BoundStep, subset: list[Event], result: StepResult,
+                live: list[Event], idx: list[int], chosen: list[int] | None,
+                stamps: list[Stamps], positions: list[int], original: Callable[[int], Event],
+                dead: list[Event],
+                now: Callable[[], datetime]) -> tuple[list[Event], list[int]]:
+        """A step's result with drops or failures: what each failure means (`on_failure`),
+        counted; returns the events that go on."""
+        counters = bound.counters
+        failures = result.failures
+        gone: set[int] = set()
+        for j, out in enumerate(result.outputs):
+            k = j if chosen is None else chosen[j]
+            if out is not None:
+                counters.sent += 1
+                live[k] = out
+                if bound.names_from_input and stamps[idx[k]].restore(out):
+                    counters.provenance += 1
+                continue
+            reason = failures.get(j)
+            if reason is None:
                 counters.dropped += 1
-                return None
-            counters.sent += 1
-            current = result
-            if bound.names_from_input and stamps.restore(current):
-                counters.provenance += 1
-        # Once more whatever the steps were (a configured name was checked at validation; a
-        # step that failed and went on may have written half its fields).
-        if stamps.restore(current):
-            self.provenance_restored += 1
-        current[DATASET] = self.dataset
-        current[PIPELINE] = self.id
-        return current
+                gone.add(k)
+                continue
+            counters.failed += 1
+            if bound.on_failure == "continue":
+                subset[j][PIPELINE_ERROR] = f"{bound.step_id}: {reason}"
+                live[k] = subset[j]
+                counters.sent += 1
+                continue
+            if bound.on_failure == "dead_letter":
+                dead.append(dead_letter(original(positions[idx[k]]), self.id, bound.step_id,
+                                        reason, now()))
+            else:
+                counters.dropped += 1
+            gone.add(k)
+        if not gone:
+            return live, idx
+        keep = [k for k in range(len(live)) if k not in gone]
+        return [live[k] for k in keep], [idx[k] for k in keep]
+
+    def _finish(self, live: list[Event], idx: list[int], stamps: list[Stamps],
+                positions: list[int], poison: PoisonHandler
+                ) -> tuple[list[Event], list[int]]:
+        """Provenance put back once more whatever the steps were (a configured name was checked
+        at validation; a step that failed and went on may have written half its fields), then
+        the pipeline's dataset and id."""
+        out: list[Event] = []
+        out_positions: list[int] = []
+        dataset, pipeline_id = self.dataset, self.id
+        for k, event in enumerate(live):
+            i = idx[k]
+            try:
+                if stamps[i].restore(event):
+                    self.provenance_restored += 1
+                event[DATASET] = dataset
+                event[PIPELINE] = pipeline_id
+            except Exception as exc:  # a step returned something that is not an event
+                poison(positions[i], event, exc)
+                continue
+            out.append(event)
+            out_positions.append(positions[i])
+        return out, out_positions
+
+
+def _raise(position: int, event: Event, exc: Exception) -> None:
+    raise exc
 
 
 def dead_letter(original: Event, pipeline_id: str, step_id: str, reason: str,
@@ -140,6 +258,12 @@ def dead_letter(original: Event, pipeline_id: str, step_id: str, reason: str,
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def _snapshots(events: list[Event]) -> Callable[[int], Event]:
+    """Originals for a batch that cannot give them back (the memory queue, `vigil test`): a
+    copy of every event taken before any step runs."""
+    return [dict(event) for event in events].__getitem__
 
 
 def routing_values(condition: Condition | None) -> tuple[str, frozenset[str]] | None:
@@ -198,36 +322,57 @@ class PipelineSet:
         return None
 
     def process(self, batch: Batch) -> list[Batch]:
-        """One batch per output dataset, plus a `dead_letter` batch when events failed."""
-        groups: dict[str, list[Event]] = {}
-        dead: list[Event] = []
-        per_pipeline: dict[str, list[int]] = {}
+        """One batch per output dataset, plus a `dead_letter` batch when events failed.
+
+        Events are routed to their pipeline first, then each pipeline runs its steps over its
+        part of the batch; outputs keep the batch's order. A dead-letter record holds the event
+        as it left the queue: `batch.originals` gives it back (the journal decodes the record
+        again, only for events that fail); without it every event is copied before any step."""
+        events = batch.events
         now = self.clock
-        for event in batch.events:
+        dead: list[Event] = []
+        partition = batch.partition
+        original = batch.originals or _snapshots(events)
+
+        def poison(position: int, event: Event, exc: Exception, pipeline_id: str = "-") -> None:
+            component = f"pipeline {pipeline_id}" if pipeline_id != "-" else "pipeline"
+            record = dead_letter(event, pipeline_id, "-",
+                                 f"{component}: {type(exc).__name__}: {exc}"[:600], now())
+            record[TENANT] = partition
+            dead.append(record)
+            self._poison(partition, exc)
+
+        # Position in the batch -> the event as it leaves the pipelines (None: it did not).
+        results: list[Event | None] = [None] * len(events)
+        routed: dict[str, tuple[Pipeline, list[Event], list[int]]] = {}
+        for position, event in enumerate(events):
             failure = event.get(SOURCE_FAILURE)
             if failure is not None:
                 dead.append(dead_letter(event, "-", "source", str(failure), now()))
                 continue
-            pipeline = None
             try:
                 pipeline = self.select(event)
-                if pipeline is None:
-                    out: Event | None = event
-                else:
-                    counts = per_pipeline.setdefault(pipeline.id, [0, 0])
-                    counts[0] += 1
-                    out = pipeline.run(event, dead, now)
-                    if out is not None:
-                        counts[1] += 1
             except Exception as exc:  # a bug outside a step's contract: this event only
-                component = f"pipeline {pipeline.id}" if pipeline is not None else "pipeline"
-                record = dead_letter(event, pipeline.id if pipeline is not None else "-",
-                                     "-", f"{component}: {type(exc).__name__}: {exc}"[:600],
-                                     now())
-                record[TENANT] = batch.partition
-                dead.append(record)
-                self._poison(batch.partition, exc)
+                poison(position, event, exc)
                 continue
+            if pipeline is None:
+                results[position] = event
+                continue
+            entry = routed.get(pipeline.id)
+            if entry is None:
+                routed[pipeline.id] = (pipeline, [event], [position])
+            else:
+                entry[1].append(event)
+                entry[2].append(position)
+        per_pipeline: dict[str, list[int]] = {}
+        for pipeline_id, (pipeline, taken, positions) in routed.items():
+            received = len(taken)
+            outs, out_positions = self._run(pipeline, taken, positions, original, dead, poison)
+            per_pipeline[pipeline_id] = [received, len(outs)]
+            for position, out in zip(out_positions, outs, strict=True):
+                results[position] = out
+        groups: dict[str, list[Event]] = {}
+        for out in results:
             if out is None:
                 continue
             dataset = out.get(DATASET) or "unknown"
@@ -236,13 +381,40 @@ class PipelineSet:
                 groups[dataset] = [out]
             else:
                 group.append(out)
-        batches = [Batch(batch.partition, events, batch.first_offset, batch.last_offset, dataset)
-                   for dataset, events in groups.items()]
+        batches = [Batch(partition, group, batch.first_offset, batch.last_offset, dataset)
+                   for dataset, group in groups.items()]
         if dead:
-            batches.append(Batch(batch.partition, dead, batch.first_offset, batch.last_offset,
+            batches.append(Batch(partition, dead, batch.first_offset, batch.last_offset,
                                  None, kind=DEAD_LETTERS))
-        self._report(batch.partition, per_pipeline, len(dead))
+        self._report(partition, per_pipeline, len(dead))
         return batches
+
+    def _run(self, pipeline: Pipeline, events: list[Event], positions: list[int],
+             original: Callable[[int], Event],
+                dead: list[Event],
+             poison: Callable[..., None]) -> tuple[list[Event], list[int]]:
+        """`pipeline` over its events; if the runner itself raises (a bug outside any step's
+        contract), each event alone, and the ones it raises on again leave as poison."""
+        def mark(position: int, event: Event, exc: Exception) -> None:
+            poison(position, event, exc, pipeline.id)
+
+        already_dead = len(dead)
+        try:
+            return pipeline.run_batch(list(events), positions, original, dead, mark, self.clock)
+        except Exception:  # isolated below; what the failed run dead-lettered is redone there
+            del dead[already_dead:]
+        outs: list[Event] = []
+        out_positions: list[int] = []
+        for event, position in zip(events, positions, strict=True):
+            try:
+                out, at = pipeline.run_batch([event], [position], original, dead, mark,
+                                             self.clock)
+            except Exception as exc:
+                mark(position, event, exc)
+                continue
+            outs.extend(out)
+            out_positions.extend(at)
+        return outs, out_positions
 
     def _poison(self, tenant: str, exc: Exception) -> None:
         """Count and log (rate-limited) an event a pipeline raised on outside its steps."""
