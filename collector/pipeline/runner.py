@@ -27,7 +27,13 @@ from collector.events import (
     Batch,
     Event,
 )
-from collector.pipeline.conditions import Condition, Predicate, compile_condition
+from collector.pipeline.conditions import (
+    Condition,
+    Filter,
+    Predicate,
+    compile_condition,
+    compile_filter,
+)
 from collector.pipeline.config import PipelineConfig
 from collector.pipeline.step import Step, StepConfig, StepContext, StepResult, apply_each
 from collector.provenance import Stamps
@@ -71,6 +77,8 @@ class BoundStep:
     counters: StepCounters = field(default_factory=StepCounters)
     names_from_input: bool = False
     reported_stats: dict[str, int] = field(default_factory=dict)
+    # The condition's batch form (the predicate answers the same, event by event).
+    filter: Filter | None = None
 
 
 # Called with (position in the batch, event, exception) for an event the runner itself raised on
@@ -87,6 +95,8 @@ class Pipeline:
         self.dataset = config.dataset
         self.match: Predicate | None = (compile_condition(config.match)
                                         if config.match is not None else None)
+        self.match_filter: Filter | None = (compile_filter(config.match)
+                                            if config.match is not None else None)
         self.steps = steps
         self.provenance_restored = 0  # events re-stamped after the last step (since reported)
 
@@ -115,7 +125,8 @@ class Pipeline:
                 chosen = None
                 subset = live
             else:
-                chosen, live, idx = self._select(bound.condition, live, idx, positions, poison)
+                chosen, live, idx = self._select(bound.condition, bound.filter, live, idx,
+                                                 positions, poison)
                 if not chosen:
                     continue
                 subset = [live[k] for k in chosen] if len(chosen) < len(live) else live
@@ -146,12 +157,15 @@ class Pipeline:
         return self._finish(live, idx, stamps, positions, poison)
 
     @staticmethod
-    def _select(condition: Predicate, live: list[Event], idx: list[int], positions: list[int],
-                poison: PoisonHandler) -> tuple[list[int], list[Event], list[int]]:
+    def _select(condition: Predicate, batch_filter: Filter | None, live: list[Event],
+                idx: list[int], positions: list[int], poison: PoisonHandler
+                ) -> tuple[list[int], list[Event], list[int]]:
         """Indices into `live` of the events `condition` holds for, with `live` and `idx`;
         events it raises for leave as poison (and the lists returned are new ones without
         them)."""
         try:
+            if batch_filter is not None:
+                return batch_filter(live, list(range(len(live)))), live, idx
             return [k for k, event in enumerate(live) if condition(event)], live, idx
         except Exception:  # noqa: S110 - found again below, event by event
             pass
@@ -321,6 +335,43 @@ class PipelineSet:
                 return pipeline
         return None
 
+    def select_batch(self, events: list[Event]) -> list[Pipeline | None]:
+        """`select` for every event of a batch: events are grouped by their routing value,
+        then each candidate pipeline's `match` filters the events of a group no earlier
+        pipeline took. Raises when a condition raises (the caller goes event by event)."""
+        chosen: list[Pipeline | None] = [None] * len(events)
+        groups: dict[str, list[int]]
+        route_field = self.route_field
+        if route_field is None:
+            groups = {"": list(range(len(events)))}
+        else:
+            groups = {}
+            for position, event in enumerate(events):
+                value = event.get(route_field)
+                key = value if isinstance(value, str) else str(value)
+                group = groups.get(key)
+                if group is None:
+                    groups[key] = [position]
+                else:
+                    group.append(position)
+        for key, remaining in groups.items():
+            candidates = (self.routes.get(key, self.unrouted) if route_field is not None
+                          else self.pipelines)
+            for pipeline in candidates:
+                if not remaining:
+                    break
+                match = pipeline.match_filter
+                hits = remaining if match is None else match(events, remaining)
+                if not hits:
+                    continue
+                for position in hits:
+                    chosen[position] = pipeline
+                if len(hits) == len(remaining):
+                    break
+                taken = set(hits)
+                remaining = [i for i in remaining if i not in taken]
+        return chosen
+
     def process(self, batch: Batch) -> list[Batch]:
         """One batch per output dataset, plus a `dead_letter` batch when events failed.
 
@@ -345,16 +396,23 @@ class PipelineSet:
         # Position in the batch -> the event as it leaves the pipelines (None: it did not).
         results: list[Event | None] = [None] * len(events)
         routed: dict[str, tuple[Pipeline, list[Event], list[int]]] = {}
+        try:
+            selected: list[Pipeline | None] | None = self.select_batch(events)
+        except Exception:  # found again below, event by event
+            selected = None
         for position, event in enumerate(events):
             failure = event.get(SOURCE_FAILURE)
             if failure is not None:
                 dead.append(dead_letter(event, "-", "source", str(failure), now()))
                 continue
-            try:
-                pipeline = self.select(event)
-            except Exception as exc:  # a bug outside a step's contract: this event only
-                poison(position, event, exc)
-                continue
+            if selected is not None:
+                pipeline = selected[position]
+            else:
+                try:
+                    pipeline = self.select(event)
+                except Exception as exc:  # a bug outside a step's contract: this event only
+                    poison(position, event, exc)
+                    continue
             if pipeline is None:
                 results[position] = event
                 continue
@@ -488,6 +546,7 @@ def build_pipeline(pipeline_id: str, config: PipelineConfig, context: StepContex
             step_id=step_config.id or f"{index}-{step_config.type}",
             type_name=step_config.type, step=cls(step_config, step_context),
             condition=compile_condition(condition) if condition is not None else None,
+            filter=compile_filter(condition) if condition is not None else None,
             on_failure=step_config.on_failure, names_from_input=cls.names_from_input))
     return Pipeline(pipeline_id, config, steps)
 

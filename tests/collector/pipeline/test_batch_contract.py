@@ -205,3 +205,24 @@ def test_a_condition_that_raises_sends_only_its_event_to_the_dead_letter() -> No
     assert [e["message"] for e in kept.events] == ["a", "c"]
     assert dead.events[0][DEAD_LETTER_ERROR].startswith("pipeline p: KeyError")
     assert dead.events[0][TENANT] == "acme"
+
+
+def test_batch_selection_picks_what_per_event_selection_picks(tmp_path: Path) -> None:
+    """The shipped pipelines' `match` filters over the benchmark mix and hostile shapes."""
+    from benchmarks import workload
+    from collector.config import load_config
+    from collector.config.models import ValidationContext
+    from collector.pipeline.runner import build_pipelines
+    from parsers.syslog import parse_syslog
+
+    conf = Path(__file__).resolve().parents[3] / "conf.d"
+    config = load_config(conf)
+    pipelines = build_pipelines(config.pipelines.items(), ValidationContext(conf),
+                                data_dir=tmp_path)
+    events: list[Event] = [parse_syslog(workload.render_syslog(item), received_at=NOW)
+                           for item in workload.events(600, seed=7)]
+    events += [{"message": 5}, {"log.syslog.appname": 3, "message": None}, {},
+               {"vigil.dataset": "json", "eventVersion": "1", "eventSource": "x",
+                "eventName": "y"}, {"category": "AuditLogs"}]
+    assert pipelines.select_batch(events) == [pipelines.select(e) for e in events]
+    pipelines.close()
