@@ -31,7 +31,7 @@ from pydantic import Field, field_validator, model_validator
 
 from collector.config.models import ConfigIssue, ValidationContext
 from collector.events import Event
-from collector.pipeline.step import Step, StepConfig, StepContext
+from collector.pipeline.step import Step, StepConfig, StepContext, StepResult
 from collector.provenance import WrittenName, under
 from enrichers.addresses import Address, parse_address
 from enrichers.reloading import (
@@ -222,27 +222,50 @@ class GeoipStep(Step):
         values[5] = location.get("longitude")
 
     def apply(self, event: Event) -> Event:
-        counts = self.counts
         for field, names in self.targets:
             value = event.get(field)
             if value is None:
                 continue
             if not isinstance(value, str):
-                counts.invalid += 1
+                self.counts.invalid += 1
                 continue
-            result = self.lookup(value)
-            if type(result) is tuple:
-                for name, found in zip(names, result, strict=True):
-                    if found is not None:
-                        event[name] = found
-                counts.enriched += 1
-            elif result == NOT_PUBLIC:
-                counts.not_public += 1
-            elif result == NOT_FOUND:
-                counts.not_found += 1
-            else:
-                counts.invalid += 1
+            self._store(event, names, self.lookup(value))
         return event
+
+    def apply_batch(self, events: list[Event]) -> StepResult:
+        """One lookup per distinct address of the batch (per target field), whatever the
+        cache holds; each event then takes its address's values."""
+        for field, names in self.targets:
+            found: dict[str, tuple[Any, ...] | str] = {}
+            lookup = self.lookup
+            for event in events:
+                value = event.get(field)
+                if value is None:
+                    continue
+                if not isinstance(value, str):
+                    self.counts.invalid += 1
+                    continue
+                result = found.get(value)
+                if result is None:
+                    result = found[value] = lookup(value)
+                self._store(event, names, result)
+        return StepResult(list(events))
+
+    def _store(self, event: Event, names: tuple[str, ...], result: tuple[Any, ...] | str
+               ) -> None:
+        """Write a lookup's values into `event` and count the outcome."""
+        counts = self.counts
+        if type(result) is tuple:
+            for name, value in zip(names, result, strict=True):
+                if value is not None:
+                    event[name] = value
+            counts.enriched += 1
+        elif result == NOT_PUBLIC:
+            counts.not_public += 1
+        elif result == NOT_FOUND:
+            counts.not_found += 1
+        else:
+            counts.invalid += 1
 
     def maintain(self) -> None:
         """Switch to a database file that changed (MaxMind publishes weekly)."""

@@ -134,6 +134,31 @@ def test_cache_hits_and_eviction(dbs: Path, make_step) -> None:
     assert enriched(uncached, source_ip="81.2.69.1")["source.geo.city_name"] == "London"
 
 
+def test_a_batch_looks_each_distinct_address_up_once(dbs: Path, make_step,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    step = geoip(make_step, cache_size=0)
+    looked_up: list[str] = []
+    real = step.lookup
+
+    def counting(text: str):  # type: ignore[no-untyped-def]
+        looked_up.append(text)
+        return real(text)
+
+    monkeypatch.setattr(step, "lookup", counting)
+    addresses = ["81.2.69.142", "10.0.0.1", "81.2.69.142", "not-an-ip", "81.2.69.142",
+                 "10.0.0.1", "89.160.20.112"]
+    events = [{"source.ip": a} for a in addresses] + [{"source.ip": 7}, {"message": "x"}]
+    result = step.apply_batch(events)
+    assert sorted(looked_up) == sorted({"81.2.69.142", "10.0.0.1", "not-an-ip",
+                                        "89.160.20.112"})
+    assert result.failures == {} and result.kept == events
+    # The same values and counts as one event at a time.
+    alone = geoip(make_step, cache_size=0)
+    assert events == [alone.apply({**{"source.ip": a}}) for a in addresses] + [
+        alone.apply({"source.ip": 7}), alone.apply({"message": "x"})]
+    assert step.counts == alone.counts
+
+
 def test_reload_when_the_database_is_replaced(dbs: Path, make_step) -> None:
     step = geoip(make_step)
     assert enriched(step, source_ip="81.2.69.142")["source.geo.city_name"] == "London"
