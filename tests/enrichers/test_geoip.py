@@ -159,6 +159,21 @@ def test_a_batch_looks_each_distinct_address_up_once(dbs: Path, make_step,
     assert step.counts == alone.counts
 
 
+def test_ipv4_public_ranges_answer_as_the_standard_library() -> None:
+    import ipaddress
+    import random
+
+    from enrichers.geoip import _V4_STARTS, is_public
+
+    rng = random.Random(15)
+    values = [start + delta for start in _V4_STARTS for delta in (-1, 0, 1)]
+    values += [rng.getrandbits(32) for _ in range(20_000)]
+    for value in values:
+        if 0 <= value < 2 ** 32:
+            address = ipaddress.IPv4Address(value)
+            assert is_public(address) is (address.is_global and not address.is_multicast)
+
+
 def test_reload_when_the_database_is_replaced(dbs: Path, make_step) -> None:
     step = geoip(make_step)
     assert enriched(step, source_ip="81.2.69.142")["source.geo.city_name"] == "London"
