@@ -21,6 +21,7 @@ from pydantic import Field, field_validator, model_validator
 
 from collector.config.models import StrictModel
 from collector.events import Event
+from collector.pipeline.literals import has_literal, required_literals
 
 Predicate = Callable[[Event], bool]
 # (events, positions to test, in order) -> the positions where the condition holds, in order.
@@ -201,7 +202,8 @@ def compile_filter(condition: Condition) -> Filter:
 
 def _plain_filter(condition: Condition, name: str) -> Filter | None:
     """Case-sensitive field tests written out as one comprehension each (text values compared
-    as they are, others as `str()`, as the predicate does)."""
+    as they are, others as `str()`, as the predicate does); a regex searches only text holding
+    one of the literals every match contains."""
     fields_set = condition.model_fields_set
     if "exists" in fields_set:
         if condition.exists:
@@ -221,9 +223,21 @@ def _plain_filter(condition: Condition, name: str) -> Filter | None:
     if "regex" in fields_set:
         assert condition.regex is not None
         search = re.compile(condition.regex).search
+        literals = required_literals(condition.regex)
+        if literals is None:
+            return lambda events, positions: [
+                i for i in positions if (v := events[i].get(name)) is not None
+                and search(v if isinstance(v, str) else str(v)) is not None]
+        if len(literals) == 1:
+            (literal,) = literals
+            return lambda events, positions: [
+                i for i in positions if (v := events[i].get(name)) is not None
+                and literal in (t := v if isinstance(v, str) else str(v))
+                and search(t) is not None]
         return lambda events, positions: [
             i for i in positions if (v := events[i].get(name)) is not None
-            and search(v if isinstance(v, str) else str(v)) is not None]
+            and has_literal(literals, t := v if isinstance(v, str) else str(v))
+            and search(t) is not None]
     if "contains" in fields_set and condition.contains is not None:
         needle = condition.contains
         return lambda events, positions: [
