@@ -150,7 +150,7 @@ def _ipv4_public_ranges() -> tuple[list[int], list[bool]]:
     starts or ends, with the answer for each piece (the same for every address in it): one
     bisection instead of testing a dozen networks per address."""
     networks = [ipaddress.IPv4Network("100.64.0.0/10")]  # named inside IPv4Address.is_global
-    for value in vars(ipaddress._IPv4Constants).values():
+    for value in vars(ipaddress._IPv4Constants).values():  # type: ignore[attr-defined]
         for item in value if isinstance(value, (list, tuple, frozenset, set)) else (value,):
             if isinstance(item, ipaddress.IPv4Network):
                 networks.append(item)
