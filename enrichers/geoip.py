@@ -163,12 +163,15 @@ def _ipv4_public_ranges() -> tuple[list[int], list[bool]]:
     return starts, [_is_public(ipaddress.IPv4Address(start)) for start in starts]
 
 
-_V4_STARTS, _V4_PUBLIC = _ipv4_public_ranges()
+try:  # the networks are private to `ipaddress`: without them, test each address as it is
+    _V4_STARTS, _V4_PUBLIC = _ipv4_public_ranges()
+except AttributeError:  # pragma: no cover - a Python that reorganised ipaddress
+    _V4_STARTS, _V4_PUBLIC = [], []
 
 
 def is_public(address: Address) -> bool:
     """Whether an address can have a location: globally routable unicast."""
-    if address.version == 4:
+    if address.version == 4 and _V4_STARTS:
         return _V4_PUBLIC[bisect.bisect_right(_V4_STARTS, int(address)) - 1]
     return _is_public(address)
 
