@@ -27,8 +27,8 @@ import orjson
 
 from benchmarks import workload
 from collector.config import load_config
-from collector.config.models import ValidationContext
 from collector.looplag import LoopLagMeter
+from core.config import ValidationContext
 from core.events import EVENTS, RECEIVED_AT, SOURCE, TENANT, Batch
 from core.schema import DatasetSchemas
 from core.sink import SinkContext

@@ -11,8 +11,8 @@ import asyncio
 import os
 import time
 from collections import deque
-from collections.abc import Callable
-from typing import Protocol
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
 
 from core.events import Batch, Event
 
@@ -22,8 +22,11 @@ class EventQueue(Protocol):
 
     epoch: str  # names the offset space: offsets are unique (and stable) within one epoch
 
-    def append(self, partition: str, events: list[Event]) -> int:
-        """Add events to a partition; returns the offset of the last one."""
+    def append(self, partition: str, events: list[Event],
+               shared: Mapping[str, Any] | None = None) -> int:
+        """Add events to a partition, each with the fields of `shared` (what they all have in
+        common, the source's provenance stamps: the journal stores it once per append);
+        returns the offset of the last one."""
 
     async def read(self, max_events: int) -> Batch | None:
         """The next batch of one partition, waiting for data; None once closed and empty."""
@@ -71,9 +74,13 @@ class MemoryQueue:
         self._listeners: list[tuple[Callable[[], None], Callable[[], bool] | None]] = []
         self._closed = False
 
-    def append(self, partition: str, events: list[Event]) -> int:
+    def append(self, partition: str, events: list[Event],
+               shared: Mapping[str, Any] | None = None) -> int:
         if self._closed:
             raise RuntimeError("queue is closed")
+        if shared:
+            for event in events:
+                event.update(shared)
         queued = self._queued.get(partition)
         if queued is None:
             queued = self._queued[partition] = deque()

@@ -2,7 +2,9 @@
 
 A condition is a YAML mapping, never Python: a field test (`field` plus exactly one of `equals`,
 `in`, `exists`, `regex`, `cidr`, `startswith`, `endswith`, `contains`) or a combination (`all`,
-`any`, `not`). It is validated like any config model and compiled once into a predicate:
+`any`, `not`). It is validated like any config model and compiled once into a predicate over
+one event (`compile_condition`) and into a filter over a batch (`compile_filter`: the positions
+of a batch where it holds, each field test one pass over the positions still in question):
 
     if: {field: log.syslog.appname, in: [sshd, sudo]}
     if: {all: [{field: source.ip, cidr: [10.0.0.0/8]}, {not: {field: user.name, exists: true}}]}
@@ -19,8 +21,11 @@ from pydantic import Field, field_validator, model_validator
 
 from core.config import StrictModel
 from core.events import Event
+from core.literals import has_literal, required_literals
 
 Predicate = Callable[[Event], bool]
+# (events, positions to test, in order) -> the positions where the condition holds, in order.
+Filter = Callable[[list[Event], list[int]], list[int]]
 
 _TESTS = ("equals", "in_", "exists", "regex", "cidr", "startswith", "endswith", "contains")
 
@@ -144,3 +149,103 @@ def _in_networks(value: Any, networks: list[Any]) -> bool:
     except ValueError:
         return False
     return any(address in network for network in networks)
+
+
+def compile_filter(condition: Condition) -> Filter:
+    """The batch form of `compile_condition`: same answers, one list pass per field test
+    instead of nested calls per event; `all` narrows the positions test by test, `any` tests
+    only the positions no earlier alternative took."""
+    fields_set = condition.model_fields_set
+    if "all" in fields_set:
+        parts = [compile_filter(c) for c in condition.all or ()]
+
+        def every(events: list[Event], positions: list[int]) -> list[int]:
+            for part in parts:
+                if not positions:
+                    break
+                positions = part(events, positions)
+            return positions
+        return every
+    if "any" in fields_set:
+        alternatives = [compile_filter(c) for c in condition.any or ()]
+
+        def some(events: list[Event], positions: list[int]) -> list[int]:
+            held: list[int] = []
+            remaining = positions
+            for alternative in alternatives:
+                if not remaining:
+                    break
+                hits = alternative(events, remaining)
+                if hits:
+                    held.extend(hits)
+                    taken = set(hits)
+                    remaining = [i for i in remaining if i not in taken]
+            return sorted(held) if len(alternatives) > 1 else held
+        return some
+    if "not_" in fields_set:
+        assert condition.not_ is not None
+        inner = compile_filter(condition.not_)
+
+        def negate(events: list[Event], positions: list[int]) -> list[int]:
+            hits = set(inner(events, positions))
+            return [i for i in positions if i not in hits]
+        return negate
+    name = condition.field
+    assert name is not None
+    if not condition.ignore_case:
+        fast = _plain_filter(condition, name)
+        if fast is not None:
+            return fast
+    predicate = compile_condition(condition)
+    return lambda events, positions: [i for i in positions if predicate(events[i])]
+
+
+def _plain_filter(condition: Condition, name: str) -> Filter | None:
+    """Case-sensitive field tests written out as one comprehension each (text values compared
+    as they are, others as `str()`, as the predicate does); a regex searches only text holding
+    one of the literals every match contains."""
+    fields_set = condition.model_fields_set
+    if "exists" in fields_set:
+        if condition.exists:
+            return lambda events, positions: [
+                i for i in positions if events[i].get(name) is not None]
+        return lambda events, positions: [i for i in positions if events[i].get(name) is None]
+    if "equals" in fields_set and isinstance(condition.equals, str):
+        expected = condition.equals
+        return lambda events, positions: [
+            i for i in positions if (v := events[i].get(name)) is not None
+            and (v if isinstance(v, str) else str(v)) == expected]
+    if "in_" in fields_set:
+        members = {v if isinstance(v, str) else str(v) for v in condition.in_ or ()}
+        return lambda events, positions: [
+            i for i in positions if (v := events[i].get(name)) is not None
+            and (v if isinstance(v, str) else str(v)) in members]
+    if "regex" in fields_set:
+        assert condition.regex is not None
+        search = re.compile(condition.regex).search
+        literals = required_literals(condition.regex)
+        if literals is None:
+            return lambda events, positions: [
+                i for i in positions if (v := events[i].get(name)) is not None
+                and search(v if isinstance(v, str) else str(v)) is not None]
+        if len(literals) == 1:
+            (literal,) = literals
+            return lambda events, positions: [
+                i for i in positions if (v := events[i].get(name)) is not None
+                and literal in (t := v if isinstance(v, str) else str(v))
+                and search(t) is not None]
+        return lambda events, positions: [
+            i for i in positions if (v := events[i].get(name)) is not None
+            and has_literal(literals, t := v if isinstance(v, str) else str(v))
+            and search(t) is not None]
+    if "contains" in fields_set and condition.contains is not None:
+        needle = condition.contains
+        return lambda events, positions: [
+            i for i in positions if (v := events[i].get(name)) is not None
+            and needle in (v if isinstance(v, str) else str(v))]
+    if "startswith" in fields_set and condition.startswith is not None:
+        prefix = condition.startswith
+        return lambda events, positions: [
+            i for i in positions if (v := events[i].get(name)) is not None
+            and (v if isinstance(v, str) else str(v)).startswith(prefix)]
+    return None

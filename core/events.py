@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -47,7 +48,11 @@ RESERVED_DATASETS = frozenset({"alerts"})
 
 @dataclass(slots=True)
 class Batch:
-    """Events of one partition (tenant) with the journal offsets they span (inclusive)."""
+    """Events of one partition (tenant) with the journal offsets they span (inclusive).
+
+    `originals`, when the queue can give it, returns event `i` of the batch as it left the
+    queue (the journal decodes its record again), so a stage that changes events in place can
+    still dead-letter the input of one that fails without copying every event beforehand."""
 
     partition: str
     events: list[Event]
@@ -56,9 +61,17 @@ class Batch:
     dataset: str | None = None
     kind: str = EVENTS
     meta: dict[str, Any] = field(default_factory=dict)
+    originals: Callable[[int], Event] | None = None
 
     def __len__(self) -> int:
         return len(self.events)
+
+
+# The one stage signature (pipelines, detection): a batch in; out, the batches of what it kept
+# (one per dataset), a `dead_letter` batch of what failed (each record with its reason) and any
+# batches it derived (`alerts`), all of the input's partition and offset range. A stage never
+# raises for one bad event; a stage that changed nothing may return the input batch itself.
+Stage = Callable[[Batch], list[Batch]]
 
 
 def decode_text(data: bytes | bytearray) -> tuple[str, str | None]:

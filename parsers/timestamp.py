@@ -21,7 +21,7 @@ from core.config import ConfigIssue, ValidationContext
 from core.events import RECEIVED_AT, TIMESTAMP, Event
 from core.provenance import WrittenName
 from core.registry import did_you_mean
-from core.step import Step, StepConfig, StepFailure
+from core.step import Step, StepConfig, StepFailure, StepResult, failure_reason
 
 # The syslog parser owns RFC 3164 timestamps and their year inference; reuse it rather than
 # keep a second copy that could drift.
@@ -270,8 +270,50 @@ class TimestampStep(Step):
         self.remove = config.remove_field
         self.clock: Callable[[], datetime] = getattr(context, "clock", None) or _now
         self.format_list = ", ".join(config.formats)
+        # Formats without a year take it from the receive time: the answer depends on both.
+        self.uses_received = any(fmt == "rfc3164" or (
+            fmt not in ("iso8601", "httpdate", "epoch") and fmt not in EPOCH_UNITS
+            and _YEAR_DIRECTIVES.search(fmt) is None) for fmt in config.formats)
 
     def apply(self, event: Event) -> Event:
+        return self._apply(event, None)
+
+    def apply_batch(self, events: list[Event]) -> StepResult:
+        """Each distinct text (with its receive time, for formats without a year) is parsed
+        once per batch: events of one append share a receive time, and most of a batch's
+        timestamps repeat within the second."""
+        memo: dict[tuple[Any, ...], datetime | None] = {}
+        outputs: list[Event | None] = []
+        failures: dict[int, str] = {}
+        for index, event in enumerate(events):
+            try:
+                outputs.append(self._apply(event, memo))
+            except Exception as exc:  # StepFailure, or a bug: this event only
+                outputs.append(None)
+                failures[index] = failure_reason(exc)
+        return StepResult(outputs, failures)
+
+    def _parse(self, value: Any, event: Event,
+               memo: dict[tuple[Any, ...], datetime | None] | None) -> datetime | None:
+        received = event.get(RECEIVED_AT)
+        if not isinstance(received, datetime):
+            received = self.clock()
+        key: tuple[Any, ...] | None = None
+        if memo is not None and type(value) in (str, int, float):
+            key = (type(value), value, received) if self.uses_received else (type(value), value)
+            if key in memo:
+                return memo[key]
+        parsed = None
+        for parse in self.parsers:
+            parsed = parse(value, self.zone, received)
+            if parsed is not None:
+                break
+        if key is not None and memo is not None:
+            memo[key] = parsed
+        return parsed
+
+    def _apply(self, event: Event, memo: dict[tuple[Any, ...], datetime | None] | None
+               ) -> Event:
         value = event.get(self.field)
         if value is None:
             if self.ignore_missing:
@@ -280,14 +322,7 @@ class TimestampStep(Step):
         if isinstance(value, datetime):
             parsed = _to_utc(value, self.zone)
         else:
-            received = event.get(RECEIVED_AT)
-            if not isinstance(received, datetime):
-                received = self.clock()
-            parsed = None
-            for parse in self.parsers:
-                parsed = parse(value, self.zone, received)
-                if parsed is not None:
-                    break
+            parsed = self._parse(value, event, memo)
         if parsed is None:
             shown = value if isinstance(value, str) else repr(value)
             return self._failed(event, f"cannot parse {self.field}={shown[:80]!r} as "

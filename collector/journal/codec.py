@@ -1,13 +1,18 @@
 """Event encoding and the on-disk record frame.
 
-A record is one append: `magic | crc32c | length | first_offset | count | payload`, where the
-payload is the msgpack list of events and the CRC32C covers everything after itself. Aware
-datetimes use msgpack's Timestamp extension (read back as UTC, which every event time is).
+A record is one append: `magic | crc32c | length | first_offset | count | payload`, and the
+CRC32C covers everything after itself. The payload is a msgpack map `{"s": shared, "e":
+events}`: `shared` holds what every event of the append has in common (the provenance the
+source stamps: tenant, source, receive time, the dataset when the source fixes it), stored once
+and put back into each event when read. Records of the previous version hold a bare msgpack
+list of events; both are read. Aware datetimes use msgpack's Timestamp extension (read back as
+UTC, which every event time is).
 """
 
 from __future__ import annotations
 
 import struct
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -16,7 +21,7 @@ import msgpack
 from crc32c import crc32c
 
 from collector.journal.errors import JournalEncodeError
-from core.events import Event, json_text
+from core.events import OFFSET, TENANT, Event, json_text
 
 RECORD_MAGIC = b"\xd7VJr"
 # magic, crc, payload length, first offset, event count
@@ -58,19 +63,26 @@ def _ext_hook(code: int, data: bytes) -> Any:
 
 _packer = msgpack.Packer(default=_default, datetime=True, autoreset=True)
 
+# Keys of the payload map.
+_SHARED = "s"
+_EVENTS = "e"
 
-def encode_events(events: list[Event]) -> bytes:
-    """The payload of one record. An event msgpack refuses (text with lone surrogates, nesting
-    past its limit) does not fail the append, which a sender would retry for ever (HTTP 503, a
-    held TCP stream): its unstorable values are kept as JSON text, marked `vigil.encoding_error`."""
+
+def encode_events(events: list[Event], shared: Mapping[str, Any] | None = None) -> bytes:
+    """The payload of one record: `events` and what they share (stored once). An event msgpack
+    refuses (text with lone surrogates, nesting past its limit) does not fail the append, which
+    a sender would retry for ever (HTTP 503, a held TCP stream): its unstorable values are kept
+    as JSON text, marked `vigil.encoding_error`."""
+    common = dict(shared) if shared else {}
     try:
-        return _packer.pack(events)
+        return _packer.pack({_SHARED: common, _EVENTS: events})
     except (TypeError, OverflowError) as exc:  # a type no input produces: a bug, refused
         raise JournalEncodeError(f"event cannot be journaled: {exc}") from exc
     except ValueError:  # UnicodeEncodeError, the nesting limit: what senders can send
         pass
     try:
-        return _packer.pack([e if _packs(e) else storable_event(e) for e in events])
+        return _packer.pack({_SHARED: common, _EVENTS: [e if _packs(e) else storable_event(e)
+                                                        for e in events]})
     except (TypeError, ValueError, OverflowError) as exc:
         raise JournalEncodeError(f"event cannot be journaled: {exc}") from exc
 
@@ -103,17 +115,60 @@ def storable_event(event: Event) -> Event:
 
 
 def decode_events(payload: bytes | memoryview) -> list[Event]:
-    events: list[Event] = msgpack.unpackb(payload, timestamp=3, ext_hook=_ext_hook, raw=False,
-                                          strict_map_key=False)
+    """The events of a payload, each with what the record stores as shared (the shared values
+    win over an event's own: they are the daemon's stamps); a bare list is the previous
+    version's payload, every event stamped."""
+    decoded = msgpack.unpackb(payload, timestamp=3, ext_hook=_ext_hook, raw=False,
+                              strict_map_key=False)
+    if isinstance(decoded, list):
+        return decoded
+    events: list[Event] = decoded[_EVENTS]
+    shared = decoded[_SHARED]
+    if shared:
+        for event in events:
+            event.update(shared)
     return events
 
 
-def encode_record(first_offset: int, events: list[Event]) -> bytes:
-    """One framed record holding `events` from `first_offset` on."""
-    payload = encode_events(events)
+def encode_record(first_offset: int, events: list[Event],
+                  shared: Mapping[str, Any] | None = None) -> bytes:
+    """One framed record holding `events` from `first_offset` on, with what they share."""
+    payload = encode_events(events, shared)
     tail = _HEADER.pack(RECORD_MAGIC, 0, len(payload), first_offset, len(events))[_CRC_FROM:]
     crc = crc32c(payload, value=crc32c(tail))
     return b"".join((RECORD_MAGIC, struct.pack("<I", crc), tail, payload))
+
+
+class RecordOriginals:
+    """Events of a batch read from the journal as they left it (with the worker's stamps:
+    `vigil.tenant` the partition, `vigil.offset`), decoded again from the payloads they were
+    read from: the pipelines dead-letter a failed event's input without copying every event.
+    A record is decoded at most once more, and only when one of its events is asked for."""
+
+    __slots__ = ("partition", "first_offset", "_records", "_decoded")
+
+    def __init__(self, partition: str, first_offset: int) -> None:
+        self.partition = partition
+        self.first_offset = first_offset
+        self._records: list[tuple[int, bytes | memoryview]] = []  # (first offset, payload)
+        self._decoded: dict[int, list[Event]] = {}
+
+    def add(self, record_first: int, payload: bytes | memoryview) -> None:
+        """A record some of the batch's events come from (in offset order)."""
+        self._records.append((record_first, payload))
+
+    def __call__(self, index: int) -> Event:
+        offset = self.first_offset + index
+        for record_first, payload in reversed(self._records):
+            if record_first <= offset:
+                events = self._decoded.get(record_first)
+                if events is None:
+                    events = self._decoded[record_first] = decode_events(payload)
+                event = events[offset - record_first]
+                event[OFFSET] = offset
+                event[TENANT] = self.partition
+                return event
+        raise IndexError(f"offset {offset} is not in this batch's records")
 
 
 @dataclass(frozen=True, slots=True)

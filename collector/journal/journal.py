@@ -14,7 +14,7 @@ import re
 import secrets
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -207,8 +207,10 @@ class Journal(BackgroundRounds):
 
     # -- EventQueue ---------------------------------------------------------------------
 
-    def append(self, partition: str, events: list[Event]) -> int:
-        """Write `events` as one record; returns the offset of the last one.
+    def append(self, partition: str, events: list[Event],
+               shared: Mapping[str, Any] | None = None) -> int:
+        """Write `events` as one record, with what they all share (`shared`, stored once and
+        put back into each event when read); returns the offset of the last one.
 
         Raises JournalWriteError (JournalFullError when the disk is full) with nothing partial
         left behind, JournalEncodeError for a value it cannot store, JournalClosedError after
@@ -223,7 +225,7 @@ class Journal(BackgroundRounds):
             return p.next_offset - 1
         before = p.disk_bytes()
         try:
-            last = p.append(events)
+            last = p.append(events, shared)
         except JournalWriteError as exc:
             self._write_failed(exc)
             raise

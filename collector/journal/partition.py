@@ -12,7 +12,7 @@ import errno
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ from collector.journal.codec import (
     OK,
     SEGMENT_HEADER_SIZE,
     SEGMENT_MAGIC,
+    RecordOriginals,
     decode_events,
     encode_record,
     parse_at,
@@ -120,6 +121,8 @@ class Partition:
         self._cursor_pos = 0
         self._leftover: list[Event] = []
         self._leftover_first = 0
+        # The record the leftover events were decoded from: (its first offset, its payload).
+        self._leftover_record: tuple[int, bytes | memoryview] = (0, b"")
         self._cached: tuple[Segment, int, bytes] | None = None
         self.damage_found: list[Damage] = []  # this process's findings, for stats and metrics
         self.repair: CheckpointRepair | None = None  # what `load` had to repair
@@ -214,10 +217,11 @@ class Partition:
     def active(self) -> Segment | None:
         return self.segments[-1] if self.segments else None
 
-    def append(self, events: list[Event]) -> int:
-        """Write one record; returns the offset of its last event. Raises JournalWriteError
-        with nothing partial left behind."""
-        record = encode_record(self.next_offset, events)
+    def append(self, events: list[Event], shared: Mapping[str, Any] | None = None) -> int:
+        """Write one record (`shared`: what every event has in common, stored once); returns
+        the offset of its last event. Raises JournalWriteError with nothing partial left
+        behind."""
+        record = encode_record(self.next_offset, events, shared)
         segment = self.active
         if (segment is None or segment.broken
                 or (segment.size + len(record) > self.segment_bytes
@@ -330,46 +334,56 @@ class Partition:
 
     def take(self, max_events: int, visible_end: int, on_damage: Callable[[Damage], None]
              ) -> Batch | None:
-        """Up to `max_events` contiguous events from the read position, below `visible_end`."""
+        """Up to `max_events` contiguous events from the read position, below `visible_end`;
+        the batch can give back each event as read (`Batch.originals`) from its records."""
         events: list[Event] = []
         first = self.read_next
+        records: list[tuple[int, bytes | memoryview]] = []
         if self._leftover:
             first = self._leftover_first
             events = self._leftover[:max_events]
             self._leftover = self._leftover[max_events:]
             self._leftover_first += len(events)
             self.read_next = first + len(events)
+            records.append(self._leftover_record)
         while len(events) < max_events and self.read_next < visible_end:
-            record_events, record_first = self._next_record(visible_end, on_damage)
+            record_events, record_first, record = self._next_record(visible_end, on_damage)
             if record_events is None:
                 break
             if record_first > self.read_next:
                 if events:  # a gap: the batch ends before it
                     self._leftover, self._leftover_first = record_events, record_first
+                    self._leftover_record = record
                     break
                 first = self.read_next = record_first
+            records.append(record)
             need = max_events - len(events)
             events.extend(record_events[:need])
             if len(record_events) > need:
                 self._leftover = record_events[need:]
                 self._leftover_first = record_first + need
+                self._leftover_record = record
             self.read_next = record_first + min(need, len(record_events))
         if not events:
             return None
-        return Batch(self.name, events, first, first + len(events) - 1)
+        originals = RecordOriginals(self.name, first)
+        for record_first, payload in records:
+            originals.add(record_first, payload)
+        return Batch(self.name, events, first, first + len(events) - 1, originals=originals)
 
     def _next_record(self, visible_end: int, on_damage: Callable[[Damage], None]
-                     ) -> tuple[list[Event] | None, int]:
-        """Decode the next record holding offsets at or after the read position."""
+                     ) -> tuple[list[Event] | None, int, tuple[int, bytes | memoryview]]:
+        """Decode the next record holding offsets at or after the read position: its events
+        from there, the offset of the first, and (the record's first offset, its payload)."""
         while True:
             segment = self._cursor_segment()
             if segment is None:
-                return None, 0
+                return None, 0, (0, b"")
             if self._cursor_pos >= segment.size:
                 if segment is self.active:
                     # Every record written is in the files: what remains below the end is a gap.
                     self.read_next = max(self.read_next, min(visible_end, self.next_offset))
-                    return None, 0
+                    return None, 0, (0, b"")
                 self._advance_segment(segment)
                 continue
             pos = self._cursor_pos
@@ -386,16 +400,17 @@ class Partition:
                 self._skip_damage(segment, pos, on_damage)
                 continue
             if record.first_offset >= visible_end:
-                return None, 0
+                return None, 0, (0, b"")
             self._cursor_pos = record.end
             if record.end_offset <= self.read_next:
                 continue
             payload = memoryview(data)[record.payload_start - start:record.end - start]
             events = decode_events(payload)
             skip = self.read_next - record.first_offset
+            kept = (record.first_offset, payload)
             if skip > 0:
-                return events[skip:], self.read_next
-            return events, record.first_offset
+                return events[skip:], self.read_next, kept
+            return events, record.first_offset, kept
 
     def _chunk(self, segment: Segment, pos: int, needed: int) -> tuple[bytes, int]:
         """Bytes of `segment` from at most `pos` on; one pread serves many small records."""

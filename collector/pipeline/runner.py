@@ -1,5 +1,6 @@
-"""Running pipelines over batches: pick the first matching pipeline per event, run its steps, and
-split the result into one batch per dataset plus one batch of dead letters.
+"""Running pipelines over batches: route each event of a batch to the first pipeline whose
+`match` holds, run each pipeline over its part (`pipeline.py`), and split the result into one
+batch per dataset plus one batch of dead letters.
 
 A step failure never escapes: per the step's `on_failure` the event goes to the dead letter
 (with the event as it left the queue, the pipeline, the step and the reason), goes on marked, or
@@ -12,134 +13,53 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from collector.pipeline.config import PipelineConfig
-from core.conditions import Condition, Predicate, compile_condition
+from collector.pipeline.pipeline import (
+    DEAD_LETTER_ERROR,
+    DEAD_LETTER_EVENT,
+    DEAD_LETTER_FAILED_AT,
+    DEAD_LETTER_PIPELINE,
+    DEAD_LETTER_STEP,
+    PIPELINE,
+    PIPELINE_ERROR,
+    BoundStep,
+    Pipeline,
+    StepCounters,
+    dead_letter,
+)
+from core.conditions import Condition, compile_condition, compile_filter
 from core.config import ValidationContext
 from core.events import (
     DATASET,
     DEAD_LETTERS,
-    SOURCE,
     SOURCE_FAILURE,
     TENANT,
-    TIMESTAMP,
     Batch,
     Event,
 )
-from core.provenance import Stamps
 from core.registry import resolve
-from core.step import Step, StepConfig, StepContext, StepFailure
+from core.step import StepConfig, StepContext
 from core.telemetry import Telemetry
+
+# The names callers import from here (the dead-letter record's keys live with the pipeline).
+__all__ = ["DEAD_LETTER_ERROR", "DEAD_LETTER_EVENT", "DEAD_LETTER_FAILED_AT",
+           "DEAD_LETTER_PIPELINE", "DEAD_LETTER_STEP", "PIPELINE", "PIPELINE_ERROR", "BoundStep",
+           "Pipeline", "PipelineSet", "StepCounters", "build_pipeline", "build_pipelines",
+           "dead_letter", "routing_values"]
 
 log = logging.getLogger(__name__)
 
-PIPELINE_ERROR = "vigil.pipeline_error"
-PIPELINE = "vigil.pipeline"
-
-# Keys of a dead-letter record (an event of a `dead_letter` batch).
-DEAD_LETTER_EVENT = "event"
-DEAD_LETTER_PIPELINE = "pipeline"
-DEAD_LETTER_STEP = "step"
-DEAD_LETTER_ERROR = "error"
-DEAD_LETTER_FAILED_AT = "failed_at"
-
-
-@dataclass
-class StepCounters:
-    """Per-step counts since the last report (kept as ints: the hot path never touches
-    prometheus)."""
-
-    received: int = 0
-    sent: int = 0
-    failed: int = 0
-    dropped: int = 0
-    provenance: int = 0  # events whose provenance the step tried to change (put back)
-
-
-@dataclass
-class BoundStep:
-    """A built step with what the runner needs around it."""
-
-    step_id: str
-    type_name: str
-    step: Step
-    condition: Predicate | None
-    on_failure: str
-    counters: StepCounters = field(default_factory=StepCounters)
-    names_from_input: bool = False
-    reported_stats: dict[str, int] = field(default_factory=dict)
-
-
-class Pipeline:
-    """One configured pipeline, built."""
-
-    def __init__(self, pipeline_id: str, config: PipelineConfig, steps: list[BoundStep]) -> None:
-        self.id = pipeline_id
-        self.config = config
-        self.dataset = config.dataset
-        self.match: Predicate | None = (compile_condition(config.match)
-                                        if config.match is not None else None)
-        self.steps = steps
-        self.provenance_restored = 0  # events re-stamped after the last step (since reported)
-
-    def run(self, event: Event, dead: list[Event], now: Callable[[], datetime]) -> Event | None:
-        """The event after every step, or None when a step dropped it or it failed into
-        `dead`."""
-        original = dict(event)
-        stamps = Stamps(event)
-        current: Event = event
-        for bound in self.steps:
-            if bound.condition is not None and not bound.condition(current):
-                continue
-            counters = bound.counters
-            counters.received += 1
-            try:
-                result = bound.step.apply(current)
-            except Exception as exc:  # a step bug must not stop the pipeline either
-                counters.failed += 1
-                reason = str(exc) if isinstance(exc, StepFailure) else \
-                    f"{type(exc).__name__}: {exc}"
-                if bound.on_failure == "continue":
-                    current[PIPELINE_ERROR] = f"{bound.step_id}: {reason}"
-                    counters.sent += 1
-                    continue
-                if bound.on_failure == "dead_letter":
-                    dead.append(dead_letter(original, self.id, bound.step_id, reason, now()))
-                else:
-                    counters.dropped += 1
-                return None
-            if result is None:
-                counters.dropped += 1
-                return None
-            counters.sent += 1
-            current = result
-            if bound.names_from_input and stamps.restore(current):
-                counters.provenance += 1
-        # Once more whatever the steps were (a configured name was checked at validation; a
-        # step that failed and went on may have written half its fields).
-        if stamps.restore(current):
-            self.provenance_restored += 1
-        current[DATASET] = self.dataset
-        current[PIPELINE] = self.id
-        return current
-
-
-def dead_letter(original: Event, pipeline_id: str, step_id: str, reason: str,
-                failed_at: datetime) -> Event:
-    """A dead-letter record: the event as it entered the pipeline and why it left it."""
-    return {
-        TENANT: original.get(TENANT), SOURCE: original.get(SOURCE),
-        TIMESTAMP: failed_at, DEAD_LETTER_FAILED_AT: failed_at,
-        DEAD_LETTER_PIPELINE: pipeline_id, DEAD_LETTER_STEP: step_id,
-        DEAD_LETTER_ERROR: reason, DEAD_LETTER_EVENT: original,
-    }
-
-
 def _utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def _snapshots(events: list[Event]) -> Callable[[int], Event]:
+    """Originals for a batch that cannot give them back (the memory queue, `vigil test`): a
+    copy of every event taken before any step runs."""
+    return [dict(event) for event in events].__getitem__
 
 
 def routing_values(condition: Condition | None) -> tuple[str, frozenset[str]] | None:
@@ -197,52 +117,144 @@ class PipelineSet:
                 return pipeline
         return None
 
+    def select_batch(self, events: list[Event]) -> list[Pipeline | None]:
+        """`select` for every event of a batch: events are grouped by their routing value,
+        then each candidate pipeline's `match` filters the events of a group no earlier
+        pipeline took. Raises when a condition raises (the caller goes event by event)."""
+        chosen: list[Pipeline | None] = [None] * len(events)
+        groups: dict[str, list[int]]
+        route_field = self.route_field
+        if route_field is None:
+            groups = {"": list(range(len(events)))}
+        else:
+            groups = {}
+            for position, event in enumerate(events):
+                value = event.get(route_field)
+                key = value if isinstance(value, str) else str(value)
+                group = groups.get(key)
+                if group is None:
+                    groups[key] = [position]
+                else:
+                    group.append(position)
+        for key, remaining in groups.items():
+            candidates = (self.routes.get(key, self.unrouted) if route_field is not None
+                          else self.pipelines)
+            for pipeline in candidates:
+                if not remaining:
+                    break
+                match = pipeline.match_filter
+                hits = remaining if match is None else match(events, remaining)
+                if not hits:
+                    continue
+                for position in hits:
+                    chosen[position] = pipeline
+                if len(hits) == len(remaining):
+                    break
+                taken = set(hits)
+                remaining = [i for i in remaining if i not in taken]
+        return chosen
+
     def process(self, batch: Batch) -> list[Batch]:
-        """One batch per output dataset, plus a `dead_letter` batch when events failed."""
-        groups: dict[str, list[Event]] = {}
-        dead: list[Event] = []
-        per_pipeline: dict[str, list[int]] = {}
+        """One batch per output dataset, plus a `dead_letter` batch when events failed.
+
+        Events are routed to their pipeline first, then each pipeline runs its steps over its
+        part of the batch; outputs keep the batch's order. A dead-letter record holds the event
+        as it left the queue: `batch.originals` gives it back (the journal decodes the record
+        again, only for events that fail); without it every event is copied before any step."""
+        events = batch.events
         now = self.clock
-        for event in batch.events:
+        dead: list[Event] = []
+        partition = batch.partition
+        original = batch.originals or _snapshots(events)
+
+        def poison(position: int, event: Event, exc: Exception, pipeline_id: str = "-") -> None:
+            component = f"pipeline {pipeline_id}" if pipeline_id != "-" else "pipeline"
+            record = dead_letter(event, pipeline_id, "-",
+                                 f"{component}: {type(exc).__name__}: {exc}"[:600], now())
+            record[TENANT] = partition
+            dead.append(record)
+            self._poison(partition, exc)
+
+        # Position in the batch -> the event as it leaves the pipelines (None: it did not).
+        results: list[Event | None] = [None] * len(events)
+        routed: dict[str, tuple[Pipeline, list[Event], list[int]]] = {}
+        try:
+            selected: list[Pipeline | None] | None = self.select_batch(events)
+        except Exception:  # found again below, event by event
+            selected = None
+        for position, event in enumerate(events):
             failure = event.get(SOURCE_FAILURE)
             if failure is not None:
                 dead.append(dead_letter(event, "-", "source", str(failure), now()))
                 continue
-            pipeline = None
-            try:
-                pipeline = self.select(event)
-                if pipeline is None:
-                    out: Event | None = event
-                else:
-                    counts = per_pipeline.setdefault(pipeline.id, [0, 0])
-                    counts[0] += 1
-                    out = pipeline.run(event, dead, now)
-                    if out is not None:
-                        counts[1] += 1
-            except Exception as exc:  # a bug outside a step's contract: this event only
-                component = f"pipeline {pipeline.id}" if pipeline is not None else "pipeline"
-                record = dead_letter(event, pipeline.id if pipeline is not None else "-",
-                                     "-", f"{component}: {type(exc).__name__}: {exc}"[:600],
-                                     now())
-                record[TENANT] = batch.partition
-                dead.append(record)
-                self._poison(batch.partition, exc)
+            if selected is not None:
+                pipeline = selected[position]
+            else:
+                try:
+                    pipeline = self.select(event)
+                except Exception as exc:  # a bug outside a step's contract: this event only
+                    poison(position, event, exc)
+                    continue
+            if pipeline is None:
+                results[position] = event
                 continue
-            if out is None:
+            entry = routed.get(pipeline.id)
+            if entry is None:
+                routed[pipeline.id] = (pipeline, [event], [position])
+            else:
+                entry[1].append(event)
+                entry[2].append(position)
+        per_pipeline: dict[str, list[int]] = {}
+        for pipeline_id, (pipeline, taken, positions) in routed.items():
+            received = len(taken)
+            outs, out_positions = self._run(pipeline, taken, positions, original, dead, poison)
+            per_pipeline[pipeline_id] = [received, len(outs)]
+            for position, out in zip(out_positions, outs, strict=True):
+                results[position] = out
+        groups: dict[str, list[Event]] = {}
+        for result in results:
+            if result is None:
                 continue
-            dataset = out.get(DATASET) or "unknown"
+            dataset = result.get(DATASET) or "unknown"
             group = groups.get(dataset)
             if group is None:
-                groups[dataset] = [out]
+                groups[dataset] = [result]
             else:
-                group.append(out)
-        batches = [Batch(batch.partition, events, batch.first_offset, batch.last_offset, dataset)
-                   for dataset, events in groups.items()]
+                group.append(result)
+        batches = [Batch(partition, group, batch.first_offset, batch.last_offset, dataset)
+                   for dataset, group in groups.items()]
         if dead:
-            batches.append(Batch(batch.partition, dead, batch.first_offset, batch.last_offset,
+            batches.append(Batch(partition, dead, batch.first_offset, batch.last_offset,
                                  None, kind=DEAD_LETTERS))
-        self._report(batch.partition, per_pipeline, len(dead))
+        self._report(partition, per_pipeline, len(dead))
         return batches
+
+    def _run(self, pipeline: Pipeline, events: list[Event], positions: list[int],
+             original: Callable[[int], Event],
+                dead: list[Event],
+             poison: Callable[..., None]) -> tuple[list[Event], list[int]]:
+        """`pipeline` over its events; if the runner itself raises (a bug outside any step's
+        contract), each event alone, and the ones it raises on again leave as poison."""
+        def mark(position: int, event: Event, exc: Exception) -> None:
+            poison(position, event, exc, pipeline.id)
+
+        already_dead = len(dead)
+        try:
+            return pipeline.run_batch(list(events), positions, original, dead, mark, self.clock)
+        except Exception:  # isolated below; what the failed run dead-lettered is redone there
+            del dead[already_dead:]
+        outs: list[Event] = []
+        out_positions: list[int] = []
+        for event, position in zip(events, positions, strict=True):
+            try:
+                out, at = pipeline.run_batch([event], [position], original, dead, mark,
+                                             self.clock)
+            except Exception as exc:
+                mark(position, event, exc)
+                continue
+            outs.extend(out)
+            out_positions.extend(at)
+        return outs, out_positions
 
     def _poison(self, tenant: str, exc: Exception) -> None:
         """Count and log (rate-limited) an event a pipeline raised on outside its steps."""
@@ -316,6 +328,7 @@ def build_pipeline(pipeline_id: str, config: PipelineConfig, context: StepContex
             step_id=step_config.id or f"{index}-{step_config.type}",
             type_name=step_config.type, step=cls(step_config, step_context),
             condition=compile_condition(condition) if condition is not None else None,
+            filter=compile_filter(condition) if condition is not None else None,
             on_failure=step_config.on_failure, names_from_input=cls.names_from_input))
     return Pipeline(pipeline_id, config, steps)
 

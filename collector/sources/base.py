@@ -1,8 +1,9 @@
 """What every source is given and must provide.
 
 A source turns bytes from the outside into events and hands them to `SourceContext.emit`, which
-stamps provenance (overwriting anything the input said), decides the tenant, appends to the
-queue and counts, once per batch.
+drops provenance the input carried, decides the tenant, appends to the queue with the provenance
+the events share (tenant, source, receive time, dataset: stored once per journal record, put
+into every event when read) and counts, once per batch.
 """
 
 from __future__ import annotations
@@ -77,8 +78,9 @@ class SourceContext:
         self.data_dir = data_dir  # where a source keeps state (e.g. a generated TLS pair)
         self.conf_dir = conf_dir  # relative paths in the configuration are relative to it
         # Events already read that the queue refused (journal failing: disk full, I/O error),
-        # per tenant in arrival order; appended again before anything newer.
-        self.held: list[tuple[str, list[Event]]] = []
+        # per tenant in arrival order with the provenance they share; appended again before
+        # anything newer.
+        self.held: list[tuple[str, list[Event], Event]] = []
         self.held_events = 0
         # Fair shares of each tenant's bound among sources (the daemon's, with the journal).
         self.shares: SourceShares | None = None
@@ -106,18 +108,18 @@ class SourceContext:
         fixed = self.router.tenant_for(tenant) if tenant is not None else None
         now = self.clock()
         forged = 0
+        own_dataset: set[str] = set()  # tenants with an event whose source fixed its dataset
         for event in events:
             if (TENANT in event or SOURCE in event or RECEIVED_AT in event or OFFSET in event
                     or SENDER_NAMESPACE in event):
                 forged += disown_sender_provenance(event)
             owner = fixed or route(event, peer)
-            event[TENANT] = owner
-            event[SOURCE] = source_id
-            event[RECEIVED_AT] = now
             # A source may fix the dataset per event (HTTP `?dataset=`), never into one the
             # daemon writes itself.
-            if event.setdefault(DATASET, dataset) in RESERVED_DATASETS:
-                event[DATASET] = dataset
+            if DATASET in event:
+                own_dataset.add(owner)
+                if event[DATASET] in RESERVED_DATASETS:
+                    event[DATASET] = dataset
             bucket = by_tenant.get(owner)
             if bucket is None:
                 by_tenant[owner] = [event]
@@ -127,6 +129,14 @@ class SourceContext:
             self.telemetry.error("provenance", "receive", forged)
         offsets = {}
         for owner, bucket in by_tenant.items():
+            # Provenance every event of the append shares: stamped over anything the input
+            # said, stored once per journal record (the reader puts it into each event).
+            shared: Event = {TENANT: owner, SOURCE: source_id, RECEIVED_AT: now}
+            if owner in own_dataset:
+                for event in bucket:
+                    event.setdefault(DATASET, dataset)
+            else:
+                shared[DATASET] = dataset
             self.telemetry.received(len(bucket), owner)
             if owner == QUARANTINE:
                 self.telemetry.quarantined(len(bucket))
@@ -134,10 +144,10 @@ class SourceContext:
                 self.telemetry.discarded("tenant_over_bound", len(bucket))
                 continue
             if self.held:  # keep arrival order behind what is already held
-                self._hold(owner, bucket)
+                self._hold(owner, bucket, shared)
                 continue
             try:
-                offsets[owner] = self.queue.append(owner, bucket)
+                offsets[owner] = self.queue.append(owner, bucket, shared)
                 if self.shares is not None:
                     self.shares.appended(source_id, owner, offsets[owner], len(bucket))
             except VigilError as exc:
@@ -145,7 +155,7 @@ class SourceContext:
                     raise QueueUnavailable(str(exc)) from exc
                 log.warning("queue refused events; holding them and pausing",
                             extra={"source": self.source_id, "error": str(exc)})
-                self._hold(owner, bucket)
+                self._hold(owner, bucket, shared)
         return offsets
 
     def over_bound(self, tenants: Iterable[str] = ()) -> str | None:
@@ -181,22 +191,22 @@ class SourceContext:
         else:
             self.queue.add_capacity_listener(callback, reason or None)
 
-    def _hold(self, tenant: str, events: list[Event]) -> None:
+    def _hold(self, tenant: str, events: list[Event], shared: Event) -> None:
         room = MAX_HELD_EVENTS - self.held_events
         if room < len(events):
             # Only a source that cannot pause (UDP) gets here: the excess is counted, not kept.
             self.telemetry.discarded("queue_unavailable", len(events) - max(room, 0))
             events = events[:max(room, 0)]
         if events:
-            self.held.append((tenant, events))
+            self.held.append((tenant, events, shared))
             self.held_events += len(events)
 
     def retry_held(self) -> bool:
         """Append held events again, oldest first; True when none are left."""
         while self.held:
-            tenant, events = self.held[0]
+            tenant, events, shared = self.held[0]
             try:
-                self.queue.append(tenant, events)
+                self.queue.append(tenant, events, shared)
             except VigilError:
                 return False
             self.held.pop(0)

@@ -18,6 +18,7 @@ from pydantic import Field
 from core.config import ConfigIssue, ValidationContext
 from core.errors import ConfigError
 from core.events import Event
+from core.literals import has_literal, required_literals
 from core.provenance import WrittenName, under
 from core.step import Step, StepConfig, StepFailure
 from parsers.grok.expression import (
@@ -162,6 +163,14 @@ def store_captures(match: Any, captures: tuple[Capture, ...], event: Event,
         event[capture.field] = value
 
 
+def _literals(compiled: CompiledExpression) -> tuple[str, ...]:
+    """The literals every match of `compiled` contains (none known: empty)."""
+    if compiled.engine != "re":
+        return ()
+    found = required_literals(compiled.pattern.pattern, compiled.pattern.flags)
+    return tuple(sorted(found)) if found else ()
+
+
 def text_of(event: Event, name: str) -> str:
     """The field as text for matching; a missing field is a StepFailure."""
     value = event.get(name)
@@ -184,8 +193,10 @@ class CaptureStep(Step):
                  compiled: list[CompiledExpression]) -> None:
         super().__init__(config, context)
         self.compiled = compiled
-        self.matchers: list[tuple[Callable[[str], Any], tuple[Capture, ...]]] = [
-            (c.matcher(config.anchor), c.captures) for c in compiled]
+        # With the literals every match contains (patterns on Python's `re`): text without
+        # one is not searched.
+        self.matchers: list[tuple[Callable[[str], Any], tuple[Capture, ...], tuple[str, ...]]] = [
+            (c.matcher(config.anchor), c.captures, _literals(c)) for c in compiled]
         self.field = config.field
         self.first_only = config.break_on_match
         self.keep_empty = config.keep_empty_captures
@@ -193,7 +204,10 @@ class CaptureStep(Step):
     def apply(self, event: Event) -> Event:
         text = text_of(event, self.field)
         matched = False
-        for match_fn, captures in self.matchers:
+        for match_fn, captures, needles in self.matchers:
+            if needles and not (needles[0] in text if len(needles) == 1
+                                else has_literal(needles, text)):
+                continue
             match = match_fn(text)
             if match is None:
                 continue

@@ -134,6 +134,46 @@ def test_cache_hits_and_eviction(dbs: Path, make_step) -> None:
     assert enriched(uncached, source_ip="81.2.69.1")["source.geo.city_name"] == "London"
 
 
+def test_a_batch_looks_each_distinct_address_up_once(dbs: Path, make_step,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    step = geoip(make_step, cache_size=0)
+    looked_up: list[str] = []
+    real = step.lookup
+
+    def counting(text: str):  # type: ignore[no-untyped-def]
+        looked_up.append(text)
+        return real(text)
+
+    monkeypatch.setattr(step, "lookup", counting)
+    addresses = ["81.2.69.142", "10.0.0.1", "81.2.69.142", "not-an-ip", "81.2.69.142",
+                 "10.0.0.1", "89.160.20.112"]
+    events = [{"source.ip": a} for a in addresses] + [{"source.ip": 7}, {"message": "x"}]
+    result = step.apply_batch(events)
+    assert sorted(looked_up) == sorted({"81.2.69.142", "10.0.0.1", "not-an-ip",
+                                        "89.160.20.112"})
+    assert result.failures == {} and result.kept == events
+    # The same values and counts as one event at a time.
+    alone = geoip(make_step, cache_size=0)
+    assert events == [alone.apply({**{"source.ip": a}}) for a in addresses] + [
+        alone.apply({"source.ip": 7}), alone.apply({"message": "x"})]
+    assert step.counts == alone.counts
+
+
+def test_ipv4_public_ranges_answer_as_the_standard_library() -> None:
+    import ipaddress
+    import random
+
+    from enrichers.geoip import _V4_STARTS, is_public
+
+    rng = random.Random(15)
+    values = [start + delta for start in _V4_STARTS for delta in (-1, 0, 1)]
+    values += [rng.getrandbits(32) for _ in range(20_000)]
+    for value in values:
+        if 0 <= value < 2 ** 32:
+            address = ipaddress.IPv4Address(value)
+            assert is_public(address) is (address.is_global and not address.is_multicast)
+
+
 def test_reload_when_the_database_is_replaced(dbs: Path, make_step) -> None:
     step = geoip(make_step)
     assert enriched(step, source_ip="81.2.69.142")["source.geo.city_name"] == "London"

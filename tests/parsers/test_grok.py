@@ -73,6 +73,25 @@ def test_patterns_are_tried_in_order_and_the_first_match_wins() -> None:
     assert "auth" not in valid
 
 
+def test_literal_prefilters_skip_patterns_text_cannot_match() -> None:
+    step = grok(patterns=[
+        "Failed password for invalid user %{USERNAME:user.name} from %{IP:source.ip}",
+        "(?:Accepted|Failed) %{WORD:auth} for %{USERNAME:user.name}",
+        "%{GREEDYDATA:rest}",
+    ], anchor="none")
+    needles = [m[2] for m in step.matchers]
+    assert needles[0] == ("Failed password for invalid user ",)
+    assert set(needles[1]) == {"Accepted", "Failed"}
+    assert needles[2] == ()
+    seen: list[str] = []
+    match_fn, captures, literals = step.matchers[0]
+    step.matchers[0] = (lambda text: seen.append(text) or match_fn(text), captures, literals)
+    assert step.apply({"message": "Accepted publickey for deploy"})["auth"] == "publickey"
+    assert seen == []  # the first pattern's literal is missing: never searched
+    event = step.apply({"message": "x Failed password for invalid user root from 192.0.2.1"})
+    assert event["user.name"] == "root" and len(seen) == 1
+
+
 def test_without_break_on_match_every_matching_pattern_applies() -> None:
     step = grok(break_on_match=False, anchor="none",
                 patterns=["from %{IP:source.ip}", "port %{INT:source.port:int}", "user %{WORD:x}"])

@@ -223,3 +223,31 @@ def test_no_input_raises_and_every_result_is_utc(value: Any, received: datetime)
         except StepFailure:
             continue
         assert event[TIMESTAMP].utcoffset() == timedelta(0)
+
+
+def test_a_batch_parses_each_distinct_text_once_and_answers_as_one_by_one() -> None:
+    from core.events import RECEIVED_AT
+
+    step = build_step("timestamp", field="t", formats=["rfc3164", "%Y-%m-%d %H:%M:%S"],
+                      on_error="mark")
+    calls: list[Any] = []
+    parsers = step.parsers
+
+    def counting(value: Any, tz: Any, received: datetime) -> Any:
+        calls.append(value)
+        return parsers[0](value, tz, received)
+
+    step.parsers = [counting, *parsers[1:]]
+    new_year = datetime(2025, 1, 1, 0, 0, 5, tzinfo=UTC)
+    december = datetime(2024, 12, 31, 23, 59, 59, tzinfo=UTC)
+    values = [("Dec 31 23:59:58", new_year), ("Dec 31 23:59:58", new_year),
+              ("Dec 31 23:59:58", december), ("2024-05-14 09:12:00", new_year),
+              ("2024-05-14 09:12:00", december), ("nonsense", new_year), (7, new_year)]
+    events = [{"t": v, RECEIVED_AT: r} for v, r in values]
+    alone = [step.apply(dict(e)) for e in events]
+    calls.clear()
+    result = step.apply_batch(events)
+    assert result.outputs == alone
+    # The year comes from the receive time: one parse per (text, receive time) for rfc3164.
+    assert alone[0]["@timestamp"].year == 2024 and alone[2]["@timestamp"].year == 2024
+    assert calls.count("Dec 31 23:59:58") == 2 and calls.count("2024-05-14 09:12:00") == 2

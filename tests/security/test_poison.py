@@ -71,13 +71,22 @@ async def drain(daemon: Daemon, data: Path, expected_lake: int, expected_dead: i
 async def test_a_pipeline_raising_on_one_event_dead_letters_it_and_the_batch_goes_on(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     original = PipelineSet.select
+    original_batch = PipelineSet.select_batch
 
     def select(self: PipelineSet, event: dict[str, Any]) -> Any:
         if event.get("msg") == "poison":
             raise RuntimeError("pipeline bug on this one")
         return original(self, event)
 
+    def select_batch(self: PipelineSet, events: list[dict[str, Any]]) -> Any:
+        # Selection runs over the whole batch first; raising there, the runner selects event
+        # by event and only the event it raises on again leaves.
+        if any(event.get("msg") == "poison" for event in events):
+            raise RuntimeError("pipeline bug in this batch")
+        return original_batch(self, events)
+
     monkeypatch.setattr(PipelineSet, "select", select)
+    monkeypatch.setattr(PipelineSet, "select_batch", select_batch)
     daemon = await started_daemon(tmp_path)
     data = tmp_path / "data"
     try:

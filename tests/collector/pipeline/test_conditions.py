@@ -5,11 +5,18 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from core.conditions import Condition, compile_condition
+from core.conditions import Condition, compile_condition, compile_filter
 
 
 def holds(spec: dict, event: dict) -> bool:
-    return compile_condition(Condition.model_validate(spec))(event)
+    """The predicate's answer, checked against the batch filter's on a batch around it."""
+    condition = Condition.model_validate(spec)
+    answer = compile_condition(condition)(event)
+    batch = [{}, event, {"other": 1}, event]
+    expected = [i for i, e in enumerate(batch) if compile_condition(condition)(e)]
+    assert compile_filter(condition)(batch, [0, 1, 2, 3]) == expected
+    assert (1 in expected) is answer
+    return answer
 
 
 EVENT = {"log.syslog.appname": "sshd", "source.ip": "10.1.2.3", "source.port": 22,
