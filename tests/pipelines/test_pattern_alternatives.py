@@ -119,8 +119,8 @@ def matched_alternatives() -> tuple[dict[str, set[str]], dict[str, set[str]]]:
                     continue
                 config_step: CaptureConfig = step.config
                 wrapped = []
-                for (match_fn, captures), pattern in zip(step.matchers, config_step.patterns,
-                                                         strict=True):
+                for (match_fn, captures, needles), pattern in zip(
+                        step.matchers, config_step.patterns, strict=True):
                     key = pattern[:60]
                     every[pipeline.id].add(key)
 
@@ -130,7 +130,7 @@ def matched_alternatives() -> tuple[dict[str, set[str]], dict[str, set[str]]]:
                         if found is not None:
                             seen.add(key)
                         return found
-                    wrapped.append((recording, captures))
+                    wrapped.append((recording, captures, needles))
                 step.matchers = wrapped
         for case in config.section("tests").values():
             now["value"] = case.received_at or datetime.now(UTC)
