@@ -17,6 +17,7 @@ from typing import Any
 import ahocorasick
 
 from rules.compiler.anchors import anchor_cost
+from rules.compiler.condition import CompiledCondition
 from rules.compiler.fields import Predicate
 from rules.correlation.engine import CorrelationEngine, event_time
 from rules.loader import CompiledRule, RuleSet
@@ -40,16 +41,21 @@ class DatasetIndex:
     """The rules of one dataset, indexed by required literals."""
 
     rules: list[CompiledRule]
-    predicates: list[Predicate]
+    conditions: list[CompiledCondition]
     always: list[int] = field(default_factory=list)  # codes (position * 2) of unindexed rules
     exact: dict[str, dict[str, list[int]]] = field(default_factory=dict)
     substrings: dict[str, Any] = field(default_factory=dict)  # field -> ahocorasick.Automaton
     view: Callable[[Event], Event] = field(default=lambda event: event)
     needs_second: list[bool] = field(default_factory=list)
 
+    @property
+    def predicates(self) -> list[Predicate]:
+        """Each rule's predicate (a condition from the cache builds its own at the first call)."""
+        return [condition.predicate for condition in self.conditions]
+
     @classmethod
     def build(cls, dataset: str, rules: Sequence[CompiledRule]) -> DatasetIndex:
-        index = cls(rules=list(rules), predicates=[r.conditions[dataset].predicate for r in rules])
+        index = cls(rules=list(rules), conditions=[r.conditions[dataset] for r in rules])
         if rules:
             index.view = rules[0].mappings[dataset].resolver.view
         weak = rules[0].mappings[dataset].resolver.weak_fields if rules else {}
@@ -198,14 +204,16 @@ class DetectionEngine:
         if index is None or not events:
             return []
         blocked = self._blocked_for(tenant, dataset, index)
-        predicates = index.predicates
+        conditions = index.conditions
         view = index.view
         out: list[Match] = []
         for position, original in enumerate(events):
             event = view(original)
             lowered = {k: v.lower() for k, v in event.items() if v.__class__ is str}
             for rule_position in index.candidates(event, lowered):
-                if rule_position in blocked or not predicates[rule_position](event, lowered):
+                if rule_position in blocked:
+                    continue
+                if not conditions[rule_position].predicate(event, lowered):
                     continue
                 rule = index.rules[rule_position]
                 if self._excluded(rule, dataset, tenant, event, lowered):
