@@ -288,7 +288,7 @@ def detection_batches(conf: Path, n: int) -> tuple[Any, str, list[Any]]:
         event = parse_syslog(workload.render_syslog(item), received_at=received, tz=UTC)
         event[SOURCE], event[TENANT], event[RECEIVED_AT] = source_id, tenant, received
         events.append(event)
-    batches = []
+    batches: list[Batch] = []
     with tempfile.TemporaryDirectory(prefix="vigil-bench-detection-") as tmp:
         pipelines = build_pipelines(config.pipelines.items(), ValidationContext(conf.resolve()),
                                     data_dir=Path(tmp))
@@ -343,8 +343,8 @@ def measure_detection(n: int = 20_000, sigma_rules: int = DETECTION_SIGMA_RULES,
             "detection_wall_us_per_event": round(best_wall / events * 1e6, 2),
             "detection_events": events, "detection_rules": len(stage.ruleset.rules),
             "detection_correlations": len(stage.ruleset.correlations),
-            "detection_active_rules": len(stage.engine.tenant_rules.get(tenant).active or ())
-            if stage.engine.tenant_rules.get(tenant) else None,
+            "detection_active_rules": len(settings.active or ())
+            if (settings := stage.engine.tenant_rules.get(tenant)) is not None else None,
             "detection_alert_events": alerts, "detection_datasets": datasets,
         }
 

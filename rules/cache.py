@@ -162,6 +162,12 @@ class RuleCache:
         write is logged and counted, never fatal: the next start compiles again."""
         if not self._changed and self._used.keys() == self._entries.keys():
             return
+        if not _owned_by_us(self.path.parent):
+            # e.g. `vigil coverage` run by root on the daemon's data directory: a cache (or
+            # directory) it wrote would be refused by, or unwritable for, the daemon.
+            log.info("rule cache not written: directory owned by another user",
+                     extra={"path": str(self.path)})
+            return
         document = {"format": FORMAT, "fingerprint": self.fingerprint, "entries": self._used}
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -172,6 +178,21 @@ class RuleCache:
             self.stats.write_errors += 1
             log.warning("rule cache not written", extra={"path": str(self.path),
                                                          "reason": str(exc)})
+
+
+def _owned_by_us(directory: Path) -> bool:
+    """Whether the directory (or, while it does not exist, its nearest existing parent) is
+    owned by this process's user."""
+    if not hasattr(os, "getuid"):
+        return True
+    for candidate in (directory, *directory.parents):
+        try:
+            return candidate.stat().st_uid == os.getuid()
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        except OSError:
+            return False
+    return False
 
 
 # -- a file's outputs as data ---------------------------------------------------------------

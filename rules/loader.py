@@ -130,7 +130,7 @@ def _yaml_documents(text: str, path: Path) -> list[Any]:
         return list(yaml.load_all(text, Loader=_YAML_LOADER))
     except yaml.YAMLError:
         stream = io.StringIO(text)
-        stream.name = str(path)  # type: ignore[misc] - PyYAML names the file in its errors
+        stream.name = str(path)  # type: ignore[misc]  # PyYAML names the file in its errors
         return list(yaml.safe_load_all(stream))
 
 

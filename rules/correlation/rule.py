@@ -6,6 +6,7 @@ fields and value field map to. Built by the loader; evaluated by `engine.Correla
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from sigma.correlations import (
@@ -42,8 +43,8 @@ class CorrelationRule:
     extended: Any = None  # parsed extended condition (temporal types)
     references: dict[int, str] = field(default_factory=dict)  # base position -> reference text
 
-    @property
-    def key(self) -> str:
+    @cached_property
+    def key(self) -> str:  # read several times per base-rule match: computed once
         return f"{self.info.tenant or ''}/{self.info.id}"
 
     @classmethod

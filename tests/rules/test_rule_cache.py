@@ -5,6 +5,7 @@ counted and rebuilt, never trusted."""
 
 from __future__ import annotations
 
+import os
 import shutil
 from datetime import UTC, datetime
 from pathlib import Path
@@ -235,3 +236,25 @@ def test_a_tenants_rules_are_cached_apart_from_the_same_global_file(tmp_path: Pa
     owned = load_rules([RuleSource(rules, "acme")], cache_dir=cache)
     assert owned.cache is not None and owned.cache.hits == 0
     assert {r.info.tenant for r in owned.rules} == {"acme"}
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="needs chown")
+def test_a_cache_of_another_user_is_neither_trusted_nor_overwritten(tmp_path: Path,
+                                                                    sigma: Any) -> None:
+    """A cache file owned by another user is refused; a command run as root on the daemon's
+    data directory (owned by the daemon's user) writes no cache the daemon could not use."""
+    rules = write_rules(tmp_path / "rules", sigma)
+    cache = tmp_path / "cache"
+    load_rules([rules], cache_dir=cache)
+    os.chown(cache / rule_cache.CACHE_FILE, 65534, 65534)
+    foreign = load_rules([rules], cache_dir=cache)
+    assert foreign.cache is not None and (foreign.cache.invalid, foreign.cache.hits) == (1, 0)
+    assert (cache / rule_cache.CACHE_FILE).stat().st_uid == os.getuid()  # rewritten, ours
+
+    daemon_owned = tmp_path / "data"
+    daemon_owned.mkdir()
+    os.chown(daemon_owned, 65534, 65534)
+    loaded = load_rules([rules], cache_dir=daemon_owned / "cache" / "rules")
+    assert loaded.cache is not None and loaded.cache.misses == 4
+    assert not loaded.cache.written and loaded.cache.write_errors == 0
+    assert list(daemon_owned.iterdir()) == []
