@@ -20,6 +20,7 @@ from rules.engine import DetectionEngine
 from rules.loader import RuleSet, RuleSource, load_rules
 
 LIBRARY = Path(__file__).resolve().parents[2] / "rules" / "library"
+AUTH = {"product": "linux", "service": "auth"}
 ROOT, KINDS = "5b0b6a4e-0000-4000-8000-000000000001", "5b0b6a4e-0000-4000-8000-000000000002"
 UNSERVED, EXPAND = "5b0b6a4e-0000-4000-8000-000000000003", "5b0b6a4e-0000-4000-8000-000000000004"
 
@@ -258,3 +259,36 @@ def test_a_cache_of_another_user_is_neither_trusted_nor_overwritten(tmp_path: Pa
     assert loaded.cache is not None and loaded.cache.misses == 4
     assert not loaded.cache.written and loaded.cache.write_errors == 0
     assert list(daemon_owned.iterdir()) == []
+
+
+def test_filters_apply_to_rules_taken_from_the_cache(tmp_path: Path, sigma: Any) -> None:
+    """A Sigma filter (in a file that is never cached) narrows a rule that came from the
+    cache exactly as it narrows a freshly compiled one, per owner."""
+    library, tenant_dir, cache = tmp_path / "library", tmp_path / "acme", tmp_path / "cache"
+    library.mkdir()
+    tenant_dir.mkdir()
+    sigma.write_rule(library, "sudo_root", {"sel": {"process.name": "sudo", "user.name": "root"},
+                                            "condition": "sel"}, id=ROOT, name="sudo_root")
+    sigma.write_docs(library, "global_filter", {
+        "title": "Backup host runs sudo", "id": "dddddddd-0000-4000-8000-000000000001",
+        "logsource": AUTH, "filter": {"rules": [ROOT], "selection": {"hostname": "backup1"},
+                                      "condition": "not selection"}})
+    sigma.write_docs(tenant_dir, "acme_filter", {
+        "title": "acme's admin host", "id": "dddddddd-0000-4000-8000-000000000002",
+        "logsource": AUTH, "filter": {"rules": ["sudo_root"], "selection": {"hostname": "admin7"},
+                                      "condition": "not selection"}})
+    sources = [RuleSource(library), RuleSource(tenant_dir, tenant="acme")]
+    events = [{"process.name": "sudo", "user.name": "root", "host.hostname": host,
+               "@timestamp": datetime(2026, 1, 1, tzinfo=UTC)}
+              for host in ("web1", "backup1", "admin7")]
+
+    def fired(ruleset: RuleSet) -> dict[str, list[int]]:
+        engine = DetectionEngine(ruleset)
+        return {t: [m.events[0].index for m in engine.evaluate("linux.auth", events, t)]
+                for t in ("acme", "other")}
+
+    load_rules(sources, cache_dir=cache)
+    warm = load_rules(sources, cache_dir=cache)
+    assert warm.cache is not None and (warm.cache.hits, warm.cache.uncached) == (1, 2)
+    assert warm.filters == 2
+    assert fired(warm) == fired(load_rules(sources)) == {"acme": [0], "other": [0, 2]}
