@@ -235,7 +235,8 @@ def _load_file(load: _Load, path: Path, tenant: str | None) -> None:
             if outputs is not None:
                 try:
                     replay_outputs(ruleset, outputs, load.read_errors)
-                except (ValueError, TypeError, KeyError, re.error, SigmaError) as exc:
+                except (ValueError, TypeError, KeyError, AttributeError, re.error,
+                        SigmaError) as exc:
                     cache.invalid_entry(key, _reason(exc))
                 else:
                     cache.stats.hits += 1

@@ -13,6 +13,10 @@ from rules.compiler.ir import And, Const, Keyword, Node, Not, Or, StrTest, Value
 from rules.compiler.predicates import VALUE_PREDICATES
 
 STR_OPS = frozenset({"eq", "prefix", "suffix", "contains", "contains_all", "wild", "any"})
+# Arguments each value predicate takes after the keys: checked here, as predicates are built
+# at their first call, long after a stored entry was accepted.
+VALUE_ARITY = {"null": 0, "exists": 1, "bool": 1, "number": 1, "compare": 2, "regex": 2,
+               "cidr": 1, "fieldref": 3, "timestamp_part": 2}
 
 
 def node_to_data(node: Node) -> list[Any]:
@@ -44,7 +48,8 @@ def node_from_data(data: Any) -> Node:
     if tag == "s" and len(data) == 7 and data[3] in STR_OPS:
         return StrTest(cost=cost, keys=_strings(data[2]), op=data[3], patterns=_strings(data[4]),
                        cased=bool(data[5]), literals=_strings(data[6]))
-    if tag == "v" and len(data) == 8 and data[3] in VALUE_PREDICATES:
+    if (tag == "v" and len(data) == 8 and data[3] in VALUE_PREDICATES
+            and isinstance(data[4], list) and len(data[4]) == VALUE_ARITY.get(data[3])):
         return ValueTest(cost=cost, keys=_strings(data[2]), kind=data[3],
                          args=tuple(_unarg(a) for a in _list(data[4])), required=bool(data[5]),
                          anchor_values=_strings(data[6]), sub_literals=_strings(data[7]))

@@ -292,3 +292,23 @@ def test_filters_apply_to_rules_taken_from_the_cache(tmp_path: Path, sigma: Any)
     assert warm.cache is not None and (warm.cache.hits, warm.cache.uncached) == (1, 2)
     assert warm.filters == 2
     assert fired(warm) == fired(load_rules(sources)) == {"acme": [0], "other": [0, 2]}
+
+
+def test_every_value_predicate_decodes_with_its_arguments_checked() -> None:
+    """Predicates are built at their first call, so the decoder checks each value test's
+    argument count up front: a stored node with the wrong count is refused at load."""
+    import inspect
+
+    from rules.compiler.codec import VALUE_ARITY, node_from_data, node_to_data
+    from rules.compiler.ir import ValueTest
+    from rules.compiler.predicates import VALUE_PREDICATES
+
+    assert VALUE_ARITY.keys() == VALUE_PREDICATES.keys()
+    for kind, build in VALUE_PREDICATES.items():
+        assert len(inspect.signature(build).parameters) - 1 == VALUE_ARITY[kind], kind
+    node = ValueTest(cost=1.0, keys=("a",), kind="compare", args=("GT", 3))
+    data = node_to_data(node)
+    assert node_from_data(data) == node and node_from_data(data).build()({"a": 4}, {})
+    data[4] = ["GT"]
+    with pytest.raises(ValueError):
+        node_from_data(data)
