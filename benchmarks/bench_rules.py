@@ -7,6 +7,13 @@ FortiGate as fortinet.firewall, nginx as nginx.access). Rule subsets are evenly 
 of the whole set. Each figure is the best of several rounds, in process, batches of 500.
 `python -m benchmarks.bench_rules` (BENCH_EVENTS sets the mix size); the last line is one JSON
 object.
+
+Two more measurements, for `make bench`: `measure_rules_startup()` (detection start-up and
+reload with the built-in library and the whole SigmaHQ set, cold and with a warm compiled-rule
+cache, each in a fresh interpreter: `rules_startup_seconds` is the warm start) and
+`measure_detection()` (CPU microseconds per event of the detection stage on the benchmark
+workload run through the shipped conf.d pipelines, with the built-in library plus 1,000 SigmaHQ
+rules). `python -m benchmarks.bench_rules --startup --detection` prints both as one JSON object.
 """
 
 from __future__ import annotations
