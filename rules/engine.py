@@ -199,6 +199,7 @@ class DetectionEngine:
         self.state_changes = 0
         self.tenant_rules: dict[str, TenantRules] = {}
         self._blocked: dict[tuple[str, str], frozenset[int]] = {}
+        self._ref_keys: dict[tuple[int, str], tuple[str, ...]] = {}
 
     def datasets(self) -> list[str]:
         return sorted(self.indexes)
@@ -277,7 +278,11 @@ class DetectionEngine:
               offset: int | None) -> list[Match]:
         when = event_time(event.get("@timestamp"), self.correlation.clock)
         # Key fields: the general ones plus every field the rule reads, as the analyst needs them.
-        keys = (*self.key_fields, *sorted(rule.conditions[dataset].fields))
+        slot = (rule.position, dataset)
+        keys = self._ref_keys.get(slot)
+        if keys is None:  # once per rule and dataset, not per match
+            keys = self._ref_keys[slot] = (*self.key_fields,
+                                           *sorted(rule.conditions[dataset].fields))
         ref = EventRef(index=position, offset=offset, timestamp=when,
                        fields={k: _plain(event[k]) for k in keys if k in event})
         out: list[Match] = []
