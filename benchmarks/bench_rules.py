@@ -205,7 +205,8 @@ wall, cpu = time.perf_counter(), time.process_time()
 stage = DetectionStage(config, conf, data, None, lambda: datetime.now(UTC))
 out = {"seconds": time.perf_counter() - wall, "cpu_seconds": time.process_time() - cpu,
        "process_seconds": time.perf_counter() - started_process,
-       "rules": len(stage.ruleset.rules), "cache": vars(stage.ruleset.cache)}
+       "rules": len(stage.ruleset.rules),
+       "cache": vars(stage.ruleset.cache) if getattr(stage.ruleset, "cache", None) else None}
 wall, cpu = time.perf_counter(), time.process_time()
 reloaded = load_ruleset(config, conf, data)  # what a SIGHUP does, off the loop
 DetectionStage(config, conf, data, None, lambda: datetime.now(UTC), reloaded)
