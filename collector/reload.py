@@ -109,7 +109,8 @@ async def apply_processing(daemon: Daemon, new: VigilConfig) -> None:
                          or {t: c.rules for t, c in new.tenants.items()}
                          != {t: c.rules for t, c in old.tenants.items()})
     # Loading rules can take seconds (SigmaHQ): off the loop, before the swap.
-    ruleset = (await asyncio.to_thread(load_ruleset, new, daemon.conf_dir.resolve())
+    ruleset = (await asyncio.to_thread(load_ruleset, new, daemon.conf_dir.resolve(),
+                                       daemon.data_dir)
                if detection_changed and new.settings.detection.enabled else None)
 
     # Pipelines, detection and sinks swap between batches: old sinks commit first.

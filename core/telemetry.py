@@ -176,6 +176,13 @@ class Telemetry:
         self.detection_rule_errors = Gauge(
             "vigil_detection_rule_load_errors", "Rule files or rules that failed to load",
             registry=r)
+        self.detection_rule_cache = Counter(
+            "vigil_detection_rule_cache_files", "Rule files per load: taken from the compiled-"
+            "rule cache (hit), compiled (miss), not cached (uncached: correlations, filters); "
+            "cache files or entries refused as corrupt or foreign (invalid), failed writes "
+            "(write_error)", ["result"], registry=r)
+        for result in ("hit", "miss", "uncached", "invalid", "write_error"):
+            self.detection_rule_cache.labels(result=result)
         self.detection_active_rules = Gauge(
             "vigil_detection_active_rules", "Rules active for a tenant", ["tenant"], registry=r)
         self.detection_matches = Counter(

@@ -9,17 +9,19 @@ prefixes (`winlog.event_data.X` falling back to `winlog.user_data.X`) and weak f
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
+import yaml
 from sigma.correlations import SigmaCorrelationRule
 from sigma.processing.conditions import rule_conditions
 from sigma.processing.conditions.base import RuleProcessingCondition
 from sigma.processing.pipeline import ProcessingPipeline
-from sigma.rule import SigmaDetection, SigmaDetectionItem, SigmaRule
+from sigma.rule import SigmaDetection, SigmaDetectionItem, SigmaLogSource, SigmaRule
 
 from rules.compiler.fields import DEFAULT_WEAK_SHARE, FieldResolver
 
@@ -60,6 +62,7 @@ class Mapping:
     pipeline: ProcessingPipeline
     datasets: tuple[str, ...]
     resolver: FieldResolver
+    digest: str = ""  # sha256 of the pipeline file ("": built in code; the rule cache is off)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _field_cache: dict[tuple[Any, ...], tuple[str, ...]] = field(default_factory=dict, repr=False)
 
@@ -77,10 +80,9 @@ class Mapping:
             self.pipeline.apply(rule)
         return rule
 
-    def map_field(self, sigma_field: str, rule: SigmaRule) -> tuple[str, ...]:
-        """Event field names a Sigma field of `rule`'s logsource maps to (group-by, aliases)."""
-        key = (sigma_field, rule.logsource.product, rule.logsource.category,
-               rule.logsource.service)
+    def map_field(self, sigma_field: str, logsource: SigmaLogSource) -> tuple[str, ...]:
+        """Event field names a Sigma field of a rule's logsource maps to (group-by, aliases)."""
+        key = (sigma_field, logsource.product, logsource.category, logsource.service)
         cached = self._field_cache.get(key)
         if cached is not None:
             return cached
@@ -116,7 +118,10 @@ def _fields_of(detection: SigmaDetection) -> Iterable[str]:
 
 def load_mapping(path: Path) -> Mapping:
     """Load one mapping pipeline file."""
-    pipeline = ProcessingPipeline.from_yaml(path.read_text(encoding="utf-8"))
+    data = path.read_bytes()
+    # libyaml's safe loader (pySigma's from_yaml uses the pure-Python one): a faster start.
+    pipeline = ProcessingPipeline.from_dict(
+        yaml.load(data.decode("utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)))
     meta = (pipeline.vars or {}).get("vigil", {})
     fallback = tuple((str(k), str(v)) for k, v in (meta.get("fallback") or {}).items())
     resolver = FieldResolver(
@@ -125,7 +130,8 @@ def load_mapping(path: Path) -> Mapping:
         weak_fields=_weak_fields(meta.get("weak_fields")),
     )
     datasets = tuple(meta.get("datasets") or (path.stem,))
-    return Mapping(name=path.stem, pipeline=pipeline, datasets=datasets, resolver=resolver)
+    return Mapping(name=path.stem, pipeline=pipeline, datasets=datasets, resolver=resolver,
+                   digest=hashlib.sha256(data).hexdigest())
 
 
 def shipped_mappings() -> list[Mapping]:

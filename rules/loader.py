@@ -13,28 +13,51 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import gc
+import io
 import logging
-from collections.abc import Iterable, Sequence
+import re
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
+import yaml
 from sigma.collection import SigmaCollection
 from sigma.correlations import SigmaCorrelationRule
-from sigma.exceptions import SigmaError
+from sigma.exceptions import SigmaError, SigmaRuleLocation
 from sigma.filters import SigmaFilter
 from sigma.modifiers import SigmaWideModifier, modifier_mapping
 from sigma.rule import SigmaDetections, SigmaRule
-from sigma.types import Placeholder, SigmaExpansion
 
 from core.config import parse_duration
+from rules.cache import (
+    Marks,
+    RuleCache,
+    content_digest,
+    engine_fingerprint,
+    record_outputs,
+    replay_outputs,
+)
 from rules.compiler.condition import CompiledCondition, compile_condition
-from rules.compiler.fields import Predicate
 from rules.compiler.ir import CompileError
 from rules.datasets import Mapping, shipped_mappings
 from rules.match import RuleInfo, attack_from_tags, severity_of
 from rules.new_value import NewValueSpec
 from rules.placeholders import PlaceholderValues, placeholder_names, resolve
+from rules.ruleset import (  # re-exported: callers import the load's types from here
+    CompiledRule,
+    InactiveRule,
+    LoadError,
+    RuleRequirement,
+    RuleSet,
+    RuleSource,
+    placeholders_of,
+)
+
+__all__ = ["CompiledRule", "InactiveRule", "LoadError", "RuleRequirement", "RuleSet",
+           "RuleSource", "load_rules", "read_sources", "rule_info"]
 
 log = logging.getLogger(__name__)
 
@@ -42,144 +65,6 @@ log = logging.getLogger(__name__)
 modifier_mapping.setdefault("utf16le", SigmaWideModifier)
 
 RULE_SUFFIXES = (".yml", ".yaml")
-
-
-@dataclass(frozen=True)
-class RuleSource:
-    """A file or directory of Sigma YAML; `tenant` None means the global library."""
-
-    path: Path
-    tenant: str | None = None
-
-
-@dataclass(frozen=True)
-class LoadError:
-    """A rule, filter or file that was skipped, and why."""
-
-    file: str
-    reason: str
-    rule: str | None = None
-
-    def __str__(self) -> str:
-        what = f" ({self.rule})" if self.rule else ""
-        return f"{self.file}{what}: {self.reason}"
-
-
-@dataclass
-class CompiledRule:
-    """One single-event rule compiled for every dataset that serves its logsource."""
-
-    info: RuleInfo
-    position: int
-    conditions: dict[str, CompiledCondition] = field(default_factory=dict)  # dataset -> compiled
-    mappings: dict[str, Mapping] = field(default_factory=dict)  # dataset -> mapping
-    sigma: SigmaRule | None = field(default=None, repr=False)
-    # Owners (None = every tenant) whose correlations reference this rule with `generate: false`
-    # and none with `generate: true`: the rule feeds those correlations but alerts nothing alone.
-    silenced: set[str | None] = field(default_factory=set)
-    correlations: list[Any] = field(default_factory=list)  # CorrelationRule objects
-    # owner tenant (None = everyone) -> dataset -> Sigma filter conditions a match must satisfy
-    exclusions: dict[str | None, dict[str, list[Predicate]]] = field(default_factory=dict)
-    new_value: NewValueSpec | None = None  # Vigil's first-seen extension (rules/new_value.py)
-
-    @property
-    def datasets(self) -> tuple[str, ...]:
-        return tuple(self.conditions)
-
-    @property
-    def emits(self) -> bool:
-        """Whether the rule alerts on its own for tenants without a silencing correlation."""
-        return None not in self.silenced
-
-    def emits_for(self, tenant: str) -> bool:
-        return None not in self.silenced and tenant not in self.silenced
-
-    def fields(self, dataset: str) -> frozenset[str]:
-        """Event fields a match needs in `dataset`: union over AND, intersection over OR."""
-        return self.conditions[dataset].fields
-
-
-@dataclass(frozen=True)
-class InactiveRule:
-    """A rule served by a dataset but not compiled for some owners, and why (e.g. an `|expand`
-    placeholder without a value: rules/placeholders.py). `owners` None means every tenant."""
-
-    info: RuleInfo
-    reason: str
-    owners: tuple[str | None, ...] = (None,)
-    placeholders: frozenset[str] = frozenset()  # the names without a value
-
-
-@dataclass
-class RuleSet:
-    """Everything loaded: compiled rules, correlations, errors, and rules no dataset serves."""
-
-    rules: list[CompiledRule] = field(default_factory=list)
-    correlations: list[Any] = field(default_factory=list)
-    errors: list[LoadError] = field(default_factory=list)
-    unserved: list[RuleInfo] = field(default_factory=list)
-    inactive: list[InactiveRule] = field(default_factory=list)
-    mappings: list[Mapping] = field(default_factory=list)
-    filters: int = 0
-
-    def by_id(self, rule_id: str, tenant: str | None = None) -> CompiledRule | None:
-        """The rule with this id visible to `tenant` (its own first, then global)."""
-        fallback = None
-        for rule in self.rules:
-            if rule.info.id == rule_id:
-                if rule.info.tenant == tenant:
-                    return rule
-                if rule.info.tenant is None:
-                    fallback = rule
-        return fallback
-
-    def datasets(self) -> list[str]:
-        return sorted({name for m in self.mappings for name in m.datasets})
-
-    def requirements(self) -> list[RuleRequirement]:
-        """Per rule, what activation needs: the datasets serving it and the fields it reads."""
-        out = [RuleRequirement(rule.info, {d: c.fields for d, c in rule.conditions.items()},
-                               alerts=rule.emits, placeholders=placeholders_of(rule.sigma))
-               for rule in self.rules]
-        out.extend(RuleRequirement(info, {}) for info in self.unserved)
-        # Kept off for want of placeholder values: reported with that reason, never active.
-        out.extend(RuleRequirement(r.info, {}, placeholders=r.placeholders) for r in self.inactive)
-        return out
-
-
-@dataclass(frozen=True)
-class RuleRequirement:
-    """A rule's datasets (empty: no dataset serves its logsource) and needed fields in each.
-
-    Needed fields are the union over AND and the intersection over OR branches; fields only
-    tested under `not` are not needed.
-    """
-
-    info: RuleInfo
-    fields: dict[str, frozenset[str]]
-    alerts: bool = True  # False: a base rule that alerts only through its correlations
-    placeholders: frozenset[str] = frozenset()  # `|expand` names no pipeline resolved
-
-
-def placeholders_of(rule: SigmaRule | None) -> frozenset[str]:
-    """Names of `|expand` placeholders left unresolved in a processed rule."""
-    if rule is None:
-        return frozenset()
-    names: set[str] = set()
-
-    def walk(node: Any) -> None:
-        for item in getattr(node, "detection_items", ()):
-            if hasattr(item, "detection_items"):
-                walk(item)
-                continue
-            for value in item.value:
-                for text in value.values if isinstance(value, SigmaExpansion) else [value]:
-                    names.update(part.name for part in getattr(text, "s", ())
-                                 if isinstance(part, Placeholder))
-
-    for detection in rule.detection.detections.values():
-        walk(detection)
-    return frozenset(names)
 
 
 def rule_files(path: Path) -> list[Path]:
@@ -191,6 +76,37 @@ def rule_files(path: Path) -> list[Path]:
 
 Owned = tuple[Any, str | None]  # a pySigma rule/filter/correlation and its owner tenant
 
+# libyaml's safe loader: the same documents as PyYAML's pure-Python one (which pySigma's
+# `from_yaml` uses) at a fraction of the cost; reading YAML was most of a cold SigmaHQ load.
+_YAML_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def read_file(path: Path, tenant: str | None, data: bytes | None = None
+              ) -> tuple[list[Owned], list[LoadError]]:
+    """Parse one file (its `data` when already read); (sigma object, owner) pairs and errors."""
+    objects: list[Owned] = []
+    errors: list[LoadError] = []
+    try:
+        text = (data if data is not None else path.read_bytes()).decode("utf-8")
+        collection = SigmaCollection.from_dicts(
+            _yaml_documents(text, path), collect_errors=True,
+            source=SigmaRuleLocation(path), collect_filters=True, resolve_references=False)
+    except (SigmaError, ValueError, TypeError, UnicodeDecodeError) as exc:
+        return objects, [LoadError(str(path), _reason(exc))]
+    except Exception as exc:  # noqa: BLE001 - e.g. yaml.YAMLError, OSError: one bad file only
+        return objects, [LoadError(str(path), _reason(exc))]
+    attached = {id(e) for obj in [*collection.rules, *collection.filters] for e in obj.errors}
+    for error in collection.errors:
+        if id(error) not in attached:  # the collection repeats its rules' errors
+            errors.append(LoadError(str(path), _reason(error)))
+    for obj in [*collection.rules, *collection.filters]:
+        if obj.errors:
+            for error in obj.errors:
+                errors.append(LoadError(str(path), _reason(error), _label(obj)))
+            continue
+        objects.append((obj, tenant))
+    return objects, errors
+
 
 def read_sources(sources: Iterable[RuleSource]) -> tuple[list[Owned], list[LoadError]]:
     """Parse every file; return (sigma object, owner) pairs and the errors found."""
@@ -201,50 +117,81 @@ def read_sources(sources: Iterable[RuleSource]) -> tuple[list[Owned], list[LoadE
             errors.append(LoadError(str(source.path), "no such file or directory"))
             continue
         for path in rule_files(source.path):
-            try:
-                collection = SigmaCollection.load_ruleset(
-                    [path], collect_errors=True, resolve_references=False)
-            except (SigmaError, ValueError, TypeError, UnicodeDecodeError) as exc:
-                errors.append(LoadError(str(path), _reason(exc)))
-                continue
-            except Exception as exc:  # noqa: BLE001 - e.g. yaml.YAMLError: one bad file only
-                errors.append(LoadError(str(path), _reason(exc)))
-                continue
-            attached = {id(e) for obj in [*collection.rules, *collection.filters]
-                        for e in obj.errors}
-            for error in collection.errors:
-                if id(error) not in attached:  # the collection repeats its rules' errors
-                    errors.append(LoadError(str(path), _reason(error)))
-            for obj in [*collection.rules, *collection.filters]:
-                if obj.errors:
-                    for error in obj.errors:
-                        errors.append(LoadError(str(path), _reason(error), _label(obj)))
-                    continue
-                objects.append((obj, source.tenant))
+            found, failed = read_file(path, source.tenant)
+            objects.extend(found)
+            errors.extend(failed)
     return objects, errors
+
+
+def _yaml_documents(text: str, path: Path) -> list[Any]:
+    """The file's YAML documents; a file libyaml refuses is read again by PyYAML's own loader,
+    so the error reported is the one pySigma's reader gives (with the file's name)."""
+    try:
+        return list(yaml.load_all(text, Loader=_YAML_LOADER))
+    except yaml.YAMLError:
+        stream = io.StringIO(text)
+        stream.name = str(path)  # type: ignore[misc]  # PyYAML names the file in its errors
+        return list(yaml.safe_load_all(stream))
+
+
+@dataclass
+class _Load:
+    """One `load_rules` call: the rule set being built and what is resolved at the end."""
+
+    ruleset: RuleSet
+    placeholders: PlaceholderValues
+    tenants: Sequence[str]
+    cache: RuleCache | None
+    context: str  # digest of the placeholder values and tenants (cache key of `|expand` files)
+    read_errors: list[LoadError] = field(default_factory=list)
+    deferred: list[Owned] = field(default_factory=list)  # correlations and filters
 
 
 def load_rules(sources: Sequence[RuleSource | Path | str],
                mappings: Sequence[Mapping] | None = None, *,
                placeholders: PlaceholderValues | None = None,
-               tenants: Sequence[str] = ()) -> RuleSet:
+               tenants: Sequence[str] = (), cache_dir: Path | None = None) -> RuleSet:
     """Load and compile rules from files/directories; errors are collected, never raised.
     `placeholders` (owner -> name -> values) resolve `|expand` placeholders; `tenants` are the
-    tenants a global rule may be compiled for when only their own values resolve it."""
-    normalised = [s if isinstance(s, RuleSource) else RuleSource(Path(s)) for s in sources]
-    objects, errors = read_sources(normalised)
-    ruleset = RuleSet(errors=errors, mappings=list(mappings or shipped_mappings()))
+    tenants a global rule may be compiled for when only their own values resolve it;
+    `cache_dir` holds the compiled-rule cache (rules/cache.py; None: compile everything)."""
+    # A load allocates millions of long-lived objects and frees few: the cyclic collector's
+    # passes over them cost more than the load itself, so it is paused for the load.
+    with _collector_paused():
+        return _load_rules(sources, mappings, placeholders, tenants, cache_dir)
 
-    sigma_rules = [(o, t) for o, t in objects if isinstance(o, SigmaRule)]
-    for sigma_rule, tenant in sigma_rules:
-        if placeholder_names(sigma_rule):
-            _compile_placeholder_rule(ruleset, sigma_rule, tenant, placeholders or {}, tenants)
-        else:
-            _compile_rule(ruleset, sigma_rule, tenant)
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _load_rules(sources: Sequence[RuleSource | Path | str], mappings: Sequence[Mapping] | None,
+                placeholders: PlaceholderValues | None, tenants: Sequence[str],
+                cache_dir: Path | None) -> RuleSet:
+    normalised = [s if isinstance(s, RuleSource) else RuleSource(Path(s)) for s in sources]
+    ruleset = RuleSet(mappings=list(mappings or shipped_mappings()))
+    context = content_digest(orjson.dumps(
+        [sorted((owner or "", sorted(values.items())) for owner, values in
+                (placeholders or {}).items()), sorted(tenants)]))
+    load = _Load(ruleset, placeholders or {}, tenants, _open_cache(cache_dir, ruleset), context)
+    for source in normalised:
+        if not source.path.exists():
+            load.read_errors.append(LoadError(str(source.path), "no such file or directory"))
+            continue
+        for path in rule_files(source.path):
+            _load_file(load, path, source.tenant)
+    ruleset.errors[:0] = load.read_errors  # file errors first, then rule errors, as reported
 
     from rules.correlation.rule import CorrelationRule  # correlation imports the loader's types
 
-    for obj, tenant in objects:
+    for obj, tenant in load.deferred:
         if isinstance(obj, SigmaCorrelationRule):
             try:
                 correlation = CorrelationRule.build(obj, tenant, ruleset)
@@ -254,14 +201,66 @@ def load_rules(sources: Sequence[RuleSource | Path | str],
             ruleset.correlations.append(correlation)
     _set_emits(ruleset)
 
-    for obj, tenant in objects:
+    for obj, tenant in load.deferred:
         if isinstance(obj, SigmaFilter):
             ruleset.filters += 1
             _attach_filter(ruleset, obj, tenant)
     for error in ruleset.errors:
         log.warning("sigma rule skipped", extra={"file": error.file, "rule": error.rule,
                                                   "reason": error.reason})
+    if load.cache is not None:
+        load.cache.save()
+        ruleset.cache = load.cache.stats
     return ruleset
+
+
+def _open_cache(directory: Path | None, ruleset: RuleSet) -> RuleCache | None:
+    if directory is None or any(not m.digest for m in ruleset.mappings):
+        return None  # mappings built in code have no content to key on
+    return RuleCache(directory, engine_fingerprint(
+        [(m.name, m.digest, m.datasets) for m in ruleset.mappings]))
+
+
+def _load_file(load: _Load, path: Path, tenant: str | None) -> None:
+    """Compile one file's rules (or take them from the cache); defer correlations and filters."""
+    ruleset, cache = load.ruleset, load.cache
+    data: bytes | None = None
+    key = digest = ""
+    if cache is not None:
+        with contextlib.suppress(OSError):  # read_file reports it
+            data = path.read_bytes()
+        if data is not None:
+            key, digest = RuleCache.key(path, tenant), content_digest(data)
+            outputs = cache.lookup(key, digest, load.context)
+            if outputs is not None:
+                try:
+                    replay_outputs(ruleset, outputs, load.read_errors)
+                except (ValueError, TypeError, KeyError, AttributeError, re.error,
+                        SigmaError) as exc:
+                    cache.invalid_entry(key, _reason(exc))
+                else:
+                    cache.stats.hits += 1
+                    return
+    marks = Marks.of(ruleset, load.read_errors)
+    objects, errors = read_file(path, tenant, data)
+    load.read_errors.extend(errors)
+    expands = False
+    for obj, owner in objects:
+        if not isinstance(obj, SigmaRule):
+            load.deferred.append((obj, owner))
+        elif placeholder_names(obj):
+            expands = True
+            _compile_placeholder_rule(ruleset, obj, owner, load.placeholders, load.tenants)
+        else:
+            _compile_rule(ruleset, obj, owner)
+    if cache is None or data is None:
+        return
+    if any(not isinstance(obj, SigmaRule) for obj, _ in objects):
+        cache.stats.uncached += 1  # resolved against the other files at every load
+        return
+    cache.stats.misses += 1
+    cache.store(key, digest, load.context if expands else None,
+                record_outputs(ruleset, marks, load.read_errors))
 
 
 def _compile_placeholder_rule(ruleset: RuleSet, sigma_rule: SigmaRule, tenant: str | None,
@@ -319,7 +318,8 @@ def _compile_rule(ruleset: RuleSet, sigma_rule: SigmaRule, tenant: str | None) -
         for dataset in mapping.datasets:
             compiled.conditions[dataset] = condition
             compiled.mappings[dataset] = mapping
-    compiled.sigma = sigma_rule  # processed; its logsource (all filters need) is unchanged
+    compiled.logsource = sigma_rule.logsource  # unchanged by the mapping pipelines
+    compiled.placeholders = placeholders_of(sigma_rule)  # those left unresolved (processed)
     ruleset.rules.append(compiled)
 
 
@@ -409,8 +409,7 @@ def _attach_filter(ruleset: RuleSet, sigma_filter: SigmaFilter, tenant: str | No
     for rule in ruleset.rules:
         if tenant is not None and rule.info.tenant not in (None, tenant):
             continue
-        assert rule.sigma is not None
-        if rule.sigma.logsource not in sigma_filter.logsource:
+        if rule.logsource is None or rule.logsource not in sigma_filter.logsource:
             continue
         if not (isinstance(targets, str) or any(
                 ref.reference in (rule.info.id, rule.info.name, rule.info.title)
@@ -419,7 +418,7 @@ def _attach_filter(ruleset: RuleSet, sigma_filter: SigmaFilter, tenant: str | No
         per_dataset = rule.exclusions.setdefault(tenant, {})
         for dataset, mapping in rule.mappings.items():
             probe = SigmaRule(
-                title=f"filter {sigma_filter.title}", logsource=rule.sigma.logsource,
+                title=f"filter {sigma_filter.title}", logsource=rule.logsource,
                 detection=SigmaDetections(
                     detections=copy.deepcopy(sigma_filter.filter.detections),
                     condition=list(sigma_filter.filter.condition)),

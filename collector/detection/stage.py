@@ -75,21 +75,33 @@ def rule_sources(config: VigilConfig, conf_dir: Path) -> list[RuleSource]:
     return sources
 
 
-def load_ruleset(config: VigilConfig, conf_dir: Path) -> RuleSet:
-    """Load every configured rule; a rule that fails is logged with its file and skipped."""
+def rule_cache_dir(data_dir: Path) -> Path:
+    """Where the compiled-rule cache lives (rules/cache.py)."""
+    return data_dir / "cache" / "rules"
+
+
+def load_ruleset(config: VigilConfig, conf_dir: Path, data_dir: Path | None = None) -> RuleSet:
+    """Load every configured rule (through the compiled-rule cache under `data_dir`, if
+    given); a rule that fails is logged with its file and skipped."""
     tenants = config.tenants
     placeholders: dict[str | None, dict[str, list[str]]] = {
         None: config.settings.detection.placeholders,
         **{tid: t.rules.placeholders for tid, t in tenants.items()}}
+    started = time.perf_counter()
     ruleset = load_rules(rule_sources(config, conf_dir), placeholders=placeholders,
-                         tenants=sorted(tenants))
+                         tenants=sorted(tenants),
+                         cache_dir=rule_cache_dir(data_dir) if data_dir is not None else None)
+    cache = ruleset.cache
     for error in ruleset.errors:
         log.warning("rule not loaded", extra={"file": error.file, "reason": error.reason})
     log.info("rules loaded", extra={"rules": len(ruleset.rules),
                                     "correlations": len(ruleset.correlations),
                                     "errors": len(ruleset.errors),
                                     "unserved": len(ruleset.unserved),
-                                    "inactive": len(ruleset.inactive)})
+                                    "inactive": len(ruleset.inactive),
+                                    "seconds": round(time.perf_counter() - started, 3),
+                                    "cached_files": cache.hits if cache else 0,
+                                    "compiled_files": cache.misses if cache else None})
     return ruleset
 
 
@@ -104,7 +116,8 @@ class DetectionStage:
         self.clock = clock
         self.monotonic = monotonic
         self.telemetry = telemetry
-        self.ruleset = ruleset if ruleset is not None else load_ruleset(config, conf_dir)
+        self.ruleset = (ruleset if ruleset is not None
+                        else load_ruleset(config, conf_dir, data_dir))
         correlation = self.settings.correlation
         self.engine = DetectionEngine(self.ruleset, correlation=CorrelationEngine(
             self.ruleset.correlations, lateness=correlation.lateness,
@@ -136,6 +149,12 @@ class DetectionStage:
         if telemetry is not None:
             telemetry.detection_rules.set(len(self.ruleset.rules))
             telemetry.detection_rule_errors.set(len(self.ruleset.errors))
+            if (cache := self.ruleset.cache) is not None:
+                for result, count in (("hit", cache.hits), ("miss", cache.misses),
+                                      ("uncached", cache.uncached), ("invalid", cache.invalid),
+                                      ("write_error", cache.write_errors)):
+                    if count:
+                        telemetry.detection_rule_cache.labels(result=result).inc(count)
 
     # -- processing -----------------------------------------------------------------------
 

@@ -5,7 +5,7 @@ picks the anchors and builds the predicate.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sigma.conditions import (
@@ -24,7 +24,13 @@ from rules.compiler.values import keyword_node, value_node
 
 @dataclass
 class CompiledCondition:
-    """A compiled condition: predicate, the literals every match needs, the fields it reads."""
+    """A compiled condition: predicate, the literals every match needs, the fields it reads.
+
+    `predicate` LAZY (a condition rebuilt from the rule cache) builds the closures from `ir`
+    at the first call and then replaces itself: most rules are candidates for few events,
+    and building every closure of SigmaHQ up front was most of a warm start. Callers that
+    keep a predicate read `predicate` again rather than holding the first one.
+    """
 
     predicate: Predicate
     anchors: list[Anchor] | None
@@ -32,6 +38,27 @@ class CompiledCondition:
     cost: float
     # A second anchor set from another AND branch: a candidate must hit both (None: one suffices)
     anchors2: list[Anchor] | None = None
+    ir: Node | None = field(default=None, repr=False)  # what the rule cache stores
+
+    def __post_init__(self) -> None:
+        self._built: Predicate | None = None
+        if self.predicate is LAZY:
+            assert self.ir is not None
+            self.predicate = self._first_call
+        else:
+            self._built = self.predicate
+
+    def _first_call(self, event: Any, lowered: Any) -> Any:
+        built = self._built
+        if built is None:
+            assert self.ir is not None
+            built = self._built = self.predicate = self.ir.build()
+        return built(event, lowered)
+
+
+def LAZY(event: Any, lowered: Any) -> Any:  # noqa: N802 - a marker, never called
+    """Marks a `CompiledCondition` whose predicate is built at its first call."""
+    raise AssertionError("the LAZY marker is replaced in __post_init__")
 
 
 SECOND_ANCHOR_MAX_COST = 0.3  # a second literal is worth checking only when it is selective
@@ -39,7 +66,17 @@ SECOND_ANCHOR_MAX_COST = 0.3  # a second literal is worth checking only when it 
 
 def compile_condition(tree: Any, resolver: FieldResolver) -> CompiledCondition:
     """Compile one parsed (postprocessed) pySigma condition tree."""
-    node = _simplify(_to_ir(tree, resolver))
+    return compile_ir(condition_ir(tree, resolver), resolver)
+
+
+def condition_ir(tree: Any, resolver: FieldResolver) -> Node:
+    """The simplified IR of one parsed (postprocessed) pySigma condition tree."""
+    return _simplify(_to_ir(tree, resolver))
+
+
+def compile_ir(node: Node, resolver: FieldResolver, *, lazy: bool = False) -> CompiledCondition:
+    """A condition from its simplified IR: anchors, needed fields and the predicate (built at
+    its first call when `lazy`)."""
     weak = resolver.weak_fields
     anchors = node.anchors(weak)
     anchors2 = None
@@ -52,7 +89,8 @@ def compile_condition(tree: Any, resolver: FieldResolver) -> CompiledCondition:
             anchors, anchors2 = options[0][1], options[1][1]
     if anchors is not None:
         anchors = sorted(set(anchors))
-    return CompiledCondition(node.build(), anchors, node.fields(), node.cost, anchors2)
+    return CompiledCondition(LAZY if lazy else node.build(), anchors, node.fields(), node.cost,
+                             anchors2, node)
 
 
 def _to_ir(tree: Any, resolver: FieldResolver) -> Node:

@@ -17,6 +17,7 @@ import ahocorasick
 from core.errors import VigilError
 from rules.compiler.anchors import MIN_SUBSTRING, Anchor, anchor_cost
 from rules.compiler.fields import Event, Predicate, field_predicate
+from rules.compiler.predicates import VALUE_PREDICATES
 
 
 class CompileError(VigilError):
@@ -98,10 +99,13 @@ class StrTest(Node):
 
 @dataclass
 class ValueTest(Node):
-    """Non-string test on one field (number, bool, null, exists, compare, regex, cidr, ...)."""
+    """Non-string test on one field (number, bool, null, exists, compare, regex, cidr, ...):
+    `kind` names its predicate builder in `predicates.VALUE_PREDICATES`, `args` its plain-data
+    arguments (so the node can be stored and rebuilt)."""
 
     keys: tuple[str, ...] = ()
-    make: Callable[[], Predicate] | None = None
+    kind: str = "exists"
+    args: tuple[Any, ...] = ()
     required: bool = True
     anchor_values: tuple[str, ...] = ()
 
@@ -118,8 +122,7 @@ class ValueTest(Node):
         return frozenset(self.keys[:1]) if self.required else frozenset()
 
     def build(self) -> Predicate:
-        assert self.make is not None
-        return self.make()
+        return VALUE_PREDICATES[self.kind](self.keys, *self.args)
 
 
 @dataclass

@@ -19,15 +19,10 @@ Matching semantics (documented because Sigma leaves some of them to the backend)
 
 from __future__ import annotations
 
-import ipaddress
-import operator
 import re
-from collections.abc import Callable
-from datetime import datetime
 from typing import Any
 
 from sigma.types import (
-    CompareOperators,
     Placeholder,
     SigmaBool,
     SigmaCasedString,
@@ -43,18 +38,11 @@ from sigma.types import (
     SigmaString,
     SigmaTimestampPart,
     SpecialChars,
-    TimestampPart,
 )
 
 from rules.compiler.anchors import regex_literals
 from rules.compiler.fields import (
-    MISSING,
-    Event,
     FieldResolver,
-    any_value,
-    as_number,
-    getter,
-    text_of,
 )
 from rules.compiler.ir import CompileError, Keyword, Node, Or, StrTest, ValueTest
 
@@ -67,14 +55,10 @@ def value_node(keys: tuple[str, ...], value: Any, resolver: FieldResolver) -> No
     if isinstance(value, SigmaString):  # includes SigmaCasedString
         return _string_test(keys, value, isinstance(value, SigmaCasedString))
     if isinstance(value, SigmaNull):
-        get = getter(keys)
-        return ValueTest(cost=0.5, keys=keys, required=False,
-                         make=lambda: lambda ev, low: get(ev) in (MISSING, None, ""))
+        return ValueTest(cost=0.5, keys=keys, required=False, kind="null")
     if isinstance(value, SigmaExists):
-        get = getter(keys)
         wanted = bool(value.exists)
-        return ValueTest(cost=0.5, keys=keys, required=wanted,
-                         make=lambda: lambda ev, low: (get(ev) not in (MISSING, None)) == wanted)
+        return ValueTest(cost=0.5, keys=keys, required=wanted, kind="exists", args=(wanted,))
     if isinstance(value, SigmaBool):
         return _bool_test(keys, bool(value.boolean))
     if isinstance(value, SigmaTimestampPart):
@@ -86,16 +70,7 @@ def value_node(keys: tuple[str, ...], value: Any, resolver: FieldResolver) -> No
     if isinstance(value, SigmaRegularExpression):
         return _regex_test(keys, value)
     if isinstance(value, SigmaCIDRExpression):
-        network = value.network
-        get = getter(keys)
-
-        def in_network(item: Any) -> bool:
-            try:
-                return ipaddress.ip_address(str(item).strip()) in network
-            except ValueError:
-                return False
-
-        return ValueTest(cost=4.0, keys=keys, make=lambda: any_value(get, in_network))
+        return ValueTest(cost=4.0, keys=keys, kind="cidr", args=(str(value.network),))
     if isinstance(value, SigmaFieldReference):
         return _fieldref_test(keys, value, resolver)
     raise CompileError(f"unsupported value type {type(value).__name__}")
@@ -191,57 +166,18 @@ def keyword_node(value: Any, resolver: FieldResolver) -> Node:
 
 
 def _bool_test(keys: tuple[str, ...], wanted: bool) -> Node:
-    get = getter(keys)
-    text = "true" if wanted else "false"
-
-    def check(item: Any) -> bool:
-        if item.__class__ is bool:
-            return item is wanted
-        return isinstance(item, str) and item.strip().lower() == text
-
-    return ValueTest(cost=1.0, keys=keys, make=lambda: any_value(get, check),
-                     anchor_values=(text,))
+    return ValueTest(cost=1.0, keys=keys, kind="bool", args=(wanted,),
+                     anchor_values=("true" if wanted else "false",))
 
 
 def _number_test(keys: tuple[str, ...], number: int | float) -> Node:
-    get = getter(keys)
-    text = str(number)
-
-    def check(item: Any) -> bool:
-        cls = item.__class__
-        if cls is int or cls is float:
-            return bool(item == number)
-        if cls is str:
-            return item == text or as_number(item) == number
-        return False
-
-    anchors = (text,) if isinstance(number, int) else ()
-    return ValueTest(cost=1.0, keys=keys, make=lambda: any_value(get, check),
-                     anchor_values=anchors)
-
-
-_COMPARE = {
-    CompareOperators.LT: operator.lt,
-    CompareOperators.LTE: operator.le,
-    CompareOperators.GT: operator.gt,
-    CompareOperators.GTE: operator.ge,
-}
+    anchors = (str(number),) if isinstance(number, int) else ()
+    return ValueTest(cost=1.0, keys=keys, kind="number", args=(number,), anchor_values=anchors)
 
 
 def _compare_test(keys: tuple[str, ...], value: SigmaCompareExpression) -> Node:
-    get = getter(keys)
-    bound = value.number.number
-    neq = getattr(CompareOperators, "NEQ", None)
-    if value.op is neq:
-        compare: Callable[[Any, Any], bool] = operator.ne
-    else:
-        compare = _COMPARE[value.op]
-
-    def check(item: Any) -> bool:
-        number = as_number(item)
-        return number is not None and compare(number, bound)
-
-    return ValueTest(cost=1.5, keys=keys, make=lambda: any_value(get, check))
+    return ValueTest(cost=1.5, keys=keys, kind="compare",
+                     args=(value.op.name, value.number.number))
 
 
 _REGEX_FLAGS = {
@@ -259,59 +195,17 @@ def _regex_test(keys: tuple[str, ...], value: SigmaRegularExpression) -> Node:
         pattern = re.compile(str(value.regexp), flags)
     except re.error as exc:
         raise CompileError(f"invalid regular expression {str(value.regexp)!r}: {exc}") from exc
-    search = pattern.search
-    get = getter(keys)
-
-    def check(item: Any) -> bool:
-        return search(item if item.__class__ is str else text_of(item)) is not None
-
-    return ValueTest(cost=8.0, keys=keys, make=lambda: any_value(get, check),
+    return ValueTest(cost=8.0, keys=keys, kind="regex", args=(pattern.pattern, int(flags)),
                      sub_literals=regex_literals(pattern.pattern))
 
 
 def _fieldref_test(keys: tuple[str, ...], value: SigmaFieldReference,
                    resolver: FieldResolver) -> Node:
-    get = getter(keys)
-    get_other = getter(resolver.keys(value.field))
-    starts, ends = value.starts_with, value.ends_with
-
-    def pred(ev: Event, low: dict[str, str]) -> bool:
-        mine, other = get(ev), get_other(ev)
-        if mine in (MISSING, None) or other in (MISSING, None):
-            return False
-        a, b = text_of(mine).lower(), text_of(other).lower()
-        if starts and ends:
-            return b in a
-        if starts:
-            return a.startswith(b)
-        if ends:
-            return a.endswith(b)
-        return a == b
-
-    return ValueTest(cost=2.0, keys=keys, make=lambda: pred)
-
-
-_PARTS = {
-    TimestampPart.MINUTE: lambda t: t.minute,
-    TimestampPart.HOUR: lambda t: t.hour,
-    TimestampPart.DAY: lambda t: t.day,
-    TimestampPart.WEEK: lambda t: t.isocalendar()[1],
-    TimestampPart.MONTH: lambda t: t.month,
-    TimestampPart.YEAR: lambda t: t.year,
-}
+    return ValueTest(cost=2.0, keys=keys, kind="fieldref",
+                     args=(resolver.keys(value.field), bool(value.starts_with),
+                           bool(value.ends_with)))
 
 
 def _timestamp_part_test(keys: tuple[str, ...], value: SigmaTimestampPart) -> Node:
-    get = getter(keys)
-    extract = _PARTS[value.timestamp_part]
-    wanted = int(value.number)
-
-    def check(item: Any) -> bool:
-        if isinstance(item, str):
-            try:
-                item = datetime.fromisoformat(item.replace("Z", "+00:00"))
-            except ValueError:
-                return False
-        return isinstance(item, datetime) and extract(item) == wanted
-
-    return ValueTest(cost=2.0, keys=keys, make=lambda: any_value(get, check))
+    return ValueTest(cost=2.0, keys=keys, kind="timestamp_part",
+                     args=(value.timestamp_part.name, int(value.number)))

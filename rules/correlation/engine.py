@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import bisect
 import logging
+import math
 import statistics
 from collections import OrderedDict
 from collections.abc import Callable
@@ -105,6 +106,10 @@ class TenantState:
     observed: int = 0
     windows: dict[str, OrderedDict[tuple[Any, ...], Bucket]] = field(default_factory=dict)
     clocks: SenderClocks = field(default_factory=SenderClocks)
+    # Per correlation, a bound below every group's latest event time: a sweep whose closing
+    # time is not past it has nothing to close and skips the scan of every group. Absent
+    # (restored windows): unknown, the next sweep scans and sets it.
+    oldest: dict[str, float] = field(default_factory=dict)
 
 
 class CorrelationEngine:
@@ -155,13 +160,16 @@ class CorrelationEngine:
                      rule: CompiledRule, dataset: str, event: dict[str, Any], ref: EventRef,
                      ts: float) -> list[Match]:
         slot = (rule.position, dataset)
-        group = tuple(_first(event, keys) for keys in correlation.group_keys.get(slot, []))
+        group = tuple([_first(event, keys) for keys in correlation.group_keys.get(slot, ())])
         value = None
         if slot in correlation.value_keys:
             value = _first(event, correlation.value_keys[slot])
             if value is None and correlation.type is not SigmaCorrelationType.EVENT_COUNT:
                 return []
-        windows = state.windows.setdefault(correlation.key, OrderedDict())
+        windows = state.windows.get(correlation.key)
+        if windows is None:
+            windows = state.windows[correlation.key] = OrderedDict()
+            state.oldest[correlation.key] = math.inf
         bucket = windows.get(group)
         if bucket is None:
             if len(windows) >= self.max_keys:
@@ -189,6 +197,10 @@ class CorrelationEngine:
             cut = len(bucket.entries) - self.max_events
         if cut:
             del bucket.entries[:cut], bucket.keys[:cut]
+        if correlation.key in state.oldest:
+            latest = bucket.keys[-1] if bucket.keys else -math.inf  # empty: closes at once
+            if latest < state.oldest[correlation.key]:
+                state.oldest[correlation.key] = latest
         if correlation.op in _AT_CLOSE:
             return []
         # The window ending at this event; for a late event also the one ending at the latest
@@ -274,6 +286,8 @@ class CorrelationEngine:
             if correlation is None:
                 continue
             closed_before = mark - correlation.timespan - self.lateness
+            if state.oldest.get(key, -math.inf) >= closed_before:
+                continue  # no group's latest event is old enough to close
             closed = [g for g, b in windows.items() if not b.keys or b.keys[-1] < closed_before]
             for group in closed:
                 bucket = windows.pop(group)
@@ -286,6 +300,8 @@ class CorrelationEngine:
                                                                      correlation.threshold):
                         out.append(self._match(tenant, correlation, group, bucket.dataset,
                                                window, measured))
+            state.oldest[key] = min((b.keys[-1] for b in windows.values() if b.keys),
+                                    default=math.inf)
         return out
 
     def _state(self, tenant: str) -> TenantState:

@@ -6,6 +6,7 @@ fields and value field map to. Built by the loader; evaluated by `engine.Correla
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from sigma.correlations import (
@@ -42,8 +43,8 @@ class CorrelationRule:
     extended: Any = None  # parsed extended condition (temporal types)
     references: dict[int, str] = field(default_factory=dict)  # base position -> reference text
 
-    @property
-    def key(self) -> str:
+    @cached_property
+    def key(self) -> str:  # read several times per base-rule match: computed once
         return f"{self.info.tenant or ''}/{self.info.id}"
 
     @classmethod
@@ -81,18 +82,18 @@ class CorrelationRule:
                           percentile=percentile, extended=extended, references=ref_text)
         aliases = {alias.alias: alias for alias in sigma.aliases}
         for rule, reference in zip(base_rules, references, strict=True):
-            assert rule.sigma is not None
+            assert rule.logsource is not None
             for dataset, mapping in rule.mappings.items():
                 keys = []
                 for name in correlation.group_names:
                     sigma_field = name
                     if name in aliases:
                         sigma_field = _alias_field(aliases[name], reference, rule)
-                    keys.append(mapping.map_field(sigma_field, rule.sigma))
+                    keys.append(mapping.map_field(sigma_field, rule.logsource))
                 correlation.group_keys[(rule.position, dataset)] = keys
                 if fieldref:
                     correlation.value_keys[(rule.position, dataset)] = mapping.map_field(
-                        fieldref, rule.sigma)
+                        fieldref, rule.logsource)
         if sigma.type in (SigmaCorrelationType.VALUE_COUNT, SigmaCorrelationType.VALUE_SUM,
                           SigmaCorrelationType.VALUE_AVG, SigmaCorrelationType.VALUE_MEDIAN,
                           SigmaCorrelationType.VALUE_PERCENTILE) and not fieldref:

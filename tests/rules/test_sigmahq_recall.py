@@ -61,9 +61,14 @@ def regression_cases() -> list[Case]:
 
 
 @pytest.fixture(scope="module")
-def engine() -> Iterator[DetectionEngine]:
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("rule-cache")
+
+
+@pytest.fixture(scope="module")
+def engine(cache_dir: Path) -> Iterator[DetectionEngine]:
     started = time.perf_counter()
-    ruleset = load_rules([SIGMA / name for name in RULE_DIRS])
+    ruleset = load_rules([SIGMA / name for name in RULE_DIRS], cache_dir=cache_dir)
     print(f"\nloaded {len(ruleset.rules)} rules ({len(ruleset.unserved)} with no dataset, "
           f"{len(ruleset.errors)} errors) in {time.perf_counter() - started:.1f} s")
     yield DetectionEngine(ruleset)
@@ -169,3 +174,25 @@ def test_sigmahq_rules_are_served_by_a_dataset(engine: DetectionEngine) -> None:
     assert ruleset.errors == []
     assert served >= SERVED_AT_LEAST, f"only {served} of {total} served"
     assert [key for key in by_logsource if key not in UNSERVED_REASONS] == []
+
+
+def test_the_warm_cache_serves_the_same_rules_and_matches(engine: DetectionEngine,
+                                                          cache_dir: Path) -> None:
+    """A second load takes every file from the cache (written by the module's load) and its
+    engine returns exactly the first one's matches on every regression and synthetic event."""
+    started = time.perf_counter()
+    warm = load_rules([SIGMA / name for name in RULE_DIRS], cache_dir=cache_dir)
+    print(f"\nwarm load of {len(warm.rules)} rules in {time.perf_counter() - started:.1f} s")
+    assert warm.cache is not None and warm.cache.misses == 0 and warm.cache.invalid == 0
+    assert warm.cache.hits == engine.ruleset.cache.misses  # type: ignore[union-attr]
+    assert [r.info for r in warm.rules] == [r.info for r in engine.ruleset.rules]
+    assert len(warm.unserved) == len(engine.ruleset.unserved)
+    assert [i.info.id for i in warm.inactive] == [i.info.id for i in engine.ruleset.inactive]
+    events = [e for case in regression_cases() for e in case.events] + synthetic_events()
+
+    def fired(detection: DetectionEngine) -> list[tuple[int, str]]:
+        return sorted((m.events[0].index, m.rule_id)
+                      for m in detection.evaluate("windows.event", events, "parity"))
+
+    cold_matches = fired(engine)
+    assert fired(DetectionEngine(warm)) == cold_matches and len(cold_matches) > len(events)
