@@ -16,7 +16,14 @@ from collector.auth.model import Principal
 from collector.auth.roles import ANSWER, TRIAGE
 from collector.config.models import SEVERITIES, parse_duration
 from collector.config.tenants import TenantConfig
-from sinks.alerts.model import AlertFilter, Change, Conflict, InvalidChange, NotFound
+from sinks.alerts.model import (
+    PLATFORM,
+    AlertFilter,
+    Change,
+    Conflict,
+    InvalidChange,
+    NotFound,
+)
 from sinks.alerts.service import Alerting
 from sinks.alerts.sla import sla_report
 
@@ -88,6 +95,15 @@ class Api(AccountRoutes):
         if not in_scope or tenant not in self.alerting.tenants:
             raise ApiError(404, f"tenant {tenant!r} not found")
 
+    async def _not_found(self, call: Call, alert_id: str) -> ApiError:
+        """The 404 of an alert outside the caller's tenants (or of none), audited under the
+        platform (never the alert's tenant: which of the two it was is not told)."""
+        await asyncio.to_thread(self.store.record, PLATFORM, call.me.actor(call.address),
+                                "alert_not_found", None,
+                                {"alert_id": alert_id[:64], "method": call.request.method,
+                                 "path": call.request.path[:200]})
+        return ApiError(404, "alert not found")
+
     # -- alerts ----------------------------------------------------------------------------
 
     async def list_alerts(self, call: Call) -> Any:
@@ -109,7 +125,7 @@ class Api(AccountRoutes):
             return await asyncio.to_thread(self.store.get, call.path["alert_id"],
                                            call.me.actor(call.address))
         except NotFound:
-            raise ApiError(404, "alert not found") from None
+            raise await self._not_found(call, call.path["alert_id"]) from None
 
     async def _apply(self, call: Call, name: str, *args: Any) -> Any:
         actor = call.me.actor(call.address)
@@ -117,7 +133,7 @@ class Api(AccountRoutes):
             change: Change = await self.alerting.change(getattr(self.store, name),
                                                         call.path["alert_id"], actor, *args)
         except NotFound:
-            raise ApiError(404, "alert not found") from None
+            raise await self._not_found(call, call.path["alert_id"]) from None
         except Conflict as exc:
             raise ApiError(409, str(exc)) from None
         except InvalidChange as exc:
@@ -174,6 +190,7 @@ class Api(AccountRoutes):
                                            *args)
                 results.append({"id": alert_id, "result": "ok"})
             except NotFound:
+                await self._not_found(call, alert_id)
                 results.append({"id": alert_id, "result": "not_found"})
             except Conflict as exc:
                 results.append({"id": alert_id, "result": "conflict", "error": str(exc)})
@@ -195,7 +212,7 @@ class Api(AccountRoutes):
         try:
             await asyncio.to_thread(self.store.get, call.path["alert_id"], actor)
         except NotFound:
-            raise ApiError(404, "alert not found") from None
+            raise await self._not_found(call, call.path["alert_id"]) from None
         items, total = await asyncio.to_thread(self.store.audit, actor,
                                                alert_id=call.path["alert_id"], limit=1000)
         return _page(items, total, 1000, 0)
