@@ -20,7 +20,6 @@ from support.daemon import REPO, VigilProcess
 
 from collector.auth.config import AccessPolicy
 from collector.auth.directory import UserDirectory
-from collector.auth.totp import current_code
 from sinks.alerts.db import Database
 from sinks.alerts.model import Actor
 from sinks.alerts.store import AlertStore
@@ -61,6 +60,7 @@ class ConsoleDaemon:
     directory: UserDirectory
     secrets: dict[str, str] = field(default_factory=dict)
     last_step: dict[str, int] = field(default_factory=dict)
+    made: int = 0
 
     @property
     def base(self) -> str:
@@ -77,6 +77,13 @@ class ConsoleDaemon:
                 self.last_step[login] = step
                 return totp.generate_otp(step)
             time.sleep(0.5)
+
+    def user(self, role: str, tenants: list[str]) -> str:
+        """A new active user of its own (a test's logins never wait for another's codes)."""
+        self.made += 1
+        login = f"{role.replace('_', '-')}-{self.made}"
+        self.secrets[login] = activate(self.directory, login, role, tenants, self.last_step)
+        return login
 
     def add_alerts(self, tenant: str, n: int, **kwargs: Any) -> list[str]:
         alerts = [make_alert(tenant, group=f'{{"source.ip": "198.51.100.{i}"}}',
@@ -102,15 +109,20 @@ def start_daemon(tmp: Path, idle: str = "30m", linux_auth: bool = False) -> Cons
     directory = UserDirectory(db, AccessPolicy(), known_tenants=lambda: {"acme", "demo"})
     daemon = ConsoleDaemon(VigilProcess(conf, data), AlertStore(db), directory)
     for login, (role, tenants) in USERS.items():
-        new = directory.add_user(login, login.title(), f"{login}@example.com", role, tenants,
-                                 ROOT)
-        daemon.secrets[login] = new.totp_secret
-        totp = pyotp.TOTP(new.totp_secret)
-        step = totp.timecode(datetime.now(UTC)) - 1
-        directory.activate(login, new.activation_token, PASSWORD, totp.generate_otp(step))
-        daemon.last_step[login] = step
+        daemon.secrets[login] = activate(directory, login, role, tenants, daemon.last_step)
     daemon.process.start()
     return daemon
+
+
+def activate(directory: UserDirectory, login: str, role: str, tenants: list[str],
+             last_step: dict[str, int]) -> str:
+    """Add and activate a user (as its activation page would); returns its TOTP secret."""
+    new = directory.add_user(login, login.title(), f"{login}@example.com", role, tenants, ROOT)
+    totp = pyotp.TOTP(new.totp_secret)
+    step = totp.timecode(datetime.now(UTC)) - 1
+    directory.activate(login, new.activation_token, PASSWORD, totp.generate_otp(step))
+    last_step[login] = step
+    return new.totp_secret
 
 
 class Browser:
