@@ -191,6 +191,7 @@ class Console(AuthPages):
             next_due=next_due(alert), assignees=await self._assignees(session, alert["tenant"]),
             levels=LEVELS, resolutions=RESOLUTIONS, done=DONE.get(request.query.get("done", "")),
             can_triage=session.principal.can(TRIAGE), can_answer=session.principal.can(ANSWER),
+            client_user=session.principal.role.startswith("client_"),
             timeline=_timeline(alert, trail["items"]))
 
     def _pivot_request(self, request: web.Request) -> tuple[str, str] | None:

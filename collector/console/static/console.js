@@ -63,6 +63,7 @@
       if (response.ok) {
         const data = await response.json();
         render(data.items);
+        document.getElementById("total").textContent = String(data.total);
         for (const [name, value] of Object.entries(data.counts)) {
           const el = document.querySelector('[data-count="' + name + '"]');
           if (el) { el.textContent = String(value); }
