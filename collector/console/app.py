@@ -103,8 +103,9 @@ class ConsoleBase:
                 target = request.path_qs if request.method == "GET" else "/alerts"
                 raise web.HTTPSeeOther(f"/login?next={quote(target, safe='')}")
             data: Form = MultiDict()
-            if form:
-                data = await request.post()
+            if form:  # text fields only (a file upload is not a console form)
+                data = MultiDict((k, v) for k, v in (await request.post()).items()
+                                 if isinstance(v, str))
                 if not csrf_matches(session.csrf, data.get(CSRF_FIELD)):
                     log.info("console form refused: CSRF token missing or wrong",
                              extra={"login": session.principal.login, "path": request.path})

@@ -27,7 +27,7 @@ MAX_HOURS = 24 * 7  # a window wider than this is cut (a long-lived alert's pivo
 
 def _hours(start: datetime, end: datetime) -> list[datetime]:
     hour = start.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
-    found = []
+    found: list[datetime] = []
     while hour <= end and len(found) < MAX_HOURS:
         found.append(hour)
         hour += timedelta(hours=1)
