@@ -151,6 +151,6 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             answered_at VARCHAR(40)
         )""",
         "CREATE INDEX client_requests_by_alert ON client_requests (alert_id)",
-        "CREATE INDEX alerts_by_resolve_due ON alerts (tenant, resolve_due)",
+        "CREATE INDEX alerts_by_queue ON alerts (tenant, status, ack_due, resolve_due)",
     ]),
 ]

@@ -243,13 +243,15 @@ class AlertStore(AlertTriage, AuditTrail, NotificationOutbox):
             row = con.execute(
                 f"SELECT {sums}, sum(CASE WHEN {breached[0]} THEN 1 ELSE 0 END), "
                 f"sum(CASE WHEN status <> 'resolved' AND NOT ({breached[0]}) AND {NEXT_DUE} <= ?"
-                f" THEN 1 ELSE 0 END), "
-                "sum(CASE WHEN EXISTS (SELECT 1 FROM client_requests c WHERE c.alert_id = "
-                "alerts.id AND c.answered_at IS NULL) THEN 1 ELSE 0 END) "
-                f"FROM alerts WHERE {clause}",
+                f" THEN 1 ELSE 0 END) FROM alerts WHERE {clause}",
                 [*breached[1], *breached[1], soon, *args]).fetchone()
-        names = [*STATUSES, "breached", "due_soon", "awaiting_client"]
-        return {name: int(value or 0) for name, value in zip(names, row, strict=True)}
+            # Few questions are open at a time: count from their side, not per alert.
+            awaiting = con.execute(
+                f"SELECT count(*) FROM alerts WHERE {clause} AND id IN (SELECT alert_id FROM "
+                "client_requests WHERE answered_at IS NULL)", args).fetchone()[0]
+        names = [*STATUSES, "breached", "due_soon"]
+        found = {name: int(value or 0) for name, value in zip(names, row, strict=True)}
+        return {**found, "awaiting_client": int(awaiting)}
 
     def _where(self, actor: Actor, filters: AlertFilter) -> tuple[str, list[Any]]:
         condition, params = tenant_scope(actor)
