@@ -40,6 +40,9 @@ log = logging.getLogger(__name__)
 CONSOLE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
                "connect-src 'self'; form-action 'self'; base-uri 'none'; "
                "frame-ancestors 'none'")
+LOGIN_NOTICES = {"activated": "Your account is active: sign in with your password and a "
+                 "new code from your authenticator.",
+                 "signed_out": "You are signed out."}
 STATIC = {"console.css": "text/css", "console.js": "text/javascript"}
 Form = MultiMapping[str]
 PageHandler = Callable[[web.Request, Session, Form], Awaitable[web.StreamResponse]]
@@ -99,7 +102,8 @@ class ConsoleBase:
             if session is None:
                 if form or request.path.endswith(".json"):
                     return self.render("login.html", 401, error="Your session ended; sign in "
-                                       "again.", nonce="", next="/alerts", session=None)
+                                       "again.", info=None, nonce="", next="/alerts",
+                                       session=None)
                 target = request.path_qs if request.method == "GET" else "/alerts"
                 raise web.HTTPSeeOther(f"/login?next={quote(target, safe='')}")
             data: Form = MultiDict()
@@ -154,7 +158,9 @@ class AuthPages(ConsoleBase):
     def _login_page(self, request: web.Request, status: int, error: str | None
                     ) -> web.Response:
         nonce = new_login_nonce()
-        response = self.render("login.html", status, error=error, nonce=nonce,
+        info = next((text for flag, text in LOGIN_NOTICES.items() if flag in request.query),
+                    None)
+        response = self.render("login.html", status, error=error, info=info, nonce=nonce,
                                next=_local(request.query.get("next")), session=None)
         set_cookie(response, self.cookies.login, nonce, self.secure, max_age=3600)
         return response

@@ -8,10 +8,14 @@ moves it), each path printed in the test's output."""
 from __future__ import annotations
 
 import os
+import re
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlparse
 
 import pytest
 from console.kit import PASSWORD, ConsoleDaemon, start_daemon
@@ -202,3 +206,30 @@ def test_escalate_to_the_client_who_answers_in_the_console(
     trail, _ = daemon.store.audit(Actor("test", None), alert_id=alert_id)
     assert [(r["action"], r["actor"]) for r in trail][-2:] == [("escalate", analyst),
                                                               ("client_answer", client)]
+
+
+def test_the_first_administrator_enrolls_without_mail_and_reaches_the_queue(
+        daemon: ConsoleDaemon, browser: Chromium) -> None:
+    """What `make run` tells a newcomer: `vigil users add --show-enrollment`, the activation
+    link, then the console."""
+    done = subprocess.run(
+        [sys.executable, "-m", "collector.cli", "users", "add", "first-admin", "--email",
+         "admin@example.com", "--role", "platform_admin", "--show-enrollment",
+         "-c", str(daemon.process.conf_dir), "--data-dir", str(daemon.process.data_dir)],
+        cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    uri = re.search(r"otpauth URI: (otpauth://\S+)", done.stdout)
+    link = re.search(r"https?://[^/\s]+(/api/v1/auth/activate\?\S+)", done.stdout)
+    assert uri and link, done.stdout
+    daemon.secrets["first-admin"] = parse_qs(urlparse(uri.group(1)).query)["secret"][0]
+    browser.open(link.group(1))
+    browser.driver.find_element(By.NAME, "password").send_keys(PASSWORD)
+    browser.driver.find_element(By.NAME, "code").send_keys(daemon.code("first-admin"))
+    browser.shot("activation")
+    browser.driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    browser.wait(lambda: "activated=1" in browser.driver.current_url, message="activated")
+    assert "Your account is active" in browser.find("#login-info").text
+    browser.sign_in("first-admin")
+    assert "Security Detections" in browser.find("h1").text
+    assert browser.driver.find_elements(By.ID, "tenant-switcher")  # sees every tenant
+    browser.shot("first-admin-queue")
