@@ -122,11 +122,12 @@ class TokenKeeper:
         return Principal(user.login, user.role, scope, row["kind"], row["expires_at"],
                          row["token_id"])
 
-    def touch_session(self, token: str, idle: timedelta, address: str | None = None
-                      ) -> Principal | None:
+    def touch_session(self, token: str, idle: timedelta, address: str | None = None,
+                      refresh: bool = True) -> Principal | None:
         """`authenticate` for a console session that also ends it after `idle` without use:
         an idle session is revoked (with the tokens made from it, audited as
-        `session_idle`); a live one is marked used now."""
+        `session_idle`); a live one is marked used now, unless `refresh` is False (a page's
+        own polling is not the user's activity)."""
         principal = self.authenticate(token)
         if principal is None or principal.token_kind != "session":
             return None
@@ -141,8 +142,9 @@ class TokenKeeper:
                 self._revoke_tree(con, row["login"], row["token_id"],
                                   Actor(row["login"], None, address), "session_idle")
                 return None
-            con.execute("UPDATE auth_tokens SET last_used_at = ? WHERE token_hash = ?",
-                        (to_text(now), token_hash(token)))
+            if refresh:
+                con.execute("UPDATE auth_tokens SET last_used_at = ? WHERE token_hash = ?",
+                            (to_text(now), token_hash(token)))
         return principal
 
     def revoke(self, token: str, address: str | None = None) -> int:

@@ -10,7 +10,7 @@ import asyncio
 import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
 import orjson
 from aiohttp import web
@@ -154,7 +154,7 @@ class Console(AuthPages):
             raise ApiError(400, "select at least one alert")
         result = await self.invoke("bulkAlerts", request, session, body=body)
         outcomes = [r["result"] for r in result["results"]]
-        back = str(form.get("back") or "")
+        back = urlencode(parse_qsl(str(form.get("back") or ""))[:20])  # the queue's filters
         query = urlencode({"bulk_ok": outcomes.count("ok"),
                            "bulk_failed": len(outcomes) - outcomes.count("ok")})
         raise web.HTTPSeeOther(f"/alerts?{back}&{query}" if back else f"/alerts?{query}")
