@@ -36,9 +36,12 @@ USERS = {  # login: (role, tenants)
 CSRF_RE = re.compile(r'name="csrf" value="([^"]+)"')
 
 
-def conf_yaml(idle: str = "30m") -> dict[str, Any]:
+def conf_yaml(idle: str = "30m", tls: bool = False) -> dict[str, Any]:
+    control: dict[str, Any] = {"address": "127.0.0.1:0"}
+    if tls:
+        control["tls"] = {"self_signed": True}
     return {
-        "vigil": {"control": {"address": "127.0.0.1:0"}},
+        "vigil": {"control": control},
         "tenants": {"acme": {"name": "ACME Corp", "tier": "managed_soc",
                              "sla": {"high": {"ack": "15m", "resolve": "4h"}}},
                     "demo": {"name": "Demo Inc", "tier": "siem_only"}},
@@ -61,10 +64,11 @@ class ConsoleDaemon:
     secrets: dict[str, str] = field(default_factory=dict)
     last_step: dict[str, int] = field(default_factory=dict)
     made: int = 0
+    scheme: str = "http"
 
     @property
     def base(self) -> str:
-        return f"http://{self.process.control}"
+        return f"{self.scheme}://{self.process.control}"
 
     def code(self, login: str) -> str:
         """A code the server has not seen for this user (a step after the last one used;
@@ -96,10 +100,11 @@ class ConsoleDaemon:
         return [r for r in records if r["action"] == action]
 
 
-def start_daemon(tmp: Path, idle: str = "30m", linux_auth: bool = False) -> ConsoleDaemon:
+def start_daemon(tmp: Path, idle: str = "30m", linux_auth: bool = False, tls: bool = False
+                 ) -> ConsoleDaemon:
     conf, data = tmp / "conf.d", tmp / "data"
     conf.mkdir(parents=True)
-    (conf / "10-test.yaml").write_text(yaml.safe_dump(conf_yaml(idle)))
+    (conf / "10-test.yaml").write_text(yaml.safe_dump(conf_yaml(idle, tls)))
     if linux_auth:
         shutil.copy(REPO / "conf.d" / "30-linux-auth.yaml", conf / "30-linux-auth.yaml")
         shutil.copytree(REPO / "conf.d" / "enrich", conf / "enrich")
@@ -110,7 +115,8 @@ def start_daemon(tmp: Path, idle: str = "30m", linux_auth: bool = False) -> Cons
     daemon = ConsoleDaemon(VigilProcess(conf, data), AlertStore(db), directory)
     for login, (role, tenants) in USERS.items():
         daemon.secrets[login] = activate(directory, login, role, tenants, daemon.last_step)
-    daemon.process.start()
+    daemon.process.start(ready_path=None if tls else "/readyz")  # its probe speaks plain HTTP
+    daemon.scheme = "https" if tls else "http"
     return daemon
 
 
@@ -131,6 +137,9 @@ class Browser:
     def __init__(self, daemon: ConsoleDaemon) -> None:
         self.daemon = daemon
         self.http = requests.Session()
+        self.http.trust_env = False  # loopback only; REQUESTS_CA_BUNDLE would override verify
+        if daemon.scheme == "https":  # trust the daemon's own self-signed certificate
+            self.http.verify = str(daemon.process.data_dir / "tls" / "control.crt")
         self.csrf: str | None = None
 
     def get(self, path: str, **kwargs: Any) -> requests.Response:

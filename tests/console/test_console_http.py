@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import re
 import time
+from pathlib import Path
 from urllib.parse import unquote
 
 import requests
-from console.kit import Browser, ConsoleDaemon
+from console.kit import Browser, ConsoleDaemon, start_daemon
 from support.daemon import wait_for
 
 from sinks.alerts.model import Actor
@@ -273,3 +274,22 @@ def test_an_idle_session_is_signed_out_and_audited(fresh: ConsoleDaemon) -> None
     assert time.monotonic() - started >= 1.5
     assert browser.get("/alerts").status_code == 303
     assert [r["actor"] for r in fresh.audit("session_idle")] == ["ana"]
+
+
+def test_on_a_tls_listener_the_cookies_are_secure_host_cookies(tmp_path: Path) -> None:
+    daemon = start_daemon(tmp_path, tls=True)
+    try:
+        browser = Browser(daemon)
+        form = browser.get("/login")
+        assert "__Host-vigil_login=" in form.headers["Set-Cookie"]
+        response = browser.sign_in("ana")
+        assert response.status_code == 303
+        cookie = response.headers["Set-Cookie"]
+        session = next(c for c in cookie.split(", __Host-vigil_login")
+                       if c.startswith("__Host-vigil_session="))
+        for flag in ("Secure", "HttpOnly", "SameSite=Strict", "Path=/"):
+            assert flag in session
+        assert "Domain" not in session
+        assert browser.get("/alerts").status_code == 200
+    finally:
+        daemon.process.stop()
