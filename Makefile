@@ -26,6 +26,10 @@ run: venv
 	@echo "                       then: $(BIN)/vigil sla report -c $(CONF) --data-dir $(DATA)"
 	@echo "  dead letters:        $(DATA)/dlq/  ($(BIN)/vigil dlq list -c $(CONF) --data-dir $(DATA))"
 	@echo "  metrics and health:  curl 127.0.0.1:9580/metrics  |  curl 127.0.0.1:9580/readyz"
+	@echo "  web console:         http://127.0.0.1:9580/  (Security Detections queue, investigation)"
+	@echo "  first user (no mail server needed; in another terminal, then open the printed link):"
+	@echo "                       $(BIN)/vigil users add admin --email admin@example.com --role platform_admin --show-enrollment -c $(CONF) --data-dir $(DATA)"
+	@echo "                       scan the QR code with an authenticator app, open the activation link, then sign in at http://127.0.0.1:9580/"
 	@echo "  stop with Ctrl-C (SIGINT drains and flushes like SIGTERM)"
 	$(BIN)/vigil validate -c $(CONF)
 	exec $(BIN)/vigil run -c $(CONF) --data-dir $(DATA)

@@ -1,5 +1,5 @@
-"""The control listener: the API (/api/v1), /healthz, and the operator endpoints /metrics and
-/readyz, plus an optional operator listener that serves only those.
+"""The control listener: the web console (/), the API (/api/v1), /healthz, and the operator
+endpoints /metrics and /readyz, plus an optional operator listener that serves only those.
 
 /metrics and /readyz name every tenant, their counts, open alerts and journal paths: on the
 control address they are open only when it is a loopback address and no operator listener is
@@ -43,7 +43,8 @@ class ControlServer:
 
     def __init__(self, address: str, telemetry: Telemetry, readiness: ReadinessProbe,
                  api: web.Application | None = None, *, config: ControlConfig | None = None,
-                 conf_dir: Path | None = None, data_dir: Path | None = None) -> None:
+                 conf_dir: Path | None = None, data_dir: Path | None = None,
+                 console: Callable[[web.Application, bool], None] | None = None) -> None:
         self.config = config or ControlConfig(address=address)
         self.address = address
         self.telemetry = telemetry
@@ -65,6 +66,8 @@ class ControlServer:
         self._add_health_routes(self.app)
         if api is not None:  # /api/v1 (collector/api): its own middleware, auth per route
             self.app.add_subapp("/api/v1", api)
+        if console is not None:  # the web console (collector/console) at /; Secure cookies on TLS
+            console(self.app, self.config.tls is not None)
         self._runners: list[web.AppRunner] = []
         self._bound: dict[str, str] = {}
 

@@ -367,12 +367,17 @@ class Daemon:
         return await reload_config(self)
 
     def _control_server(self, settings: ControlConfig) -> ControlServer:
-        """The control listener with /api/v1 (an aiohttp sub-app is single-use: built anew)."""
+        """The control listener with /api/v1 and the console over the same operations (an
+        aiohttp sub-app is single-use: built anew)."""
         from collector.api.app import build_api_app
+        from collector.api.routes import Api
+        from collector.console.pages import add_console
 
+        api = Api(self.alerting)
         return ControlServer(settings.address, self.telemetry, self.readiness,
-                             api=build_api_app(self.alerting), config=settings,
-                             conf_dir=self.conf_dir.resolve(), data_dir=self.data_dir)
+                             api=build_api_app(self.alerting, api), config=settings,
+                             conf_dir=self.conf_dir.resolve(), data_dir=self.data_dir,
+                             console=lambda app, secure: add_console(app, api, secure))
 
     # -- health -------------------------------------------------------------------------
 

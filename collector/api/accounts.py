@@ -96,6 +96,8 @@ class AccountRoutes:
                                                   "address": call.address})
             raise _auth_error(exc, 400) from None
         log.info("account activated", extra={"login": user.login, "address": call.address})
+        if _from_browser_form(call.request):  # the activation page: on to the console
+            return web.Response(status=303, headers={"Location": "/login?activated=1"})
         return {"login": user.login, "status": user.status}
 
     async def logout(self, call: Call) -> Any:
@@ -276,6 +278,12 @@ class AccountRoutes:
               "multi-tenant users", "users", self.review, m.ReviewOut, query=m.ReviewQuery,
               permission=ADMIN, errors=(400, 401, 403)),
         ]
+
+
+def _from_browser_form(request: web.Request) -> bool:
+    """A form a browser posted (the activation page), not an API client's request."""
+    return (request.content_type == "application/x-www-form-urlencoded"
+            and "text/html" in request.headers.get("Accept", ""))
 
 
 def _auth_error(exc: AuthError, status: int) -> ApiError:

@@ -15,10 +15,11 @@ PREFIX = "/api/v1"
 MAX_BODY_BYTES = 256 * 1024
 
 
-def build_api_app(alerting: Alerting) -> web.Application:
+def build_api_app(alerting: Alerting, api: Api | None = None) -> web.Application:
     """A sub-application to mount at /api/v1: JSON errors, auth per operation, the OpenAPI
-    document at /api/v1/openapi.json."""
-    api = Api(alerting)
+    document at /api/v1/openapi.json. `api` shares its handlers (and login rate limit) with
+    the console."""
+    api = api or Api(alerting)
     operations = api.operations()
     document = openapi_document(operations, PREFIX)
 

@@ -176,9 +176,22 @@ class AlertSummary(Response):
     sla: SlaOut
 
 
+class ClientRequestOut(Response):
+    id: int
+    kind: str = Field(description="validation, action or decision")
+    question: str
+    asked_by: str
+    asked_at: str
+    answer: str | None
+    answered_by: str | None
+    answered_at: str | None
+
+
 class AlertDetail(AlertSummary):
     events: list[Any] = Field(description="matched events: key fields and a lake reference")
     notes: list[NoteOut]
+    client_requests: list[ClientRequestOut] = Field(
+        default_factory=list, description="questions to the client and their answers")
 
 
 class AlertPage(Response):
@@ -198,6 +211,14 @@ class AlertQuery(Request):
     since: UtcTime | None = Field(None, description="created at or after")
     until: UtcTime | None = Field(None, description="created before")
     breached: bool | None = Field(None, description="only alerts that missed (or met) an SLA")
+    sla_state: Literal["breached", "due_soon"] | None = Field(
+        None, description="open alerts past a deadline, or due within the next hour")
+    tactic: Annotated[str, Field(max_length=100)] | None = Field(
+        None, description="an ATT&CK tactic the rule is tagged with (e.g. credential-access)")
+    awaiting_client: bool | None = Field(
+        None, description="only alerts with (or without) an unanswered question to the client")
+    order: Literal["newest", "sla"] = Field(
+        "newest", description="newest first, or by the next SLA deadline (resolved last)")
     limit: int = Field(50, ge=1, le=500)
     offset: int = Field(0, ge=0, le=1_000_000_000)
 
@@ -216,6 +237,24 @@ class EscalateRequest(Request):
     reason: Text
     client_request: ClientRequest | None = Field(
         None, description="ask the client something (on managed_soc the client is notified)")
+
+
+class ClientAnswerRequest(Request):
+    answer: Text
+
+
+class AlertCounts(Response):
+    new: int
+    acknowledged: int
+    escalated: int
+    resolved: int
+    breached: int = Field(description="open alerts past an SLA deadline")
+    due_soon: int = Field(description="open alerts due within the next hour")
+    awaiting_client: int = Field(description="alerts with an unanswered question to the client")
+
+
+class CountsQuery(Request):
+    tenant: Slug | None = None
 
 
 class NoteRequest(Request):

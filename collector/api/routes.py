@@ -13,10 +13,17 @@ from collector.api import models as m
 from collector.api.accounts import AccountRoutes
 from collector.api.framework import ApiError, Call, Operation
 from collector.auth.model import Principal
-from collector.auth.roles import TRIAGE
+from collector.auth.roles import ANSWER, TRIAGE
 from collector.config.tenants import TenantConfig
 from core.config import SEVERITIES, parse_duration
-from sinks.alerts.model import AlertFilter, Change, Conflict, InvalidChange, NotFound
+from sinks.alerts.model import (
+    PLATFORM,
+    AlertFilter,
+    Change,
+    Conflict,
+    InvalidChange,
+    NotFound,
+)
 from sinks.alerts.service import Alerting
 from sinks.alerts.sla import sla_report
 
@@ -41,6 +48,14 @@ def _tenant_out(tenant_id: str, tenant: TenantConfig) -> dict[str, Any]:
                         "resolve_seconds": int(tenant.sla.for_severity(s).resolve
                                                .total_seconds())}
                     for s in SEVERITIES}}
+
+
+def alert_filter(q: m.AlertQuery) -> AlertFilter:
+    """The store's filter for an alert query (the API's and the console's)."""
+    return AlertFilter(tenant=q.tenant, status=q.status, severity=q.severity,
+                       rule_id=q.rule_id, assignee=q.assignee, since=q.since, until=q.until,
+                       breached=q.breached, sla_state=q.sla_state, tactic=q.tactic,
+                       awaiting_client=q.awaiting_client, order=q.order)
 
 
 def parse_since(text: str, now: datetime) -> datetime:
@@ -80,24 +95,37 @@ class Api(AccountRoutes):
         if not in_scope or tenant not in self.alerting.tenants:
             raise ApiError(404, f"tenant {tenant!r} not found")
 
+    async def _not_found(self, call: Call, alert_id: str) -> ApiError:
+        """The 404 of an alert outside the caller's tenants (or of none), audited under the
+        platform (never the alert's tenant: which of the two it was is not told)."""
+        await asyncio.to_thread(self.store.record, PLATFORM, call.me.actor(call.address),
+                                "alert_not_found", None,
+                                {"alert_id": alert_id[:64], "method": call.request.method,
+                                 "path": call.request.path[:200]})
+        return ApiError(404, "alert not found")
+
     # -- alerts ----------------------------------------------------------------------------
 
     async def list_alerts(self, call: Call) -> Any:
         q: m.AlertQuery = call.query
         self._scope_tenant(call, q.tenant)
-        filters = AlertFilter(tenant=q.tenant, status=q.status, severity=q.severity,
-                              rule_id=q.rule_id, assignee=q.assignee, since=q.since,
-                              until=q.until, breached=q.breached)
+        filters = alert_filter(q)
         items, total = await asyncio.to_thread(self.store.search, call.me.actor(call.address),
                                                filters, limit=q.limit, offset=q.offset)
         return _page(items, total, q.limit, q.offset)
+
+    async def alert_counts(self, call: Call) -> Any:
+        q: m.CountsQuery = call.query
+        self._scope_tenant(call, q.tenant)
+        return await asyncio.to_thread(self.store.counts, call.me.actor(call.address),
+                                       AlertFilter(tenant=q.tenant))
 
     async def get_alert(self, call: Call) -> Any:
         try:
             return await asyncio.to_thread(self.store.get, call.path["alert_id"],
                                            call.me.actor(call.address))
         except NotFound:
-            raise ApiError(404, "alert not found") from None
+            raise await self._not_found(call, call.path["alert_id"]) from None
 
     async def _apply(self, call: Call, name: str, *args: Any) -> Any:
         actor = call.me.actor(call.address)
@@ -105,7 +133,7 @@ class Api(AccountRoutes):
             change: Change = await self.alerting.change(getattr(self.store, name),
                                                         call.path["alert_id"], actor, *args)
         except NotFound:
-            raise ApiError(404, "alert not found") from None
+            raise await self._not_found(call, call.path["alert_id"]) from None
         except Conflict as exc:
             raise ApiError(409, str(exc)) from None
         except InvalidChange as exc:
@@ -123,6 +151,13 @@ class Api(AccountRoutes):
         body: m.EscalateRequest = call.body
         request = body.client_request.model_dump() if body.client_request else None
         return await self._apply(call, "escalate", body.level, body.reason, request)
+
+    async def answer_client(self, call: Call) -> Any:
+        try:
+            request_id = int(call.path["request_id"])
+        except ValueError:
+            raise ApiError(404, "question not found") from None
+        return await self._apply(call, "answer_client_request", request_id, call.body.answer)
 
     async def note(self, call: Call) -> Any:
         return await self._apply(call, "add_note", call.body.body)
@@ -155,6 +190,7 @@ class Api(AccountRoutes):
                                            *args)
                 results.append({"id": alert_id, "result": "ok"})
             except NotFound:
+                await self._not_found(call, alert_id)
                 results.append({"id": alert_id, "result": "not_found"})
             except Conflict as exc:
                 results.append({"id": alert_id, "result": "conflict", "error": str(exc)})
@@ -176,7 +212,7 @@ class Api(AccountRoutes):
         try:
             await asyncio.to_thread(self.store.get, call.path["alert_id"], actor)
         except NotFound:
-            raise ApiError(404, "alert not found") from None
+            raise await self._not_found(call, call.path["alert_id"]) from None
         items, total = await asyncio.to_thread(self.store.audit, actor,
                                                alert_id=call.path["alert_id"], limit=1000)
         return _page(items, total, 1000, 0)
@@ -213,6 +249,9 @@ class Api(AccountRoutes):
             Op("POST", "/alerts/bulk", "bulkAlerts", "One change on many alerts", "alerts",
               self.bulk, m.BulkResponse, body=m.BulkRequest, permission=TRIAGE,
               errors=(400, 401, 403)),
+            Op("GET", "/alerts/counts", "alertCounts", "Alerts per status, breached, due "
+              "soon and awaiting the client", "alerts", self.alert_counts, m.AlertCounts,
+              query=m.CountsQuery),
             Op("GET", "/alerts/{alert_id}", "getAlert", "One alert with events and notes",
               "alerts", self.get_alert, m.AlertDetail),
             Op("POST", "/alerts/{alert_id}/acknowledge", "acknowledgeAlert", "Acknowledge",
@@ -224,6 +263,10 @@ class Api(AccountRoutes):
             Op("POST", "/alerts/{alert_id}/escalate", "escalateAlert",
               "Escalate (L1/L2/L3), optionally asking the client", "alerts", self.escalate,
               m.ChangeResponse, body=m.EscalateRequest, permission=TRIAGE, errors=CHANGES),
+            Op("POST", "/alerts/{alert_id}/client-requests/{request_id}/answer",
+              "answerClientRequest", "The client answers the SOC's question (the SOC is "
+              "notified)", "alerts", self.answer_client, m.ChangeResponse,
+              body=m.ClientAnswerRequest, permission=ANSWER, errors=CHANGES),
             Op("POST", "/alerts/{alert_id}/notes", "noteAlert", "Add a note", "alerts",
               self.note, m.ChangeResponse, body=m.NoteRequest, permission=TRIAGE,
               errors=CHANGES),

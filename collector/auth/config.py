@@ -24,6 +24,9 @@ class AccessPolicy(StrictModel):
     issuer: str = Field("Vigil", description="name shown in authenticator apps")
     session_ttl: Duration = Field(
         "8h", validate_default=True, description="login session lifetime")
+    session_idle_timeout: Duration = Field(
+        "30m", validate_default=True, description="a console session unused this long is "
+        "signed out (revoked with the tokens made from it)")
     api_token_ttl: Duration = Field("90d", validate_default=True,
                                     description="longest lifetime of an API token")
     activation_ttl: Duration = Field("72h", validate_default=True,

@@ -83,4 +83,5 @@ def activation_page(login: str, token: str) -> str:
         "autocomplete=\"new-password\" required></label></p>"
         "<p><label>Code <input name=\"code\" inputmode=\"numeric\" "
         "autocomplete=\"one-time-code\" required></label></p>"
-        "<p><button type=\"submit\">Activate</button></p></form></body></html>")
+        "<p><button type=\"submit\">Activate</button></p></form>"
+        "<p>Then sign in to the console with your password and a new code.</p></body></html>")

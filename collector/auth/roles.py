@@ -9,14 +9,15 @@ ALL_TENANTS = "*"  # the scope of a platform admin (never a tenant id: those are
 READ = "read"          # alerts, audit, tenants, SLA reports of the scope
 TRIAGE = "triage"      # acknowledge, assign, escalate, note, resolve, reopen
 ADMIN = "admin"        # users
+ANSWER = "answer"      # answer the SOC's questions to the client (validation/action/decision)
 
 PERMISSIONS: dict[str, frozenset[str]] = {
-    "platform_admin": frozenset({READ, TRIAGE, ADMIN}),
+    "platform_admin": frozenset({READ, TRIAGE, ADMIN, ANSWER}),
     "soc_l1": frozenset({READ, TRIAGE}),
     "soc_l2": frozenset({READ, TRIAGE}),
     "soc_l3": frozenset({READ, TRIAGE}),
-    "client_operator": frozenset({READ, TRIAGE}),
-    "client_viewer": frozenset({READ}),
+    "client_operator": frozenset({READ, TRIAGE, ANSWER}),
+    "client_viewer": frozenset({READ, ANSWER}),
 }
 
 

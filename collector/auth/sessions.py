@@ -122,6 +122,31 @@ class TokenKeeper:
         return Principal(user.login, user.role, scope, row["kind"], row["expires_at"],
                          row["token_id"])
 
+    def touch_session(self, token: str, idle: timedelta, address: str | None = None,
+                      refresh: bool = True) -> Principal | None:
+        """`authenticate` for a console session that also ends it after `idle` without use:
+        an idle session is revoked (with the tokens made from it, audited as
+        `session_idle`); a live one is marked used now, unless `refresh` is False (a page's
+        own polling is not the user's activity)."""
+        principal = self.authenticate(token)
+        if principal is None or principal.token_kind != "session":
+            return None
+        now = self.clock()
+        with self.db.transaction() as con:
+            row = con.execute("SELECT login, token_id, created_at, last_used_at FROM "
+                              "auth_tokens WHERE token_hash = ?", (token_hash(token),)).fetchone()
+            if row is None:
+                return None
+            last = from_text(row["last_used_at"] or row["created_at"])
+            if last is None or now - last >= idle:
+                self._revoke_tree(con, row["login"], row["token_id"],
+                                  Actor(row["login"], None, address), "session_idle")
+                return None
+            if refresh:
+                con.execute("UPDATE auth_tokens SET last_used_at = ? WHERE token_hash = ?",
+                            (to_text(now), token_hash(token)))
+        return principal
+
     def revoke(self, token: str, address: str | None = None) -> int:
         """Log out: revoke the token and every token made from it; how many were revoked."""
         with self.db.transaction() as con:

@@ -1,7 +1,8 @@
 """`vigil users add|list|disable|reset|review|unlock|tokens|revoke-token|logout`: accounts and
 their tokens in the alert store's database (no daemon needed). `add` prints the one-time
 activation link for the partner to hand over; the TOTP enrollment goes by mail from the
-platform straight to the user and is never printed."""
+platform straight to the user, or (`--show-enrollment`, for a host without mail such as the
+first administrator's) is shown once on the administrator's terminal."""
 
 from __future__ import annotations
 
@@ -33,6 +34,9 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
                           "client_viewer")
     add.add_argument("--tenant", action="append", default=[], dest="tenants",
                      help="a tenant in the user's scope (repeat for several)")
+    add.add_argument("--show-enrollment", action="store_true",
+                     help="no mail server (the first administrator, a test host): print the "
+                     "TOTP enrollment (QR code and otpauth URI) here instead of mailing it")
     add.set_defaults(func=add_user)
     listing = actions.add_parser("list", parents=[common], help="every user")
     listing.add_argument("--json", action="store_true")
@@ -48,6 +52,8 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
                                "TOTP enrollment")
     reset.add_argument("login")
     reset.add_argument("--reason", default="")
+    reset.add_argument("--show-enrollment", action="store_true",
+                       help="print the new TOTP enrollment here instead of mailing it")
     reset.set_defaults(func=reset_user)
     unlock = actions.add_parser("unlock", parents=[common],
                                 help="lift the login delays failed logins put on a user "
@@ -116,7 +122,24 @@ def _enrollment_channel(config: Any, conf_dir: Any, data_dir: Any) -> Any:
                         data_dir=data_dir)
 
 
-def _print_activation(config: Any, new: Any, outbox: bool) -> None:
+def _show_enrollment(new: Any, issuer: str) -> None:
+    """The TOTP enrollment on this terminal (whoever runs the CLI is an administrator of the
+    host; the mail is the way for everyone else)."""
+    import segno
+
+    from collector.auth.totp import provisioning_uri
+
+    uri = provisioning_uri(new.totp_secret, new.user.login, issuer)
+    print(f"TOTP enrollment for {new.user.login} (scan it, then clear this terminal; it is "
+          "shown once and not mailed):")
+    segno.make(uri, error="m").terminal(compact=True)
+    print(f"  otpauth URI: {uri}")
+    log.warning("TOTP enrollment shown on the terminal instead of mailed",
+                extra={"login": new.user.login})
+
+
+def _print_activation(config: Any, new: Any, mailed: bool = True, outbox: bool = False
+                      ) -> None:
     from collector.auth.config import public_url
     from collector.auth.enrollment import activation_link
 
@@ -124,7 +147,7 @@ def _print_activation(config: Any, new: Any, outbox: bool) -> None:
     if outbox:
         print(f"TOTP enrollment for {user.email} written to the outbox (read it with "
               "`vigil outbox show`: it holds the authenticator key and QR code)")
-    else:
+    elif mailed:
         print(f"TOTP enrollment mailed to {user.email}")
     print(f"hand this one-time activation link to {user.login} (valid until "
           f"{new.activation_expires}):")
@@ -162,8 +185,10 @@ def _enroll(args: argparse.Namespace, action: str, start: Callable[[Any], Any],
     if found is None:
         return EX_CONFIG
     config, directory = found
-    channel = _enrollment_channel(config, args.config_dir, config.data_dir(args.data_dir))
-    if channel is None:
+    shown = getattr(args, "show_enrollment", False)
+    channel = None if shown else _enrollment_channel(config, args.config_dir,
+                                                          config.data_dir(args.data_dir))
+    if channel is None and not shown:
         return EX_CONFIG
     try:
         new = start(directory)
@@ -173,6 +198,11 @@ def _enroll(args: argparse.Namespace, action: str, start: Callable[[Any], Any],
     from collector.auth.config import access_policy
     from collector.auth.enrollment import send_enrollment
 
+    if channel is None:
+        print(headline(new.user))
+        _show_enrollment(new, access_policy(config).issuer)
+        _print_activation(config, new, mailed=False)
+        return 0
     error = send_enrollment(channel, new, access_policy(config).issuer)
     if error is not None:
         print(f"cannot send the enrollment mail through {channel.channel_id!r} "
@@ -180,7 +210,7 @@ def _enroll(args: argparse.Namespace, action: str, start: Callable[[Any], Any],
               file=sys.stderr)
         return EX_UNAVAILABLE
     print(headline(new.user))
-    _print_activation(config, new, channel.outbox is not None)
+    _print_activation(config, new, outbox=channel.outbox is not None)
     return 0
 
 

@@ -137,4 +137,20 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         "UPDATE users SET failed_logins = 0, locked_until = NULL",
         "ALTER TABLE users ADD COLUMN activation_failures INTEGER NOT NULL DEFAULT 0",
     ]),
+    (4, "questions to the client (validation, action, decision) and the client's answers", [
+        """CREATE TABLE client_requests (
+            id {AUTO_ID},
+            alert_id VARCHAR(64) NOT NULL REFERENCES alerts (id),
+            tenant VARCHAR(64) NOT NULL,
+            kind VARCHAR(16) NOT NULL,
+            question TEXT NOT NULL,
+            asked_by VARCHAR(64) NOT NULL,
+            asked_at VARCHAR(40) NOT NULL,
+            answer TEXT,
+            answered_by VARCHAR(64),
+            answered_at VARCHAR(40)
+        )""",
+        "CREATE INDEX client_requests_by_alert ON client_requests (alert_id)",
+        "CREATE INDEX alerts_by_queue ON alerts (tenant, status, ack_due, resolve_due)",
+    ]),
 ]

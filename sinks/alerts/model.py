@@ -8,7 +8,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
@@ -21,6 +21,9 @@ STATUSES = ("new", "acknowledged", "escalated", "resolved")
 OPEN_STATUSES = ("new", "acknowledged", "escalated")
 RESOLUTIONS = ("false_positive", "true_positive", "benign", "duplicate")
 LEVELS = ("L1", "L2", "L3")
+CLIENT_REQUEST_KINDS = ("validation", "action", "decision")
+SLA_STATES = ("breached", "due_soon")  # the queue's SLA filter
+ORDERS = ("sla", "newest")  # the queue's sort: the next SLA deadline first, or newest first
 PLATFORM = "_platform"  # audit tenant of actions that belong to no client (user admin)
 SYSTEM_ACTOR = "system"
 
@@ -97,6 +100,12 @@ class AlertFilter:
     since: datetime | None = None
     until: datetime | None = None
     breached: bool | None = None
+    sla_state: str | None = None  # one of SLA_STATES: measured at `now`
+    tactic: str | None = None  # an ATT&CK tactic the rule is tagged with
+    awaiting_client: bool | None = None  # a question to the client is unanswered
+    order: str = "newest"
+    now: datetime | None = None  # where `due_soon` starts (the store's clock by default)
+    due_soon: timedelta = timedelta(hours=1)
 
 
 def to_json(value: Any) -> str:

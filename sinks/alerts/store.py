@@ -21,6 +21,7 @@ from core.events import TENANT, TIMESTAMP, Event, as_datetime
 from sinks.alerts.audit import AuditTrail, write_audit
 from sinks.alerts.db import Database, from_text, to_text
 from sinks.alerts.model import (
+    STATUSES,
     SUMMARY_COLUMNS,
     SYSTEM,
     SYSTEM_ACTOR,
@@ -38,6 +39,17 @@ from sinks.alerts.outbox import NotificationOutbox, NotificationPlanner, enqueue
 from sinks.alerts.triage import AlertTriage
 
 log = logging.getLogger(__name__)
+
+# The next SLA deadline of an alert: acknowledging while new, resolving while open.
+NEXT_DUE = ("(CASE WHEN status = 'new' THEN ack_due WHEN status = 'resolved' THEN NULL "
+            "ELSE resolve_due END)")
+
+
+def _breached(now: str) -> tuple[str, list[Any]]:
+    """An open alert that missed a deadline: marked by the SLA monitor, or past due now (the
+    monitor marks within seconds; the queue should not wait for it)."""
+    return (f"(status <> 'resolved' AND (ack_breached_at IS NOT NULL OR resolve_breached_at "
+            f"IS NOT NULL OR {NEXT_DUE} <= ?))", [now])
 
 
 def _list(value: Any) -> list[Any]:
@@ -194,14 +206,54 @@ class AlertStore(AlertTriage, AuditTrail, NotificationOutbox):
                 raise NotFound(f"alert {alert_id!r} not found")
             notes = con.execute("SELECT author, created_at, body FROM alert_notes "
                                 "WHERE alert_id = ? ORDER BY id", (alert_id,)).fetchall()
+            asked = con.execute("SELECT id, kind, question, asked_by, asked_at, answer, "
+                                "answered_by, answered_at FROM client_requests "
+                                "WHERE alert_id = ? ORDER BY id", (alert_id,)).fetchall()
         full = public_alert(dict(row))
         full["events"] = orjson.loads(row["events"])
         full["notes"] = [dict(n) for n in notes]
+        full["client_requests"] = [dict(a) for a in asked]
         return full
 
     def search(self, actor: Actor, filters: AlertFilter, *, limit: int = 50, offset: int = 0
              ) -> tuple[list[dict[str, Any]], int]:
-        """A page of alerts (newest first) and the total matching the filters."""
+        """A page of alerts and the total matching the filters: newest first, or (`order`
+        "sla") open alerts by their next SLA deadline, resolved ones last."""
+        clause, args = self._where(actor, filters)
+        order = ("CASE WHEN status = 'resolved' THEN 1 ELSE 0 END, next_due, created_at DESC, id"
+                 if filters.order == "sla" else "created_at DESC, id")
+        with self.db.transaction(write=False) as con:
+            total = con.execute(f"SELECT count(*) FROM alerts WHERE {clause}", args).fetchone()[0]
+            rows = con.execute(
+                f"SELECT {', '.join(SUMMARY_COLUMNS)}, details, {NEXT_DUE} AS next_due "
+                f"FROM alerts WHERE {clause} ORDER BY {order} LIMIT ? OFFSET ?",
+                [*args, limit, offset]).fetchall()
+        return [public_alert(dict(r)) for r in rows], int(total)
+
+    def counts(self, actor: Actor, filters: AlertFilter) -> dict[str, int]:
+        """How many alerts in the caller's scope (and the filter's tenant) are in each status,
+        and how many open ones breached or are due soon: the queue's counters."""
+        scope = AlertFilter(tenant=filters.tenant, now=filters.now, due_soon=filters.due_soon)
+        clause, args = self._where(actor, scope)
+        now = to_text(filters.now or self.clock())
+        soon = to_text((filters.now or self.clock()) + filters.due_soon)
+        breached = _breached(now)
+        sums = ", ".join(f"sum(CASE WHEN status = '{s}' THEN 1 ELSE 0 END)" for s in STATUSES)
+        with self.db.transaction(write=False) as con:
+            row = con.execute(
+                f"SELECT {sums}, sum(CASE WHEN {breached[0]} THEN 1 ELSE 0 END), "
+                f"sum(CASE WHEN status <> 'resolved' AND NOT ({breached[0]}) AND {NEXT_DUE} <= ?"
+                f" THEN 1 ELSE 0 END) FROM alerts WHERE {clause}",
+                [*breached[1], *breached[1], soon, *args]).fetchone()
+            # Few questions are open at a time: count from their side, not per alert.
+            awaiting = con.execute(
+                f"SELECT count(*) FROM alerts WHERE {clause} AND id IN (SELECT alert_id FROM "
+                "client_requests WHERE answered_at IS NULL)", args).fetchone()[0]
+        names = [*STATUSES, "breached", "due_soon"]
+        found = {name: int(value or 0) for name, value in zip(names, row, strict=True)}
+        return {**found, "awaiting_client": int(awaiting)}
+
+    def _where(self, actor: Actor, filters: AlertFilter) -> tuple[str, list[Any]]:
         condition, params = tenant_scope(actor)
         where, args = [condition], list(params)
         if filters.tenant is not None:
@@ -225,13 +277,24 @@ class AlertStore(AlertTriage, AuditTrail, NotificationOutbox):
             test = "IS NOT NULL" if filters.breached else "IS NULL"
             joiner = " OR " if filters.breached else " AND "
             where.append(f"(ack_breached_at {test}{joiner}resolve_breached_at {test})")
-        clause = " AND ".join(where)
-        with self.db.transaction(write=False) as con:
-            total = con.execute(f"SELECT count(*) FROM alerts WHERE {clause}", args).fetchone()[0]
-            rows = con.execute(
-                f"SELECT {', '.join(SUMMARY_COLUMNS)}, details FROM alerts WHERE {clause} "
-                "ORDER BY created_at DESC, id LIMIT ? OFFSET ?", [*args, limit, offset]).fetchall()
-        return [public_alert(dict(r)) for r in rows], int(total)
+        if filters.sla_state is not None:
+            now = filters.now or self.clock()
+            breached, breached_args = _breached(to_text(now))
+            if filters.sla_state == "breached":
+                where.append(breached)
+                args.extend(breached_args)
+            else:  # due_soon: open, not breached, the next deadline within the window
+                where.append(f"status <> 'resolved' AND NOT ({breached}) AND {NEXT_DUE} <= ?")
+                args.extend([*breached_args, to_text(now + filters.due_soon)])
+        if filters.tactic is not None:
+            where.append("EXISTS (SELECT 1 FROM json_each(details, '$.tactics') t "
+                         "WHERE lower(t.value) = lower(?))")
+            args.append(filters.tactic)
+        if filters.awaiting_client is not None:
+            test = "EXISTS" if filters.awaiting_client else "NOT EXISTS"
+            where.append(f"{test} (SELECT 1 FROM client_requests c WHERE c.alert_id = "
+                         "alerts.id AND c.answered_at IS NULL)")
+        return " AND ".join(where), args
 
     # -- SLA -------------------------------------------------------------------------------
 

@@ -1,6 +1,7 @@
-"""Triage lifecycle of an alert: acknowledge, assign, escalate, note, resolve, reopen. Each
-change is checked against the alert's state, written with its audit record (and any
-notification) in one transaction, and limited to the actor's tenants.
+"""Triage lifecycle of an alert: acknowledge, assign, escalate (to L1-L3, or to the client with
+a question the client answers), note, resolve, reopen. Each change is checked against the
+alert's state, written with its audit record (and any notification) in one transaction, and
+limited to the actor's tenants.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collector.auth.roles import ALL_TENANTS
 from sinks.alerts.audit import write_audit
 from sinks.alerts.db import Database, to_text
 from sinks.alerts.model import (
+    CLIENT_REQUEST_KINDS,
     LEVELS,
     RESOLUTIONS,
     SUMMARY_COLUMNS,
@@ -107,9 +109,39 @@ class AlertTriage:
             return {"status": "escalated", "escalation_level": level,
                     "escalation_reason": reason,
                     "acknowledged_at": row["acknowledged_at"] or now}
+        if client_request is not None and client_request.get("kind") not in CLIENT_REQUEST_KINDS:
+            raise InvalidChange("a question to the client is one of "
+                                f"{', '.join(CLIENT_REQUEST_KINDS)}")
         extra = {"level": level, "reason": reason, "by": actor.login,
                  "client_request": client_request}
-        return self._change(alert_id, actor, "escalate", apply, notify=("escalation", extra))
+        ask = _ask_client(actor, client_request) if client_request is not None else None
+        return self._change(alert_id, actor, "escalate", apply, notify=("escalation", extra),
+                            also=ask)
+
+    def answer_client_request(self, alert_id: str, actor: Actor, request_id: int,
+                              answer: str) -> Change:
+        """The client answers the SOC's question (once); the SOC is notified with the answer."""
+        asked: dict[str, Any] = {}
+
+        def apply(row: dict[str, Any], now: str) -> dict[str, Any]:
+            return {}
+
+        def also(con: sqlite3.Connection, row: dict[str, Any], now: str) -> None:
+            found = con.execute("SELECT * FROM client_requests WHERE id = ? AND alert_id = ?",
+                                (request_id, alert_id)).fetchone()
+            if found is None:
+                raise NotFound(f"no question {request_id} on alert {alert_id!r}")
+            if found["answered_at"] is not None:
+                raise Conflict("this question has already been answered")
+            con.execute("UPDATE client_requests SET answer = ?, answered_by = ?, "
+                        "answered_at = ? WHERE id = ?", (answer, actor.login, now, request_id))
+            asked.update(kind=found["kind"], question=found["question"])
+
+        audit = {"request_id": request_id, "answer": answer}
+        extra = {"by": actor.login, "request_id": request_id, "answer": answer,
+                 "client_request": asked}
+        return self._change(alert_id, actor, "client_answer", apply, audit_after=audit,
+                            also=also, notify=("client_answer", extra))
 
     def add_note(self, alert_id: str, actor: Actor, body: str) -> Change:
         def apply(row: dict[str, Any], now: str) -> dict[str, Any]:
@@ -158,4 +190,15 @@ def _note_reason(actor: Actor, reason: str
         con.execute("INSERT INTO alert_notes (alert_id, tenant, author, created_at, body) "
                     "VALUES (?, ?, ?, ?, ?)",
                     (row["id"], row["tenant"], actor.login, now, f"reopened: {reason}"))
+    return also
+
+
+def _ask_client(actor: Actor, request: dict[str, Any]
+                ) -> Callable[[sqlite3.Connection, dict[str, Any], str], None]:
+    """Keep the question to the client, so the client can answer it in the console."""
+    def also(con: sqlite3.Connection, row: dict[str, Any], now: str) -> None:
+        con.execute("INSERT INTO client_requests (alert_id, tenant, kind, question, asked_by, "
+                    "asked_at) VALUES (?, ?, ?, ?, ?, ?)",
+                    (row["id"], row["tenant"], request["kind"], request["question"],
+                     actor.login, now))
     return also

@@ -5,7 +5,8 @@ messages themselves (text + HTML mail, JSON webhook bodies).
   breaches (severity recipients; escalation contacts for escalations) and its webhooks fire.
 - `managed_soc`: the SOC gets new detections, internal escalations and breaches (the email
   notifier's `soc_recipients`, `audience: soc` webhooks); the client hears only of escalations
-  that ask it something (validation, action or decision), with the question.
+  that ask it something (validation, action or decision), with the question; the client's
+  answer goes to the SOC, whatever the tier.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from sinks.notify.config import EmailNotifierConfig, WebhookNotifierConfig
 NEW_ALERT = "new_alert"
 ESCALATION = "escalation"
 SLA_BREACH = "sla_breach"
+CLIENT_ANSWER = "client_answer"
 CLIENT_REQUESTS = ("validation", "action", "decision")
 
 
@@ -52,7 +54,8 @@ class NotificationRouter:
         severity = alert["severity"]
         client_emails = tenant.notifications.email.for_severity(severity)
         asks_client = event == ESCALATION and bool(extra.get("client_request"))
-        audience = "client" if tenant.tier == "siem_only" or asks_client else "soc"
+        audience = ("soc" if event == CLIENT_ANSWER
+                    else "client" if tenant.tier == "siem_only" or asks_client else "soc")
         if audience == "soc":
             soc = list(self.email_config.soc_recipients) if self.email_config else []
             return Route("soc", soc, list(self.soc_webhooks))
@@ -90,6 +93,9 @@ def _headline(event: str, alert: dict[str, Any], extra: dict[str, Any], audience
         if audience == "client" and request:
             return f"{str(request.get('kind', 'decision')).title()} requested: {rule}"
         return f"Escalated to {extra.get('level')}: {rule}"
+    if event == CLIENT_ANSWER:
+        request = extra.get("client_request") or {}
+        return f"Client answered ({request.get('kind', 'question')}): {rule}"
     kind = "acknowledge" if extra.get("kind") == "ack" else "resolve"
     return f"SLA breached (time to {kind}): {rule}"
 
@@ -110,6 +116,10 @@ def _facts(event: str, alert: dict[str, Any], extra: dict[str, Any], tenant: Ten
         if request:
             facts.append(("Request", str(request.get("kind"))))
             facts.append(("Question", str(request.get("question"))))
+    if event == CLIENT_ANSWER:
+        request = extra.get("client_request") or {}
+        facts.append(("Question", str(request.get("question"))))
+        facts.append(("Answer", f"{extra.get('answer')} ({extra.get('by')})"))
     if alert["rule"].get("runbook"):
         facts.append(("Runbook", str(alert["rule"]["runbook"])))
     return facts
@@ -145,6 +155,9 @@ def webhook_body(event: str, alert: dict[str, Any], extra: dict[str, Any],
     if event == ESCALATION:
         body["escalation"] = {k: extra.get(k) for k in ("level", "reason", "by",
                                                          "client_request")}
+    if event == CLIENT_ANSWER:
+        body["client_answer"] = {k: extra.get(k) for k in ("by", "request_id", "answer",
+                                                           "client_request")}
     if event == SLA_BREACH:
         body["breach"] = {"kind": extra.get("kind")}
     return body

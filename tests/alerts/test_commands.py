@@ -80,3 +80,33 @@ def test_users_list_review_and_disable(setup: tuple[Path, Path],
     assert main(["users", "reset", "yves", *args]) == 69
     assert "the reset stands: run `vigil users reset yves` again" in capsys.readouterr().err
     assert directory.get("yves").status == "pending"  # type: ignore[union-attr]
+
+
+def test_the_first_user_without_a_mail_server(tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """`--show-enrollment` prints the TOTP enrollment (QR and otpauth URI) instead of mailing
+    it, so the first administrator of a host without mail can enroll; the link activates."""
+    import re
+    import urllib.parse
+
+    import pyotp
+
+    conf, data = tmp_path / "conf.d", tmp_path / "data"
+    write_conf(conf, "tenants: {acme: {name: ACME}}", "10-tenants.yaml")  # no notifier at all
+    args = ["-c", str(conf), "--data-dir", str(data)]
+    assert main(["users", "add", "boss", "--email", "boss@example.com", "--role",
+                 "platform_admin", *args]) == 78  # without the flag: mail is required
+    assert "no notifier of type email" in capsys.readouterr().err
+    assert main(["users", "add", "boss", "--email", "boss@example.com", "--role",
+                 "platform_admin", "--show-enrollment", *args]) == 0
+    out = capsys.readouterr().out
+    assert "mailed to" not in out and "user boss added" in out
+    uri = re.search(r"otpauth URI: (otpauth://\S+)", out)
+    link = re.search(r"activate\?(\S+)", out)
+    assert uri and link
+    secret = urllib.parse.parse_qs(urllib.parse.urlparse(uri.group(1)).query)["secret"][0]
+    token = urllib.parse.parse_qs(link.group(1))["token"][0]
+    directory = UserDirectory(Database(data / "alerts.db"))
+    user = directory.activate("boss", token, "first admin passphrase 2026",
+                              pyotp.TOTP(secret).now())
+    assert user.status == "active"

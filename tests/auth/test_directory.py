@@ -248,3 +248,22 @@ def test_a_secret_stored_before_sealing_still_logs_in_and_is_sealed_then(
     assert stored.startswith("v1:") and secret not in stored
     clock.advance(seconds=30)
     directory.login("ana", PASSWORD, current_code(secret, clock()), None)
+
+
+def test_a_console_session_ends_after_its_idle_timeout(tmp_path: Path) -> None:
+    clock = Clock()
+    directory = _directory(tmp_path, clock)
+    secret = _active(directory, clock)
+    token, _ = directory.login("ana", PASSWORD, current_code(secret, clock()), "10.0.0.1")
+    derived, _ = directory.issue_api_token(directory.authenticate(token), "cli", None, None)
+    idle = dt.timedelta(minutes=30)
+    clock.advance(minutes=29)
+    assert directory.touch_session(token, idle) is not None  # used: the clock restarts
+    clock.advance(minutes=29)
+    assert directory.touch_session(token, idle, refresh=False) is not None  # a poll
+    clock.advance(minutes=2)  # 31 min since the last use (the poll did not count)
+    assert directory.touch_session(token, idle, "10.0.0.1") is None
+    assert directory.authenticate(token) is None and directory.authenticate(derived) is None
+    trail, _ = AlertStore(directory.db).audit(ADMIN, tenant="_platform")
+    assert [r["action"] for r in trail][-1] == "session_idle"
+    assert directory.touch_session(derived, idle) is None  # API tokens are not sessions
