@@ -137,4 +137,16 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         "UPDATE users SET failed_logins = 0, locked_until = NULL",
         "ALTER TABLE users ADD COLUMN activation_failures INTEGER NOT NULL DEFAULT 0",
     ]),
+    (4, "user-saved dashboards, one tenant each", [
+        """CREATE TABLE user_dashboards (
+            id VARCHAR(64) PRIMARY KEY,
+            tenant VARCHAR(64) NOT NULL,
+            owner VARCHAR(64) NOT NULL,
+            title TEXT NOT NULL,
+            definition TEXT NOT NULL,
+            created_at VARCHAR(40) NOT NULL,
+            updated_at VARCHAR(40) NOT NULL
+        )""",
+        "CREATE INDEX user_dashboards_by_tenant ON user_dashboards (tenant, title)",
+    ]),
 ]
