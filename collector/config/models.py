@@ -156,6 +156,17 @@ class QueueConfig(StrictModel):
         return self.fsync.interval_ms / 1000 if isinstance(self.fsync, FsyncInterval) else 0.0
 
 
+class DashboardQueryConfig(StrictModel):
+    """The `vigil.dashboard_queries` settings: bounds of every panel's DuckDB query."""
+
+    timeout_seconds: float = Field(10.0, gt=0, le=600, description="a panel query running "
+                                   "longer is interrupted and the panel shows the error")
+    memory_limit: str = Field("1GB", pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$",
+                              description="DuckDB memory limit per panel query (nothing "
+                              "spills to disk)")
+    threads: int = Field(2, ge=1, le=64, description="DuckDB threads per panel query")
+
+
 class LoggingConfig(StrictModel):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["logfmt", "json"] = "logfmt"
@@ -242,6 +253,7 @@ class GlobalConfig(StrictModel):
     queue: QueueConfig = QueueConfig()
     detection: DetectionConfig = DetectionConfig()
     logging: LoggingConfig = LoggingConfig()
+    dashboard_queries: DashboardQueryConfig = DashboardQueryConfig()
 
     def semantic_errors(self, context: ValidationContext) -> list[ConfigIssue]:
         return [(("control", *loc), message)

@@ -18,8 +18,10 @@ PanelSql = Annotated[str, Field(min_length=1, max_length=20_000)]
 class PanelConfig(StrictModel):
     """One panel: a DuckDB SELECT over the tenant's lake."""
 
-    id: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
-    title: Annotated[str, Field(min_length=1, max_length=200)]
+    id: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")] = Field(
+        description="unique within the dashboard")
+    title: Annotated[str, Field(min_length=1, max_length=200)] = Field(
+        description="shown above the panel")
     kind: PanelKind = Field(description="timeseries (first column the time bucket, others "
                             "series), top_n (rows, largest first), stat (one value), map "
                             "(a column `country` with ISO codes and a value), table")
@@ -33,9 +35,12 @@ class PanelConfig(StrictModel):
 class DashboardConfig(StrictModel):
     """A dashboard: title, category, requirements, panels."""
 
-    title: Annotated[str, Field(min_length=1, max_length=200)]
+    title: Annotated[str, Field(min_length=1, max_length=200)] = Field(
+        description="shown as the dashboard's name")
     description: str = ""
-    category: Annotated[str, Field(min_length=1, max_length=64)]
+    category: Annotated[str, Field(min_length=1, max_length=64)] = Field(
+        description="what it is about (the integration map's categories: perimeter security, "
+        "authentication and access control, cloud services ..., or compliance, operations)")
     requires: dict[str, list[str]] = Field(
         default_factory=dict, description="dataset -> fields it must populate (`*`: any "
         "dataset); the dashboard is active when one listed dataset has events and its fields "

@@ -59,7 +59,7 @@ class DashboardService:
         self.data_dir = data_dir
         self.db = db
         self.live_coverage = coverage
-        self.limits = limits or LakeLimits()
+        self.limits = limits
         self._saved_coverage: tuple[float, FieldCoverage] | None = None
 
     # -- coverage and activation ------------------------------------------------------------
@@ -92,7 +92,10 @@ class DashboardService:
 
     def lake(self, tenant: str) -> TenantLake:
         config = self.config()
-        return TenantLake(lake_root(self.data_dir, config.sinks.values()), tenant, self.limits)
+        settings = config.settings.dashboard_queries
+        limits = self.limits or LakeLimits(settings.timeout_seconds, settings.memory_limit,
+                                           settings.threads)
+        return TenantLake(lake_root(self.data_dir, config.sinks.values()), tenant, limits)
 
     def run_panels(self, tenant: str, dashboard: DashboardConfig, status: DashboardStatus,
                    when: TimeRange, *, prune: bool = True) -> list[dict[str, Any]]:

@@ -23,6 +23,7 @@ def write_firewall(lake: Path, tenant: str, day: datetime, rows: int, prefix: st
         AS "@timestamp", '{prefix}.' || (range % 5) AS "source.ip", '10.0.0.1' AS
         "destination.ip", CAST([22, 443, 3389][1 + range % 3] AS BIGINT) AS "destination.port",
         CASE WHEN range % 4 = 0 THEN 'failure' ELSE 'success' END AS "event.outcome",
+        CASE WHEN range % 4 = 0 THEN 'deny' ELSE 'accept' END AS "event.action",
         ['FR', 'US'][1 + range % 2] AS "source.geo.country_iso_code",
         'fortinet.firewall' AS "vigil.dataset", '{tenant}' AS "vigil.tenant"
         FROM range({rows})) TO '{directory}/0-0-{rows}.parquet' (FORMAT parquet)""")
