@@ -37,6 +37,7 @@ from collector.dashboards.library import load_library  # noqa: E402
 ROWS = int(os.environ.get("BENCH_ROWS", 10_000_000))
 DAYS = int(os.environ.get("BENCH_DAYS", 10))
 ALERTS = int(os.environ.get("BENCH_ALERTS", 100_000))
+KEEP = os.environ.get("BENCH_KEEP")  # a directory: the lake and store are kept there and reused
 ROUNDS = 3
 END = datetime(2026, 12, 1, tzinfo=UTC)
 
@@ -111,6 +112,7 @@ async def bench_queue(tmp: Path) -> dict[str, Any]:
     from sinks.alerts.model import Actor
     from sinks.alerts.service import Alerting
 
+    filled_before = (tmp / "data" / "alerts.db").exists()
     config = load(tmp / "conf.d", TENANTS_YAML, UNUSED_MAIL_YAML)
     alerting = Alerting(config, tmp / "data", tmp / "conf.d", Telemetry())
     await alerting.start()
@@ -118,7 +120,7 @@ async def bench_queue(tmp: Path) -> dict[str, Any]:
     tenants = ("acme", "bravo", "charlie")
     severities = ("critical", "high", "medium", "low", "informational")
     batch = 2000
-    for first in range(0, ALERTS, batch):
+    for first in range(0, 0 if filled_before else ALERTS, batch):
         for tenant in tenants:
             alerts = [make_alert(tenant, rule_id=f"rule_{i % 40}", severity=severities[i % 5],
                                  group=f'{{"source.ip": "203.0.{i % 250}.{i // 250 % 250}"}}',
@@ -128,10 +130,11 @@ async def bench_queue(tmp: Path) -> dict[str, Any]:
             alerting.store.upsert(alerts, tenant)
     filled = time.perf_counter() - started
     directory = alerting.directory
-    new = directory.add_user("admin", "Admin", "admin@example.com", "platform_admin", [],
-                             Actor("root", None))
-    directory.activate("admin", new.activation_token, "correct horse battery staple",
-                       current_code(new.totp_secret, alerting.clock()))
+    if directory.get("admin") is None:
+        new = directory.add_user("admin", "Admin", "admin@example.com", "platform_admin", [],
+                                 Actor("root", None))
+        directory.activate("admin", new.activation_token, "correct horse battery staple",
+                           current_code(new.totp_secret, alerting.clock()))
     user = directory.get("admin")
     assert user is not None
     token = new_token("vgs")
@@ -163,9 +166,11 @@ async def bench_queue(tmp: Path) -> dict[str, Any]:
 
 def main() -> None:
     with tempfile.TemporaryDirectory(prefix="vigil-bench-dashboards-") as tmp_name:
-        tmp = Path(tmp_name)
+        tmp = Path(KEEP or tmp_name)
         lake = tmp / "lake"
-        wrote = write_lake(lake, "acme", ROWS) + write_lake(lake, "demo", ROWS // 2)
+        wrote = 0.0
+        if not lake.exists():
+            wrote = write_lake(lake, "acme", ROWS) + write_lake(lake, "demo", ROWS // 2)
         files = sum(1 for _ in lake.rglob("*.parquet"))
         panels = bench_panels(lake)
         queue = asyncio.run(bench_queue(tmp / "queue"))

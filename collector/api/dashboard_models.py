@@ -91,7 +91,10 @@ class PostureOut(Response):
     open_by_severity: dict[str, int]
     open_total: int
     trend: dict[str, Any] = Field(description="7d, 30d, 90d: total and daily counts")
-    sla_30d: list[SlaFigures]
+    sla_30d: list[SlaFigures] = Field(description="MTTA, MTTR and share within SLA per "
+                                      "severity over 30 days")
+    sla_targets: dict[str, dict[str, int]] = Field(
+        description="the tenant's SLA per severity: ack_seconds, resolve_seconds")
     top_rules: list[dict[str, Any]]
     attack_matrix: list[dict[str, Any]]
     top_attackers: list[dict[str, Any]]

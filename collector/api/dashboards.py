@@ -18,7 +18,7 @@ from collector.dashboards.model import DashboardConfig
 from collector.dashboards.posture import posture
 from collector.dashboards.saved import SavedDashboards, SavedNotFound
 from collector.dashboards.service import CoverageSource, DashboardService, Listed
-from core.config import ValidationContext, parse_duration
+from core.config import SEVERITIES, ValidationContext, parse_duration
 from sinks.alerts.model import PLATFORM
 
 if TYPE_CHECKING:
@@ -54,19 +54,25 @@ class DashboardRoutes:
             "dashboard_denied", None, {"tenant": tenant, "route": call.request.path})
         raise ApiError(404, f"tenant {tenant!r} not found")
 
-    def _listed(self, call: Call, tenant: str) -> list[Listed]:
+    async def _listed(self, call: Call, tenant: str) -> list[Listed]:
+        # Coverage is read here, on the loop, where detection counts it.
+        now = self.alerting.clock()
+        coverage = self.dashboards.coverage(tenant, now)
+        return await asyncio.to_thread(self._list_with, call, tenant, coverage)
+
+    def _list_with(self, call: Call, tenant: str, coverage: dict[str, Any]) -> list[Listed]:
         actor = call.me.actor(call.address)
         rows = self.saved.list(actor, tenant)
         saved = {row["id"]: Dashboard(row["id"], row["config"], "user") for row in rows}
         owners = {row["id"]: row["owner"] for row in rows}
-        listed = self.dashboards.statuses(tenant, self.alerting.clock(), saved)
+        listed = self.dashboards.statuses(tenant, self.alerting.clock(), saved, coverage)
         for item in listed:
             item.owner = owners.get(item.dashboard.id)
         return listed
 
     async def list_dashboards(self, call: Call) -> Any:
         tenant = await self._tenant(call, call.query.tenant)
-        listed = await asyncio.to_thread(self._listed, call, tenant)
+        listed = await self._listed(call, tenant)
         items = [_summary(tenant, item) for item in listed]
         active = sum(1 for i in items if i["active"])
         return {"tenant": tenant, "active": active, "inactive": len(items) - active,
@@ -83,7 +89,7 @@ class DashboardRoutes:
             raise ApiError(400, "`since` must be a duration like 24h or 7d") from None
         if start >= end or end - start > MAX_RANGE:
             raise ApiError(400, "the range must be positive and at most 400 days")
-        listed = await asyncio.to_thread(self._listed, call, tenant)
+        listed = await self._listed(call, tenant)
         found = next((i for i in listed if i.dashboard.id == call.path["dashboard_id"]), None)
         if found is None:
             raise ApiError(404, "dashboard not found")
@@ -137,18 +143,19 @@ class DashboardRoutes:
         return {"id": call.path["dashboard_id"], "deleted": True}
 
     async def _summary_of(self, call: Call, tenant: str, dashboard_id: str) -> Any:
-        listed = await asyncio.to_thread(self._listed, call, tenant)
+        listed = await self._listed(call, tenant)
         return next(_summary(tenant, i) for i in listed if i.dashboard.id == dashboard_id)
 
     async def posture(self, call: Call) -> Any:
         tenant = await self._tenant(call, call.query.tenant)
         now = self.alerting.clock()
-        service = self.dashboards
-
-        def build() -> dict[str, Any]:
-            return posture(self.alerting.store, tenant, now, service.coverage(tenant, now),
-                           service.lake(tenant))
-        return await asyncio.to_thread(build)
+        coverage = self.dashboards.coverage(tenant, now)  # on the loop, like detection
+        sla = self.alerting.tenants[tenant].sla
+        targets = {s: {"ack_seconds": int(sla.for_severity(s).ack.total_seconds()),
+                       "resolve_seconds": int(sla.for_severity(s).resolve.total_seconds())}
+                   for s in SEVERITIES}
+        return await asyncio.to_thread(posture, self.alerting.store, tenant, now, coverage,
+                                       self.dashboards.lake(tenant), targets=targets)
 
     def dashboard_operations(self) -> list[Operation]:
         Op = Operation

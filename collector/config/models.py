@@ -165,6 +165,8 @@ class DashboardQueryConfig(StrictModel):
                               description="DuckDB memory limit per panel query (nothing "
                               "spills to disk)")
     threads: int = Field(2, ge=1, le=64, description="DuckDB threads per panel query")
+    concurrent: int = Field(2, ge=1, le=64, description="panel queries running at once in "
+                            "the daemon; more wait their turn")
 
 
 class LoggingConfig(StrictModel):

@@ -24,9 +24,11 @@ SILENT_AFTER = timedelta(hours=24)
 
 
 def posture(store: AlertStore, tenant: str, now: datetime,
-            coverage: dict[str, DatasetCoverage], lake: TenantLake, *, top: int = 10
+            coverage: dict[str, DatasetCoverage], lake: TenantLake, *,
+            targets: dict[str, dict[str, int]] | None = None, top: int = 10
             ) -> dict[str, Any]:
-    """Everything the posture page shows for `tenant`, JSON-ready."""
+    """Everything the posture page shows for `tenant`, JSON-ready; `targets` are the tenant's
+    SLA per severity (ack_seconds, resolve_seconds), shown beside the measured times."""
     since = now - timedelta(days=max(TREND_WINDOWS))
     with store.db.transaction(write=False) as con:
         open_rows = con.execute(
@@ -47,7 +49,7 @@ def posture(store: AlertStore, tenant: str, now: datetime,
     per_day: dict[str, dict[str, int]] = {}
     for day, severity, count in daily:
         per_day.setdefault(day, {s: 0 for s in SEVERITIES})[severity] = int(count)
-    series = []
+    series: list[dict[str, Any]] = []
     for n in range(max(TREND_WINDOWS) - 1, -1, -1):
         day = (now - timedelta(days=n)).astimezone(UTC).date().isoformat()
         counts = per_day.get(day, {s: 0 for s in SEVERITIES})
@@ -75,6 +77,7 @@ def posture(store: AlertStore, tenant: str, now: datetime,
         "open_by_severity": open_by, "open_total": sum(open_by.values()),
         "trend": trend,
         "sla_30d": sla,
+        "sla_targets": targets or {},
         "top_rules": [{"rule_id": r, "rule_name": n, "alerts": c}
                       for (r, n), c in rules.most_common(top)],
         "attack_matrix": [{"tactic": t, "techniques": [{"technique": k, "alerts": c}

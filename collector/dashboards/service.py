@@ -5,6 +5,7 @@ over a time range inside the tenant's lake partitions."""
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -61,6 +62,9 @@ class DashboardService:
         self.live_coverage = coverage
         self.limits = limits
         self._saved_coverage: tuple[float, FieldCoverage] | None = None
+        # Panel queries are CPU and memory heavy: a bounded number run at once.
+        self._turns = threading.BoundedSemaphore(
+            config().settings.dashboard_queries.concurrent)
 
     # -- coverage and activation ------------------------------------------------------------
 
@@ -68,7 +72,14 @@ class DashboardService:
         """The tenant's field coverage: the running detection's, else what it saved."""
         live = self.live_coverage() if self.live_coverage else None
         if live is not None:
-            return live.totals(tenant)
+            # Detection counts on the event loop, where the API calls this; should it ever
+            # count on another thread, a read that overlapped a new bucket is read again.
+            for _ in range(5):
+                try:
+                    return live.totals(tenant)
+                except RuntimeError:
+                    continue
+            return {}
         path = self.data_dir / "state" / "coverage.json"
         try:
             mtime = path.stat().st_mtime
@@ -80,9 +91,11 @@ class DashboardService:
             self._saved_coverage = (mtime, restored)
         return self._saved_coverage[1].totals(tenant)
 
-    def statuses(self, tenant: str, now: datetime,
-                 extra: dict[str, Dashboard] | None = None) -> list[Listed]:
-        coverage = self.coverage(tenant, now)
+    def statuses(self, tenant: str, now: datetime, extra: dict[str, Dashboard] | None = None,
+                 coverage: dict[str, DatasetCoverage] | None = None) -> list[Listed]:
+        """Every dashboard (and `extra`, the saved ones) with its state for the tenant."""
+        if coverage is None:
+            coverage = self.coverage(tenant, now)
         activation = self.config().settings.detection.activation
         dashboards = {**all_dashboards(self.config()), **(extra or {})}
         return [Listed(d, dashboard_status(d.id, d.config, coverage, activation))
@@ -109,8 +122,10 @@ class DashboardService:
             try:
                 if ALERTS_VIEW in check_panel_sql(panel.sql).views and alerts is None:
                     alerts = self.alerts_table(tenant)
-                result = lake.run(panel.sql, when, limit=panel.limit,
-                                  events_datasets=status.datasets, alerts=alerts, prune=prune)
+                with self._turns:
+                    result = lake.run(panel.sql, when, limit=panel.limit,
+                                      events_datasets=status.datasets, alerts=alerts,
+                                      prune=prune)
                 out.update(columns=result.columns, rows=result.rows,
                            truncated=result.truncated, elapsed_ms=result.elapsed_ms,
                            empty_datasets=result.empty_datasets)

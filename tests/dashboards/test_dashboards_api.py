@@ -147,6 +147,9 @@ async def test_posture_of_a_tenant(api: Api) -> None:
     assert body["top_rules"] == [{"rule_id": "ssh_brute_force", "rule_name": body["top_rules"]
                                   [0]["rule_name"], "alerts": 3}]
     assert {r["severity"] for r in body["sla_30d"]} == {"critical", "high", "low", "all"}
+    assert set(body["sla_targets"]) == {"informational", "low", "medium", "high", "critical"}
+    assert body["attack_matrix"] == [{"tactic": "credential-access", "techniques": [
+        {"technique": "T1110", "alerts": 3}]}]
     sources = {d["dataset"]: d for d in body["data_sources"]}
     assert sources["fortinet.firewall"]["events"] == 10
     assert sources["fortinet.firewall"]["last_seen"] is not None
