@@ -28,6 +28,9 @@ class DashboardIn(Request):
     title: Annotated[str, Field(min_length=1, max_length=200)]
     description: Annotated[str, Field(max_length=2000)] = ""
     category: Annotated[str, Field(min_length=1, max_length=64)] = "custom"
+    requires: dict[str, list[str]] = Field(
+        default_factory=dict, description="dataset -> fields, as in the library: the datasets "
+        "meeting it feed the `events` view; empty: always active, panels name datasets")
     panels: Annotated[list[PanelConfig], Field(min_length=1, max_length=30)]
 
 

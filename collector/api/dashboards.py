@@ -9,6 +9,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pydantic import ValidationError
+
 from collector.api import dashboard_models as dm
 from collector.api.framework import ApiError, Call, Operation
 from collector.auth.roles import TRIAGE
@@ -102,8 +104,14 @@ class DashboardRoutes:
                 "end": end.isoformat(), "results": results}
 
     async def _checked(self, call: Call, body: dm.DashboardIn) -> DashboardConfig:
-        config = DashboardConfig(title=body.title, description=body.description,
-                                 category=body.category, panels=body.panels)
+        try:
+            config = DashboardConfig(title=body.title, description=body.description,
+                                     category=body.category, requires=body.requires,
+                                     panels=body.panels)
+        except ValidationError as exc:  # a dataset name in `requires` that is not one
+            raise ApiError(400, "invalid request body", [
+                {"loc": ["body", *e["loc"]], "msg": e["msg"]}
+                for e in exc.errors(include_url=False, include_input=False)]) from None
         problems = config.semantic_errors(ValidationContext(Path(".")))
         if problems:
             await asyncio.to_thread(

@@ -106,13 +106,19 @@ async def test_saved_dashboards_stay_in_their_tenant(api: Api) -> None:
     assert (await api.call("POST", "/dashboards", "viewer", json={
         "tenant": "acme", "title": "x", "panels": [panel]}))[0] == 403
     status, body = await api.call("PUT", f"/dashboards/{mine['id']}", "ana", json={
-        "tenant": "acme", "title": "Renamed", "panels": [panel]})
-    assert (status, body["title"]) == (200, "Renamed")
+        "tenant": "acme", "title": "Renamed", "panels": [panel],
+        "requires": {"fortinet.firewall": ["destination.port"]}})
+    assert (status, body["title"], body["active"]) == (200, "Renamed", False)
+    assert body["reason"] == "waiting for one of the datasets (fortinet.firewall)"
+    status, body = await api.call("PUT", f"/dashboards/{mine['id']}", "ana", json={
+        "tenant": "acme", "title": "Renamed", "panels": [panel], "requires": {"../x": ["a"]}})
+    assert status == 400 and body["detail"][0]["loc"] == ["body", "requires"]
     assert await api.call("DELETE", f"/dashboards/{mine['id']}?tenant=acme", "ana") == \
         (200, {"id": mine["id"], "deleted": True})
     status, audit = await api.call("GET", "/audit?tenant=acme&limit=1000", "ana")
     assert [r["action"] for r in audit["items"] if r["action"].startswith("dashboard")] == [
         "dashboard_created", "dashboard_updated", "dashboard_deleted"]
+    assert (await api.call("GET", f"/dashboards/{mine['id']}?tenant=acme", "ana"))[0] == 404
 
 
 @pytest.mark.parametrize("sql", [
