@@ -183,6 +183,7 @@ class TenantLake:
         allowed: list[str] = []
         empty: list[str] = []
         with_data: list[str] = []
+        bodies: dict[str, str] = {}
         for dataset in sorted(wanted):
             globs = self.partition_globs(dataset, when if prune else None)
             if globs:
@@ -192,17 +193,23 @@ class TenantLake:
                         f"AND \"@timestamp\" < {end}")
                 allowed.append(f"{self.tenant_dir(dataset)}/")
                 with_data.append(dataset)
+                bodies[dataset] = body
             else:
-                body = 'SELECT NULL::TIMESTAMPTZ AS "@timestamp" WHERE false'
+                body = _empty_body(tables.columns)
                 empty.append(dataset)
             _create_view(con, dataset, body)
+        for dataset in with_data:
+            if dataset in tables.datasets:
+                _fill_missing(con, dataset, bodies[dataset], tables.columns)
         if EVENTS_VIEW in tables.views:
             members = [d for d in sorted(set(events_datasets)) if d in with_data]
             body = (" UNION ALL BY NAME ".join(f"SELECT * FROM {_ident(d)}" for d in members)
-                    if members else 'SELECT NULL::TIMESTAMPTZ AS "@timestamp" WHERE false')
+                    if members else _empty_body(tables.columns))
             con.execute(f"CREATE VIEW {EVENTS_VIEW} AS {body}")
             if not members:
                 empty.append(EVENTS_VIEW)
+            else:
+                _fill_missing(con, EVENTS_VIEW, body, tables.columns)
         if ALERTS_VIEW in tables.views:
             con.register("_alerts_in", alerts if alerts is not None else pa.table({}))
             con.execute(f"CREATE TABLE {ALERTS_VIEW} AS SELECT * FROM _alerts_in")
@@ -225,6 +232,24 @@ class TenantLake:
         con.execute("SET enable_external_access = false")
         con.execute("SET lock_configuration = true")
         return empty
+
+
+def _empty_body(columns: frozenset[str]) -> str:
+    """A view without rows that still has every column the SQL names (a stat reads 0)."""
+    nulls = "".join(f", NULL AS {_ident(c)}" for c in sorted(columns - {"@timestamp"}))
+    return f'SELECT NULL::TIMESTAMPTZ AS "@timestamp"{nulls} WHERE false'
+
+
+def _fill_missing(con: duckdb.DuckDBPyConnection, view: str, body: str,
+                  wanted: frozenset[str]) -> None:
+    """Columns the SQL names that the view's files lack become NULL columns: a field a
+    dataset does not have is absent, not an error (the library's panels span datasets)."""
+    present = {str(row[0]) for row in con.execute(f"DESCRIBE {_ident(view)}").fetchall()}
+    missing = sorted(wanted - present)
+    if not missing:
+        return
+    nulls = ", ".join(f"NULL AS {_ident(name)}" for name in missing)
+    con.execute(f"CREATE OR REPLACE VIEW {_ident(view)} AS SELECT *, {nulls} FROM ({body})")
 
 
 def _create_view(con: duckdb.DuckDBPyConnection, dataset: str, body: str) -> None:

@@ -36,6 +36,7 @@ class PanelTables:
 
     datasets: frozenset[str]
     views: frozenset[str]
+    columns: frozenset[str] = frozenset()  # column names the SQL refers to (last part)
 
 
 def check_panel_sql(sql: str) -> PanelTables:
@@ -55,7 +56,8 @@ def check_panel_sql(sql: str) -> PanelTables:
         raise PanelSqlError(f"only SELECT is allowed ({tree.get('error_message', 'unparsable')})")
     ctes: set[str] = set()
     tables: list[tuple[str, str, str]] = []
-    _walk(tree["statements"], ctes, tables)
+    columns: set[str] = set()
+    _walk(tree["statements"], ctes, tables, columns)
     datasets: set[str] = set()
     views: set[str] = set()
     for catalog, schema, table in tables:
@@ -72,13 +74,14 @@ def check_panel_sql(sql: str) -> PanelTables:
             raise PanelSqlError(f"table {name!r} is not a dataset: panels name datasets "
                                 "(`linux.auth`) or the views events, alert_store, "
                                 "lake_partitions, never files or paths")
-    return PanelTables(frozenset(datasets), frozenset(views))
+    return PanelTables(frozenset(datasets), frozenset(views), frozenset(columns))
 
 
-def _walk(node: Any, ctes: set[str], tables: list[tuple[str, str, str]]) -> None:
+def _walk(node: Any, ctes: set[str], tables: list[tuple[str, str, str]],
+          columns: set[str]) -> None:
     if isinstance(node, list):
         for item in node:
-            _walk(item, ctes, tables)
+            _walk(item, ctes, tables, columns)
         return
     if not isinstance(node, dict):
         return
@@ -90,6 +93,8 @@ def _walk(node: Any, ctes: set[str], tables: list[tuple[str, str, str]]) -> None
                 or function.get("catalog"):
             raise PanelSqlError(f"table function {name}() is not allowed: panels read datasets "
                                 "through the views the server builds")
+    if kind == "COLUMN_REF" and node.get("column_names"):
+        columns.add(str(node["column_names"][-1]))
     if kind == "BASE_TABLE":
         tables.append((node.get("catalog_name", ""), node.get("schema_name", ""),
                        node.get("table_name", "")))
@@ -99,7 +104,7 @@ def _walk(node: Any, ctes: set[str], tables: list[tuple[str, str, str]]) -> None
             ctes.add(str(entry.get("key", "")).lower())
     for value in node.values():
         if isinstance(value, dict | list):
-            _walk(value, ctes, tables)
+            _walk(value, ctes, tables, columns)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -188,3 +188,23 @@ def test_tenant_ids_are_checked_before_any_path() -> None:
 
     with pytest.raises(UnsafePathComponent):
         TenantLake(Path("/tmp/lake"), "../demo")
+
+
+def test_fields_a_dataset_lacks_read_as_null_not_as_an_error(tmp_path: Path) -> None:
+    """The library's panels span datasets (PCI DSS reads Linux, Windows and CloudTrail fields):
+    a column the tenant's files lack is NULL, and a dataset without data counts zero."""
+    write_firewall(tmp_path, "acme", DAY, 40, "198.51.100")
+    lake = TenantLake(tmp_path, "acme")
+    result = lake.run('SELECT count(*) FILTER (WHERE "winlog.event_id" = 4625) AS windows, '
+                      'count(*) FILTER (WHERE "event.outcome" = \'failure\') AS failed '
+                      "FROM events", RANGE, events_datasets=["fortinet.firewall",
+                                                             "windows.event"])
+    assert result.rows == [[0, 10]]
+    assert lake.run('SELECT count(*) FROM fortinet.firewall WHERE "user.name" IS NULL',
+                    RANGE).rows == [[40]]
+    assert lake.run('SELECT count(*) FROM windows.event WHERE "winlog.event_id" = 4625',
+                    RANGE).rows == [[0]]
+    pci = load_library()["pci_dss_10"]
+    for panel in pci.panels:
+        if "alert_store" not in panel.sql:
+            lake.run(panel.sql, RANGE, limit=panel.limit, events_datasets=["fortinet.firewall"])
