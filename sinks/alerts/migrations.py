@@ -137,7 +137,8 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         "UPDATE users SET failed_logins = 0, locked_until = NULL",
         "ALTER TABLE users ADD COLUMN activation_failures INTEGER NOT NULL DEFAULT 0",
     ]),
-    (4, "user-saved dashboards, one tenant each", [
+    # Version 4 is the console's (client_requests, on main): these follow it.
+    (5, "user-saved dashboards, one tenant each", [
         """CREATE TABLE user_dashboards (
             id VARCHAR(64) PRIMARY KEY,
             tenant VARCHAR(64) NOT NULL,
@@ -149,7 +150,7 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         )""",
         "CREATE INDEX user_dashboards_by_tenant ON user_dashboards (tenant, title)",
     ]),
-    (5, "indexes for the alert queue: its default order and its usual filters", [
+    (6, "indexes for the alert queue: its default order and its usual filters", [
         # 100,000 alerts: the newest page across tenants 300 ms -> 13 ms, one tenant's new
         # high alerts 520 ms -> 2 ms (benchmarks/bench_dashboards.py).
         "CREATE INDEX alerts_by_created ON alerts (created_at, id)",
