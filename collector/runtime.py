@@ -366,6 +366,10 @@ class Daemon:
         (`collector.reload`)."""
         return await reload_config(self)
 
+    def _live_coverage(self) -> Any:
+        """Detection's field coverage, for dashboard activation (None without detection)."""
+        return self.detection.coverage if self.detection is not None else None
+
     def _control_server(self, settings: ControlConfig) -> ControlServer:
         """The control listener with /api/v1 and the console over the same operations (an
         aiohttp sub-app is single-use: built anew)."""
@@ -375,7 +379,8 @@ class Daemon:
 
         api = Api(self.alerting)
         return ControlServer(settings.address, self.telemetry, self.readiness,
-                             api=build_api_app(self.alerting, api), config=settings,
+                             api=build_api_app(self.alerting, api, self._live_coverage),
+                             config=settings,
                              conf_dir=self.conf_dir.resolve(), data_dir=self.data_dir,
                              console=lambda app, secure: add_console(app, api, secure))
 

@@ -9,17 +9,21 @@ from aiohttp import web
 from collector.api.framework import endpoint, error_middleware, route_of
 from collector.api.openapi import openapi_document
 from collector.api.routes import Api
+from collector.dashboards.service import CoverageSource
 from sinks.alerts.service import Alerting
 
 PREFIX = "/api/v1"
 MAX_BODY_BYTES = 256 * 1024
 
 
-def build_api_app(alerting: Alerting, api: Api | None = None) -> web.Application:
+def build_api_app(alerting: Alerting, api: Api | None = None,
+                  coverage: CoverageSource | None = None) -> web.Application:
     """A sub-application to mount at /api/v1: JSON errors, auth per operation, the OpenAPI
     document at /api/v1/openapi.json. `api` shares its handlers (and login rate limit) with
-    the console."""
+    the console; `coverage` gives the running detection's field coverage (dashboards read the
+    saved `state/coverage.json` without it)."""
     api = api or Api(alerting)
+    api.coverage_source = coverage
     operations = api.operations()
     document = openapi_document(operations, PREFIX)
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from collector.api import models as m
 from collector.api.accounts import AccountRoutes
+from collector.api.dashboards import DashboardRoutes
 from collector.api.framework import ApiError, Call, Operation
 from collector.auth.model import Principal
 from collector.auth.roles import ANSWER, TRIAGE
@@ -71,7 +72,7 @@ def parse_since(text: str, now: datetime) -> datetime:
     return m._utc(value) if value.tzinfo is None else value
 
 
-class Api(AccountRoutes):
+class Api(AccountRoutes, DashboardRoutes):
     """Handlers bound to the daemon's alerting services."""
 
     def __init__(self, alerting: Alerting) -> None:
@@ -287,5 +288,5 @@ class Api(AccountRoutes):
               self.tenant, m.TenantOut, errors=(401, 404)),
             Op("GET", "/sla/report", "slaReport", "MTTA, MTTR and share within SLA", "sla",
               self.sla, m.SlaReport, query=m.SlaQuery),
-        ] + self.user_operations()
+        ] + self.user_operations() + self.dashboard_operations()
 

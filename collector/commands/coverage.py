@@ -1,9 +1,9 @@
 """`vigil coverage`: per tenant, what the data switches on: datasets and field coverage, every
 rule with its state and reason (active rules listed, inactive ones counted by reason; all of them
-with `--rules` or `--json`), senders whose clock is off, and the source categories served (from
-datasets some rule reads) or missing with how many rules each would activate. Reads what the
-daemon saves in the data dir (`state/coverage.json`, refreshed every minute, and
-`state/detection.json`) and the configured rules."""
+with `--rules` or `--json`), every dashboard with its state and reason, senders whose clock is
+off, and the source categories served (from datasets some rule reads) or missing with how many
+rules each would activate. Reads what the daemon saves in the data dir (`state/coverage.json`,
+refreshed every minute, and `state/detection.json`) and the configured rules."""
 
 from __future__ import annotations
 
@@ -44,15 +44,27 @@ def restored_stage(config: VigilConfig, conf_dir: Path, data_dir: Path | None
 
 def tenant_reports(stage: DetectionStage, config: VigilConfig, tenants: list[str]
                    ) -> list[dict[str, Any]]:
+    from collector.dashboards.activation import dashboard_status
+    from collector.dashboards.library import all_dashboards
     from collector.detection.coverage import coverage_report
 
     reports = []
+    dashboards = all_dashboards(config)
+    activation = config.settings.detection.activation
     for tenant in tenants:
         enabled, disabled = stage.switches.get(tenant, (frozenset(), frozenset()))
-        reports.append(coverage_report(
-            tenant, stage.requirements, stage.coverage.totals(tenant),
-            config.settings.detection.activation, enabled, disabled,
-            skewed=stage.engine.correlation.skewed_senders(tenant)))
+        totals = stage.coverage.totals(tenant)
+        report = coverage_report(tenant, stage.requirements, totals, activation, enabled,
+                                 disabled, skewed=stage.engine.correlation.skewed_senders(tenant))
+        # Dashboards switch on from the same coverage as rules (user-saved ones are per tenant
+        # in the alert store and always shown).
+        statuses = [(d, dashboard_status(d.id, d.config, totals, activation))
+                    for d in dashboards.values()]
+        report["dashboards"] = [
+            {"id": d.id, "title": d.config.title, "origin": d.origin,
+             "state": "active" if s.active else "inactive", "reason": s.reason,
+             "datasets": s.datasets} for d, s in statuses]
+        reports.append(report)
     return reports
 
 
@@ -106,6 +118,13 @@ def print_report(report: dict[str, Any], *, every_rule: bool = False) -> None:
         print("  sender clocks off: " + ", ".join(
             f"{s['sender']} ({s['seconds']:.0f} s ahead of {s['basis']})"
             for s in report["clock_skew"]))
+    dashboards = report.get("dashboards", [])
+    if dashboards:
+        active = [d for d in dashboards if d["state"] == "active"]
+        print(f"  dashboards: {len(active)} active, {len(dashboards) - len(active)} inactive")
+        for dashboard in dashboards:
+            print(f"    dashboard {dashboard['state']}: {dashboard['title']} ({dashboard['id']}): "
+                  f"{dashboard['reason']}")
     print("  source categories:")
     for category, state in report["categories"].items():
         unread = ", ".join(state["unread_datasets"])

@@ -44,6 +44,7 @@ SECTIONS: dict[str, str] = {
     "sinks": "sink",
     "notifiers": "notifier",
     "access": "collector.auth.config:AccessPolicy",
+    "dashboards": "collector.dashboards.model:DashboardConfig",
 }
 
 

@@ -156,6 +156,19 @@ class QueueConfig(StrictModel):
         return self.fsync.interval_ms / 1000 if isinstance(self.fsync, FsyncInterval) else 0.0
 
 
+class DashboardQueryConfig(StrictModel):
+    """The `vigil.dashboard_queries` settings: bounds of every panel's DuckDB query."""
+
+    timeout_seconds: float = Field(10.0, gt=0, le=600, description="a panel query running "
+                                   "longer is interrupted and the panel shows the error")
+    memory_limit: str = Field("1GB", pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$",
+                              description="DuckDB memory limit per panel query (nothing "
+                              "spills to disk)")
+    threads: int = Field(2, ge=1, le=64, description="DuckDB threads per panel query")
+    concurrent: int = Field(2, ge=1, le=64, description="panel queries running at once in "
+                            "the daemon; more wait their turn")
+
+
 class LoggingConfig(StrictModel):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["logfmt", "json"] = "logfmt"
@@ -262,6 +275,7 @@ class GlobalConfig(StrictModel):
     retention: RetentionConfig = Field(
         default_factory=RetentionConfig, description="how long lake and dead-letter date "
         "partitions are kept (all tenants; `tenants.<id>.retention` overrides per tenant)")
+    dashboard_queries: DashboardQueryConfig = DashboardQueryConfig()
 
     def semantic_errors(self, context: ValidationContext) -> list[ConfigIssue]:
         return [(("control", *loc), message)

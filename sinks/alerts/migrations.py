@@ -153,4 +153,22 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         "CREATE INDEX client_requests_by_alert ON client_requests (alert_id)",
         "CREATE INDEX alerts_by_queue ON alerts (tenant, status, ack_due, resolve_due)",
     ]),
+    (5, "user-saved dashboards, one tenant each", [
+        """CREATE TABLE user_dashboards (
+            id VARCHAR(64) PRIMARY KEY,
+            tenant VARCHAR(64) NOT NULL,
+            owner VARCHAR(64) NOT NULL,
+            title TEXT NOT NULL,
+            definition TEXT NOT NULL,
+            created_at VARCHAR(40) NOT NULL,
+            updated_at VARCHAR(40) NOT NULL
+        )""",
+        "CREATE INDEX user_dashboards_by_tenant ON user_dashboards (tenant, title)",
+    ]),
+    (6, "indexes for the alert queue: its default order and its usual filters", [
+        # 100,000 alerts: the newest page across tenants 300 ms -> 13 ms, one tenant's new
+        # high alerts 520 ms -> 2 ms (benchmarks/bench_dashboards.py).
+        "CREATE INDEX alerts_by_created ON alerts (created_at, id)",
+        "CREATE INDEX alerts_by_tenant_state ON alerts (tenant, status, severity, created_at)",
+    ]),
 ]
