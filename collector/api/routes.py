@@ -27,6 +27,7 @@ from sinks.alerts.model import (
 )
 from sinks.alerts.service import Alerting
 from sinks.alerts.sla import sla_report
+from sinks.alerts.store import Ambiguous
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +122,17 @@ class Api(AccountRoutes, DashboardRoutes):
         return await asyncio.to_thread(self.store.counts, call.me.actor(call.address),
                                        AlertFilter(tenant=q.tenant))
 
+    async def _full_id(self, call: Call) -> None:
+        """A unique prefix of one of the caller's alert ids stands for it (`vigil alerts show
+        3f2a9c`); the handlers then see the whole id."""
+        try:
+            call.path["alert_id"] = await asyncio.to_thread(
+                self.store.full_id, call.path["alert_id"], call.me.actor(call.address))
+        except Ambiguous as exc:
+            raise ApiError(409, str(exc)) from None
+
     async def get_alert(self, call: Call) -> Any:
+        await self._full_id(call)
         try:
             return await asyncio.to_thread(self.store.get, call.path["alert_id"],
                                            call.me.actor(call.address))
@@ -129,6 +140,7 @@ class Api(AccountRoutes, DashboardRoutes):
             raise await self._not_found(call, call.path["alert_id"]) from None
 
     async def _apply(self, call: Call, name: str, *args: Any) -> Any:
+        await self._full_id(call)
         actor = call.me.actor(call.address)
         try:
             change: Change = await self.alerting.change(getattr(self.store, name),
@@ -209,6 +221,7 @@ class Api(AccountRoutes, DashboardRoutes):
         return _page(items, total, q.limit, q.offset)
 
     async def alert_audit(self, call: Call) -> Any:
+        await self._full_id(call)
         actor = call.me.actor(call.address)
         try:
             await asyncio.to_thread(self.store.get, call.path["alert_id"], actor)

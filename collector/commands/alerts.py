@@ -179,9 +179,23 @@ def _run(args: argparse.Namespace, method: str, path: str,
         return (EX_NOAUTH if exc.status in (401, 403) else 1), None
 
 
+def _group(alert: dict[str, Any]) -> str:
+    """The group key as `field=value` pairs (the attacking address, the user, the host)."""
+    raw = alert.get("group_key")
+    try:
+        key = json.loads(raw) if isinstance(raw, str) else raw
+    except ValueError:
+        return str(raw)
+    if isinstance(key, dict):
+        return " ".join(f"{k}={v}" for k, v in key.items())
+    return "" if key in (None, "") else str(key)
+
+
 def _summary(alert: dict[str, Any]) -> str:
-    return (f"{alert['id']}  {alert['tenant']:<12} {alert['severity']:<9} "
-            f"{alert['status']:<12} {alert['rule']['name']}  (x{alert['count']}, ack by "
+    group = _group(alert)
+    return (f"{alert['id'][:8]}  {alert['tenant']:<12} {alert['severity']:<9} "
+            f"{alert['status']:<12} {alert['rule']['name']}"
+            f"{f' [{group}]' if group else ''}  (x{alert['count']}, ack by "
             f"{alert['sla']['ack_due'][:16]})")
 
 
@@ -209,15 +223,33 @@ def show_alert(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(alert, indent=2))
         return 0
-    print(_summary(alert))
-    print(f"  rule {alert['rule']['id']}: {alert['rule']['description'] or ''}")
-    print(f"  assignee {alert['assignee'] or '-'}, escalation "
+    rule, threat = alert["rule"], alert.get("threat") or {}
+    print(f"{alert['id']}  {alert['severity'].upper()}  {alert['status']}  {rule['name']}")
+    print(f"  tenant      {alert['tenant']} ({alert.get('dataset') or '-'})")
+    print(f"  group       {_group(alert) or '-'}")
+    print(f"  matches     {alert['count']} ({alert.get('suppressed') or 0} folded into this "
+          f"alert), first {alert['first_seen'][:19]}, last {alert['last_seen'][:19]}")
+    print(f"  ATT&CK      {', '.join(threat.get('tactics') or []) or '-'}; "
+          f"{', '.join(threat.get('techniques') or []) or '-'}")
+    print(f"  SLA         ack by {alert['sla']['ack_due'][:19]}, resolve by "
+          f"{alert['sla']['resolve_due'][:19]}")
+    print(f"  triage      assignee {alert['assignee'] or '-'}, escalation "
           f"{alert['escalation']['level'] or '-'}, resolution {alert['resolution'] or '-'}")
-    print(f"  first {alert['first_seen']}  last {alert['last_seen']}  resolve by "
-          f"{alert['sla']['resolve_due']}")
+    print(f"  rule        {rule['id']}: {rule.get('description') or ''}")
+    if rule.get("falsepositives"):
+        print(f"  false pos.  {'; '.join(rule['falsepositives'])}")
+    if rule.get("runbook"):
+        print(f"  runbook     {rule['runbook']}")
+    events = alert["events"]
+    print(f"  last events ({len(events)} kept):")
+    for event in events[-5:]:
+        message = event.get("message") if isinstance(event, dict) else event
+        print(f"    {str(message)[:160]}")
     for note in alert["notes"]:
         print(f"  note {note['created_at'][:19]} {note['author']}: {note['body']}")
-    print(f"  {len(alert['events'])} matched event(s)")
+    base = _base(args)
+    if base:
+        print(f"  console     {base}/alerts/{alert['id']}")
     return 0
 
 

@@ -9,6 +9,7 @@ another tenant is indistinguishable from one that does not exist (`NotFound` eit
 from __future__ import annotations
 
 import logging
+import re
 import sqlite3
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
@@ -50,6 +51,14 @@ def _breached(now: str) -> tuple[str, list[Any]]:
     monitor marks within seconds; the queue should not wait for it)."""
     return (f"(status <> 'resolved' AND (ack_breached_at IS NOT NULL OR resolve_breached_at "
             f"IS NOT NULL OR {NEXT_DUE} <= ?))", [now])
+
+
+MIN_PREFIX = 6
+_ID_PREFIX = re.compile(r"[0-9a-f-]+")  # alert ids are UUIDs: nothing LIKE would read as a wildcard
+
+
+class Ambiguous(ValueError):
+    """An id prefix that more than one of the caller's alerts share."""
 
 
 def _list(value: Any) -> list[Any]:
@@ -195,6 +204,23 @@ class AlertStore(AlertTriage, AuditTrail, NotificationOutbox):
             enqueue(con, self.planner("new_alert", public_alert(row), {}), row, now)
 
     # -- reading ---------------------------------------------------------------------------
+
+    def full_id(self, alert_id: str, actor: Actor) -> str:
+        """`alert_id` itself, or the one id of the actor's alerts it is a prefix of (at least
+        6 characters, as `git` takes commits); raises Ambiguous when several share it."""
+        if len(alert_id) < MIN_PREFIX or not _ID_PREFIX.fullmatch(alert_id):
+            return alert_id
+        condition, params = tenant_scope(actor)
+        with self.db.transaction(write=False) as con:
+            if con.execute(f"SELECT 1 FROM alerts WHERE id = ? AND {condition}",
+                           [alert_id, *params]).fetchone():
+                return alert_id
+            found = [row[0] for row in con.execute(
+                f"SELECT id FROM alerts WHERE id LIKE ? AND {condition} ORDER BY id LIMIT 2",
+                [f"{alert_id}%", *params])]
+        if len(found) > 1:
+            raise Ambiguous(f"more than one alert id starts with {alert_id!r}: give more of it")
+        return found[0] if found else alert_id
 
     def get(self, alert_id: str, actor: Actor) -> dict[str, Any]:
         """The full alert (matched events, details, notes) if the actor may see it."""

@@ -61,3 +61,24 @@ async def test_kept_session_is_used_until_unsafe_expired_or_logged_out(
         assert code == 77 and not path.exists()
     finally:
         del os.environ["XDG_CACHE_HOME"]
+
+
+async def test_alerts_show_by_prefix_shows_what_triage_starts_from(api: Api,
+                                                                    tmp_path: Path) -> None:
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path / "cache")
+    try:
+        _cache_token(api.base, await api.login("ana"),
+                     (datetime.now(UTC) + timedelta(hours=1)).isoformat())
+        alert_id = api.alerts["acme"][0]
+        code, out, err = await _vigil(tmp_path, api, "show", alert_id[:8])
+        assert code == 0, err
+        lines = out.splitlines()
+        assert lines[0].startswith(f"{alert_id}  CRITICAL  new  Rule ssh_brute_force")
+        assert "  group       n=0" in lines
+        assert "  ATT&CK      credential-access; T1110" in lines
+        assert any(line.startswith("    Failed password #") for line in lines)
+        assert f"  console     {api.base}/alerts/{alert_id}" in lines
+        code, out, err = await _vigil(tmp_path, api, "list")
+        assert code == 0 and f"{alert_id[:8]}  acme" in out and "[n=0]" in out
+    finally:
+        del os.environ["XDG_CACHE_HOME"]
