@@ -12,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
+import os
 import ssl
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +27,7 @@ from collector.api.edge import (
     is_loopback,
     security_headers,
 )
+from collector.api.local import local_principal, peer_uid, prepare_socket_dir, socket_path
 from collector.config.models import ControlConfig
 from collector.sources.tls import server_context
 from core.config import split_address
@@ -36,6 +38,7 @@ log = logging.getLogger(__name__)
 
 ReadinessProbe = Callable[[], tuple[bool, dict[str, Any]]]
 OPERATOR_PATHS = ("/metrics", "/readyz")
+MAX_UNIX_PATH = 108  # sun_path, with its terminating NUL
 
 
 class ControlServer:
@@ -79,7 +82,8 @@ class ControlServer:
     @web.middleware
     async def _operator_guard(self, request: web.Request,
                               handler: Handler) -> web.StreamResponse:
-        if request.path in OPERATOR_PATHS and not self.operator_open:
+        if (request.path in OPERATOR_PATHS and not self.operator_open
+                and local_principal(peer_uid(request)) is None):
             header = request.headers.get("Authorization", "")
             if self.token is None or not self.token.matches(header):
                 return web.json_response(
@@ -105,6 +109,8 @@ class ControlServer:
     async def start(self) -> None:
         tls = self._tls_context()
         await self._serve("control", self.app, self.address, tls)
+        if self.config.local_socket and self.data_dir is not None:
+            await self._serve_local(self._runners[0])
         if self.config.operator_address is not None:
             operator = web.Application()
             operator.on_response_prepare.append(security_headers)
@@ -138,6 +144,27 @@ class ControlServer:
         log.info(f"{name} listener ready", extra={"address": self._bound[name],
                                                   "tls": tls is not None})
 
+    async def _serve_local(self, runner: web.AppRunner) -> None:
+        """The same application on <data_dir>/run/control.sock for the host's administrator
+        (collector/api/local.py)."""
+        assert self.data_dir is not None
+        path = socket_path(self.data_dir)
+        if len(os.fsencode(path)) >= MAX_UNIX_PATH:
+            log.warning("no local control socket: its path is longer than a Unix socket "
+                        "allows (use a shorter data_dir)", extra={"path": str(path)})
+            return
+        try:
+            prepare_socket_dir(self.data_dir)
+            site = web.UnixSite(runner, str(path))
+            await site.start()
+            os.chmod(path, 0o600)
+        except OSError as exc:  # the API on TCP still works: a warning, not a failed start
+            log.warning("no local control socket", extra={"path": str(path),
+                                                          "error": str(exc)})
+            return
+        self._bound["local"] = str(path)
+        log.info("local control socket ready", extra={"path": str(path)})
+
     def bound_address(self) -> str:
         return self._bound["control"]
 
@@ -148,3 +175,6 @@ class ControlServer:
         for runner in reversed(self._runners):
             await runner.cleanup()
         self._runners = []
+        local = self._bound.pop("local", None)
+        if local is not None:
+            Path(local).unlink(missing_ok=True)

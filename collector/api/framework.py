@@ -24,6 +24,7 @@ from multidict import MultiMapping
 from pydantic import BaseModel, ValidationError
 
 from collector.api.edge import client_address
+from collector.api.local import local_principal, peer_uid
 from collector.api.models import Error
 from collector.auth.model import Principal
 
@@ -158,6 +159,9 @@ def endpoint(operation: Operation, resolve: PrincipalResolver) -> WebHandler:
             header = request.headers.get("Authorization", "")
             scheme, _, token = header.partition(" ")
             principal = await resolve(token.strip()) if scheme.lower() == "bearer" else None
+            if principal is None and not header:
+                # Over the local socket (collector/api/local.py): the host's administrator.
+                principal = local_principal(peer_uid(request))
             if principal is None:
                 raise ApiError(401, "authentication required",
                                headers={"WWW-Authenticate": 'Bearer realm="vigil"'})

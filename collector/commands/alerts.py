@@ -11,8 +11,10 @@ from __future__ import annotations
 import argparse
 import getpass
 import hashlib
+import http.client
 import json
 import os
+import socket
 import sys
 import urllib.error
 import urllib.parse
@@ -74,19 +76,64 @@ class ApiFailure(Exception):
         self.status = status
 
 
+UNIX = "unix:"
+
+
 def _base(args: argparse.Namespace) -> str | None:
+    """The API: --api / $VIGIL_API, else the daemon's local socket when this user can reach it
+    (no login needed: collector/api/local.py), else the configuration's public URL."""
     if args.api:
         return str(args.api).rstrip("/")
+    from collector.api.local import socket_path
     from collector.auth.config import public_url
     from collector.cli import load_or_report
 
     config = load_or_report(args)
-    return None if config is None else public_url(config)
+    if config is None:
+        return None
+    local = socket_path(config.data_dir(args.data_dir))
+    if config.settings.control.local_socket and os.access(local, os.R_OK | os.W_OK):
+        return UNIX + str(local)
+    return public_url(config)
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self.path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        sock.connect(self.path)
+        self.sock = sock
+
+
+def _call_unix(base: str, method: str, path: str, data: bytes | None) -> Any:
+    connection = _UnixConnection(base.removeprefix(UNIX), timeout=30)
+    try:
+        connection.request(method, f"/api/v1{path}", body=data,
+                           headers={"Content-Type": "application/json"})
+        response = connection.getresponse()
+        payload = response.read()
+    except OSError as exc:
+        raise ApiFailure(0, f"cannot reach {base}: {exc.strerror or exc}") from None
+    finally:
+        connection.close()
+    if response.status >= 400:
+        try:
+            message = json.loads(payload).get("error", response.reason)
+        except ValueError:
+            message = response.reason
+        raise ApiFailure(response.status, str(message))
+    return json.loads(payload)
 
 
 def _call(base: str, method: str, path: str, token: str | None,
           body: dict[str, Any] | None = None) -> Any:
     data = json.dumps(body).encode() if body is not None else None
+    if base.startswith(UNIX):
+        return _call_unix(base, method, path, data)
     request = urllib.request.Request(f"{base}/api/v1{path}", data=data, method=method)
     request.add_header("Content-Type", "application/json")
     if token:
@@ -147,6 +194,8 @@ def _token(base: str) -> str | None:
     token = os.environ.get("VIGIL_TOKEN")
     if token:
         return token
+    if base.startswith(UNIX):
+        return ""  # the local socket: the kernel says who is calling
     cached = _cached_token(base)
     if cached:
         return cached
@@ -248,6 +297,12 @@ def show_alert(args: argparse.Namespace) -> int:
     for note in alert["notes"]:
         print(f"  note {note['created_at'][:19]} {note['author']}: {note['body']}")
     base = _base(args)
+    if base and base.startswith(UNIX):
+        from collector.auth.config import public_url
+        from collector.cli import load_or_report
+
+        config = load_or_report(args)
+        base = public_url(config) if config is not None else None
     if base:
         print(f"  console     {base}/alerts/{alert['id']}")
     return 0

@@ -62,6 +62,10 @@ class ControlConfig(StrictModel):
         "127.0.0.1:9580", description="HTTP listener for the API and /healthz; also /metrics "
         "and /readyz without a token when it is a loopback address and `operator_address` is "
         "not set")
+    local_socket: bool = Field(
+        True, description="also serve the API on <data_dir>/run/control.sock (directory 0700): "
+        "root and the daemon's user reach it without a login, as a platform admin audited as "
+        "`local:<user>` (`vigil alerts` on the host uses it)")
     operator_address: Address | None = Field(
         None, description="a second, plain-HTTP listener for /metrics, /readyz and /healthz "
         "without a token (keep it on loopback or a management network); once set, `address` "
