@@ -69,6 +69,7 @@ def test_only_root_and_the_daemons_user_are_the_local_administrator() -> None:
 def test_a_data_dir_too_deep_for_a_socket_only_loses_the_socket(tmp_path: Path) -> None:
     conf, data = tmp_path / "conf.d", tmp_path / ("d" * 100) / "data"
     write_conf(conf, TENANTS_YAML, "10-tenants.yaml")
+    write_conf(conf, UNUSED_MAIL_YAML, "60-notify.yaml")
     write_conf(conf, "vigil:\n  allow_empty: true\n  control:\n    address: 127.0.0.1:0\n",
                "00-vigil.yaml")
     daemon = VigilProcess(conf, data).start()
