@@ -14,6 +14,7 @@ from collector.config.models import ControlConfig
 from collector.detection.stage import load_ruleset
 from collector.errors import ConfigErrors
 from collector.journal import Journal
+from collector.journal.follower import JournalFollower
 from collector.logs import configure_logging
 from collector.sources.swap import SourceSwap
 
@@ -95,6 +96,8 @@ async def apply_processing(daemon: Daemon, new: VigilConfig) -> None:
                            "configured": settings.queue.type})
     if isinstance(daemon.queue, Journal):
         daemon.queue.reconfigure(settings.queue, settings.limits.queue_max_events)
+    elif isinstance(daemon.queue, JournalFollower):
+        pass  # bounds are the main process's
     else:
         daemon.queue.set_bound(settings.queue.max_events or settings.limits.queue_max_events,
                                resume_ratio=settings.queue.resume_ratio)
@@ -103,6 +106,10 @@ async def apply_processing(daemon: Daemon, new: VigilConfig) -> None:
     daemon.replayer.root = daemon._dead_letter_root(new)
     daemon.replayer.tenants = set(new.tenants)
     daemon.alerting.configure(new)
+    if daemon.pool is not None:
+        # The worker processes swap their pipelines, detection and sinks themselves.
+        await daemon.pool.reload()
+        return
 
     detection_changed = (new.settings.detection != old.settings.detection
                          or new.section("rules") != old.section("rules")
