@@ -210,10 +210,10 @@ class Daemon:
         if self.detection is not None:
             self.detection.restore()
             self.worker.holders = [self.detection]
-        await self.alerting.start()
         if self.pool is not None:
-            await self.pool.start()
-        else:
+            await self.pool.start()  # first: the workers start while this process does
+        await self.alerting.start()
+        if self.pool is None:
             for sink_id, sink_config in self._sink_configs(self.config).items():
                 sink = self._build_sink(sink_id, sink_config)
                 await sink.start()
@@ -228,6 +228,8 @@ class Daemon:
                 await source.start()
             self.sources[source_id] = source
         self.started.set()
+        if self.pool is not None:
+            await self.pool.wait_ready()  # /readyz says not ready until then
         self.notifier.ready()
         log.info("vigil started", extra={"conf_dir": str(self.conf_dir),
                                          "data_dir": str(self.data_dir),

@@ -108,15 +108,18 @@ class WorkerPool:
     # -- processes ----------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Start every worker and wait until each has its sinks and detection state ready."""
+        """Start every worker process (they load rules and open sinks meanwhile)."""
         self._lock_fd = await asyncio.to_thread(self._take_lock)
         self._deal()
         for slot in self.slots:
             await self._spawn(slot)
+        self._dispatch = asyncio.create_task(self._hand_off(), name="worker-dispatch")
+
+    async def wait_ready(self) -> None:
+        """Until every worker has its sinks and detection state ready."""
         for slot in self.slots:
             await self._wait_ready(slot)
-        self._dispatch = asyncio.create_task(self._hand_off(), name="worker-dispatch")
-        log.info("worker processes started", extra={
+        log.info("worker processes ready", extra={
             "workers": len(self.slots), "pids": [s.process.pid for s in self.slots
                                                  if s.process is not None]})
 
