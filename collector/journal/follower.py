@@ -193,8 +193,10 @@ class PartitionFollower:
                 return events, first
             data, at = self._read(self._pos, 0)
             status, record, needed = parse_at(data, self._pos - at, at)
-            if status == INCOMPLETE:
+            while status == INCOMPLETE:  # the header first, then the whole record
                 data, at = self._read(self._pos, needed)
+                if len(data) - (self._pos - at) < needed:
+                    break  # the file ends inside it: a record being written
                 status, record, needed = parse_at(data, self._pos - at, at)
             if status == INCOMPLETE or (status == BAD and self._pos - at >= len(data)):
                 # The file ends here (or inside a record being written): read on elsewhere.

@@ -86,6 +86,13 @@ class WorkerDaemon(Daemon):
         """Start, follow the main process's messages until `stop`, drain; the exit code."""
         loop = asyncio.get_running_loop()
         self.channel = await Channel.open(sock)
+        # The partitions first: the sinks' start-up recovery and detection's restore are
+        # for the partitions this process owns.
+        while True:
+            first = await self.channel.receive()
+            await self._handle(first)
+            if first.get("t") == "assign":
+                break
         await self.start_processing()
         self._send({"t": "ready"})
         receiver = asyncio.create_task(self._receive(), name="channel")
@@ -120,18 +127,21 @@ class WorkerDaemon(Daemon):
                 # The main process is gone: stop like a crash, the journal replays the rest.
                 log.warning("main process gone; worker exiting")
                 os._exit(1)
-            kind = message.get("t")
-            if kind == "assign":
-                for name, place in message["partitions"].items():
-                    self.follower.assign(name, int(place["acked"]), int(place["replay_end"]),
-                                         KnownDamage.from_wire(place.get("damage")))
-            elif kind == "durable":
-                self.follower.announce({p: int(e) for p, e in message["ends"].items()},
-                                       set(message.get("over") or ()))
-            elif kind == "reload":
-                self._send({"t": "reloaded", "ok": await self.reload_here()})
-            elif kind == "stop":
-                self.request_stop()
+            await self._handle(message)
+
+    async def _handle(self, message: Message) -> None:
+        kind = message.get("t")
+        if kind == "assign":
+            for name, place in message["partitions"].items():
+                self.follower.assign(name, int(place["acked"]), int(place["replay_end"]),
+                                     KnownDamage.from_wire(place.get("damage")))
+        elif kind == "durable":
+            self.follower.announce({p: int(e) for p, e in message["ends"].items()},
+                                   set(message.get("over") or ()))
+        elif kind == "reload":
+            self._send({"t": "reloaded", "ok": await self.reload_here()})
+        elif kind == "stop":
+            self.request_stop()
 
     async def start_processing(self) -> None:
         """Detection state, the alert store and sinks, then the batch worker."""

@@ -242,6 +242,12 @@ class WorkerPool:
             if slot.process is None or slot.alive():
                 continue
             if slot.restart_at is None:
+                # Its last acknowledgements may still be in the socket: take them before its
+                # replacement starts from the acknowledged positions (the replacement trims
+                # what was committed past them and replays it).
+                if slot.reader is not None:
+                    with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                        await asyncio.wait_for(asyncio.shield(slot.reader), 10)
                 self._died(slot, now)
             elif now >= slot.restart_at:
                 slot.restarts += 1
