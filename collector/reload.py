@@ -94,6 +94,9 @@ async def apply_processing(daemon: Daemon, new: VigilConfig) -> None:
         log.warning("vigil.queue.type changes only at restart; keeping the running queue",
                     extra={"running": old.settings.queue.type,
                            "configured": settings.queue.type})
+    if settings.workers != old.settings.workers:
+        log.warning("vigil.workers changes only at restart; keeping the running processes",
+                    extra={"configured": settings.workers})
     if isinstance(daemon.queue, Journal):
         daemon.queue.reconfigure(settings.queue, settings.limits.queue_max_events)
     elif isinstance(daemon.queue, JournalFollower):
