@@ -255,6 +255,11 @@ class Daemon:
     async def run(self) -> int:
         """Start, serve until SIGTERM/SIGINT, drain; returns the process exit code."""
         loop = asyncio.get_running_loop()
+        # Before start: /readyz may say ready before start returns (it waits for the worker
+        # processes), and a SIGHUP or SIGTERM then must not find the default action.
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
+        loop.add_signal_handler(signal.SIGHUP, self.request_reload)
         try:
             await self.start()
         except Exception:
@@ -267,10 +272,9 @@ class Daemon:
             finally:
                 if self.pool is not None:
                     self.pool.kill()
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                loop.remove_signal_handler(sig)
             raise
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self.request_stop)
-        loop.add_signal_handler(signal.SIGHUP, self.request_reload)
         try:
             while not self._stop_requested:
                 assert self._wake is not None

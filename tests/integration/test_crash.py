@@ -33,6 +33,8 @@ def check(tmp_path: Path, kills: int, workers: int | None = None) -> dict[str, i
 
 
 # 1: the single-process model; 2: the main process and two worker processes (a tenant each).
+# Four starts of three interpreters each: minutes on a loaded machine.
+@pytest.mark.timeout(600)
 @pytest.mark.parametrize("workers", [1, 2])
 def test_a_few_kills_lose_and_duplicate_nothing(tmp_path: Path, workers: int) -> None:
     figures = check(tmp_path, kills=3, workers=workers)

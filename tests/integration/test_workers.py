@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from support.crash import HttpLoad, TcpLoad, crash_config, duplicated_alerts, lake_ids
 from support.daemon import VigilProcess, lake_count, lake_rows, wait_for, write_conf
 
@@ -62,6 +63,7 @@ def two_worker_conf(conf: Path, pipeline_value: str = "before") -> Path:
     return conf
 
 
+@pytest.mark.timeout(600)
 def test_a_killed_worker_is_restarted_and_replays_with_nothing_lost_or_doubled(
         tmp_path: Path) -> None:
     conf = crash_config(tmp_path, workers=2)
@@ -111,6 +113,7 @@ def test_a_killed_worker_is_restarted_and_replays_with_nothing_lost_or_doubled(
     assert store_dups == [] and lake_dups == []
 
 
+@pytest.mark.timeout(300)
 def test_metrics_count_what_the_workers_processed_across_a_restart(tmp_path: Path) -> None:
     conf = two_worker_conf(tmp_path / "conf.d")
     data = tmp_path / "data"
@@ -145,6 +148,7 @@ def test_metrics_count_what_the_workers_processed_across_a_restart(tmp_path: Pat
         daemon.kill()
 
 
+@pytest.mark.timeout(300)
 def test_sighup_reaches_the_workers(tmp_path: Path) -> None:
     conf = two_worker_conf(tmp_path / "conf.d", "before")
     data = tmp_path / "data"
@@ -171,6 +175,7 @@ def test_sighup_reaches_the_workers(tmp_path: Path) -> None:
         daemon.kill()
 
 
+@pytest.mark.timeout(300)
 def test_sigterm_drains_every_process(tmp_path: Path) -> None:
     conf = two_worker_conf(tmp_path / "conf.d")
     data = tmp_path / "data"
