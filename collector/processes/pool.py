@@ -21,7 +21,6 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from collector.errors import OperatorError
@@ -147,13 +146,15 @@ class WorkerPool:
         assert self._lock_fd is not None
         daemon = self.daemon
         command = [sys.executable, "-m", "collector.processes.child",
-                   "--conf-dir", str(daemon.conf_dir), "--data-dir", str(daemon.data_dir),
+                   "--conf-dir", str(daemon.conf_dir.resolve()),
+                   "--data-dir", str(daemon.data_dir.resolve()),
                    "--slot", str(slot.index), "--epoch", self.journal.epoch,
                    "--fd", str(child.fileno()), "--parent", str(os.getpid())]
         try:
+            # Same interpreter, same working directory (relative paths in conf.d resolve
+            # alike); stderr is shared, so every process logs to the service's journal.
             slot.process = subprocess.Popen(command, pass_fds=(child.fileno(), self._lock_fd),
-                                            stdin=subprocess.DEVNULL,
-                                            cwd=Path(__file__).resolve().parents[2])
+                                            stdin=subprocess.DEVNULL)
         finally:
             child.close()
         slot.started_at = time.monotonic()
