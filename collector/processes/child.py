@@ -19,6 +19,7 @@ import logging
 import os
 import signal
 import socket
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from collector.processes.state import Ownership
 from collector.reload import apply_processing
 from collector.runtime import TICK_SECONDS, Daemon
 from collector.systemd import SystemdNotifier
+from sinks.alerts.sink import STORE_WRITER
 
 log = logging.getLogger(__name__)
 
@@ -172,6 +174,7 @@ class WorkerDaemon(Daemon):
         return True
 
     async def tick(self) -> None:
+        await self._retry_store_migration()
         async with self.worker.lock:
             if self.detection is not None:
                 for batch in self.detection.tick():
@@ -179,6 +182,19 @@ class WorkerDaemon(Daemon):
             await self.worker.flush()
             self.pipelines.maintain()
         self._send_status()
+
+    async def _retry_store_migration(self) -> None:
+        """The alert store's migration failed at start (a full disk): the main process's
+        alerting retries its own; this process's store is retried here, so its writer's
+        failure episode ends once the disk works (the sink flushes only with alerts)."""
+        if self.alerting.db.migrated or STORE_WRITER not in self.telemetry.storage.failing():
+            return
+        try:
+            await asyncio.to_thread(self.alerting.db.migrate)
+        except (sqlite3.Error, OSError) as exc:
+            self.telemetry.storage.failed(STORE_WRITER, exc)
+            return
+        self.telemetry.storage.succeeded(STORE_WRITER)
 
     def _send_status(self) -> None:
         self._send({"t": "status", "metrics": self.telemetry.snapshot(), "health": {
