@@ -30,7 +30,7 @@ from collector.pipeline.runner import PipelineSet, build_pipelines
 from collector.processes import worker_count
 from collector.processes.pool import WorkerPool
 from collector.processes.state import Ownership
-from collector.queue import EventQueue
+from collector.queue import MemoryQueue
 from collector.registry import resolve
 from collector.reload import reload_config
 from collector.replay import DeadLetterReplayer
@@ -124,7 +124,7 @@ class Daemon:
     def _data_dir(self, config: VigilConfig) -> Path:
         return config.data_dir(self.data_dir_override)
 
-    def _open_queue(self) -> EventQueue:
+    def _open_queue(self) -> Journal | MemoryQueue | JournalFollower:
         return open_queue(self.config.settings, self.data_dir, self.telemetry)
 
     def _replays(self) -> Journal | JournalFollower | None:

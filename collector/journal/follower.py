@@ -266,7 +266,11 @@ class JournalFollower:
         """Own `name` from its acknowledged position on (a replay up to `replay_end`)."""
         if name in self._partitions:
             return
-        report = (lambda d, n=name: self.on_damage(n, d)) if self.on_damage else None
+        on_damage = self.on_damage
+        report = None
+        if on_damage is not None:
+            def report(damage: Damage) -> None:
+                on_damage(name, damage)
         self._partitions[name] = PartitionFollower(
             name, self.directory / name, acked + 1, files=self.files, known=known,
             on_damage=report)

@@ -139,7 +139,8 @@ def merge_coverage(docs: list[dict[str, Any]], ownership: Ownership) -> dict[str
         return None
 
     def tenants_of(doc: dict[str, Any]) -> set[str]:
-        return {e.get("tenant") for e in doc.get("coverage") or [] if isinstance(e, dict)}
+        return {t for e in doc.get("coverage") or [] if isinstance(e, dict)
+                and isinstance(t := e.get("tenant"), str)}
 
     keep = _picks(docs, tenants_of, ownership)
     newest = docs[-1]
