@@ -13,6 +13,7 @@ from collector.config import VigilConfig, load_config
 from collector.config.models import ControlConfig
 from collector.detection.stage import load_ruleset
 from collector.journal import Journal
+from collector.journal.follower import JournalFollower
 from collector.logs import configure_logging
 from collector.sources.swap import SourceSwap
 from core.errors import ConfigErrors
@@ -93,8 +94,13 @@ async def apply_processing(daemon: Daemon, new: VigilConfig) -> None:
         log.warning("vigil.queue.type changes only at restart; keeping the running queue",
                     extra={"running": old.settings.queue.type,
                            "configured": settings.queue.type})
+    if settings.workers != old.settings.workers:
+        log.warning("vigil.workers changes only at restart; keeping the running processes",
+                    extra={"configured": settings.workers})
     if isinstance(daemon.queue, Journal):
         daemon.queue.reconfigure(settings.queue, settings.limits.queue_max_events)
+    elif isinstance(daemon.queue, JournalFollower):
+        pass  # bounds are the main process's
     else:
         daemon.queue.set_bound(settings.queue.max_events or settings.limits.queue_max_events,
                                resume_ratio=settings.queue.resume_ratio)
@@ -103,6 +109,10 @@ async def apply_processing(daemon: Daemon, new: VigilConfig) -> None:
     daemon.replayer.root = daemon._dead_letter_root(new)
     daemon.replayer.tenants = set(new.tenants)
     daemon.alerting.configure(new)
+    if daemon.pool is not None:
+        # The worker processes swap their pipelines, detection and sinks themselves.
+        await daemon.pool.reload()
+        return
 
     detection_changed = (new.settings.detection != old.settings.detection
                          or new.section("rules") != old.section("rules")

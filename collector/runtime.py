@@ -22,9 +22,14 @@ from collector.control import ControlServer
 from collector.detection.alerts import ALERT_SCHEMA, ALERTS_DATASET
 from collector.detection.stage import DetectionStage
 from collector.journal import Journal, open_queue
+from collector.journal.follower import JournalFollower
 from collector.logs import configure_logging
 from collector.looplag import LoopLagMeter
 from collector.pipeline.runner import PipelineSet, build_pipelines
+from collector.processes import worker_count
+from collector.processes.pool import WorkerPool
+from collector.processes.state import Ownership
+from collector.queue import MemoryQueue
 from collector.reload import reload_config
 from collector.replay import DeadLetterReplayer
 from collector.routing import TenantRouter
@@ -69,7 +74,11 @@ def _listening(component: str, address: str, setting: str) -> Iterator[None]:
 
 
 class Daemon:
-    """One Vigil process: sources -> queue -> worker -> sinks, plus the control listener."""
+    """One Vigil process: sources -> queue -> worker -> sinks, plus the control listener
+    (with `vigil.workers` >= 2, worker processes run the worker and sinks: `pool`)."""
+
+    # Which tenants' detection state and commit manifests are this process's (a worker's).
+    ownership: Ownership | None = None
 
     def __init__(self, conf_dir: Path, *, data_dir: Path | None = None,
                  clock: Callable[[], datetime] = _utcnow,
@@ -86,14 +95,17 @@ class Daemon:
         self.schemas = DatasetSchemas()
         limits = self.config.settings.limits
         # A journal is recovered here (torn tails cut, damage counted): start never blocks on it.
-        self.queue = open_queue(self.config.settings, self.data_dir, self.telemetry)
+        self.queue = self._open_queue()
         self.telemetry.queue_capacity.set(self.queue.max_events)
         # A tenant's bound shared fairly among the sources that write to it.
         self.shares = SourceShares(self.queue) if isinstance(self.queue, Journal) else None
         self.sources: dict[str, Source] = {}
         self.sinks: dict[str, Sink] = {}
-        self.pipelines = self._build_pipelines(self.config)
-        self.detection = self._build_detection(self.config)
+        # Worker processes run pipelines, detection and sinks; without them, this process does.
+        workers = worker_count(self.config.settings) if isinstance(self.queue, Journal) else 0
+        self.pool = WorkerPool(self, workers) if workers else None
+        self.pipelines = self._build_pipelines(self.config if self.pool is None else None)
+        self.detection = self._build_detection(self.config) if self.pool is None else None
         self.worker = Worker(self.queue, self.sinks, limits.batch_max_events, self.process,
                              telemetry=self.telemetry, clock=clock)
         self.replayer = DeadLetterReplayer(self._dead_letter_root(self.config), self.queue,
@@ -115,6 +127,13 @@ class Daemon:
     def _data_dir(self, config: VigilConfig) -> Path:
         return config.data_dir(self.data_dir_override)
 
+    def _open_queue(self) -> Journal | MemoryQueue | JournalFollower:
+        return open_queue(self.config.settings, self.data_dir, self.telemetry)
+
+    def _replays(self) -> Journal | JournalFollower | None:
+        """The queue when it survives restarts (the journal, or a worker's view of it)."""
+        return self.queue if isinstance(self.queue, Journal | JournalFollower) else None
+
     def process(self, batch: Batch) -> list[Batch]:
         """The worker's processor: the pipelines, then detection."""
         out = self.pipelines.process(batch)
@@ -125,7 +144,7 @@ class Daemon:
         if not config.settings.detection.enabled:
             return None
         return DetectionStage(config, self.conf_dir.resolve(), self.data_dir, self.telemetry,
-                              self.clock, ruleset)
+                              self.clock, ruleset, ownership=self.ownership)
 
     # -- building components ------------------------------------------------------------
 
@@ -143,12 +162,14 @@ class Daemon:
         source: Source = cls(context)
         return source
 
-    def _build_pipelines(self, config: VigilConfig) -> PipelineSet:
+    def _build_pipelines(self, config: VigilConfig | None) -> PipelineSet:
+        """The configured pipelines (none in a main process whose workers run them)."""
+        pipelines = config.pipelines if config is not None else {}
         schemas: dict[str, dict[str, Any]] = {ALERTS_DATASET: dict(ALERT_SCHEMA)}
-        for pipeline in config.pipelines.values():
+        for pipeline in pipelines.values():
             schemas.setdefault(pipeline.dataset, {}).update(pipeline.schema_)
         self.schemas.reset(schemas)
-        return build_pipelines(config.pipelines.items(), ValidationContext(self.conf_dir.resolve()),
+        return build_pipelines(pipelines.items(), ValidationContext(self.conf_dir.resolve()),
                                data_dir=self.data_dir, telemetry=self.telemetry,
                                clock=self.clock)
 
@@ -167,13 +188,14 @@ class Daemon:
 
     def _build_sink(self, sink_id: str, sink_config: Any) -> Sink:
         cls = resolve("sink", sink_config.type)
+        replays = self._replays()
         context = SinkContext(self.data_dir, self.queue.epoch, self.telemetry, self.schemas,
-                              acknowledged=(self.queue.acked if isinstance(self.queue, Journal)
-                                            else None),
+                              acknowledged=replays.acked if replays is not None else None,
                               recover=not self.started.is_set(),
-                              replay_end=(self.queue.replay_end
-                                          if isinstance(self.queue, Journal) else None),
-                              reject=self.worker.reject)
+                              replay_end=replays.replay_end if replays is not None else None,
+                              reject=self.worker.reject,
+                              slot=self.ownership.slot if self.ownership else "",
+                              owns=self.ownership.owns if self.ownership else None)
         sink: Sink = cls(sink_id, sink_config, context)
         if isinstance(sink, AlertStoreSink):
             self.alerting.bind(sink)
@@ -192,12 +214,15 @@ class Daemon:
         if self.detection is not None:
             self.detection.restore()
             self.worker.holders = [self.detection]
+        if self.pool is not None:
+            await self.pool.start()  # first: the workers start while this process does
         await self.alerting.start()
-        for sink_id, sink_config in self._sink_configs(self.config).items():
-            sink = self._build_sink(sink_id, sink_config)
-            await sink.start()
-            self.sinks[sink_id] = sink
-        self._worker_task = asyncio.create_task(self._run_worker(), name="worker")
+        if self.pool is None:
+            for sink_id, sink_config in self._sink_configs(self.config).items():
+                sink = self._build_sink(sink_id, sink_config)
+                await sink.start()
+                self.sinks[sink_id] = sink
+            self._worker_task = asyncio.create_task(self._run_worker(), name="worker")
         self.control = self._control_server(settings.control)
         await self.control.start()
         for source_id, source_config in self.config.sources.items():
@@ -207,6 +232,8 @@ class Daemon:
                 await source.start()
             self.sources[source_id] = source
         self.started.set()
+        if self.pool is not None:
+            await self.pool.wait_ready()  # /readyz says not ready until then
         self.notifier.ready()
         log.info("vigil started", extra={"conf_dir": str(self.conf_dir),
                                          "data_dir": str(self.data_dir),
@@ -232,6 +259,11 @@ class Daemon:
     async def run(self) -> int:
         """Start, serve until SIGTERM/SIGINT, drain; returns the process exit code."""
         loop = asyncio.get_running_loop()
+        # Before start: /readyz may say ready before start returns (it waits for the worker
+        # processes), and a SIGHUP or SIGTERM then must not find the default action.
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
+        loop.add_signal_handler(signal.SIGHUP, self.request_reload)
         try:
             await self.start()
         except Exception:
@@ -241,10 +273,12 @@ class Daemon:
                 await self.shutdown()
             except Exception:
                 log.exception("stopping after a failed start failed too")
+            finally:
+                if self.pool is not None:
+                    self.pool.kill()
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                loop.remove_signal_handler(sig)
             raise
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self.request_stop)
-        loop.add_signal_handler(signal.SIGHUP, self.request_reload)
         try:
             while not self._stop_requested:
                 assert self._wake is not None
@@ -290,6 +324,8 @@ class Daemon:
                     self.worker.write_out(batch)
             await self.worker.flush()
             self.pipelines.maintain()
+        if self.pool is not None:
+            await self.pool.tick()
         for source in self.sources.values():
             source.maintain()
             if source.context.held:
@@ -316,6 +352,11 @@ class Daemon:
         journal = self.queue if isinstance(self.queue, Journal) else None
         durable = journal is not None
         code = 0
+        if self.pool is not None:
+            # Each worker drains what is durable, commits, acknowledges and exits.
+            await self.pool.stop(timeout)
+            if any(c != 0 for c in self.pool.exit_codes):
+                code = 1
         if self._worker_task is not None:
             try:
                 await asyncio.wait_for(asyncio.shield(self._worker_task), timeout)
@@ -390,12 +431,16 @@ class Daemon:
         """Ready once started, not stopping, every configured source running, and no writer
         waiting for the disk (sources are paused or answer 503 meanwhile)."""
         failing = dict(self.telemetry.storage.failing())
+        if self.pool is not None:
+            failing.update(self.pool.storage_failing())
         journal_error = self.queue.failing if isinstance(self.queue, Journal) else None
         if journal_error is not None:
             failing["journal"] = type(journal_error).__name__
         not_running = [sid for sid in self.config.sources
                        if sid not in self.sources or not self.sources[sid].running()]
         ready = self.started.is_set() and not self.stopping and not failing and not not_running
+        if self.pool is not None:
+            ready = ready and self.pool.ready()
         detail = {
             "not_running": not_running,
             "storage": {"failing": failing},
@@ -409,5 +454,7 @@ class Daemon:
             "sinks": {sid: s.health() for sid, s in self.sinks.items()},
             "detection": self.detection.health() if self.detection is not None else None,
         }
+        if self.pool is not None:  # the worker processes' sinks, detection, pids, partitions
+            detail.update(self.pool.health())
         return ready, detail
 

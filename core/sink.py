@@ -46,6 +46,10 @@ class SinkContext:
     # `reject(partition, events, sink_id, exception, scope)` dead-letters them with the reason.
     # None (tests of a sink alone): the exception is raised instead.
     reject: Reject | None = None
+    # The worker process slot ("w<k>", "" in the single-process model): a file sink keeps its
+    # own commit manifest, and at start recovers only the partitions it `owns` (None: all).
+    slot: str = ""
+    owns: Callable[[str], bool] | None = None
 
 
 class Sink(ABC):

@@ -13,6 +13,7 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
+from prometheus_client.metrics_core import Metric
 
 import core
 from core.config import TENANT_ID_RE
@@ -262,6 +263,8 @@ class Telemetry:
             ["route", "method", "code"], registry=r)
         # Failure episodes of every writer (state files, sink files, the alert store).
         self.storage = WriteEpisodes(self)
+        # The samples worker processes report (collector.processes), merged into /metrics.
+        self.remote = RemoteSamples()
 
     def pipeline_events(self, pipeline_id: str, tenant: str, received: int, sent: int) -> None:
         """Events that entered a pipeline and left it towards the sinks, for one batch."""
@@ -293,20 +296,88 @@ class Telemetry:
         """A handle that reports for one component."""
         return ComponentTelemetry(self, (component_id, kind, type_name))
 
+    def collect(self) -> list[Metric]:
+        """This process's metrics, with the worker processes' samples merged in."""
+        own = list(self.registry.collect())
+        return self.remote.merged(own) if self.remote else own
+
     def render(self) -> bytes:
-        """The text exposition format for /metrics."""
-        return generate_latest(self.registry)
+        """The text exposition format for /metrics (every process's samples)."""
+        return generate_latest(self)  # type: ignore[arg-type]  # anything with collect()
+
+    def snapshot(self) -> list[list[Any]]:
+        """This process's samples as plain data, for the main process (`RemoteSamples`)."""
+        return [[family.name, family.type,
+                 [[s.name, s.labels, s.value] for s in family.samples
+                  if not s.name.endswith("_created")]]
+                for family in self.registry.collect() if family.type != "info"]
 
     def sample(self, name: str, **labels: str) -> float:
         """The current value of one sample (0.0 when absent); for tests and health detail."""
-        value = self.registry.get_sample_value(name, labels)
-        return 0.0 if value is None else value
+        return sum(s.value for metric in self.collect() for s in metric.samples
+                   if s.name == name and s.labels == labels)
 
     def total(self, name: str, **labels: str) -> float:
         """The sum of the samples of one metric whose labels include `labels` (e.g. events
         received by all sources: component_kind="source")."""
-        return sum(s.value for metric in self.registry.collect() for s in metric.samples
+        return sum(s.value for metric in self.collect() for s in metric.samples
                    if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()))
+
+
+# Gauges every process reports the same value of (merged by max); other gauges are shares of
+# one total (one tenant's rules, one source's connections: summed), like counters.
+_GAUGES_BY_MAX = frozenset({"vigil_detection_rules", "vigil_detection_rule_load_errors",
+                            "vigil_storage_failing"})
+SampleKey = tuple[str, tuple[tuple[str, str], ...]]
+
+
+class RemoteSamples:
+    """The latest samples of each worker process, plus the counters of workers that exited
+    (a restarted worker's counters start again at zero; the sum never goes backwards)."""
+
+    def __init__(self) -> None:
+        self.live: dict[str, dict[str, dict[SampleKey, float]]] = {}
+        self.retired: dict[str, dict[SampleKey, float]] = {}
+        self.types: dict[str, str] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self.live or self.retired)
+
+    def update(self, source: str, snapshot: list[list[Any]]) -> None:
+        families: dict[str, dict[SampleKey, float]] = {}
+        for name, kind, samples in snapshot:
+            self.types[name] = kind
+            families[name] = {(s, tuple(sorted(labels.items()))): float(v)
+                              for s, labels, v in samples}
+        self.live[source] = families
+
+    def retire(self, source: str) -> None:
+        """A worker exited: keep its counters and histograms, forget its gauges."""
+        for name, samples in self.live.pop(source, {}).items():
+            if self.types.get(name) == "gauge":
+                continue
+            kept = self.retired.setdefault(name, {})
+            for key, value in samples.items():
+                kept[key] = kept.get(key, 0.0) + value
+
+    def merged(self, own: list[Metric]) -> list[Metric]:
+        out = []
+        for family in own:
+            values: dict[SampleKey, float] = {
+                (s.name, tuple(sorted(s.labels.items()))): s.value for s in family.samples}
+            by_max = family.type == "gauge" and family.name in _GAUGES_BY_MAX
+            for source in (self.retired, *self.live.values()):
+                for key, value in source.get(family.name, {}).items():
+                    before = values.get(key)
+                    if before is None:
+                        values[key] = value
+                    else:
+                        values[key] = max(before, value) if by_max else before + value
+            merged = Metric(family.name, family.documentation, family.type, family.unit)
+            for (sample, labels), value in values.items():
+                merged.add_sample(sample, dict(labels), value)
+            out.append(merged)
+        return out
 
 
 class ComponentTelemetry:

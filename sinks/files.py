@@ -41,6 +41,18 @@ RETRY_MAX_SECONDS = 30.0
 MAX_ATTEMPTS = 5
 
 
+def manifest_path(data_dir: Path, sink_id: str, slot: str = "") -> Path:
+    """A sink's commit manifest; one per worker process slot."""
+    suffix = f".{slot}" if slot else ""
+    return data_dir / "state" / f"{sink_id}.commits{suffix}.jsonl"
+
+
+def other_manifests(path: Path) -> list[Path]:
+    """The same sink's manifests of the other process slots."""
+    sink_id = path.name.split(".commits", 1)[0]
+    return [p for p in path.parent.glob(f"{sink_id}.commits*.jsonl") if p != path]
+
+
 class FlushPolicy(StrictModel):
     max_rows: int = Field(50_000, gt=0, description="flush a partition buffer at this many rows")
     max_bytes: int = Field(64 * 1024 * 1024, gt=0, description="... or this many (estimated) bytes")
@@ -100,7 +112,7 @@ class PartitionedFileSink(Sink):
         self._failures: dict[Hashable, WriteFailure] = {}
         self._lock = asyncio.Lock()
         self.acknowledged = context.acknowledged
-        self.manifest = CommitManifest(context.data_dir / "state" / f"{sink_id}.commits.jsonl")
+        self.manifest = CommitManifest(manifest_path(context.data_dir, sink_id, context.slot))
         # Replays: the queue's end per partition at open, the committed ranges per partition
         # key seen while replaying, and the events skipped as already committed.
         self.replay_end = context.replay_end
@@ -159,8 +171,15 @@ class PartitionedFileSink(Sink):
     def recover(self, acknowledged: Callable[[str], int]) -> None:
         """Trim files committed past the acknowledged position by a previous run."""
         trimmed = files = 0
-        for entry in self.manifest.load():
+        owns = self.context.owns
+        # Another process's manifest may hold our partitions (`vigil.workers` changed).
+        others = [entry for path in other_manifests(self.manifest.path)
+                  for entry in CommitManifest(path).load()
+                  if owns is None or all(owns(p) for p in entry.offsets)]
+        for entry in [*self.manifest.load(), *others]:
             if entry.acknowledged_by(acknowledged):
+                continue
+            if owns is not None and not all(owns(p) for p in entry.offsets):
                 continue
             path = self.root / entry.file
             temporary_name(path).unlink(missing_ok=True)

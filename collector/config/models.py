@@ -271,6 +271,14 @@ class GlobalConfig(StrictModel):
         "`vigil validate` refuse one otherwise: a wrong -c or an unreadable conf.d looks just "
         "like it); for a host that only serves the API and console"
     )
+    workers: int | None = Field(
+        None, ge=1, le=256,
+        description="processes that run pipelines, detection and sinks (default: the number "
+        "of CPUs). With 2 or more and the journal, the main process keeps the listeners, "
+        "tenant routing, journal appends and the control plane, and each worker process owns "
+        "the journal partitions (tenants) assigned to it, reading their segment files; 1 (or "
+        "the memory queue) runs everything in one process. Changes at restart only"
+    )
     control: ControlConfig = ControlConfig()
     limits: LimitsConfig = LimitsConfig()
     queue: QueueConfig = QueueConfig()

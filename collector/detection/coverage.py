@@ -148,6 +148,10 @@ class FieldCoverage:
             data = orjson.loads(path.read_bytes())
         except (OSError, orjson.JSONDecodeError):
             return 0
+        return self.load(data, now)
+
+    def load(self, data: dict[str, Any], now: datetime) -> int:
+        """Load coverage as `save` wrote it (merged from worker processes' files)."""
         if data.get("version") != STATE_VERSION:
             return 0
         today = _day(now)

@@ -36,6 +36,7 @@ from collector.detection.coverage import (
 )
 from collector.detection.health import CLOCK_SKEW_RULE, SourceHealth
 from collector.poison import PoisonReport, offset_span, poison_record
+from collector.processes.state import Ownership, merge_coverage, merge_detection, read_docs
 from collector.routing import QUARANTINE
 from core.durable import WriteEpisodes, write_atomic
 from core.events import (
@@ -111,7 +112,8 @@ class DetectionStage:
     def __init__(self, config: VigilConfig, conf_dir: Path, data_dir: Path,
                  telemetry: Telemetry | None, clock: Callable[[], datetime],
                  ruleset: RuleSet | None = None,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+                 monotonic: Callable[[], float] = time.monotonic,
+                 ownership: Ownership | None = None) -> None:
         self.settings: DetectionConfig = config.settings.detection
         self.clock = clock
         self.monotonic = monotonic
@@ -134,9 +136,11 @@ class DetectionStage:
         self.alerts = AlertTracker(self.settings.suppression, self.settings.max_alert_events)
         self.switches = {tenant: (frozenset(t.rules.enable), frozenset(t.rules.disable))
                          for tenant, t in config.tenants.items()}
-        state_dir = data_dir / "state"
-        self.state_path = state_dir / "detection.json"
-        self.coverage_path = state_dir / "coverage.json"
+        # A worker process keeps its tenants' state in its own files (collector.processes).
+        self.ownership = ownership or Ownership()
+        self.state_dir = data_dir / "state"
+        self.state_path = self.ownership.path(self.state_dir, "detection")
+        self.coverage_path = self.ownership.path(self.state_dir, "coverage")
         self.unsaved: dict[str, int] = {}  # partition -> first offset processed since the save
         self.last_offset: dict[str, int] = {}
         self.watermarks: dict[str, datetime] = {}
@@ -322,7 +326,8 @@ class DetectionStage:
         """Correlation windows and open alerts, atomically; releases the held offsets."""
         data = {"version": STATE_VERSION, "correlation": self.engine.correlation.dump(),
                 "new_values": self.engine.new_values.dump(), "alerts": self.alerts.dump(),
-                "watermarks": {t: w.isoformat() for t, w in self.watermarks.items()}}
+                "watermarks": {t: w.isoformat() for t, w in self.watermarks.items()},
+                "owned": self.ownership.owned_list()}
         write_atomic(self.state_path, orjson.dumps(data, default=str))
         self.unsaved.clear()
         self._saved_at = self.monotonic()
@@ -334,16 +339,13 @@ class DetectionStage:
     def restore(self) -> None:
         """Load saved state and coverage, then activate every tenant seen before."""
         now = self.clock()
-        self.coverage.restore(self.coverage_path, now)
-        try:
-            data = orjson.loads(self.state_path.read_bytes())
-        except FileNotFoundError:
-            data = None
-        except (OSError, orjson.JSONDecodeError) as exc:
-            log.error("detection state unreadable; windows start empty",
-                      extra={"path": str(self.state_path), "error": str(exc)})
-            data = None
-        if data is not None and data.get("version") == STATE_VERSION:
+        coverage = merge_coverage(read_docs(self.state_dir, "coverage"), self.ownership)
+        if coverage is not None:
+            self.coverage.load(coverage, now)
+        # Every process's file: a tenant's state follows it to the worker that owns it now.
+        data = merge_detection(read_docs(self.state_dir, "detection"), self.ownership,
+                               STATE_VERSION)
+        if data is not None:
             keys = self.engine.correlation.load(data.get("correlation") or {})
             self.engine.new_values.load(data.get("new_values") or [])
             infos: dict[tuple[str, str | None], RuleInfo] = {

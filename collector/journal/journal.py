@@ -26,6 +26,7 @@ from collector.journal.errors import (
     JournalWriteError,
 )
 from collector.journal.files import FileLayer
+from collector.journal.handoff import HandOff
 from collector.journal.layout import (
     CHECKPOINT_FILE,
     EPOCH_FILE,
@@ -43,7 +44,7 @@ from core.telemetry import Telemetry
 log = logging.getLogger(__name__)
 
 
-class Journal(BackgroundRounds):
+class Journal(BackgroundRounds, HandOff):
     """Implements `collector.queue.EventQueue` on disk; see the module docstring."""
 
     def __init__(self, directory: Path, config: QueueConfig | None = None, *,

@@ -62,6 +62,11 @@ class Database:
         finally:
             con.close()
 
+    @property
+    def migrated(self) -> bool:
+        """Whether this process has brought the file up to date (`migrate` succeeded)."""
+        return self._migrated
+
     def migrate(self) -> list[int]:
         """Apply the migrations this file lacks, in order; returns the versions applied."""
         if self._migrated:

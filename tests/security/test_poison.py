@@ -42,10 +42,12 @@ def json_lines(n: int, tag: str, start: int = 0) -> list[bytes]:
 
 
 # -- in-process: a failure injected where a bug would sit ---------------------------------
+# (`workers: 1`: the pipelines run in the daemon's own process, where the test patches them;
+# tests/integration/test_workers.py kills a worker process instead.)
 
 
 async def started_daemon(tmp_path: Path) -> Daemon:
-    conf = two_tenant_conf(tmp_path / "conf.d", shipped=False)
+    conf = two_tenant_conf(tmp_path / "conf.d", shipped=False, workers=1)
     daemon = Daemon(conf, data_dir=tmp_path / "data")
     await daemon.start()
     return daemon
@@ -168,7 +170,7 @@ async def test_a_worker_that_dies_makes_the_daemon_exit_non_zero(
         raise RuntimeError("worker bug")
 
     monkeypatch.setattr(Worker, "run", die)
-    conf = two_tenant_conf(tmp_path / "conf.d", shipped=False)
+    conf = two_tenant_conf(tmp_path / "conf.d", shipped=False, workers=1)
     daemon = Daemon(conf, data_dir=tmp_path / "data")
     code = await asyncio.wait_for(daemon.run(), 30)
     assert code != 0
@@ -180,7 +182,7 @@ async def test_a_worker_that_returns_while_not_stopping_exits_non_zero(
         await asyncio.sleep(0.2)
 
     monkeypatch.setattr(Worker, "run", quit_early)
-    conf = two_tenant_conf(tmp_path / "conf.d", shipped=False)
+    conf = two_tenant_conf(tmp_path / "conf.d", shipped=False, workers=1)
     daemon = Daemon(conf, data_dir=tmp_path / "data")
     code = await asyncio.wait_for(daemon.run(), 30)
     assert code != 0

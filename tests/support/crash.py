@@ -30,13 +30,15 @@ from support.daemon import REPO, VigilProcess, lake_rows, write_conf
 TOKENS = {"demo": "crash-token-demo", "acme": "crash-token-acme"}
 
 
-def crash_config(tmp_path: Path) -> Path:
+def crash_config(tmp_path: Path, workers: int | None = None) -> Path:
     """Two tenants, HTTP with a token each, TCP syslog, the Linux auth pipeline and the
-    built-in rules; short flushes so commits and kills interleave."""
+    built-in rules; short flushes so commits and kills interleave. `workers`: the process
+    model (1: everything in one process; 2: two worker processes, a tenant each)."""
     conf = tmp_path / "conf.d"
+    workers_setting = {"workers": workers} if workers is not None else {}
     write_conf(conf, {
         "vigil": {"control": {"address": "127.0.0.1:0"},
-                  "detection": {"state_interval": "1s"}},
+                  "detection": {"state_interval": "1s"}, **workers_setting},
         "tenants": {tenant: {"name": tenant.title()} for tenant in TOKENS},
         "sources": {
             "syslog_tcp": {"type": "syslog_tcp", "address": "127.0.0.1:0", "tenant": "demo"},
@@ -142,10 +144,12 @@ class CrashRun:
         return [i for load in self.http for i in load.acknowledged]
 
 
-def run_with_kills(tmp_path: Path, kills: int, seed: int = 7) -> tuple[CrashRun, Path]:
-    """Start, load, SIGKILL at random points `kills` times, restart; end with a clean stop."""
+def run_with_kills(tmp_path: Path, kills: int, seed: int = 7, workers: int | None = None
+                   ) -> tuple[CrashRun, Path]:
+    """Start, load, SIGKILL the main process at random points `kills` times, restart; end
+    with a clean stop."""
     rng = random.Random(seed)
-    conf = crash_config(tmp_path)
+    conf = crash_config(tmp_path, workers)
     data = tmp_path / "data"
     run = CrashRun(http=[HttpLoad("demo"), HttpLoad("acme")], tcp=TcpLoad())
     loads: list[Any] = [*run.http, run.tcp]

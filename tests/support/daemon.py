@@ -118,9 +118,11 @@ class VigilProcess:
         self.operator: str | None = None  # the operator listener, when configured
         self._reader: threading.Thread | None = None
 
-    def start(self, timeout: float = 20.0, ready_path: str | None = "/readyz") -> VigilProcess:
+    def start(self, timeout: float = 60.0, ready_path: str | None = "/readyz") -> VigilProcess:
         """Start and wait until `ready_path` answers 200 (/healthz where /readyz is refused;
-        None: only for the control listener, as /readyz may well say not ready)."""
+        None: only for the control listener, as /readyz may well say not ready). A start is
+        three interpreters by default (the main process and a worker per CPU), each importing
+        the project and loading rules: on a loaded machine that takes tens of seconds."""
         self.log_lines = []
         self.control = None
         self.operator = None

@@ -39,9 +39,11 @@ KEEP_BODY_PIPELINE = {
 
 
 def two_tenant_conf(conf: Path, *, shipped: bool = True, queue_max_events: int | None = None,
-                    extra_pipelines: dict[str, Any] | None = None) -> Path:
+                    extra_pipelines: dict[str, Any] | None = None,
+                    workers: int | None = None) -> Path:
     """A conf.d with tenants demo and acme, each with an HTTP token, a `tcp_json_<t>` and a
-    `syslog_<t>` listener; lake and dead letter flushing every 0.2 s."""
+    `syslog_<t>` listener; lake and dead letter flushing every 0.2 s. `workers: 1` keeps the
+    pipelines in the daemon's own process (for tests that reach into its components)."""
     conf.mkdir(parents=True, exist_ok=True)
     if shipped:
         for name in SHIPPED_PIPELINES:
@@ -62,6 +64,8 @@ def two_tenant_conf(conf: Path, *, shipped: bool = True, queue_max_events: int |
     vigil: dict[str, Any] = {"control": {"address": "127.0.0.1:0"}}
     if queue_max_events is not None:
         vigil["limits"] = {"queue_max_events": queue_max_events}
+    if workers is not None:
+        vigil["workers"] = workers
     write_conf(conf, {
         "vigil": vigil,
         "tenants": {t: {"name": t.title()} for t in TENANTS},
