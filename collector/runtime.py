@@ -32,6 +32,7 @@ from collector.processes.state import Ownership
 from collector.queue import MemoryQueue
 from collector.reload import reload_config
 from collector.replay import DeadLetterReplayer
+from collector.retention import RetentionSweeper
 from collector.routing import TenantRouter
 from collector.sources.base import Source, SourceContext
 from collector.sources.shares import SourceShares
@@ -92,6 +93,8 @@ class Daemon:
         self.data_dir = self._data_dir(self.config)
         self.telemetry = Telemetry()
         self.loop_lag = LoopLagMeter.for_telemetry(self.telemetry)
+        self.retention = RetentionSweeper()  # main process only: workers never sweep
+        self._retention_task: asyncio.Future[None] | None = None
         self.schemas = DatasetSchemas()
         limits = self.config.settings.limits
         # A journal is recovered here (torn tails cut, damage counted): start never blocks on it.
@@ -333,12 +336,29 @@ class Daemon:
         if not self.stopping:
             await self.replayer.replay_next()
             await self.alerting.tick()
+            self._sweep_retention()
         pending = self.queue.pending()
         self.telemetry.queue_events.set(pending)
         held_back = self.queue.over_bound() or (isinstance(self.queue, Journal)
                                                 and bool(self.queue.held_back()))
         self.telemetry.backpressure.set(1 if held_back else 0)
         self.notifier.watchdog(time.monotonic())
+
+    def _sweep_retention(self) -> None:
+        """Lake and dead-letter partitions past retention, hourly, on a thread (never two at
+        once); a failure is logged and tried again at the next hour."""
+        now = datetime.now(UTC)
+        if (self._retention_task is not None and not self._retention_task.done()) \
+                or not self.retention.due(now):
+            return
+
+        def run() -> None:
+            try:
+                self.retention.run(self.config, self.data_dir, now)
+            except OSError:
+                log.exception("retention sweep failed; trying again in an hour")
+
+        self._retention_task = asyncio.ensure_future(asyncio.to_thread(run))
 
     async def shutdown(self) -> int:
         """Stop accepting, drain the queue through the sinks, flush everything."""

@@ -97,3 +97,22 @@ def test_cli_dry_run_lists_and_keeps(tmp_path: Path) -> None:
     assert f"would delete {old}" in result.stdout
     assert result.stdout.strip().endswith("1 partition(s) would delete (lake demo: 1)")
     assert old.exists()
+
+
+def test_the_daemon_sweeps_at_start_and_hourly(tmp_path: Path) -> None:
+    from support.daemon import VigilProcess, basic_config, wait_for
+
+    conf, data = tmp_path / "conf.d", tmp_path / "data"
+    config = basic_config()
+    config["vigil"] = {**config.get("vigil", {}), "retention": {"lake": "30d"}}
+    write_conf(conf, config)
+    old = _partition(data / "lake" / "syslog" / "tenant=demo", "2001-01-01")
+    recent = _partition(data / "lake" / "syslog" / "tenant=demo",
+                        datetime.now(UTC).date().isoformat())
+    daemon = VigilProcess(conf, data).start()
+    try:
+        wait_for(lambda: not old.exists(), 30, message="the expired partition deleted")
+        assert recent.exists()
+    finally:
+        assert daemon.stop() == 0
+    assert "retention: expired partitions deleted" in daemon.log()
