@@ -242,7 +242,7 @@ def _group(alert: dict[str, Any]) -> str:
 
 def _summary(alert: dict[str, Any]) -> str:
     group = _group(alert)
-    return (f"{alert['id'][:8]}  {alert['tenant']:<12} {alert['severity']:<9} "
+    return (f"{alert['id']}  {alert['tenant']:<12} {alert['severity']:<9} "
             f"{alert['status']:<12} {alert['rule']['name']}"
             f"{f' [{group}]' if group else ''}  (x{alert['count']}, ack by "
             f"{alert['sla']['ack_due'][:16]})")

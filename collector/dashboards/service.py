@@ -27,6 +27,7 @@ from collector.dashboards.library import Dashboard, all_dashboards
 from collector.dashboards.model import DashboardConfig
 from collector.dashboards.sql import ALERTS_VIEW, PanelSqlError, check_panel_sql
 from collector.detection.coverage import DatasetCoverage, FieldCoverage
+from collector.processes.state import Ownership, merge_coverage, read_docs, state_files
 from sinks.alerts.db import Database
 from sinks.lake.sink import lake_root
 
@@ -61,7 +62,7 @@ class DashboardService:
         self.db = db
         self.live_coverage = coverage
         self.limits = limits
-        self._saved_coverage: tuple[float, FieldCoverage] | None = None
+        self._saved_coverage: tuple[list[tuple[str, int]], FieldCoverage] | None = None
         # Panel queries are CPU and memory heavy: a bounded number run at once.
         self._turns = threading.BoundedSemaphore(
             config().settings.dashboard_queries.concurrent)
@@ -80,15 +81,23 @@ class DashboardService:
                 except RuntimeError:
                     continue
             return {}
-        path = self.data_dir / "state" / "coverage.json"
-        try:
-            mtime = path.stat().st_mtime
-        except OSError:
+        # What detection saved: one file per process (`coverage.json`, or `coverage.w<k>.json`
+        # per worker process), merged as detection merges them at start.
+        state_dir = self.data_dir / "state"
+        stamp = []
+        for path in state_files(state_dir, "coverage"):
+            try:
+                stamp.append((path.name, path.stat().st_mtime_ns))
+            except OSError:
+                continue
+        if not stamp:
             return {}
-        if self._saved_coverage is None or self._saved_coverage[0] != mtime:
+        if self._saved_coverage is None or self._saved_coverage[0] != stamp:
             restored = FieldCoverage(self.config().settings.detection.activation.window)
-            restored.restore(path, now)
-            self._saved_coverage = (mtime, restored)
+            merged = merge_coverage(read_docs(state_dir, "coverage"), Ownership())
+            if merged is not None:
+                restored.load(merged, now)
+            self._saved_coverage = (stamp, restored)
         return self._saved_coverage[1].totals(tenant)
 
     def statuses(self, tenant: str, now: datetime, extra: dict[str, Dashboard] | None = None,

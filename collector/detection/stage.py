@@ -146,6 +146,7 @@ class DetectionStage:
         self.watermarks: dict[str, datetime] = {}
         self._saved_at = monotonic()
         self._coverage_saved_at = monotonic()
+        self._coverage_changed = False
         self._stats_reported: dict[str, int] = {}
         self._logged_active: dict[str, set[str]] = {}
         self.storage = telemetry.storage if telemetry is not None else WriteEpisodes()
@@ -190,6 +191,9 @@ class DetectionStage:
         self._advance_watermark(tenant, events)
         if self.coverage.observe(tenant, dataset, events, now):
             self.activate(tenant)
+            # A new dataset or field: saved at the next tick, so what reads the saved coverage
+            # (the API in the main process when workers count, `vigil coverage`) sees it now.
+            self._coverage_changed = True
         changes = self.engine.state_changes
         try:
             matches = self.engine.evaluate(dataset, events, tenant)
@@ -295,7 +299,9 @@ class DetectionStage:
         self.alerts.expire(self.watermarks)
         if self.monotonic() - self._saved_at >= self.settings.state_interval.total_seconds():
             self._save_or_retry(self.save, STATE_WRITER)
-        if self.monotonic() - self._coverage_saved_at >= COVERAGE_SAVE_SECONDS:
+        since = self.monotonic() - self._coverage_saved_at
+        if since >= COVERAGE_SAVE_SECONDS or (self._coverage_changed
+                                              and since >= SAVE_RETRY_SECONDS):
             self._save_or_retry(self.save_coverage, COVERAGE_WRITER)
         self._report_stats()
         return out
@@ -335,6 +341,7 @@ class DetectionStage:
     def save_coverage(self) -> None:
         self.coverage.save(self.coverage_path)
         self._coverage_saved_at = self.monotonic()
+        self._coverage_changed = False
 
     def restore(self) -> None:
         """Load saved state and coverage, then activate every tenant seen before."""

@@ -79,6 +79,6 @@ async def test_alerts_show_by_prefix_shows_what_triage_starts_from(api: Api,
         assert any(line.startswith("    Failed password #") for line in lines)
         assert f"  console     {api.base}/alerts/{alert_id}" in lines
         code, out, err = await _vigil(tmp_path, api, "list")
-        assert code == 0 and f"{alert_id[:8]}  acme" in out and "[n=0]" in out
+        assert code == 0 and f"{alert_id}  acme" in out and "[n=0]" in out
     finally:
         del os.environ["XDG_CACHE_HOME"]

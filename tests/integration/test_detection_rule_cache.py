@@ -27,6 +27,9 @@ def write_rule(rules: Path, needle: str) -> None:
 def configure(conf: Path, suppression: str) -> None:
     config = basic_config(flush_seconds=0.2)
     config["vigil"]["detection"] = {"suppression": suppression}
+    # One process loads the rules, so the counts below are per load (with worker processes
+    # each worker loads them, and counts multiply by the workers).
+    config["vigil"]["workers"] = 1
     config["rules"] = {"local": {"path": "local-rules"}}
     write_conf(conf, config)
     if not (conf / "30-linux-system.yaml").exists():  # the `syslog` dataset's pipeline

@@ -54,7 +54,7 @@ def test_example_conf_in_the_daemon(tmp_path: Path) -> None:
             sock.sendall(b"\n".join(LINES) + b"\n")
         with socket.create_connection(daemon.source_address("tcp_json")) as sock:
             sock.sendall(orjson.dumps(CLOUDTRAIL) + b"\n")
-        wait_for(lambda: len(lake_rows(data)) == len(LINES) + 1, timeout=20,
+        wait_for(lambda: len(lake_rows(data)) == len(LINES) + 1, timeout=60,
                  message="every event in the lake")
         query = 'SELECT DISTINCT "vigil.dataset" AS d FROM lake'
         datasets = {r["d"] for r in lake_rows(data, query)}
