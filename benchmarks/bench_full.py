@@ -89,10 +89,11 @@ def workers_unsupported(workdir: Path) -> str | None:
 def run_full_vigil(workdir: Path, rules: list[Path], events: int,
                    send: Callable[[tuple[str, int]], SendResult], source_id: str,
                    source: dict[str, Any], *, workers: int | None = None,
-                   payload_bytes: int | None = None) -> VigilRun:
+                   payload_bytes: int | None = None, split_tenants: bool = False) -> VigilRun:
     """One measured run of the daemon on the full-path conf.d with `source` as `source_id`."""
     write_full_conf(workdir / "conf.d", rules)
-    run = run_vigil(full_config({source_id: source}, workers=workers), workdir, events, send,
+    config = full_config({source_id: source}, workers=workers, split_tenants=split_tenants)
+    run = run_vigil(config, workdir, events, send,
                     timeout=_timeout(events), source_id=source_id, start_timeout=START_TIMEOUT,
                     exclude_datasets=NOT_EVENTS)
     what = f"vigil ({source_id}, workers={workers or 'default'})"
@@ -228,7 +229,8 @@ def http_json(rules: list[Path], events: int, *, seed: int = workload.DEFAULT_SE
 
 def run_scaling(root: Path, rules: list[Path], streams: Sequence[bytes], events: int,
                 payload: int, report: Say) -> dict[str, Any]:
-    """The full path with `vigil.workers: 1` and `2`; null with a reason if the key is refused."""
+    """The full path with `vigil.workers: 1` and `2`, the events split between two tenants
+    (workers own tenants); null with a reason if the key is refused."""
     reason = workers_unsupported(root)
     if reason is not None:
         report(f"scaling: skipped ({reason})")
@@ -238,7 +240,8 @@ def run_scaling(root: Path, rules: list[Path], streams: Sequence[bytes], events:
     for workers in (1, 2):
         run = run_full_vigil(root / f"workers-{workers}", rules, events,
                              lambda address: send_tcp(address, streams), "syslog_tcp",
-                             syslog_tcp_source(), workers=workers, payload_bytes=payload)
+                             syslog_tcp_source(), workers=workers, payload_bytes=payload,
+                             split_tenants=True)
         rates[workers] = run.measurement
         report(describe(f"full path vigil workers={workers}", run.measurement))
     ratio = round(rates[2].events_per_second / rates[1].events_per_second, 4)

@@ -105,9 +105,13 @@ def send_http(address: tuple[str, int], bodies: Sequence[bytes], connections: in
         client = clients[index]
         gate.wait()
         for body in bodies[index::connections]:
-            client.request("POST", "/v1/logs", body=body, headers=headers)
-            response = client.getresponse()
-            reply = response.read()
+            while True:  # as an HTTP log shipper does: 503 is backpressure, resend after a wait
+                client.request("POST", "/v1/logs", body=body, headers=headers)
+                response = client.getresponse()
+                reply = response.read()
+                if response.status != 503:
+                    break
+                time.sleep(min(float(response.getheader("Retry-After") or 1), 5.0) / 4)
             if response.status != 200:
                 errors.append(f"{response.status} {reply[:200]!r}")
                 return

@@ -64,10 +64,23 @@ def rules_digest(paths: list[Path], root: Path = SIGMA) -> str:
     return digest.hexdigest()
 
 
+# Scaling splits the workload between two tenants by sender host name (the daemon routes after
+# parsing the syslog header): workers own tenants' partitions, so one tenant is one worker's
+# work whatever the worker count. About half the events go to each: the `*-prod-*` and
+# `*-dev-0*` hosts to `acme`, the other hosts and the FortiGate lines (no host name) to `demo`.
+SECOND_TENANT = "acme"
+SPLIT_ROUTES = [
+    {"tenant": SECOND_TENANT, "field": "host.hostname", "patterns": ["*-prod-*", "*-dev-0*"]},
+    {"tenant": TENANT, "source_cidrs": ["0.0.0.0/0", "::/0"]},
+]
+
+
 def full_config(sources: dict[str, dict[str, Any]], *, workers: int | None = None,
-                flush_seconds: float = 1.0, latency_rule: bool = False) -> dict[str, Any]:
-    """The main config file of the full path: tenant `demo`, `sources` (their tenant filled in),
-    the lake flushed for throughput, SigmaHQ rules from `sigmahq/` (and `latency/`)."""
+                flush_seconds: float = 1.0, latency_rule: bool = False,
+                split_tenants: bool = False) -> dict[str, Any]:
+    """The main config file of the full path: tenant `demo` (and `acme` with `split_tenants`,
+    routed by host name), `sources` (their tenant filled in), the lake flushed for throughput,
+    SigmaHQ rules from `sigmahq/` (and `latency/`)."""
     vigil: dict[str, Any] = {"control": {"address": "127.0.0.1:0"}}
     if workers is not None:
         vigil["workers"] = workers
@@ -76,9 +89,12 @@ def full_config(sources: dict[str, dict[str, Any]], *, workers: int | None = Non
         rules["latency"] = {"path": "latency"}
     return {
         "vigil": vigil,
-        "tenants": {TENANT: {"name": "Demo"}},
-        "sources": {name: {"tenant": TENANT, **source} if source.get("type") != "http"
-                    else source for name, source in sources.items()},
+        "tenants": {TENANT: {"name": "Demo"},
+                    **({SECOND_TENANT: {"name": "Acme"}} if split_tenants else {})},
+        "sources": {name: ({"routes": SPLIT_ROUTES, **source} if split_tenants
+                           else {"tenant": TENANT, **source})
+                    if source.get("type") != "http" else source
+                    for name, source in sources.items()},
         "sinks": {"lake": {"type": "parquet_lake",
                            "flush": {"max_rows": 100_000, "max_bytes": 256 * 1024 * 1024,
                                      "max_seconds": flush_seconds}}},
