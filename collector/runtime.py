@@ -344,6 +344,24 @@ class Daemon:
         self.telemetry.backpressure.set(1 if held_back else 0)
         self.notifier.watchdog(time.monotonic())
 
+    async def commit_and_close(self) -> bool:
+        """The end of processing, here and in a worker process: flush every sink, stop them,
+        save detection's state (so its offsets may be acknowledged), acknowledge. False when a
+        sink did not stop cleanly."""
+        clean = True
+        async with self.worker.lock:
+            await self.worker.flush(force=True)
+        for sink_id, sink in self.sinks.items():
+            try:
+                await sink.stop()
+            except Exception:
+                log.exception("sink failed to stop cleanly", extra={"sink": sink_id})
+                clean = False
+        if self.detection is not None:
+            self.detection.close()
+        self.worker.acknowledge()
+        return clean
+
     def _sweep_retention(self) -> None:
         """Lake and dead-letter partitions past retention, hourly, on a thread (never two at
         once); a failure is logged and tried again at the next hour."""
@@ -390,17 +408,8 @@ class Daemon:
                     log.error("drain timed out; events still queued are lost",
                               extra={"pending_events": self.queue.pending()})
                     code = 1
-        async with self.worker.lock:
-            await self.worker.flush(force=True)
-        for sink_id, sink in self.sinks.items():
-            try:
-                await sink.stop()
-            except Exception:
-                log.exception("sink failed to stop cleanly", extra={"sink": sink_id})
-                code = 1
-        if self.detection is not None:
-            self.detection.close()  # state saved: its offsets may be acknowledged
-        self.worker.acknowledge()
+        if not await self.commit_and_close():
+            code = 1
         if self.queue.pending() and not durable:
             log.error("events not committed at exit",
                       extra={"pending_events": self.queue.pending()})

@@ -214,17 +214,8 @@ class WorkerDaemon(Daemon):
             except TimeoutError:
                 self._worker_task.cancel()
                 log.warning("worker drain timed out; the rest is processed at the next start")
-        async with self.worker.lock:
-            await self.worker.flush(force=True)
-        for sink_id, sink in self.sinks.items():
-            try:
-                await sink.stop()
-            except Exception:
-                log.exception("sink failed to stop cleanly", extra={"sink": sink_id})
-                code = 1
-        if self.detection is not None:
-            self.detection.close()
-        self.worker.acknowledge()
+        if not await self.commit_and_close():
+            code = 1
         self._send_status()
         self._send({"t": "done"})
         if self.channel is not None:
