@@ -295,19 +295,23 @@ class Daemon:
                     except Exception as exc:
                         self.fail("reload", exc)
                         continue
-                try:
-                    await self.tick()
-                except Exception:
-                    # Housekeeping never stops the daemon: what failed is retried next tick.
-                    if not self._tick_failing:
-                        log.exception("housekeeping tick failed; retrying every tick")
-                    self._tick_failing = True
-                else:
-                    self._tick_failing = False
+                await self.guarded_tick("housekeeping")
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
         return await self.shutdown()
+
+    async def guarded_tick(self, what: str) -> None:
+        """`tick`, which never stops the process: a failure is logged once (until a tick
+        succeeds again) and retried at the next tick."""
+        try:
+            await self.tick()
+        except Exception:
+            if not self._tick_failing:
+                log.exception(f"{what} tick failed; retrying every tick")
+            self._tick_failing = True
+        else:
+            self._tick_failing = False
 
     def request_stop(self) -> None:
         self._stop_requested = True

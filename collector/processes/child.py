@@ -108,14 +108,7 @@ class WorkerDaemon(Daemon):
             if self._reload_requested:
                 self._reload_requested = False
                 await self.reload_here()
-            try:
-                await self.tick()
-            except Exception:
-                if not self._tick_failing:
-                    log.exception("worker tick failed; retrying every tick")
-                self._tick_failing = True
-            else:
-                self._tick_failing = False
+            await self.guarded_tick("worker")
         code = await self.shutdown()
         receiver.cancel()
         return code
