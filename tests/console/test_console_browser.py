@@ -32,6 +32,7 @@ try:
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.expected_conditions import staleness_of
     from selenium.webdriver.support.ui import Select
     from selenium.webdriver.support.wait import WebDriverWait
 except ImportError:  # pragma: no cover - the dev extra installs it
@@ -103,7 +104,11 @@ class Chromium:
         self.wait(lambda: self.driver.current_url.endswith("/alerts"), message="the queue")
 
     def submit(self, button: str) -> None:
+        """Clicks a form's button and waits for the page the POST redirects to: the old page's
+        root element goes stale (the URL alone cannot tell: it may already say done=)."""
+        page = self.find("html")
         self.find(button).click()
+        self.wait(lambda: staleness_of(page)(self.driver), message=f"the page after {button}")
         self.wait(lambda: "done=" in self.driver.current_url, message=f"after {button}")
 
     def close(self) -> None:

@@ -54,9 +54,12 @@ def test_example_conf_in_the_daemon(tmp_path: Path) -> None:
             sock.sendall(b"\n".join(LINES) + b"\n")
         with socket.create_connection(daemon.source_address("tcp_json")) as sock:
             sock.sendall(orjson.dumps(CLOUDTRAIL) + b"\n")
-        wait_for(lambda: len(lake_rows(data)) == len(LINES) + 1, timeout=60,
+        # Alerts land in the lake too (dataset `alerts`; the old sample lines can raise the
+        # sender-clock rule), at their own flush: only the events are counted and compared.
+        events = 'SELECT * FROM lake WHERE "vigil.dataset" <> \'alerts\''
+        wait_for(lambda: len(lake_rows(data, events)) == len(LINES) + 1, timeout=60,
                  message="every event in the lake")
-        query = 'SELECT DISTINCT "vigil.dataset" AS d FROM lake'
+        query = 'SELECT DISTINCT "vigil.dataset" AS d FROM lake WHERE "vigil.dataset" <> \'alerts\''
         datasets = {r["d"] for r in lake_rows(data, query)}
         assert datasets == {"linux.auth", "fortinet.firewall", "nginx.access", "aws.cloudtrail"}
         auth = sorted(rows(data, "linux.auth"), key=lambda r: r["source.port"])
