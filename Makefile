@@ -49,8 +49,8 @@ bench-bare: venv
 	$(BIN)/python -m benchmarks.bench_e2e
 
 lint: venv
-	$(BIN)/ruff check core collector parsers enrichers rules sinks benchmarks tests
-	$(BIN)/mypy core collector parsers enrichers rules sinks
+	$(BIN)/ruff check core collector parsers enrichers rules sinks dashboards soc benchmarks tests
+	$(BIN)/mypy core collector parsers enrichers rules sinks dashboards soc
 
 validate: venv
 	$(BIN)/vigil validate -c $(CONF)

@@ -31,8 +31,8 @@ import duckdb
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # the alert kit of the tests builds stores and alerts
 
-from collector.dashboards.lake import LakeLimits, TenantLake, TimeRange  # noqa: E402
-from collector.dashboards.library import load_library  # noqa: E402
+from soc.dashboards.lake import LakeLimits, TenantLake, TimeRange  # noqa: E402
+from soc.dashboards.library import load_library  # noqa: E402
 
 ROWS = int(os.environ.get("BENCH_ROWS", 10_000_000))
 DAYS = int(os.environ.get("BENCH_DAYS", 10))
@@ -104,13 +104,13 @@ def bench_panels(lake: Path) -> dict[str, Any]:
 async def bench_queue(tmp: Path) -> dict[str, Any]:
     from alerts.kit import TENANTS_YAML, UNUSED_MAIL_YAML, load, make_alert
 
-    from collector.api.app import build_api_app
-    from collector.auth.tokens import new_token
-    from collector.auth.totp import current_code
     from collector.control import ControlServer
     from core.telemetry import Telemetry
-    from sinks.alerts.model import Actor
-    from sinks.alerts.service import Alerting
+    from soc.alerts.model import Actor
+    from soc.alerts.service import Alerting
+    from soc.api.app import build_api_app
+    from soc.auth.tokens import new_token
+    from soc.auth.totp import current_code
 
     filled_before = (tmp / "data" / "alerts.db").exists()
     config = load(tmp / "conf.d", TENANTS_YAML, UNUSED_MAIL_YAML)

@@ -3,7 +3,7 @@ endpoints /metrics and /readyz, plus an optional operator listener that serves o
 
 /metrics and /readyz name every tenant, their counts, open alerts and journal paths: on the
 control address they are open only when it is a loopback address and no operator listener is
-configured; otherwise they need the operator token (collector/api/edge.py). /healthz is always
+configured; otherwise they need the operator token (soc/api/edge.py). /healthz is always
 open. The control address may serve TLS.
 """
 
@@ -20,19 +20,19 @@ from typing import Any
 
 from aiohttp import web
 
-from collector.api.edge import (
+from collector.config.models import ControlConfig
+from collector.sources.tls import server_context
+from core.config import split_address
+from core.errors import listen_error
+from core.telemetry import CONTENT_TYPE, Telemetry
+from soc.api.edge import (
     Handler,
     OperatorToken,
     client_middleware,
     is_loopback,
     security_headers,
 )
-from collector.api.local import local_principal, peer_uid, prepare_socket_dir, socket_path
-from collector.config.models import ControlConfig
-from collector.sources.tls import server_context
-from core.config import split_address
-from core.errors import listen_error
-from core.telemetry import CONTENT_TYPE, Telemetry
+from soc.api.local import local_principal, peer_uid, prepare_socket_dir, socket_path
 
 log = logging.getLogger(__name__)
 
@@ -67,9 +67,9 @@ class ControlServer:
                                                 self._operator_guard])
         self.app.on_response_prepare.append(security_headers)
         self._add_health_routes(self.app)
-        if api is not None:  # /api/v1 (collector/api): its own middleware, auth per route
+        if api is not None:  # /api/v1 (soc/api): its own middleware, auth per route
             self.app.add_subapp("/api/v1", api)
-        if console is not None:  # the web console (collector/console) at /; Secure cookies on TLS
+        if console is not None:  # the web console (soc/console) at /; Secure cookies on TLS
             console(self.app, self.config.tls is not None)
         self._runners: list[web.AppRunner] = []
         self._bound: dict[str, str] = {}
@@ -146,7 +146,7 @@ class ControlServer:
 
     async def _serve_local(self, runner: web.AppRunner) -> None:
         """The same application on <data_dir>/run/control.sock for the host's administrator
-        (collector/api/local.py)."""
+        (soc/api/local.py)."""
         assert self.data_dir is not None
         path = socket_path(self.data_dir)
         if len(os.fsencode(path)) >= MAX_UNIX_PATH:

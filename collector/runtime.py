@@ -28,7 +28,6 @@ from collector.looplag import LoopLagMeter
 from collector.pipeline.runner import PipelineSet, build_pipelines
 from collector.processes import worker_count
 from collector.processes.pool import WorkerPool
-from collector.processes.state import Ownership
 from collector.queue import MemoryQueue
 from collector.reload import reload_config
 from collector.replay import DeadLetterReplayer
@@ -46,9 +45,10 @@ from core.schema import DatasetSchemas
 from core.sink import Sink, SinkContext
 from core.telemetry import Telemetry
 from rules.loader import RuleSet
-from sinks.alerts.service import Alerting
-from sinks.alerts.sink import AlertStoreConfig, AlertStoreSink
+from rules.state import Ownership
 from sinks.dead_letter import DeadLetterConfig, dead_letter_root
+from soc.alerts.service import Alerting
+from soc.alerts.sink import AlertStoreConfig, AlertStoreSink
 
 log = logging.getLogger(__name__)
 
@@ -447,9 +447,9 @@ class Daemon:
     def _control_server(self, settings: ControlConfig) -> ControlServer:
         """The control listener with /api/v1 and the console over the same operations (an
         aiohttp sub-app is single-use: built anew)."""
-        from collector.api.app import build_api_app
-        from collector.api.routes import Api
-        from collector.console.pages import add_console
+        from soc.api.app import build_api_app
+        from soc.api.routes import Api
+        from soc.console.pages import add_console
 
         api = Api(self.alerting)
         return ControlServer(settings.address, self.telemetry, self.readiness,

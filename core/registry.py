@@ -23,7 +23,7 @@ SOURCES: dict[str, str] = {
 SINKS: dict[str, str] = {
     "parquet_lake": "sinks.lake.sink:LakeSink",
     "dead_letter": "sinks.dead_letter:DeadLetterSink",
-    "alert_store": "sinks.alerts.sink:AlertStoreSink",
+    "alert_store": "soc.alerts.sink:AlertStoreSink",
     "s3_lake": "sinks.s3:S3LakeSink",
 }
 
@@ -58,8 +58,8 @@ STEPS: dict[str, str] = {
 
 # Notification channels (the `notifiers:` section).
 NOTIFIERS: dict[str, str] = {
-    "email": "sinks.notify.email:EmailChannel",
-    "webhook": "sinks.notify.webhook:WebhookChannel",
+    "email": "soc.notify.email:EmailChannel",
+    "webhook": "soc.notify.webhook:WebhookChannel",
 }
 
 REGISTRIES: dict[str, dict[str, str]] = {"source": SOURCES, "sink": SINKS, "step": STEPS,

@@ -125,3 +125,15 @@ def file_stats(files: Iterable[ReloadingFile[Any]], counts: dict[str, int]) -> d
         for name, value in reloading.stats().items():
             out[name] = out.get(name, 0) + value
     return out
+
+
+def read_token_file(path: Path) -> str:
+    """The token a file holds (surrounding whitespace removed); ValueError says why not."""
+    try:
+        secret = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ValueError(f"cannot read token file {path}: {reason}") from None
+    if not secret:
+        raise ValueError(f"token file {path} is empty")
+    return secret

@@ -1,5 +1,5 @@
 """The dashboard library shipped with Vigil: YAML files under `library/`, each a `dashboards:`
-section like conf.d's. Data only; `collector/dashboards/` reads, activates and runs them."""
+section like conf.d's. Data only; `soc/dashboards/` reads, activates and runs them."""
 
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("core", "parsers", "enrichers", "rules", "sinks", "dashboards", "collector")
+PACKAGES = ("core", "parsers", "enrichers", "rules", "sinks", "dashboards", "soc", "collector")
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("importlinter") is None,
                                 reason="import-linter is not installed (the `dev` extra)")

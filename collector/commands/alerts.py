@@ -81,12 +81,12 @@ UNIX = "unix:"
 
 def _base(args: argparse.Namespace) -> str | None:
     """The API: --api / $VIGIL_API, else the daemon's local socket when this user can reach it
-    (no login needed: collector/api/local.py), else the configuration's public URL."""
+    (no login needed: soc/api/local.py), else the configuration's public URL."""
     if args.api:
         return str(args.api).rstrip("/")
-    from collector.api.local import socket_path
-    from collector.auth.config import public_url
     from collector.cli import load_or_report
+    from soc.api.local import socket_path
+    from soc.auth.config import public_url
 
     config = load_or_report(args)
     if config is None:
@@ -298,8 +298,8 @@ def show_alert(args: argparse.Namespace) -> int:
         print(f"  note {note['created_at'][:19]} {note['author']}: {note['body']}")
     base = _base(args)
     if base and base.startswith(UNIX):
-        from collector.auth.config import public_url
         from collector.cli import load_or_report
+        from soc.auth.config import public_url
 
         config = load_or_report(args)
         base = public_url(config) if config is not None else None

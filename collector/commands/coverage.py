@@ -44,9 +44,9 @@ def restored_stage(config: VigilConfig, conf_dir: Path, data_dir: Path | None
 
 def tenant_reports(stage: DetectionStage, config: VigilConfig, tenants: list[str]
                    ) -> list[dict[str, Any]]:
-    from collector.dashboards.activation import dashboard_status
-    from collector.dashboards.library import all_dashboards
-    from collector.detection.coverage import coverage_report
+    from rules.coverage import coverage_report
+    from soc.dashboards.activation import dashboard_status
+    from soc.dashboards.library import all_dashboards
 
     reports = []
     dashboards = all_dashboards(config)

@@ -26,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
 
 
 def _root(args: argparse.Namespace) -> Path | None:
-    from sinks.notify.outbox import outbox_root
+    from soc.notify.outbox import outbox_root
 
     config = load_or_report(args)
     if config is None:
@@ -36,7 +36,7 @@ def _root(args: argparse.Namespace) -> Path | None:
 
 def list_outbox(args: argparse.Namespace) -> int:
     from collector.commands.tenants import print_table
-    from sinks.notify.outbox import list_messages
+    from soc.notify.outbox import list_messages
 
     root = _root(args)
     if root is None:
@@ -52,7 +52,7 @@ def list_outbox(args: argparse.Namespace) -> int:
 
 
 def show_message(args: argparse.Namespace) -> int:
-    from sinks.notify.outbox import OutboxLookupError, find_message, list_messages
+    from soc.notify.outbox import OutboxLookupError, find_message, list_messages
 
     root = _root(args)
     if root is None:

@@ -32,14 +32,14 @@ def _minutes(seconds: float | None) -> str:
 def run_report(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
-    from collector.api.framework import ApiError
-    from collector.api.routes import parse_since
     from collector.cli import load_or_report
     from collector.commands.tenants import print_table, store_path
     from core.errors import ExitCode, unknown_name, usage_error
-    from sinks.alerts.db import Database
-    from sinks.alerts.sla import sla_report
-    from sinks.alerts.store import AlertStore
+    from soc.alerts.db import Database
+    from soc.alerts.sla import sla_report
+    from soc.alerts.store import AlertStore
+    from soc.api.framework import ApiError
+    from soc.api.routes import parse_since
 
     config = load_or_report(args)
     if config is None:

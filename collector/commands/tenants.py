@@ -37,7 +37,7 @@ def print_table(rows: list[tuple[str, ...]]) -> None:
 
 
 def store_path(config: VigilConfig, data_dir: Path | None) -> Path:
-    from sinks.alerts.sink import alert_store_path
+    from soc.alerts.sink import alert_store_path
 
     return alert_store_path(config.data_dir(data_dir), config.sinks.values())
 

@@ -86,17 +86,17 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
 
 
 def _operator() -> Any:
-    from sinks.alerts.model import Actor
+    from soc.alerts.model import Actor
 
     return Actor(f"cli:{getpass.getuser()}"[:64], None, "local")
 
 
 def _directory(args: argparse.Namespace) -> tuple[Any, Any] | None:
-    from collector.auth.config import access_policy
-    from collector.auth.directory import UserDirectory
     from collector.cli import load_or_report
     from collector.commands.tenants import store_path
-    from sinks.alerts.db import Database
+    from soc.alerts.db import Database
+    from soc.auth.config import access_policy
+    from soc.auth.directory import UserDirectory
 
     config = load_or_report(args)
     if config is None:
@@ -108,9 +108,9 @@ def _directory(args: argparse.Namespace) -> tuple[Any, Any] | None:
 
 def _enrollment_channel(config: Any, conf_dir: Any, data_dir: Any) -> Any:
     """The email channel that mails TOTP enrollments, or None (reported on stderr)."""
-    from collector.auth.config import POLICY_ID
-    from collector.auth.enrollment import enrollment_notifier
-    from sinks.notify.email import EmailChannel
+    from soc.auth.config import POLICY_ID
+    from soc.auth.enrollment import enrollment_notifier
+    from soc.notify.email import EmailChannel
 
     mail_id = enrollment_notifier(config)
     if mail_id is None:
@@ -127,7 +127,7 @@ def _show_enrollment(new: Any, issuer: str) -> None:
     host; the mail is the way for everyone else)."""
     import segno
 
-    from collector.auth.totp import provisioning_uri
+    from soc.auth.totp import provisioning_uri
 
     uri = provisioning_uri(new.totp_secret, new.user.login, issuer)
     print(f"TOTP enrollment for {new.user.login} (scan it, then clear this terminal; it is "
@@ -140,8 +140,8 @@ def _show_enrollment(new: Any, issuer: str) -> None:
 
 def _print_activation(config: Any, new: Any, mailed: bool = True, outbox: bool = False
                       ) -> None:
-    from collector.auth.config import public_url
-    from collector.auth.enrollment import activation_link
+    from soc.auth.config import public_url
+    from soc.auth.enrollment import activation_link
 
     user = new.user
     if outbox:
@@ -179,7 +179,7 @@ def _enroll(args: argparse.Namespace, action: str, start: Callable[[Any], Any],
             on_mail_failure: Callable[[Any, Any], str], headline: Callable[[Any], str]) -> int:
     """Start an enrollment (`start` returns the NewUser), mail it, print the activation link;
     when the mail cannot be sent, `on_mail_failure` says (and does) what becomes of it."""
-    from collector.auth.model import AuthError
+    from soc.auth.model import AuthError
 
     found = _directory(args)
     if found is None:
@@ -195,8 +195,8 @@ def _enroll(args: argparse.Namespace, action: str, start: Callable[[Any], Any],
     except AuthError as exc:
         print(f"cannot {action} user: {exc}", file=sys.stderr)
         return 1
-    from collector.auth.config import access_policy
-    from collector.auth.enrollment import send_enrollment
+    from soc.auth.config import access_policy
+    from soc.auth.enrollment import send_enrollment
 
     if channel is None:
         print(headline(new.user))
@@ -242,7 +242,7 @@ def _directory_change(args: argparse.Namespace, change: Callable[[Any], Any]
                       ) -> tuple[int, Any]:
     """(0, `change(directory)`), or the exit code when the configuration or the change fails
     (an AuthError such as no such user, printed)."""
-    from collector.auth.model import AuthError
+    from soc.auth.model import AuthError
 
     found = _directory(args)
     if found is None:

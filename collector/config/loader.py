@@ -43,8 +43,8 @@ SECTIONS: dict[str, str] = {
     "tests": "collector.pipeline.testcases:PipelineTestConfig",
     "sinks": "sink",
     "notifiers": "notifier",
-    "access": "collector.auth.config:AccessPolicy",
-    "dashboards": "collector.dashboards.model:DashboardConfig",
+    "access": "soc.auth.config:AccessPolicy",
+    "dashboards": "soc.dashboards.model:DashboardConfig",
 }
 
 
@@ -387,8 +387,8 @@ CROSS_CHECKS.append(_check_dataset_schemas)
 
 
 def _check_notifications(config: VigilConfig, sink: _ErrorSink) -> None:
-    import_ref("sinks.notify.config:check_tenant_notifications")(config, sink)
-    import_ref("collector.auth.config:check_access")(config, sink)
+    import_ref("soc.notify.config:check_tenant_notifications")(config, sink)
+    import_ref("soc.auth.config:check_access")(config, sink)
 
 
 CROSS_CHECKS.append(_check_notifications)

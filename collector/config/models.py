@@ -20,6 +20,7 @@ from core.config import (
     TenantId,
     ValidationContext,
 )
+from rules.coverage import ActivationConfig
 
 
 class TlsConfig(StrictModel):
@@ -176,22 +177,6 @@ class DashboardQueryConfig(StrictModel):
 class LoggingConfig(StrictModel):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["logfmt", "json"] = "logfmt"
-
-
-class ActivationConfig(StrictModel):
-    """When a rule switches on for a tenant by itself."""
-
-    mode: Literal["auto", "all"] = Field(
-        "auto", description="auto: a rule is active for a tenant once one of the tenant's "
-        "datasets serves its logsource and every field it needs is populated; all: every rule "
-        "of a dataset the tenant sends is active")
-    min_events: int = Field(1, ge=1, description="events of a dataset in the window before its "
-                                                 "rules can activate")
-    min_field_ratio: float = Field(
-        0.0, ge=0, le=1, description="share of a dataset's events a needed field must be "
-        "populated in (0: at least once)")
-    window: Duration = Field(timedelta(days=7), description="how far back field coverage "
-                                                            "counts (kept in daily buckets)")
 
 
 class CorrelationConfig(StrictModel):

@@ -29,14 +29,8 @@ import rules as rules_package
 from collector.config import VigilConfig
 from collector.config.models import DetectionConfig
 from collector.detection.alerts import AlertTracker
-from collector.detection.coverage import (
-    FieldCoverage,
-    activation,
-    correlation_requirements,
-)
 from collector.detection.health import CLOCK_SKEW_RULE, SourceHealth
 from collector.poison import PoisonReport, offset_span, poison_record
-from collector.processes.state import Ownership, merge_coverage, merge_detection, read_docs
 from collector.routing import QUARANTINE
 from core.durable import WriteEpisodes, write_atomic
 from core.events import (
@@ -51,9 +45,15 @@ from core.events import (
 )
 from core.telemetry import Telemetry
 from rules.correlation.engine import CorrelationEngine
+from rules.coverage import (
+    FieldCoverage,
+    activation,
+    correlation_requirements,
+)
 from rules.engine import DetectionEngine
 from rules.loader import RuleSet, RuleSource, load_rules
 from rules.match import Match, RuleInfo
+from rules.state import Ownership, merge_coverage, merge_detection, read_docs
 
 log = logging.getLogger(__name__)
 

@@ -30,11 +30,11 @@ from collector.journal.follower import JournalFollower, KnownDamage
 from collector.journal.segment import Damage
 from collector.logs import configure_logging
 from collector.processes.channel import Channel, ChannelClosed, Message
-from collector.processes.state import Ownership
 from collector.reload import apply_processing
 from collector.runtime import TICK_SECONDS, Daemon
 from collector.systemd import SystemdNotifier
-from sinks.alerts.sink import STORE_WRITER
+from rules.state import Ownership
+from soc.alerts.sink import STORE_WRITER
 
 log = logging.getLogger(__name__)
 

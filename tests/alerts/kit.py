@@ -35,8 +35,8 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 from support.daemon import REPO
 
 from collector.config import VigilConfig, load_config
-from sinks.alerts.db import Database
-from sinks.alerts.store import AlertStore
+from soc.alerts.db import Database
+from soc.alerts.store import AlertStore
 
 UTC = dt.UTC
 T0 = dt.datetime(2025, 3, 3, 9, 0, 0, tzinfo=UTC)

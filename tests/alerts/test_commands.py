@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from alerts.kit import TENANTS_YAML, UNUSED_MAIL_YAML, make_alert, write_conf
 
-from collector.auth.directory import UserDirectory
 from collector.cli import main
-from sinks.alerts.db import Database
-from sinks.alerts.model import Actor
-from sinks.alerts.store import AlertStore
+from soc.alerts.db import Database
+from soc.alerts.model import Actor
+from soc.alerts.store import AlertStore
+from soc.auth.directory import UserDirectory
 
 
 @pytest.fixture

@@ -21,10 +21,10 @@ from alerts.kit import (
 )
 
 from core.telemetry import Telemetry
-from sinks.alerts.model import Actor
-from sinks.alerts.service import Alerting
-from sinks.notify.dispatcher import backoff_delays
-from sinks.notify.webhook import SIGNATURE_HEADER, verify
+from soc.alerts.model import Actor
+from soc.alerts.service import Alerting
+from soc.notify.dispatcher import backoff_delays
+from soc.notify.webhook import SIGNATURE_HEADER, verify
 
 SECRET = "hook-secret-5f1e"
 ANALYST = Actor("ana", frozenset({"acme", "bravo"}))

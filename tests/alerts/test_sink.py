@@ -13,10 +13,10 @@ from core.events import ALERTS, EVENTS, Batch
 from core.schema import DatasetSchemas
 from core.sink import SinkContext
 from core.telemetry import Telemetry
-from sinks.alerts.db import Database
-from sinks.alerts.model import Actor, AlertFilter
-from sinks.alerts.sink import AlertStoreConfig, AlertStoreSink, alert_store_path
-from sinks.alerts.store import AlertStore
+from soc.alerts.db import Database
+from soc.alerts.model import Actor, AlertFilter
+from soc.alerts.sink import AlertStoreConfig, AlertStoreSink, alert_store_path
+from soc.alerts.store import AlertStore
 
 
 class Monotonic:
@@ -136,7 +136,7 @@ async def test_one_log_line_per_alert_raised(tmp_path: Path,
     """New alerts are logged once each with what triage starts from; updates are not."""
     sink, _ = _sink(tmp_path)
     await sink.start()
-    with caplog.at_level(logging.INFO, "sinks.alerts.sink"):
+    with caplog.at_level(logging.INFO, "soc.alerts.sink"):
         sink.write(_batch("acme", 1, 1, make_alert("acme", count=12)))
         await sink.flush(force=True)
         sink.write(_batch("acme", 1, 1, make_alert("acme", count=12)))  # the same, replayed

@@ -11,9 +11,9 @@ import pytest
 from alerts.kit import T0, TENANTS_YAML, UNUSED_MAIL_YAML, Clock, load, make_alert, webhook_receiver
 
 from core.telemetry import Telemetry
-from sinks.alerts.model import Actor
-from sinks.alerts.service import Alerting
-from sinks.alerts.sla import sla_report
+from soc.alerts.model import Actor
+from soc.alerts.service import Alerting
+from soc.alerts.sla import sla_report
 
 ANALYST = Actor("ana", frozenset({"acme"}))
 M = 60

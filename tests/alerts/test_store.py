@@ -13,10 +13,10 @@ import pytest
 from alerts.kit import T0, TENANTS_YAML, UNUSED_MAIL_YAML, Clock, load, make_alert, new_store
 
 from collector.config.tenants import SlaConfig
-from sinks.alerts.db import Database
-from sinks.alerts.migrations import MIGRATIONS
-from sinks.alerts.model import Actor, AlertFilter, Conflict, InvalidChange, NotFound
-from sinks.alerts.store import AlertStore
+from soc.alerts.db import Database
+from soc.alerts.migrations import MIGRATIONS
+from soc.alerts.model import Actor, AlertFilter, Conflict, InvalidChange, NotFound
+from soc.alerts.store import AlertStore
 
 ANALYST = Actor("ana", frozenset({"acme"}), "192.0.2.10")
 
@@ -171,7 +171,7 @@ def test_several_processes_write_at_once(tmp_path: Path) -> None:
         import sys
         sys.path[:0] = [{str(Path.cwd())!r}, {str(Path.cwd() / 'tests')!r}]
         from alerts.kit import make_alert, Clock, new_store
-        from sinks.alerts.model import Actor
+        from soc.alerts.model import Actor
         from pathlib import Path
         import datetime as dt
         worker = int(sys.argv[1])

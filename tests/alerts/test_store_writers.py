@@ -11,16 +11,16 @@ from pathlib import Path
 
 from alerts.kit import make_alert
 
-from sinks.alerts.db import Database
-from sinks.alerts.model import SYSTEM, AlertFilter
-from sinks.alerts.store import AlertStore
+from soc.alerts.db import Database
+from soc.alerts.model import SYSTEM, AlertFilter
+from soc.alerts.store import AlertStore
 
 WRITER = textwrap.dedent("""
     import sys
     sys.path.insert(0, "tests")
     from alerts.kit import make_alert
-    from sinks.alerts.db import Database
-    from sinks.alerts.store import AlertStore
+    from soc.alerts.db import Database
+    from soc.alerts.store import AlertStore
     store = AlertStore(Database(sys.argv[1]))
     tenant = sys.argv[2]
     for i in range(150):

@@ -12,12 +12,12 @@ from typing import Any
 import aiohttp
 from alerts.kit import TENANTS_YAML, UNUSED_MAIL_YAML, Clock, load, make_alert
 
-from collector.api.app import build_api_app
-from collector.auth.totp import current_code
 from collector.control import ControlServer
 from core.telemetry import Telemetry
-from sinks.alerts.model import Actor
-from sinks.alerts.service import Alerting
+from soc.alerts.model import Actor
+from soc.alerts.service import Alerting
+from soc.api.app import build_api_app
+from soc.auth.totp import current_code
 
 PASSWORD = "correct horse battery staple"
 

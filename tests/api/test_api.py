@@ -8,7 +8,7 @@ from pathlib import Path
 
 from api.harness import PASSWORD, Api, serve_api
 
-from collector.auth.totp import current_code
+from soc.auth.totp import current_code
 
 
 async def test_login_refuses_missing_wrong_and_replayed_codes(api: Api) -> None:
@@ -32,7 +32,7 @@ async def test_login_refuses_missing_wrong_and_replayed_codes(api: Api) -> None:
 
 
 async def test_login_attempts_are_rate_limited_per_address(tmp_path: Path) -> None:
-    from collector.api.framework import RateLimiter
+    from soc.api.framework import RateLimiter
 
     limiter = RateLimiter(3, monotonic=lambda: 0.0)
     assert [limiter.allow("a") for _ in range(4)][:3] == [None, None, None]

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from api.harness import Api
 
-from sinks.alerts.model import PLATFORM, Actor
-from sinks.notify.config import EmailNotifierConfig
-from sinks.notify.router import NotificationRouter
+from soc.alerts.model import PLATFORM, Actor
+from soc.notify.config import EmailNotifierConfig
+from soc.notify.router import NotificationRouter
 
 EVERYONE = Actor("test", None)
 

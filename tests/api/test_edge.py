@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from collector.api.edge import forwarded_client, is_loopback
+from soc.api.edge import forwarded_client, is_loopback
 
 PROXIES = (ipaddress.ip_network("10.0.0.0/8"),)
 

@@ -13,10 +13,10 @@ from pathlib import Path
 from alerts.kit import TENANTS_YAML, UNUSED_MAIL_YAML, make_alert, write_conf
 from support.daemon import VigilProcess
 
-from collector.api.local import local_principal, socket_path
-from sinks.alerts.db import Database
-from sinks.alerts.model import Actor
-from sinks.alerts.store import AlertStore
+from soc.alerts.db import Database
+from soc.alerts.model import Actor
+from soc.alerts.store import AlertStore
+from soc.api.local import local_principal, socket_path
 
 
 def _vigil(conf: Path, data: Path, *args: str) -> subprocess.CompletedProcess[str]:

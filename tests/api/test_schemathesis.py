@@ -22,13 +22,13 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
-from collector.api.app import api_document, build_api_app
-from collector.auth.tokens import new_token
-from collector.auth.totp import current_code
 from collector.control import ControlServer
 from core.telemetry import Telemetry
-from sinks.alerts.model import Actor
-from sinks.alerts.service import Alerting
+from soc.alerts.model import Actor
+from soc.alerts.service import Alerting
+from soc.api.app import api_document, build_api_app
+from soc.auth.tokens import new_token
+from soc.auth.totp import current_code
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
           response_schema_conformance]

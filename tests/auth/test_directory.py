@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 from alerts.kit import Clock
 
-from collector.auth.config import AccessPolicy
-from collector.auth.directory import UserDirectory
-from collector.auth.model import AuthError, LoginFailed
-from collector.auth.totp import current_code
-from sinks.alerts.db import Database
-from sinks.alerts.model import Actor
-from sinks.alerts.store import AlertStore
+from soc.alerts.db import Database
+from soc.alerts.model import Actor
+from soc.alerts.store import AlertStore
+from soc.auth.config import AccessPolicy
+from soc.auth.directory import UserDirectory
+from soc.auth.model import AuthError, LoginFailed
+from soc.auth.totp import current_code
 
 ADMIN = Actor("root", None, "127.0.0.1")
 PASSWORD = "correct horse battery staple"

@@ -25,7 +25,7 @@ from alerts.kit import (
 )
 from support.daemon import VigilProcess
 
-from collector.auth.totp import qr_png
+from soc.auth.totp import qr_png
 
 PASSWORD = "a long enough passphrase 42"
 

@@ -95,8 +95,8 @@ def test_notifications_go_to_the_outbox(tmp_path: Path) -> None:
     import asyncio
 
     from collector.config import load_config
-    from sinks.notify.dispatcher import build_channels
-    from sinks.notify.outbox import list_messages
+    from soc.notify.dispatcher import build_channels
+    from soc.notify.outbox import list_messages
 
     conf, data = _conf(tmp_path)
     channels = build_channels(load_config(conf).section("notifiers"), conf, data)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from collector.auth.sealing import SealError, SecretSealer, is_sealed
+from soc.auth.sealing import SealError, SecretSealer, is_sealed
 
 SECRET = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import orjson
 
-from collector.processes.state import Ownership, merge_detection, read_docs
 from core.telemetry import Telemetry
+from rules.state import Ownership, merge_detection, read_docs
 
 
 def test_worker_samples_are_summed_and_survive_a_worker_exiting() -> None:

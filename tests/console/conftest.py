@@ -1,4 +1,5 @@
-"""The `console` fixture: a real daemon with users and alerts (see console.kit)."""
+"""The `console` fixture: a real daemon with users and alerts (see console.kit); `browser`: a
+headless Chromium on the module's `daemon` fixture (see console.browser)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from console.browser import ARTEFACTS, Chromium
 from console.kit import ConsoleDaemon, start_daemon
 
 
@@ -26,3 +28,13 @@ def fresh(tmp_path: Path) -> Iterator[ConsoleDaemon]:
         yield daemon
     finally:
         daemon.process.stop()
+
+
+@pytest.fixture
+def browser(daemon: ConsoleDaemon, request: pytest.FixtureRequest) -> Iterator[Chromium]:
+    # Kept out of tmp_path: pytest removes old temporary directories, these are for people.
+    window = Chromium(daemon, ARTEFACTS / request.node.name)
+    try:
+        yield window
+    finally:
+        window.close()

@@ -18,11 +18,11 @@ import yaml
 from alerts.kit import make_alert
 from support.daemon import REPO, VigilProcess
 
-from collector.auth.config import AccessPolicy
-from collector.auth.directory import UserDirectory
-from sinks.alerts.db import Database
-from sinks.alerts.model import Actor
-from sinks.alerts.store import AlertStore
+from soc.alerts.db import Database
+from soc.alerts.model import Actor
+from soc.alerts.store import AlertStore
+from soc.auth.config import AccessPolicy
+from soc.auth.directory import UserDirectory
 
 PASSWORD = "console passphrase 2026"
 ROOT = Actor("root", None, "127.0.0.1")

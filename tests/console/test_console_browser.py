@@ -7,49 +7,28 @@ moves it), each path printed in the test's output."""
 
 from __future__ import annotations
 
-import os
 import re
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import pytest
+from console.browser import (
+    BROWSER,
+    BRUTE_FORCE,
+    By,
+    Chromium,
+    Select,
+    failed_ssh,
+    send_syslog,
+)
 from console.kit import PASSWORD, ConsoleDaemon, start_daemon
 from support.daemon import REPO, wait_for
 
-from sinks.alerts.model import Actor, AlertFilter
+from soc.alerts.model import Actor, AlertFilter
 
-CHROMIUM = os.environ.get("VIGIL_CHROMIUM", "/usr/bin/chromium")
-CHROMEDRIVER = os.environ.get("VIGIL_CHROMEDRIVER", "/usr/bin/chromedriver")
-BRUTE_FORCE = "SSH brute force from one source"
-ARTEFACTS = Path(os.environ.get("VIGIL_ARTEFACTS", REPO / "tests" / "artefacts")) / "console"
-
-try:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.expected_conditions import staleness_of
-    from selenium.webdriver.support.ui import Select
-    from selenium.webdriver.support.wait import WebDriverWait
-except ImportError:  # pragma: no cover - the dev extra installs it
-    webdriver = None  # type: ignore[assignment]
-
-pytestmark = [
-    pytest.mark.skipif(webdriver is None, reason="selenium is not installed (pip install "
-                       "selenium; it is in the dev extra)"),
-    pytest.mark.skipif(not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()),
-                       reason=f"no headless browser: {CHROMIUM} and {CHROMEDRIVER} are needed "
-                       "(apt-get install chromium chromium-driver; .ci/run installs them)"),
-]
-
-
-def failed_ssh(address: str, n: int = 12) -> bytes:
-    return "".join(f"<38>Mar  3 09:00:{i:02d} web-1 sshd[4242]: Failed password for root "
-                   f"from {address} port {50000 + i} ssh2\n" for i in range(n)).encode()
+pytestmark = BROWSER
 
 
 @pytest.fixture(scope="module")
@@ -59,75 +38,6 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleDaemon]:
         yield running
     finally:
         running.process.stop()
-
-
-class Chromium:
-    """One headless Chromium window on the console, with screenshots kept per test."""
-
-    def __init__(self, daemon: ConsoleDaemon, artefacts: Path) -> None:
-        options = webdriver.ChromeOptions()
-        options.binary_location = CHROMIUM
-        for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
-                    "--disable-gpu", "--window-size=1400,1000"):
-            options.add_argument(arg)
-        self.driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-        self.daemon = daemon
-        self.artefacts = artefacts
-        self.shots = 0
-        artefacts.mkdir(parents=True, exist_ok=True)
-
-    def open(self, path: str) -> None:
-        self.driver.get(self.daemon.base + path)
-
-    def find(self, css: str) -> Any:
-        return self.driver.find_element(By.CSS_SELECTOR, css)
-
-    def wait(self, condition: Any, timeout: float = 30.0, message: str = "") -> Any:
-        return WebDriverWait(self.driver, timeout, poll_frequency=0.2).until(
-            lambda _: condition(), message)
-
-    def shot(self, name: str) -> Path:
-        self.shots += 1
-        path = self.artefacts / f"{self.shots:02d}-{name}.png"
-        self.driver.save_screenshot(str(path))
-        print(f"screenshot: {path}")
-        return path
-
-    def sign_in(self, login: str) -> None:
-        self.open("/alerts")
-        assert "/login" in self.driver.current_url  # no session: the sign-in page
-        self.find("#login").send_keys(login)
-        self.find("#password").send_keys(PASSWORD)
-        self.find("#code").send_keys(self.daemon.code(login))
-        self.shot(f"sign-in-{login}")
-        self.find("#sign-in").click()
-        self.wait(lambda: self.driver.current_url.endswith("/alerts"), message="the queue")
-
-    def submit(self, button: str) -> None:
-        """Clicks a form's button and waits for the page the POST redirects to: the old page's
-        root element goes stale (the URL alone cannot tell: it may already say done=)."""
-        page = self.find("html")
-        self.find(button).click()
-        self.wait(lambda: staleness_of(page)(self.driver), message=f"the page after {button}")
-        self.wait(lambda: "done=" in self.driver.current_url, message=f"after {button}")
-
-    def close(self) -> None:
-        self.driver.quit()
-
-
-@pytest.fixture
-def browser(daemon: ConsoleDaemon, request: pytest.FixtureRequest) -> Iterator[Chromium]:
-    # Kept out of tmp_path: pytest removes old temporary directories, these are for people.
-    window = Chromium(daemon, ARTEFACTS / request.node.name)
-    try:
-        yield window
-    finally:
-        window.close()
-
-
-def send_syslog(daemon: ConsoleDaemon, payload: bytes) -> None:
-    with socket.create_connection(daemon.process.source_address("syslog_tcp"), timeout=5) as s:
-        s.sendall(payload)
 
 
 def test_sign_in_with_totp_and_triage_a_brute_force_alert_to_closed(

@@ -14,7 +14,7 @@ import requests
 from console.kit import Browser, ConsoleDaemon, start_daemon
 from support.daemon import wait_for
 
-from sinks.alerts.model import Actor
+from soc.alerts.model import Actor
 
 EVERYONE = Actor("test", None)
 SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY",

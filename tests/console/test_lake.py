@@ -10,8 +10,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from collector.console.lake import matched_events, pivot_events, tenant_files
 from core.provenance import UnsafePathComponent
+from soc.console.lake import matched_events, pivot_events, tenant_files
 
 T = datetime(2026, 3, 3, 9, 30, tzinfo=UTC)
 

@@ -16,12 +16,12 @@ from typing import Any
 
 from support.daemon import REPO, VigilProcess, basic_config, lake_count, wait_for, write_conf
 
-from collector.auth.tokens import new_token
-from collector.auth.totp import current_code
 from collector.config.loader import load_config
 from core.telemetry import Telemetry
-from sinks.alerts.model import Actor
-from sinks.alerts.service import Alerting
+from soc.alerts.model import Actor
+from soc.alerts.service import Alerting
+from soc.auth.tokens import new_token
+from soc.auth.totp import current_code
 
 
 def fortigate(count: int) -> bytes:

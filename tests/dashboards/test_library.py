@@ -13,12 +13,12 @@ from support.lakes import FIREWALL_FIELDS, write_firewall
 
 from collector.config.loader import load_config
 from collector.config.models import ActivationConfig
-from collector.dashboards.activation import dashboard_status
-from collector.dashboards.lake import LakeLimits, PanelFailed, PanelTimeout, TenantLake, TimeRange
-from collector.dashboards.library import all_dashboards, load_library
-from collector.dashboards.sql import PanelSqlError, check_panel_sql
-from collector.detection.coverage import DatasetCoverage
 from core.errors import ConfigErrors
+from rules.coverage import DatasetCoverage
+from soc.dashboards.activation import dashboard_status
+from soc.dashboards.lake import LakeLimits, PanelFailed, PanelTimeout, TenantLake, TimeRange
+from soc.dashboards.library import all_dashboards, load_library
+from soc.dashboards.sql import PanelSqlError, check_panel_sql
 
 DAY = datetime(2026, 12, 1, tzinfo=UTC)
 RANGE = TimeRange(DAY, DAY + timedelta(days=1))

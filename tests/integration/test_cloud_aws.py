@@ -179,9 +179,9 @@ def test_builtin_rules_fire_on_cloudtrail_from_s3(tmp_path: Path,
     that came through S3/SQS: a root login without MFA raises the root-login alert and the
     no-MFA alert, an IAM user without MFA another no-MFA alert, a login with MFA none; the
     alerts are in the alert store and in the lake's `alerts` dataset."""
-    from sinks.alerts.db import Database
-    from sinks.alerts.model import SYSTEM, AlertFilter
-    from sinks.alerts.store import AlertStore
+    from soc.alerts.db import Database
+    from soc.alerts.model import SYSTEM, AlertFilter
+    from soc.alerts.store import AlertStore
 
     bucket = LogBucket(moto_server)
     conf = cloud_conf(tmp_path, source_settings(bucket, moto_server))

@@ -13,9 +13,9 @@ from pathlib import Path
 
 from support.daemon import REPO, VigilProcess, basic_config, lake_rows, wait_for, write_conf
 
-from sinks.alerts.db import Database
-from sinks.alerts.model import SYSTEM, AlertFilter
-from sinks.alerts.store import AlertStore
+from soc.alerts.db import Database
+from soc.alerts.model import SYSTEM, AlertFilter
+from soc.alerts.store import AlertStore
 
 BRUTE_FORCE = "SSH brute force from one source"
 

@@ -15,9 +15,9 @@ import pytest
 import yaml
 from support.daemon import REPO, SHARED_DATA, VigilProcess, basic_config, wait_for, write_conf
 
-from sinks.alerts.db import Database
-from sinks.alerts.model import SYSTEM, AlertFilter
-from sinks.alerts.store import AlertStore
+from soc.alerts.db import Database
+from soc.alerts.model import SYSTEM, AlertFilter
+from soc.alerts.store import AlertStore
 
 SIGMA = SHARED_DATA / "sigma"
 # SigmaHQ rule file -> the line (as its program sends it) it is written for.

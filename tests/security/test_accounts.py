@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from api.harness import PASSWORD, ROOT, Api, serve_api
 
-from collector.auth.totp import current_code
+from soc.auth.totp import current_code
 
 
 @pytest.fixture

@@ -17,13 +17,13 @@ import pytest
 from alerts.kit import TENANTS_YAML, UNUSED_MAIL_YAML, Clock, load
 from support.daemon import VigilProcess, basic_config, write_conf
 
-from collector.api.app import build_api_app
-from collector.auth.totp import current_code
 from collector.config.models import ControlConfig
 from collector.control import ControlServer
 from core.telemetry import Telemetry
-from sinks.alerts.model import Actor
-from sinks.alerts.service import Alerting
+from soc.alerts.model import Actor
+from soc.alerts.service import Alerting
+from soc.api.app import build_api_app
+from soc.auth.totp import current_code
 
 PASSWORD = "correct horse battery staple"
 OPERATOR_TOKEN = "operator-token-0123456789abcdef"

@@ -14,9 +14,9 @@ import pytest
 from alerts.kit import TENANTS_YAML, UNUSED_MAIL_YAML, write_conf
 from api.harness import PASSWORD, Api, serve_api
 
-from collector.auth.model import LoginFailed
-from collector.auth.totp import current_code
 from collector.cli import main
+from soc.auth.model import LoginFailed
+from soc.auth.totp import current_code
 
 ATTACKER = "203.0.113.66"
 
@@ -127,9 +127,9 @@ def test_the_cli_unlocks_a_user(tmp_path: Path, capsys: pytest.CaptureFixture[st
 
     from alerts.kit import Clock
 
-    from collector.auth.directory import UserDirectory
-    from sinks.alerts.db import Database
-    from sinks.alerts.model import Actor
+    from soc.alerts.db import Database
+    from soc.alerts.model import Actor
+    from soc.auth.directory import UserDirectory
 
     conf, data = tmp_path / "conf.d", tmp_path / "data"
     write_conf(conf, TENANTS_YAML, "10-tenants.yaml")

@@ -13,12 +13,12 @@ import pytest
 from alerts.kit import TENANTS_YAML, UNUSED_MAIL_YAML, write_conf
 from api.harness import PASSWORD, Api, serve_api
 
-from collector.auth.directory import UserDirectory
-from collector.auth.model import AuthError
-from collector.auth.totp import current_code
 from collector.cli import main
-from sinks.alerts.db import Database
-from sinks.alerts.model import Actor
+from soc.alerts.db import Database
+from soc.alerts.model import Actor
+from soc.auth.directory import UserDirectory
+from soc.auth.model import AuthError
+from soc.auth.totp import current_code
 
 
 @pytest.fixture

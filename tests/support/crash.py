@@ -195,9 +195,9 @@ def lake_ids(data: Path) -> Counter[str]:
 def duplicated_alerts(data: Path) -> tuple[int, list[Any], list[Any]]:
     """(alerts in the store, store alerts sharing a rule and group key, lake alert rows
     written twice)."""
-    from sinks.alerts.db import Database
-    from sinks.alerts.model import SYSTEM, AlertFilter
-    from sinks.alerts.store import AlertStore
+    from soc.alerts.db import Database
+    from soc.alerts.model import SYSTEM, AlertFilter
+    from soc.alerts.store import AlertStore
 
     store = AlertStore(Database(data / "alerts.db"))
     rows, _ = store.search(SYSTEM, AlertFilter(), limit=10_000)

@@ -23,11 +23,11 @@ from pathlib import Path
 import orjson
 
 from collector.config import VigilConfig, load_config
-from collector.detection.coverage import correlation_requirements
 from collector.detection.stage import rule_sources
 from collector.offline import OfflineRun, split_dead_letters
 from core.events import DATASET, Event
 from parsers.windows import iter_json_documents
+from rules.coverage import correlation_requirements
 from rules.loader import RuleSource, load_rules
 from support.daemon import REPO, SHARED_DATA
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import duckdb
 
-from collector.detection.coverage import FieldCoverage
+from rules.coverage import FieldCoverage
 
 FIREWALL_FIELDS = ("source.ip", "destination.ip", "destination.port", "event.outcome",
                    "source.geo.country_iso_code")

@@ -20,6 +20,7 @@ from core.config import (
     ValidationContext,
 )
 from core.nesting import DEFAULT_MAX_DEPTH, MAX_MAX_DEPTH
+from core.reloading import read_token_file
 
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
@@ -97,15 +98,3 @@ class HttpSourceConfig(SourceConfig):
                 except ValueError as exc:
                     issues.append((("tokens", name, "token_file"), str(exc)))
         return issues
-
-
-def read_token_file(path: Path) -> str:
-    """The token a file holds (surrounding whitespace removed); ValueError says why not."""
-    try:
-        secret = path.read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise ValueError(f"cannot read token file {path}: {reason}") from None
-    if not secret:
-        raise ValueError(f"token file {path} is empty")
-    return secret

@@ -12,8 +12,8 @@ import hmac
 from dataclasses import dataclass
 from pathlib import Path
 
-from collector.sources.http.config import HttpTokenConfig, read_token_file
-from core.reloading import ReloadingFile, file_stats
+from collector.sources.http.config import HttpTokenConfig
+from core.reloading import ReloadingFile, file_stats, read_token_file
 
 _NO_DIGEST = bytes(32)  # what a refused file token is compared against (no SHA-256 is zero)
 

@@ -17,10 +17,10 @@ from support.daemon import REPO
 from collector.cli import main
 from collector.commands.coverage import print_report
 from collector.config import load_config
-from collector.detection.coverage import coverage_report
 from collector.detection.stage import DetectionStage
 from core.events import Batch
 from core.telemetry import Telemetry
+from rules.coverage import coverage_report
 from rules.loader import load_rules
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -121,7 +121,7 @@ def test_categories_come_from_the_datasets_rules_read(tmp_path: Path) -> None:
 
 
 def test_linux_datasets_count_as_servers() -> None:
-    from collector.detection.coverage import dataset_categories
+    from rules.coverage import dataset_categories
     for dataset in ("linux.auth", "linux.iptables", "linux.audit", "syslog"):
         assert "endpoint/server" in dataset_categories(dataset), dataset
     assert "perimeter security" in dataset_categories("linux.iptables")

@@ -9,9 +9,9 @@ from pathlib import Path
 from support.daemon import REPO
 
 from collector.config import load_config
-from collector.detection.coverage import coverage_report
 from collector.detection.stage import BUILTIN_RULES, DetectionStage
 from core.events import ALERTS, Batch
+from rules.coverage import coverage_report
 from rules.loader import load_rules
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
