@@ -324,7 +324,10 @@ class CorrelationEngine:
     # -- persistence -------------------------------------------------------------------------
 
     def dump(self) -> dict[str, Any]:
-        """The state as plain data (windows per tenant, watermarks, stats)."""
+        """The state (windows per tenant, watermarks, stats) as data orjson serialises: the
+        window entries stay `Entry` dataclasses, which orjson writes as objects in C, since
+        building a list per event in Python made a save of a busy engine cost hundreds of
+        milliseconds on the event loop. `load` takes this back, or its JSON."""
         return {
             "version": STATE_VERSION, "saved_at": self.clock().isoformat(), "stats": self.stats,
             "tenants": {
@@ -332,10 +335,7 @@ class CorrelationEngine:
                     "watermark": state.watermark if state.watermark != float("-inf") else None,
                     "senders": state.clocks.dump(),
                     "windows": {
-                        key: [[list(group), bucket.dataset,
-                               [[e.ts, e.rule, e.value, e.ref.to_dict()]
-                                + ([e.weight] if e.weight != 1 else [])
-                                for e in bucket.entries]]
+                        key: [[list(group), bucket.dataset, list(bucket.entries)]
                               for group, bucket in windows.items()]
                         for key, windows in state.windows.items()
                     },
@@ -363,10 +363,10 @@ class CorrelationEngine:
                 windows = state.windows.setdefault(key, OrderedDict())
                 for group, dataset, entries in groups:
                     bucket = Bucket(dataset=dataset)
-                    for ts, rule_id, value, ref, *weight in entries:
-                        bucket.entries.append(Entry(float(ts), rule_id, value, _ref(ref),
-                                                    int(weight[0]) if weight else 1))
-                        bucket.keys.append(float(ts))
+                    for saved_entry in entries:
+                        entry = _entry(saved_entry)
+                        bucket.entries.append(entry)
+                        bucket.keys.append(entry.ts)
                     windows[tuple(group)] = bucket
                     restored += 1
         return restored
@@ -468,7 +468,21 @@ def _extended(correlation: CorrelationRule, present_ids: set[str]) -> bool:
     return walk(correlation.extended)
 
 
-def _ref(data: dict[str, Any]) -> EventRef:
+def _entry(saved: Entry | dict[str, Any] | list[Any]) -> Entry:
+    """A window entry from `dump`: the object itself, its JSON object, or the list form that
+    earlier versions saved (`[ts, rule, value, ref, weight?]`)."""
+    if isinstance(saved, Entry):
+        return Entry(saved.ts, saved.rule, saved.value, saved.ref, saved.weight)
+    if isinstance(saved, dict):
+        return Entry(float(saved["ts"]), saved["rule"], saved.get("value"),
+                     _ref(saved.get("ref") or {}), int(saved.get("weight", 1)))
+    ts, rule_id, value, ref, *weight = saved
+    return Entry(float(ts), rule_id, value, _ref(ref), int(weight[0]) if weight else 1)
+
+
+def _ref(data: dict[str, Any] | EventRef) -> EventRef:
+    if isinstance(data, EventRef):
+        return data
     ts = data.get("timestamp")
     return EventRef(index=int(data.get("index", -1)), offset=data.get("offset"),
                     timestamp=datetime.fromisoformat(ts) if ts else None,
