@@ -9,6 +9,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import orjson
 import pytest
 
 from rules.correlation.engine import CorrelationEngine
@@ -312,3 +313,26 @@ def test_tenant_correlation_silences_its_base_rule_only_for_its_tenant(
     assert [m.rule.kind for m in acme] == ["event_count"]
     assert [m.rule_id for m in other] == [FAILED, FAILED]
     assert engine.correlation.key_count("other") == 0
+
+
+def test_saved_state_round_trips_through_json_and_reads_the_earlier_list_form(
+        sigma: SimpleNamespace, tmp_path: Path) -> None:
+    """What `save` writes (entries as JSON objects) restores; so does a file of the earlier
+    version, whose entries were lists `[ts, rule, value, ref, weight?]`."""
+    spec = correlation("event_count", ["failed_login"], **{"group-by": ["user"]},
+                       condition={"gte": 5})
+    engine = build(sigma, tmp_path, spec)
+    assert run(engine, [login(0, "alice", **{"event.count": 4})]) == []
+    saved = orjson.loads(orjson.dumps(engine.correlation.dump(), default=str))
+    legacy = orjson.loads(orjson.dumps(saved))
+    for windows in legacy["tenants"].values():
+        for groups in windows["windows"].values():
+            for group in groups:
+                group[2] = [[e["ts"], e["rule"], e["value"], e["ref"]]
+                            + ([e["weight"]] if e["weight"] != 1 else []) for e in group[2]]
+    for state in (saved, legacy):
+        restored = build(sigma, tmp_path, spec)
+        assert restored.correlation.load(state) == 1
+        matches = run(restored, [login(5, "alice")])
+        assert [(m.group_key, m.value) for m in matches] == [({"user": "alice"}, 5)]
+        assert matches[0].events[0].timestamp is not None
