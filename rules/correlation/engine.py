@@ -32,7 +32,7 @@ import bisect
 import logging
 import math
 import statistics
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -98,6 +98,12 @@ class Bucket:
     entries: list[Entry] = field(default_factory=list)
     dataset: str | None = None
     keys: list[float] = field(default_factory=list)  # entry timestamps, for bisect
+    # Every entry weighs one (no folded `event.count` line seen): an event_count is then the
+    # width of the window's index range, without a pass over its entries per event.
+    unit: bool = True
+    # Entries per base rule id: an ordered temporal correlation cannot match while one of its
+    # rules is absent from the whole bucket, so it is not measured (a pass over the window).
+    rules: Counter[str] = field(default_factory=Counter)
 
 
 @dataclass
@@ -187,15 +193,19 @@ class CorrelationEngine:
             for entry in bucket.entries[bisect.bisect_left(bucket.keys, ts):position]:
                 if entry.ref.offset == ref.offset and entry.rule == rule.info.id:
                     return []
+        weight = _weight(event)
         bucket.keys.insert(position, ts)
-        bucket.entries.insert(position, Entry(ts, rule.info.id, _plain(value), ref,
-                                              _weight(event)))
+        bucket.entries.insert(position, Entry(ts, rule.info.id, _plain(value), ref, weight))
+        bucket.rules[rule.info.id] += 1
+        if weight != 1:
+            bucket.unit = False
         horizon = state.watermark - correlation.timespan - self.lateness
         cut = bisect.bisect_left(bucket.keys, horizon)
         if len(bucket.entries) - cut > self.max_events:
             self.stats["truncated_events"] += len(bucket.entries) - cut - self.max_events
             cut = len(bucket.entries) - self.max_events
         if cut:
+            bucket.rules.subtract(e.rule for e in bucket.entries[:cut])
             del bucket.entries[:cut], bucket.keys[:cut]
         if correlation.key in state.oldest:
             latest = bucket.keys[-1] if bucket.keys else -math.inf  # empty: closes at once
@@ -209,14 +219,19 @@ class CorrelationEngine:
         later = bisect.bisect_right(bucket.keys, ts + correlation.timespan)
         if later and bucket.keys[later - 1] > ts:
             ends.append(bucket.keys[later - 1])
+        if correlation.type is SigmaCorrelationType.TEMPORAL_ORDERED and not all(
+                bucket.rules[r.info.id] > 0 for r in correlation.base_rules):
+            return []
+        counting = bucket.unit and correlation.type is SigmaCorrelationType.EVENT_COUNT
         for end in ends:
             lo = bisect.bisect_left(bucket.keys, end - correlation.timespan)
             hi = bisect.bisect_right(bucket.keys, end)
-            window = bucket.entries[lo:hi]
-            measured = self._measure(correlation, window)
+            measured = hi - lo if counting else self._measure(correlation,
+                                                              bucket.entries[lo:hi])
             if measured is not None and _OPS[correlation.op](measured, correlation.threshold):
                 del windows[group]
-                return [self._match(tenant, correlation, group, bucket.dataset, window, measured)]
+                return [self._match(tenant, correlation, group, bucket.dataset,
+                                    bucket.entries[lo:hi], measured)]
         return []
 
     def _measure(self, correlation: CorrelationRule, window: list[Entry]) -> float | None:
@@ -367,6 +382,8 @@ class CorrelationEngine:
                         entry = _entry(saved_entry)
                         bucket.entries.append(entry)
                         bucket.keys.append(entry.ts)
+                        bucket.unit = bucket.unit and entry.weight == 1
+                        bucket.rules[entry.rule] += 1
                     windows[tuple(group)] = bucket
                     restored += 1
         return restored

@@ -147,6 +147,14 @@ def test_temporal_ordered_needs_the_order(sigma: SimpleNamespace, tmp_path: Path
     assert [m.group_key for m in matches] == [{"user": "bob"}]
     # the success too long after the failure: no match
     assert run(engine, [login(40, "carol", "failure"), login(400, "carol", "success")]) == []
+    # many failures, then the success: the window's failures are found whatever their number;
+    # after the old failures left the window (and the bucket), a success alone does not match
+    failures = [login(500 + i, "dave", "failure") for i in range(200)]
+    assert [m.group_key for m in run(engine, [*failures, login(800, "dave", "success")])] \
+        == [{"user": "dave"}]
+    assert run(engine, [login(900, "erin", "failure"), login(2000, "erin", "failure"),
+                        login(2001, "erin", "success")]) != []
+    assert run(engine, [login(3000, "fay", "failure"), login(4000, "fay", "success")]) == []
 
 
 def test_aliases_map_a_group_field_per_rule(sigma: SimpleNamespace, tmp_path: Path) -> None:
