@@ -31,10 +31,11 @@ PORTS = {("tcp", 5514), ("udp", 5514), ("tcp", 6514), ("tcp", 5170), ("tcp", 808
 EXPECT = {
     "logger -n 127.0.0.1 -P 5514 -T \"hello from logger\"": ['"status": "ready"',
                                                               "vigil_component_received"],
-    "vigil test": ["passed, 0 failed"],
+    "vigil test": ["passed, 0 failed", "rule(s) loaded", "match(es) from",
+                   "backtest: ", "alert(s)"],
     ".venv/bin/vigil users add lead": ["written to the outbox", "activation link",
                                        "otpauth://totp/"],
-    "vigil tenants list": ["demo", "user ana added"],
+    "vigil tenants list": ["demo", "user ana added", "acknowledge", "resolve"],
 }
 
 
@@ -64,6 +65,7 @@ def test_every_sh_block_runs_or_says_why_not() -> None:
 
 @pytest.mark.skipif(any(shutil.which(p) is None for p in ("logger", "openssl", "curl", "git")),
                     reason="needs logger (bsdutils), openssl, curl and git")
+@pytest.mark.timeout(600)  # a start and every README command: about 2 minutes on a busy host
 def test_readme_commands_run_as_written(tmp_path: Path) -> None:
     busy = sorted(f"{k}/{p}" for k, p in PORTS if not _free(k, p))
     if busy:
@@ -79,7 +81,10 @@ def test_readme_commands_run_as_written(tmp_path: Path) -> None:
             shutil.copy2(source, target)
     (checkout / ".venv").symlink_to(Path(sys.prefix))
     env = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")}
+    # The copy's own code, as `make run` would install it there (the shared .venv may have
+    # another checkout installed in editable mode).
     env.update(PATH=f"{checkout / '.venv' / 'bin'}:{env.get('PATH', '')}",
+               PYTHONPATH=str(checkout),
                HOME=str(tmp_path / "home"), XDG_CACHE_HOME=str(tmp_path / "home" / ".cache"))
     log = (tmp_path / "daemon.log").open("w")
     daemon = subprocess.Popen([str(checkout / ".venv" / "bin" / "vigil"), "run", "-c", "conf.d",
