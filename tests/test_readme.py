@@ -31,6 +31,9 @@ PORTS = {("tcp", 5514), ("udp", 5514), ("tcp", 6514), ("tcp", 5170), ("tcp", 808
 EXPECT = {
     "logger -n 127.0.0.1 -P 5514 -T \"hello from logger\"": ['"status": "ready"',
                                                               "vigil_component_received"],
+    "sleep 6": ["hello from logger", "octet-counted RFC 5424"],
+    ".venv/bin/vigil users add admin": ["TOTP enrollment for admin", "otpauth URI",
+                                        "one-time activation link"],
     "vigil test": ["passed, 0 failed", "rule(s) loaded", "match(es) from",
                    "backtest: ", "alert(s)"],
     ".venv/bin/vigil users add lead": ["written to the outbox", "activation link",
@@ -47,6 +50,8 @@ def blocks() -> list[tuple[str, str | None]]:
 def _free(kind: str, port: int) -> bool:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM if kind == "tcp"
                          else socket.SOCK_DGRAM)
+    # As the daemon binds (asyncio sets SO_REUSEADDR): a previous run's TIME_WAIT is no owner.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind(("127.0.0.1", port))
         return True
