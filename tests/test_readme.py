@@ -31,10 +31,14 @@ PORTS = {("tcp", 5514), ("udp", 5514), ("tcp", 6514), ("tcp", 5170), ("tcp", 808
 EXPECT = {
     "logger -n 127.0.0.1 -P 5514 -T \"hello from logger\"": ['"status": "ready"',
                                                               "vigil_component_received"],
-    "vigil test": ["passed, 0 failed"],
+    "sleep 6": ["hello from logger", "octet-counted RFC 5424"],
+    ".venv/bin/vigil users add admin": ["TOTP enrollment for admin", "otpauth URI",
+                                        "one-time activation link"],
+    "vigil test": ["passed, 0 failed", "rule(s) loaded", "match(es) from",
+                   "backtest: ", "alert(s)"],
     ".venv/bin/vigil users add lead": ["written to the outbox", "activation link",
                                        "otpauth://totp/"],
-    "vigil tenants list": ["demo", "user ana added"],
+    "vigil tenants list": ["demo", "user ana added", "acknowledge", "resolve"],
 }
 
 
@@ -46,6 +50,8 @@ def blocks() -> list[tuple[str, str | None]]:
 def _free(kind: str, port: int) -> bool:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM if kind == "tcp"
                          else socket.SOCK_DGRAM)
+    # As the daemon binds (asyncio sets SO_REUSEADDR): a previous run's TIME_WAIT is no owner.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind(("127.0.0.1", port))
         return True
@@ -64,6 +70,7 @@ def test_every_sh_block_runs_or_says_why_not() -> None:
 
 @pytest.mark.skipif(any(shutil.which(p) is None for p in ("logger", "openssl", "curl", "git")),
                     reason="needs logger (bsdutils), openssl, curl and git")
+@pytest.mark.timeout(600)  # a start and every README command: about 2 minutes on a busy host
 def test_readme_commands_run_as_written(tmp_path: Path) -> None:
     busy = sorted(f"{k}/{p}" for k, p in PORTS if not _free(k, p))
     if busy:
@@ -79,7 +86,10 @@ def test_readme_commands_run_as_written(tmp_path: Path) -> None:
             shutil.copy2(source, target)
     (checkout / ".venv").symlink_to(Path(sys.prefix))
     env = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")}
+    # The copy's own code, as `make run` would install it there (the shared .venv may have
+    # another checkout installed in editable mode).
     env.update(PATH=f"{checkout / '.venv' / 'bin'}:{env.get('PATH', '')}",
+               PYTHONPATH=str(checkout),
                HOME=str(tmp_path / "home"), XDG_CACHE_HOME=str(tmp_path / "home" / ".cache"))
     log = (tmp_path / "daemon.log").open("w")
     daemon = subprocess.Popen([str(checkout / ".venv" / "bin" / "vigil"), "run", "-c", "conf.d",

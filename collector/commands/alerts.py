@@ -39,6 +39,9 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     listing.add_argument("--status", action="append", default=[])
     listing.add_argument("--severity", action="append", default=[])
     listing.add_argument("--limit", type=int, default=50)
+    listing.add_argument("-q", "--quiet", action="store_true",
+                         help="only the alert ids, one a line (for scripts: "
+                              "vigil alerts ack $(vigil alerts list -q --limit 1))")
     listing.set_defaults(func=list_alerts)
     show = actions.add_parser("show", parents=[api], help="one alert with events and notes")
     show.add_argument("alert_id")
@@ -258,6 +261,10 @@ def list_alerts(args: argparse.Namespace) -> int:
         return code
     if args.json:
         print(json.dumps(page, indent=2))
+        return 0
+    if args.quiet:
+        for alert in page["items"]:
+            print(alert["id"])
         return 0
     for alert in page["items"]:
         print(_summary(alert))

@@ -13,6 +13,7 @@ from collections import Counter
 from pathlib import Path
 
 from collector.cli import EX_CONFIG, load_or_report
+from collector.progress import add_progress_flag, progress
 from core.errors import ExitCode
 
 
@@ -29,6 +30,7 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     replay.add_argument("--tenant", help="only this tenant")
     replay.add_argument("--wait", type=float, default=60.0, metavar="SECONDS",
                         help="how long to wait for the daemon to take the files (default 60)")
+    add_progress_flag(replay)
     replay.set_defaults(func=replay_dead_letters)
 
 
@@ -79,14 +81,36 @@ def replay_dead_letters(args: argparse.Namespace) -> int:
     if not marked:
         print("nothing to replay")
         return 0
-    print(f"{len(marked)} file(s) marked for replay; waiting for the daemon")
-    deadline = time.monotonic() + args.wait
-    while time.monotonic() < deadline:
-        waiting = set(dead_letter_files(root, suffixes=(REPLAY_SUFFIX,))) & set(marked)
-        if not waiting:
-            print(f"replayed {len(marked)} file(s)")
-            return 0
-        time.sleep(0.2)
-    print(f"{len(waiting)} file(s) still waiting: is `vigil run` running on this data dir? "
+    # The bar counts events (a file's lines), as the daemon takes whole files.
+    events = {path: _lines(path) for path in marked}
+    print(f"{len(marked)} file(s) marked for replay ({sum(events.values())} event(s)); "
+          "waiting for the daemon", flush=True)
+    started = time.monotonic()
+    deadline = started + args.wait
+    waiting = set(marked)
+    with progress("replay", sum(events.values()) or None, unit="events",
+                  enabled=args.progress) as advance:
+        while waiting and time.monotonic() < deadline:
+            taken = waiting - set(dead_letter_files(root, suffixes=(REPLAY_SUFFIX,)))
+            advance(sum(events[path] for path in taken))
+            waiting -= taken
+            if waiting:
+                time.sleep(0.2)
+    done = sum(events[path] for path in marked if path not in waiting)
+    if not waiting:
+        print(f"replayed {len(marked)} file(s), {done} event(s) in "
+              f"{time.monotonic() - started:.1f} s")
+        return 0
+    print(f"replayed {len(marked) - len(waiting)} of {len(marked)} file(s), {done} event(s); "
+          f"{len(waiting)} file(s) still waiting: is `vigil run` running on this data dir? "
           "They are replayed when it starts.", file=sys.stderr)
     return ExitCode.TEMPFAIL
+
+
+def _lines(path: Path) -> int:
+    """Records in a dead-letter file (one JSON line each); 0 when it is already gone."""
+    try:
+        with path.open("rb") as handle:
+            return sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b""))
+    except FileNotFoundError:
+        return 0

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from collector.cli import EX_CONFIG
+from collector.progress import add_progress_flag, progress
 
 EX_DAMAGED = 1
 EX_NO_JOURNAL = 66  # sysexits EX_NOINPUT: nothing to inspect there
@@ -30,6 +31,7 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     fsck.add_argument("--repair", action="store_true",
                       help="cut torn tails and rewrite damaged segments (damaged bytes are kept "
                            "in <partition>/damaged/)")
+    add_progress_flag(fsck)
     fsck.set_defaults(func=run_fsck)
 
 
@@ -98,7 +100,7 @@ def run_stats(args: argparse.Namespace) -> int:
 
 def run_fsck(args: argparse.Namespace) -> int:
     from collector.journal.files import FileLayer
-    from collector.journal.fsck import inspect, repair
+    from collector.journal.fsck import inspect, repair, segment_bytes
     from collector.journal.layout import LOCK_FILE
 
     directory = _journal_dir(args)
@@ -111,15 +113,17 @@ def run_fsck(args: argparse.Namespace) -> int:
         print(f"{directory}: in use by a running daemon; stop it first", file=sys.stderr)
         return EX_TEMPFAIL
     try:
-        report = inspect(directory, files)
+        with progress("fsck", segment_bytes(directory) or None, unit="B",
+                      enabled=args.progress) as advance:
+            report = inspect(directory, files, advance)
         report.in_use = False
         segments = sum(len(p.segments) for p in report.partitions)
+        checked = f"{segments} segment(s) ({_human(sum(p.disk_bytes for p in report.partitions))})"
         damage = report.damage
         for item in damage:
             print(item.describe())
         if not damage:
-            print(f"{directory}: {len(report.partitions)} partition(s), {segments} segment(s), "
-                  "no damage")
+            print(f"{directory}: {len(report.partitions)} partition(s), {checked}, no damage")
             return 0
         records = sum(d.records for d in damage)
         size = sum(d.length for d in damage)

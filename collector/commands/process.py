@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from collector.cli import EX_CONFIG, load_or_report
-from collector.progress import progress
+from collector.progress import add_progress_flag, progress
 from core.errors import usage_error
 
 CHUNK_LINES = 10_000
@@ -25,9 +25,7 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
                         help="configured source the lines arrive on")
     parser.add_argument("--tenant", help="force the tenant (otherwise the source's routing)")
     parser.add_argument("--peer", help="sender address for CIDR routing")
-    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                        help="a progress bar with rate and ETA on stderr (default: when "
-                             "stderr is a terminal)")
+    add_progress_flag(parser)
     parser.add_argument("files", nargs="+", type=Path, metavar="FILE", help="`-` reads stdin")
     parser.set_defaults(func=run)
 

@@ -17,6 +17,7 @@ def run(args: argparse.Namespace) -> int:
     import uvloop
 
     from collector.logs import configure_logging
+    from collector.processes import leave
     from collector.runtime import Daemon
     from core.errors import ConfigErrors, explain
 
@@ -27,10 +28,11 @@ def run(args: argparse.Namespace) -> int:
         print("\n".join(exc.report(args.config_dir)), file=sys.stderr)
         return exc.exit_code
     try:
-        return uvloop.run(daemon.run())
+        code = uvloop.run(daemon.run())
     except Exception as exc:
         if explain(exc) is not None:
             raise  # the operator's to fix: `cli.main` prints one line and its exit code
         # A bug at start-up or shutdown: say why once and exit non-zero (systemd restarts us).
         logging.getLogger("collector.runtime").exception("vigil failed; exiting")
         return 1
+    leave(code)  # everything is committed and closed: no interpreter teardown to wait for

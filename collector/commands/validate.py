@@ -12,6 +12,11 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from collector.config import VigilConfig
 
+# Sections whose entries are not what their name counts: a `rules:` entry is a directory of
+# rules (the loaded rules are the next line's figure, the one number shown everywhere).
+SECTION_LABELS = {"rules": "rule directories", "dashboards": "dashboard entries",
+                  "access": "access policies"}
+
 
 def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     parser = subparsers.add_parser("validate", parents=[common], help="check the configuration")
@@ -27,7 +32,8 @@ def run(args: argparse.Namespace) -> int:
     except ConfigErrors as exc:
         print("\n".join(exc.report(args.config_dir)), file=sys.stderr)
         return exc.exit_code
-    counts = ", ".join(f"{len(entries)} {name}" for name, entries in config.sections.items())
+    counts = ", ".join(f"{len(entries)} {SECTION_LABELS.get(name, name)}"
+                       for name, entries in config.sections.items())
     print(f"{args.config_dir}: configuration is valid ({counts})")
     if config.settings.detection.enabled:
         print_rule_summary(config, args)

@@ -6,6 +6,7 @@ tails and rewrites segments without their damaged ranges, keeping the damaged by
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -96,8 +97,21 @@ def is_locked(directory: Path, files: FileLayer | None = None) -> bool:
     return False
 
 
-def inspect(directory: Path, files: FileLayer | None = None) -> JournalReport:
-    """Verify every segment of every partition; changes nothing."""
+def _segments(part_dir: Path) -> list[tuple[int, Path]]:
+    """A partition's segment files with their base offsets, in offset order."""
+    return sorted((b, p) for p in part_dir.iterdir() if (b := segment_base(p)) is not None)
+
+
+def segment_bytes(directory: Path) -> int:
+    """The size of every segment file: what `inspect` reads (a progress bar's total)."""
+    return sum(path.stat().st_size for part_dir in partition_dirs(directory)
+               for _, path in _segments(part_dir))
+
+
+def inspect(directory: Path, files: FileLayer | None = None,
+            advance: Callable[[float], None] | None = None) -> JournalReport:
+    """Verify every segment of every partition; changes nothing. `advance(n)` is told the
+    bytes of each segment once it is verified (a progress bar's)."""
     files = files or FileLayer()
     epoch_path = directory / EPOCH_FILE
     epoch = epoch_path.read_text().strip() if epoch_path.exists() else None
@@ -105,9 +119,11 @@ def inspect(directory: Path, files: FileLayer | None = None) -> JournalReport:
     checkpoints = read_checkpoints(directory / CHECKPOINT_FILE)
     for part_dir in partition_dirs(directory):
         scans = []
-        for base, path in sorted((b, p) for p in part_dir.iterdir()
-                                 if (b := segment_base(p)) is not None):
-            scans.append(scan_segment(path, base, files.read_file(path)))
+        for base, path in _segments(part_dir):
+            data = files.read_file(path)
+            scans.append(scan_segment(path, base, data))
+            if advance is not None:
+                advance(len(data))
         checkpoint = checkpoints.get(part_dir.name)
         report.partitions.append(PartitionReport(
             part_dir.name, part_dir, scans, checkpoint["acked"] if checkpoint else None))

@@ -9,7 +9,12 @@ messages between them, `state.py` the per-process detection state files.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
+import sys
+import threading
+from typing import NoReturn
 
 from collector.config.models import GlobalConfig
 
@@ -21,3 +26,18 @@ def worker_count(settings: GlobalConfig) -> int:
     if wanted < 2 or settings.queue.type == "memory":
         return 0
     return wanted
+
+
+def leave(code: int) -> NoReturn:
+    """End a daemon process (main or worker) whose shutdown has finished: logs and stdio are
+    flushed, then `os._exit`, skipping the interpreter's teardown. Destroying the modules and
+    objects of a process that loaded pyarrow, DuckDB and the rules took 0.3-0.5 s per process
+    after the last byte was committed: most of a stop with nothing pending. While another
+    thread still runs, the ordinary exit joins it first."""
+    if threading.active_count() > 1:
+        sys.exit(code)
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # closed or broken: nothing to say
+            stream.flush()
+    os._exit(code)

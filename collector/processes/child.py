@@ -22,13 +22,14 @@ import socket
 import sqlite3
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from collector.config import load_config
 from collector.journal import journal_path
 from collector.journal.follower import JournalFollower, KnownDamage
 from collector.journal.segment import Damage
 from collector.logs import configure_logging
+from collector.processes import leave
 from collector.processes.channel import Channel, ChannelClosed, Message
 from collector.reload import apply_processing
 from collector.runtime import TICK_SECONDS, Daemon
@@ -218,7 +219,7 @@ class WorkerDaemon(Daemon):
         return 1 if self.failure is not None else code
 
 
-def main() -> int:
+def main() -> NoReturn:
     parser = argparse.ArgumentParser(description="a Vigil worker process (started by vigil run)")
     parser.add_argument("--conf-dir", type=Path, required=True)
     parser.add_argument("--data-dir", type=Path, required=True)
@@ -238,8 +239,8 @@ def main() -> int:
     daemon = WorkerDaemon(args.conf_dir, args.data_dir, args.slot, args.epoch)
     log.info("worker process starting", extra={"worker": f"w{args.slot}", "pid": os.getpid(),
                                                "seconds": round(time.monotonic() - started, 3)})
-    return uvloop.run(daemon.serve(sock))
+    leave(uvloop.run(daemon.serve(sock)))
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    main()

@@ -73,6 +73,9 @@ def test_dead_letters_replay_through_the_daemon_after_a_fix(tmp_path: Path) -> N
         replay = subprocess.run([*cli, "replay", "-c", str(tmp_path / "conf.d"), "--data-dir",
                                  str(data), "--wait", "20"], capture_output=True, text=True)
         assert replay.returncode == 0, replay.stderr
+        # Piped: no progress bar, the summary line (issue 18).
+        assert "\x1b[" not in replay.stdout + replay.stderr
+        assert replay.stdout.splitlines()[-1].startswith("replayed 1 file(s), 2 event(s) in ")
         wait_for(lambda: len(lake_rows(data)) == 2, message="the replayed events in the lake")
         rows = lake_rows(data, "SELECT * FROM lake ORDER BY message")
         assert [(r["message"], r["fixed"], r["vigil.source"]) for r in rows] == [
