@@ -78,7 +78,7 @@ def test_rules_activate_when_the_tenant_sends_the_data(tmp_path: Path) -> None:
     detection.process([batch("fw", "fortinet.firewall", [firewall(n) for n in range(3)], 0)])
     report = coverage_report("fw", detection.alerting_requirements,
                              detection.coverage.totals("fw"), CONFIG.settings.detection.activation)
-    assert report["categories"]["perimeter security"]["present"] is True
+    assert report["categories"]["perimeter_security"]["present"] is True
     auth = report["categories"]["authentication"]
     # 2 new-value rules, the 3 SSH correlations and the 2 PAM ones need linux.auth
     assert auth["present"] is False and auth["rules_it_would_activate"] == 7
