@@ -57,14 +57,16 @@ def lake_presence(lake: TenantLake) -> dict[str, LakePresence]:
     return out
 
 
-def dashboard_categories(config: DashboardConfig, categories: CategoryMap) -> set[str]:
-    """The categories whose data a dashboard waits for: those of the datasets it requires,
-    those bringing a field it requires of any dataset, and the one it names as its category."""
+def dashboard_categories(config: DashboardConfig, status: DashboardStatus,
+                         categories: CategoryMap) -> set[str]:
+    """The categories a dashboard shows (active: those of the datasets feeding it) or waits
+    for (inactive: those of the datasets it requires), those bringing a field it requires of
+    any dataset, and the one it names as its category."""
     found: set[str] = set()
     for dataset, fields in config.requires.items():
         if dataset == ANY_DATASET:
             found.update(categories.categories_of_fields(fields))
-        else:
+        elif not status.active or dataset in status.datasets:
             found.update(categories.categories_of(dataset))
     found.update(c for c, entry in categories.categories.items()
                  if config.category in (c, entry.name))
@@ -85,7 +87,7 @@ def integration_map(tenant: str, categories: CategoryMap, requirements: list[Rul
     today = now.astimezone(UTC).date()
     by_category: dict[str, list[tuple[str, str, DashboardConfig, DashboardStatus]]] = {}
     for dashboard_id, dashboard, status in dashboards:
-        for category in dashboard_categories(dashboard, categories):
+        for category in dashboard_categories(dashboard, status, categories):
             by_category.setdefault(category, []).append(
                 (dashboard_id, dashboard.title, dashboard, status))
     out = []
