@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, field_validator
 
 from core.config import DATASET_RE, StrictModel
 
@@ -103,8 +103,11 @@ def load_categories(path: Path = SHIPPED) -> CategoryMap:
     for entry_id, raw in section.items():
         try:
             found[str(entry_id)] = IntegrationCategory.model_validate(raw)
-        except ValueError as exc:
-            raise ValueError(f"{path}: {SECTION}.{entry_id}: {exc}") from None
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg'].removeprefix('Value error, ')}"
+                for e in exc.errors(include_url=False))
+            raise ValueError(f"{path}: {SECTION}.{entry_id}: {problems}") from None
     return ordered(found)
 
 
