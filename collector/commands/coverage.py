@@ -140,3 +140,7 @@ def print_report(report: dict[str, Any], *, every_rule: bool = False) -> None:
         else:
             gain = state["rules_it_would_activate"]
             print(f"    {category}: missing" + (f" (would activate {gain} rules)" if gain else ""))
+            names = state.get("rules", [])
+            if names:
+                more = f", and {len(names) - 5} more" if len(names) > 5 else ""
+                print(f"      would activate: {'; '.join(names[:5])}{more}")

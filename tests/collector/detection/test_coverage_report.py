@@ -136,6 +136,7 @@ def test_text_form_lists_the_active_rules(tmp_path: Path,
     out = capsys.readouterr().out
     assert f"active: Root login failed ({ACTIVE}) on linux.auth" in out
     assert "business applications: data without a rule reading it" not in out
+    assert "  integration categories:\n    perimeter security: missing" in out
     assert "unresolved placeholder: 1" in out
 
 

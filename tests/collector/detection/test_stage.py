@@ -82,6 +82,7 @@ def test_rules_activate_when_the_tenant_sends_the_data(tmp_path: Path) -> None:
     auth = report["categories"]["authentication"]
     # 2 new-value rules, the 3 SSH correlations and the 2 PAM ones need linux.auth
     assert auth["present"] is False and auth["rules_it_would_activate"] == 7
+    assert BRUTE_FORCE in auth["rules"] and len(auth["rules"]) == 7  # named, for the map
     active = {title for _, title, _ in report["active"]}
     assert "Spike of denied connections from one source" in active
     assert BRUTE_FORCE not in active
