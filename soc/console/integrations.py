@@ -54,6 +54,7 @@ class IntegrationPages:
             switch_action="/integrations", tenant=tenant,
             tenant_name=tenants[tenant].name if tenant in tenants else tenant,
             map=data, editing=editing, can_edit=session.principal.can(TRIAGE),
+            preselect=request.query.get("plan", ""),
             done=DONE.get(request.query.get("done", "")),
             export_query=urlencode({"tenant": tenant}))
 

@@ -83,8 +83,12 @@ def test_the_map_shows_what_the_data_brings_and_the_plan_is_edited_and_exported(
     browser.driver.execute_script("arguments[0].scrollIntoView()", cloud)
     browser.shot("missing-cloud-would-switch-on")
 
-    # A planned source, through the form.
-    Select(browser.find("#plan-category")).select_by_value("cloud")
+    # A planned source, through the form the missing category's link opens.
+    page = browser.find("html")
+    cloud.find_element(By.CSS_SELECTOR, "a.plan-it").click()
+    browser.wait(lambda: staleness_of(page)(browser.driver), message="the plan form")
+    assert Select(browser.find("#plan-category")).first_selected_option.get_attribute(
+        "value") == "cloud"
     browser.find("#plan-product").send_keys("AWS CloudTrail (production account)")
     browser.driver.execute_script(
         "document.getElementById('plan-date').value = '2027-01-15'")

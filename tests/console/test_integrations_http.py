@@ -41,6 +41,8 @@ def test_a_client_operator_plans_a_source_for_its_tenant(console: ConsoleDaemon)
     assert "Integration map" in page.text and "ACME Corp" in page.text
     assert page.text.count('class="panel category') == 7
     assert 'id="nav-integrations"' in page.text
+    planned = ciso.get("/integrations?tenant=acme&plan=cloud")  # "Plan a source for it"
+    assert '<option value="cloud" selected>' in planned.text
     response = ciso.post("/integrations/plan", {
         "tenant": "acme", "category": "perimeter_security", "product": "FortiGate 100F HQ",
         "target_date": "2027-01-31", "owner": "ACME network team", "status": "planned",
