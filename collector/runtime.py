@@ -20,6 +20,7 @@ from collector.config import VigilConfig, load_config
 from collector.config.models import ControlConfig
 from collector.control import ControlServer
 from collector.detection.alerts import ALERT_SCHEMA, ALERTS_DATASET
+from collector.detection.requirements import RequirementsCache
 from collector.detection.stage import DetectionStage
 from collector.journal import Journal, open_queue
 from collector.journal.follower import JournalFollower
@@ -109,6 +110,7 @@ class Daemon:
         self.pool = WorkerPool(self, workers) if workers else None
         self.pipelines = self._build_pipelines(self.config if self.pool is None else None)
         self.detection = self._build_detection(self.config) if self.pool is None else None
+        self._requirements = RequirementsCache()
         self.worker = Worker(self.queue, self.sinks, limits.batch_max_events, self.process,
                              telemetry=self.telemetry, clock=clock)
         self.replayer = DeadLetterReplayer(self._dead_letter_root(self.config), self.queue,
@@ -444,6 +446,13 @@ class Daemon:
         """Detection's field coverage, for dashboard activation (None without detection)."""
         return self.detection.coverage if self.detection is not None else None
 
+    def _rule_requirements(self) -> list[Any]:
+        """Every rule's requirement (the integration map): the running detection's, else the
+        configured rules loaded once per configuration (worker processes run detection)."""
+        if self.detection is not None:
+            return self.detection.requirements
+        return self._requirements.get(self.config, self.conf_dir.resolve(), self.data_dir)
+
     def _control_server(self, settings: ControlConfig) -> ControlServer:
         """The control listener with /api/v1 and the console over the same operations (an
         aiohttp sub-app is single-use: built anew)."""
@@ -453,7 +462,8 @@ class Daemon:
 
         api = Api(self.alerting)
         return ControlServer(settings.address, self.telemetry, self.readiness,
-                             api=build_api_app(self.alerting, api, self._live_coverage),
+                             api=build_api_app(self.alerting, api, self._live_coverage,
+                                               self._rule_requirements),
                              config=settings,
                              conf_dir=self.conf_dir.resolve(), data_dir=self.data_dir,
                              console=lambda app, secure: add_console(app, api, secure))

@@ -4,8 +4,8 @@ Coverage counts, in daily buckets over a sliding window, the events of each (ten
 and how many of them populate each field. A rule is active for a tenant when one of the
 tenant's datasets serves its logsource and every field the rule needs there (union over AND,
 intersection over OR) is populated often enough; a tenant's explicit enable/disable lists win.
-The same figures explain, per tenant, what is active, what is missing and which source
-categories would switch on how many more rules.
+The same figures explain, per tenant, what is active, what is missing and which integration
+categories (rules/integrations.py) would switch on how many more rules.
 """
 
 from __future__ import annotations
@@ -23,33 +23,11 @@ from pydantic import Field
 from core.config import Duration, StrictModel
 from core.durable import write_atomic
 from core.events import Event
+from rules.integrations import CategoryMap, shipped
 from rules.loader import RuleRequirement
 
 STATE_VERSION = 1
 COVERAGE_SAMPLE = 256  # events of a batch whose fields are counted
-
-# What a partner integrates, by dataset: exact names first, then the family before the first dot.
-DATASET_CATEGORIES: dict[str, tuple[str, ...]] = {
-    "linux.auth": ("endpoint/server", "authentication"),
-    "linux.iptables": ("endpoint/server", "perimeter security"),
-    "syslog": ("endpoint/server",),
-    "okta.system": ("authentication",), "azure.signinlogs": ("authentication",),
-}
-FAMILY_CATEGORIES: dict[str, tuple[str, ...]] = {
-    "fortinet": ("perimeter security",), "paloalto": ("perimeter security",),
-    "cisco": ("perimeter security",),
-    "linux": ("endpoint/server",), "windows": ("endpoint/server",),
-    "macos": ("endpoint/server",),
-    "nginx": ("business applications",), "apache": ("business applications",),
-    "aws": ("cloud",), "azure": ("cloud",), "gcp": ("cloud",),
-    "zeek": ("network",), "suricata": ("network",),
-    "okta": ("authentication",),
-}
-CATEGORIES = ("perimeter security", "authentication", "endpoint/server", "network",
-              "business applications", "cloud", "threat intelligence")
-# Events enriched from indicator lists count as the threat intelligence category.
-THREAT_INTEL_FIELD = "threat.enrichments.matched"
-
 
 class ActivationConfig(StrictModel):
     """When a rule switches on for a tenant by itself."""
@@ -67,12 +45,10 @@ class ActivationConfig(StrictModel):
                                                             "counts (kept in daily buckets)")
 
 
-def dataset_categories(dataset: str) -> tuple[str, ...]:
-    """The source categories a dataset belongs to (none for an unknown family)."""
-    exact = DATASET_CATEGORIES.get(dataset)
-    if exact is not None:
-        return exact
-    return FAMILY_CATEGORIES.get(dataset.partition(".")[0], ())
+def dataset_categories(dataset: str, categories: CategoryMap | None = None) -> tuple[str, ...]:
+    """The integration categories a dataset belongs to (rules/integrations.yaml; none for an
+    unknown family)."""
+    return (categories or shipped()).categories_of(dataset)
 
 
 @dataclass
@@ -294,10 +270,12 @@ def correlation_requirements(correlations: Iterable[Any],
 def coverage_report(tenant: str, requirements: list[RuleRequirement],
                     coverage: dict[str, DatasetCoverage], config: ActivationConfig,
                     enabled: frozenset[str] = frozenset(), disabled: frozenset[str] = frozenset(),
-                    *, limit: int = 50, skewed: Iterable[Any] = ()) -> dict[str, Any]:
+                    *, limit: int = 50, skewed: Iterable[Any] = (),
+                    categories: CategoryMap | None = None) -> dict[str, Any]:
     """Everything `vigil coverage` says about one tenant, JSON-ready. `requirements` holds every
     rule (single-event rules, unserved ones and correlations, see `correlation_requirements`);
-    `skewed` the tenant's senders whose clock is off (`CorrelationEngine.skewed_senders`)."""
+    `skewed` the tenant's senders whose clock is off (`CorrelationEngine.skewed_senders`);
+    `categories` the integration categories (the shipped ones by default)."""
     result = activation(requirements, coverage, config, enabled, disabled)
     alerting = result.alerting
     active = [(r, s) for r, s in alerting if s.active]
@@ -306,22 +284,7 @@ def coverage_report(tenant: str, requirements: list[RuleRequirement],
     for r, _ in active:
         for tactic in r.info.tactics or ("(no tactic)",):
             by_tactic[tactic] += 1
-    read = {d for r in requirements for d in r.fields}
-    with_events = sorted(d for d, stats in coverage.items() if stats.events)
-    served: dict[str, list[str]] = {c: [] for c in CATEGORIES}
-    unread: dict[str, list[str]] = {c: [] for c in CATEGORIES}
-    for dataset in with_events:
-        for category in dataset_categories(dataset):
-            (served if dataset in read else unread)[category].append(dataset)
-    if any(stats.populated(THREAT_INTEL_FIELD) for stats in coverage.values()):
-        served["threat intelligence"].append(THREAT_INTEL_FIELD)
-    would_enable: Counter[str] = Counter()
-    for r, status in inactive:
-        if status.reason.startswith("missing dataset"):
-            categories = {c for d in r.fields for c in dataset_categories(d)}
-            for category in categories:
-                if not served[category]:
-                    would_enable[category] += 1
+    states = category_states(requirements, coverage, inactive, categories)
     near = [(r, s) for r, s in inactive if s.missing_fields]
     return {
         "tenant": tenant,
@@ -345,8 +308,40 @@ def coverage_report(tenant: str, requirements: list[RuleRequirement],
                                      key=lambda i: (not i[1].active, i[0].info.title))],
         "clock_skew": [{"sender": s.sender, "seconds": s.seconds, "basis": s.basis}
                        for s in skewed][:limit],
-        "categories": {c: {"present": bool(served[c]), "datasets": served[c],
-                           "unread_datasets": unread[c],
-                           "rules_it_would_activate": would_enable.get(c, 0)}
-                       for c in CATEGORIES},
+        "categories": states,
     }
+
+
+def category_states(requirements: list[RuleRequirement], coverage: dict[str, DatasetCoverage],
+                    inactive: list[tuple[RuleRequirement, RuleStatus]],
+                    categories: CategoryMap | None = None) -> dict[str, dict[str, Any]]:
+    """Per integration category: present (a dataset of it with events that some rule reads, or
+    one of its fields populated), its datasets, those no rule reads, and the inactive rules it
+    would switch on while missing (their dataset is missing, or a field it brings)."""
+    categories = categories or shipped()
+    read = {d for r in requirements for d in r.fields}
+    with_events = sorted(d for d, stats in coverage.items() if stats.events)
+    served: dict[str, list[str]] = {c: [] for c in categories.ids}
+    unread: dict[str, list[str]] = {c: [] for c in categories.ids}
+    for dataset in with_events:
+        for category in categories.categories_of(dataset):
+            (served if dataset in read else unread)[category].append(dataset)
+    for category_id, entry in categories.categories.items():
+        for name in entry.fields:
+            if any(stats.populated(name) for stats in coverage.values()):
+                served[category_id].append(name)
+    would_enable: dict[str, list[RuleRequirement]] = {c: [] for c in categories.ids}
+    for r, status in inactive:
+        if status.reason.startswith("missing dataset"):
+            gained = {c for d in r.fields for c in categories.categories_of(d)}
+        else:
+            gained = set(categories.categories_of_fields(
+                f for fields in status.missing_fields.values() for f in fields))
+        for category in gained:
+            if not served[category]:
+                would_enable[category].append(r)
+    return {c: {"name": categories.categories[c].name, "present": bool(served[c]),
+                "datasets": served[c], "unread_datasets": unread[c],
+                "rules_it_would_activate": len(would_enable[c]),
+                "rules": sorted({r.info.title for r in would_enable[c]})}
+            for c in categories.ids}

@@ -1,9 +1,10 @@
 """`vigil coverage`: per tenant, what the data switches on: datasets and field coverage, every
 rule with its state and reason (active rules listed, inactive ones counted by reason; all of them
 with `--rules` or `--json`), every dashboard with its state and reason, senders whose clock is
-off, and the source categories served (from datasets some rule reads) or missing with how many
-rules each would activate. Reads what the daemon saves in the data dir (`state/coverage.json`,
-refreshed every minute, and `state/detection.json`) and the configured rules."""
+off, and the integration categories (rules/integrations.yaml and conf.d's `integrations:`)
+served (from datasets some rule reads) or missing with the rules each would activate. Reads
+what the daemon saves in the data dir (`state/coverage.json`, refreshed every minute, and
+`state/detection.json`) and the configured rules."""
 
 from __future__ import annotations
 
@@ -45,17 +46,20 @@ def restored_stage(config: VigilConfig, conf_dir: Path, data_dir: Path | None
 def tenant_reports(stage: DetectionStage, config: VigilConfig, tenants: list[str]
                    ) -> list[dict[str, Any]]:
     from rules.coverage import coverage_report
+    from rules.integrations import configured
     from soc.dashboards.activation import dashboard_status
     from soc.dashboards.library import all_dashboards
 
     reports = []
     dashboards = all_dashboards(config)
     activation = config.settings.detection.activation
+    categories = configured(config.section("integrations"))
     for tenant in tenants:
         enabled, disabled = stage.switches.get(tenant, (frozenset(), frozenset()))
         totals = stage.coverage.totals(tenant)
         report = coverage_report(tenant, stage.requirements, totals, activation, enabled,
-                                 disabled, skewed=stage.engine.correlation.skewed_senders(tenant))
+                                 disabled, skewed=stage.engine.correlation.skewed_senders(tenant),
+                                 categories=categories)
         # Dashboards switch on from the same coverage as rules (user-saved ones are per tenant
         # in the alert store and always shown).
         statuses = [(d, dashboard_status(d.id, d.config, totals, activation))
@@ -125,8 +129,9 @@ def print_report(report: dict[str, Any], *, every_rule: bool = False) -> None:
         for dashboard in dashboards:
             print(f"    dashboard {dashboard['state']}: {dashboard['title']} ({dashboard['id']}): "
                   f"{dashboard['reason']}")
-    print("  source categories:")
-    for category, state in report["categories"].items():
+    print("  integration categories:")
+    for state in report["categories"].values():
+        category = state["name"]
         unread = ", ".join(state["unread_datasets"])
         if state["present"]:
             print(f"    {category}: present ({', '.join(state['datasets'])})")
@@ -135,3 +140,7 @@ def print_report(report: dict[str, Any], *, every_rule: bool = False) -> None:
         else:
             gain = state["rules_it_would_activate"]
             print(f"    {category}: missing" + (f" (would activate {gain} rules)" if gain else ""))
+            names = state.get("rules", [])
+            if names:
+                more = f", and {len(names) - 5} more" if len(names) > 5 else ""
+                print(f"      would activate: {'; '.join(names[:5])}{more}")

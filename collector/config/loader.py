@@ -45,6 +45,7 @@ SECTIONS: dict[str, str] = {
     "notifiers": "notifier",
     "access": "soc.auth.config:AccessPolicy",
     "dashboards": "soc.dashboards.model:DashboardConfig",
+    "integrations": "rules.integrations:IntegrationCategory",
 }
 
 

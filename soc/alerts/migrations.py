@@ -171,4 +171,21 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         "CREATE INDEX alerts_by_created ON alerts (created_at, id)",
         "CREATE INDEX alerts_by_tenant_state ON alerts (tenant, status, severity, created_at)",
     ]),
+    (7, "integration plan: the sources planned per tenant (the integration map)", [
+        """CREATE TABLE integration_plan (
+            id VARCHAR(64) PRIMARY KEY,
+            tenant VARCHAR(64) NOT NULL,
+            category VARCHAR(128) NOT NULL,
+            product TEXT NOT NULL,
+            target_date VARCHAR(10),
+            owner TEXT NOT NULL,
+            status VARCHAR(16) NOT NULL,
+            notes TEXT NOT NULL,
+            created_at VARCHAR(40) NOT NULL,
+            created_by VARCHAR(64) NOT NULL,
+            updated_at VARCHAR(40) NOT NULL,
+            updated_by VARCHAR(64) NOT NULL
+        )""",
+        "CREATE INDEX integration_plan_by_tenant ON integration_plan (tenant, category)",
+    ]),
 ]

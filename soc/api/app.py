@@ -8,6 +8,7 @@ from aiohttp import web
 
 from soc.alerts.service import Alerting
 from soc.api.framework import endpoint, error_middleware, route_of
+from soc.api.integrations import RequirementSource
 from soc.api.openapi import openapi_document
 from soc.api.routes import Api
 from soc.dashboards.service import CoverageSource
@@ -17,13 +18,16 @@ MAX_BODY_BYTES = 256 * 1024
 
 
 def build_api_app(alerting: Alerting, api: Api | None = None,
-                  coverage: CoverageSource | None = None) -> web.Application:
+                  coverage: CoverageSource | None = None,
+                  requirements: RequirementSource | None = None) -> web.Application:
     """A sub-application to mount at /api/v1: JSON errors, auth per operation, the OpenAPI
     document at /api/v1/openapi.json. `api` shares its handlers (and login rate limit) with
     the console; `coverage` gives the running detection's field coverage (dashboards read the
-    saved `state/coverage.json` without it)."""
+    saved `state/coverage.json` without it); `requirements` every rule's requirement (the
+    integration map's "would switch on")."""
     api = api or Api(alerting)
     api.coverage_source = coverage
+    api.requirements_source = requirements
     operations = api.operations()
     document = openapi_document(operations, PREFIX)
 

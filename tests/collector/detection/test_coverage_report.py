@@ -110,12 +110,12 @@ def test_categories_come_from_the_datasets_rules_read(tmp_path: Path) -> None:
     feed(detection, "acme", "linux.auth", auth_events(5))
     feed(detection, "acme", "nginx.access", [{"@timestamp": NOW, "url.path": "/"}])
     categories = report_for(detection, "acme")["categories"]
-    # Linux servers are endpoints/servers (and authentication, for linux.auth).
-    assert categories["endpoint/server"]["present"] is True
-    assert categories["endpoint/server"]["datasets"] == ["linux.auth"]
+    # Linux servers are endpoints and servers (and authentication, for linux.auth).
+    assert categories["endpoints"]["present"] is True
+    assert categories["endpoints"]["datasets"] == ["linux.auth"]
     assert categories["authentication"]["present"] is True
     # nginx.access has events, but no loaded rule reads it: not a present category.
-    apps = categories["business applications"]
+    apps = categories["business_applications"]
     assert apps["present"] is False
     assert apps["unread_datasets"] == ["nginx.access"]
 
@@ -123,9 +123,9 @@ def test_categories_come_from_the_datasets_rules_read(tmp_path: Path) -> None:
 def test_linux_datasets_count_as_servers() -> None:
     from rules.coverage import dataset_categories
     for dataset in ("linux.auth", "linux.iptables", "linux.audit", "syslog"):
-        assert "endpoint/server" in dataset_categories(dataset), dataset
-    assert "perimeter security" in dataset_categories("linux.iptables")
-    assert dataset_categories("nginx.error") == ("business applications",)
+        assert "endpoints" in dataset_categories(dataset), dataset
+    assert "perimeter_security" in dataset_categories("linux.iptables")
+    assert dataset_categories("nginx.error") == ("business_applications",)
 
 
 def test_text_form_lists_the_active_rules(tmp_path: Path,
@@ -136,6 +136,7 @@ def test_text_form_lists_the_active_rules(tmp_path: Path,
     out = capsys.readouterr().out
     assert f"active: Root login failed ({ACTIVE}) on linux.auth" in out
     assert "business applications: data without a rule reading it" not in out
+    assert "  integration categories:\n    perimeter security: missing" in out
     assert "unresolved placeholder: 1" in out
 
 

@@ -78,10 +78,11 @@ def test_rules_activate_when_the_tenant_sends_the_data(tmp_path: Path) -> None:
     detection.process([batch("fw", "fortinet.firewall", [firewall(n) for n in range(3)], 0)])
     report = coverage_report("fw", detection.alerting_requirements,
                              detection.coverage.totals("fw"), CONFIG.settings.detection.activation)
-    assert report["categories"]["perimeter security"]["present"] is True
+    assert report["categories"]["perimeter_security"]["present"] is True
     auth = report["categories"]["authentication"]
     # 2 new-value rules, the 3 SSH correlations and the 2 PAM ones need linux.auth
     assert auth["present"] is False and auth["rules_it_would_activate"] == 7
+    assert BRUTE_FORCE in auth["rules"] and len(auth["rules"]) == 7  # named, for the map
     active = {title for _, title, _ in report["active"]}
     assert "Spike of denied connections from one source" in active
     assert BRUTE_FORCE not in active
