@@ -23,6 +23,7 @@ from soc.api.routes import Api
 from soc.auth.roles import ALL_TENANTS, ANSWER, TRIAGE
 from soc.console import lake
 from soc.console.app import AuthPages, Form
+from soc.console.dashboards import DashboardPages
 from soc.console.session import Session
 
 log = logging.getLogger(__name__)
@@ -263,7 +264,9 @@ class Console(AuthPages):
 
 def add_console(app: web.Application, api: Api, secure: bool) -> None:
     """Serve the console on `app` (the control listener's root application)."""
-    Console(api, secure).add_routes(app)
+    console = Console(api, secure)
+    console.add_routes(app)
+    DashboardPages(console).add_routes(app)
 
 
 def _bulk_result(request: web.Request) -> dict[str, int] | None:
