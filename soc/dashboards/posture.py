@@ -21,6 +21,7 @@ from soc.dashboards.lake import TenantLake
 
 TREND_WINDOWS = (7, 30, 90)
 SILENT_AFTER = timedelta(hours=24)
+COUNTRY_FIELD = "source.geo.country_iso_code"
 
 
 def posture(store: AlertStore, tenant: str, now: datetime,
@@ -40,7 +41,8 @@ def posture(store: AlertStore, tenant: str, now: datetime,
             [tenant, to_text(since)]).fetchall()
         recent = con.execute(
             "SELECT rule_id, rule_name, severity, group_key, details, "
-            "json_extract(events, '$[0].\"source.geo.country_iso_code\"') AS country "
+            "coalesce(json_extract(events, '$[0].fields.\"source.geo.country_iso_code\"'), "
+            "json_extract(events, '$[0].\"source.geo.country_iso_code\"')) AS country "
             "FROM alerts WHERE tenant = ? AND created_at >= ?",
             [tenant, to_text(since)]).fetchall()
     open_by = {s: 0 for s in SEVERITIES}
@@ -67,9 +69,11 @@ def posture(store: AlertStore, tenant: str, now: datetime,
         for tactic in info.get("tactics") or ["(no tactic)"]:
             for technique in techniques:
                 matrix.setdefault(tactic, Counter())[technique] += 1
-        if _is_address(group_key):
-            attackers[group_key] += 1
-            countries[group_key] = countries.get(group_key) or country
+        group = _group(group_key)
+        country = country or group.get(COUNTRY_FIELD)
+        for address in _addresses(group):
+            attackers[address] += 1
+            countries[address] = countries.get(address) or country
     sla = [row.as_dict() for row in sla_report(store, now, tenants=frozenset({tenant}),
                                                since=now - timedelta(days=30))]
     return {
@@ -108,7 +112,26 @@ def data_source_health(coverage: dict[str, DatasetCoverage], lake: TenantLake,
     return out
 
 
-def _is_address(value: str | None) -> bool:
+def _group(group_key: str | None) -> dict[str, Any]:
+    """The alert's group key: detection writes a JSON object of field -> value; an older
+    or hand-made one may be a bare value."""
+    try:
+        value = orjson.loads(group_key or "{}")
+    except orjson.JSONDecodeError:
+        return {"group": group_key}
+    return value if isinstance(value, dict) else {"group": value}
+
+
+def _addresses(group: dict[str, Any]) -> list[str]:
+    """The group's source addresses (`source.ip`, `source.address`, ...; any value that is an
+    IP address when no source field is one)."""
+    found = [str(v) for k, v in group.items() if k.startswith("source.") and _is_address(v)]
+    return found or [str(v) for v in group.values() if _is_address(v)][:1]
+
+
+def _is_address(value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
     try:
         ipaddress.ip_address(value or "")
     except ValueError:

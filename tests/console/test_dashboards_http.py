@@ -52,6 +52,9 @@ def test_posture_page_shows_the_tenants_figures(console: ConsoleDaemon) -> None:
     assert "<svg" in page.text and "<script" not in page.text
     assert "15m 00s" in page.text  # acme's high-severity acknowledgement target
     assert browser.get("/posture?tenant=acme&trend=7d").status_code == 200
+    # Alerts grouped by an address (a JSON group key, as detection writes it) list it.
+    attackers = re.search(r'id="top-attackers".*?</section>', page.text, re.S)
+    assert attackers and "198.51.100.0" in attackers.group(0), page.text
 
 
 def test_another_tenants_posture_and_dashboards_are_404_and_audited(
