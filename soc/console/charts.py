@@ -9,7 +9,7 @@ from datetime import datetime
 
 from markupsafe import Markup, escape
 
-WIDTH, HEIGHT = 640, 200
+WIDTH, HEIGHT = 1000, 220
 LEFT, RIGHT, TOP, BOTTOM = 44, 10, 10, 26
 PALETTE = ("#1f5fbf", "#c2410c", "#2f6f3e", "#8e1020", "#a16207", "#6b21a8", "#0e7490",
            "#4b5563")

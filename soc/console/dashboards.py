@@ -16,13 +16,13 @@ from urllib.parse import urlencode
 from aiohttp import web
 from multidict import MultiDict
 
-from core.config import SEVERITIES
 from soc.api.edge import client_address
 from soc.api.framework import ApiError
 from soc.auth.roles import TRIAGE
 from soc.console import charts
 from soc.console.app import Form
 from soc.console.session import Session
+from soc.dashboards.lake import TimeRange
 from soc.dashboards.saved import SavedNotFound
 
 if TYPE_CHECKING:
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 RANGES = ("1h", "24h", "7d", "30d", "90d")
 TRENDS = ("7d", "30d", "90d")
+SEVERITIES = ("critical", "high", "medium", "low", "informational")  # as the queue shows
 PANEL_KINDS = ("stat", "top_n", "timeseries", "map", "table")
 MAX_PANELS = 30
 DONE = {"created": "Dashboard saved.", "updated": "Dashboard changed.",
@@ -115,7 +116,9 @@ class DashboardPages:
                 query["end"] = _utc(end)
         data = await self.console.invoke("getDashboard", request, session,
                                          path={"dashboard_id": dashboard_id}, query=query)
-        panels = [_panel_view(p) for p in data["results"]]
+        when = TimeRange(datetime.fromisoformat(data["start"]),
+                         datetime.fromisoformat(data["end"]))
+        panels = [_panel_view(p, when) for p in data["results"]]
         return self._render(
             "dashboard.html", session, tenant, data=data, board=data["dashboard"],
             panels=panels, ranges=RANGES, since=query["since"], start=start[:16],
@@ -264,7 +267,7 @@ def _utc(text: str) -> str:
     return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).isoformat()
 
 
-def _panel_view(panel: dict[str, Any]) -> dict[str, Any]:
+def _panel_view(panel: dict[str, Any], when: TimeRange) -> dict[str, Any]:
     """What the template draws for a panel: its figure, its chart or its table."""
     view = {"error": None, "elapsed_ms": None, "truncated": False, **panel}
     rows, columns = panel["rows"], panel["columns"]
@@ -273,6 +276,7 @@ def _panel_view(panel: dict[str, Any]) -> dict[str, Any]:
     if panel["kind"] == "stat":
         view["figure"] = rows[0][0] if rows and rows[0] else 0
     elif panel["kind"] == "timeseries" and len(columns) > 1 and rows:
+        rows = _every_bucket(rows, len(columns), when)
         labels = [charts.time_label(r[0]) for r in rows]
         series = {c: [r[i] if isinstance(r[i], int | float) else None for r in rows]
                   for i, c in enumerate(columns) if i > 0}
@@ -281,6 +285,31 @@ def _panel_view(panel: dict[str, Any]) -> dict[str, Any]:
         numbers = [r[-1] for r in rows if isinstance(r[-1], int | float)]
         view["max"] = max(numbers, default=0) or 1
     return view
+
+
+def _every_bucket(rows: list[list[Any]], width: int, when: TimeRange) -> list[list[Any]]:
+    """The rows of a time series with a zero row for every `bucket()` of the range that had
+    no data (a line through the gaps would say otherwise); rows whose first column is not a
+    bucket's time are kept as they are."""
+    step = when.bucket_seconds()
+    by_time: dict[int, list[Any]] = {}
+    for row in rows:
+        try:
+            epoch = int(datetime.fromisoformat(str(row[0])).timestamp())
+        except ValueError:
+            return rows
+        if epoch % step:
+            return rows
+        by_time[epoch] = row
+    first = int(when.start.timestamp()) // step * step
+    last = int(when.end.timestamp())
+    if (last - first) // step > 2000:
+        return rows
+    out = []
+    for epoch in range(min(first, *by_time), max(last, *by_time) + 1, step):
+        out.append(by_time.get(epoch) or [datetime.fromtimestamp(epoch, UTC).isoformat(),
+                                          *[0] * (width - 1)])
+    return out
 
 
 def duration(seconds: float | None) -> str:

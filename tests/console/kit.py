@@ -100,13 +100,16 @@ class ConsoleDaemon:
         return [r for r in records if r["action"] == action]
 
 
-def start_daemon(tmp: Path, idle: str = "30m", linux_auth: bool = False, tls: bool = False
-                 ) -> ConsoleDaemon:
+def start_daemon(tmp: Path, idle: str = "30m", linux_auth: bool = False, tls: bool = False,
+                 shipped: tuple[str, ...] = ()) -> ConsoleDaemon:
+    """`shipped`: more conf.d files of the repository to run (e.g. `31-fortinet.yaml`)."""
     conf, data = tmp / "conf.d", tmp / "data"
     conf.mkdir(parents=True)
     (conf / "10-test.yaml").write_text(yaml.safe_dump(conf_yaml(idle, tls)))
-    if linux_auth:
-        shutil.copy(REPO / "conf.d" / "30-linux-auth.yaml", conf / "30-linux-auth.yaml")
+    files = (("30-linux-auth.yaml",) if linux_auth else ()) + shipped
+    for name in files:
+        shutil.copy(REPO / "conf.d" / name, conf / name)
+    if files:
         shutil.copytree(REPO / "conf.d" / "enrich", conf / "enrich")
     data.mkdir()
     db = Database(data / "alerts.db")
