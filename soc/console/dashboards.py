@@ -173,8 +173,9 @@ class DashboardPages:
         body = {"tenant": tenant, "title": values["title"],
                 "description": values["description"],
                 "category": values["category"] or "custom", "requires": values["requires_map"],
-                "panels": [{k: p[k] for k in ("id", "title", "kind", "sql", "limit")}
-                           for p in values["panels"]]}
+                "panels": [{**p, "id": p["id"] or f"p{n + 1}",
+                            "title": p["title"] or f"Panel {n + 1}"}
+                           for n, p in enumerate(values["panels"])]}
         try:
             if dashboard_id is None:
                 saved = await self.console.invoke("createDashboard", request, session,
@@ -222,8 +223,8 @@ def _blank() -> dict[str, Any]:
 
 
 def _form_values(form: Form) -> dict[str, Any]:
-    """The form's fields: panels `panel-<n>-<field>` (a panel without SQL is left out; a
-    panel without an id gets `p<n>`), requirements one `dataset: field, field` per line."""
+    """The form's fields as typed: panels `panel-<n>-<field>` (a panel without SQL is left
+    out), requirements one `dataset: field, field` per line (also as `requires_map`)."""
     panels = []
     for n in range(MAX_PANELS + 1):
         sql = str(form.get(f"panel-{n}-sql") or "").strip()
@@ -233,9 +234,8 @@ def _form_values(form: Form) -> dict[str, Any]:
             limit = int(str(form.get(f"panel-{n}-limit") or "20"))
         except ValueError:
             limit = 20
-        panels.append({"id": str(form.get(f"panel-{n}-id") or "").strip() or f"p{n + 1}",
-                       "title": str(form.get(f"panel-{n}-title") or "").strip()
-                       or f"Panel {n + 1}",
+        panels.append({"id": str(form.get(f"panel-{n}-id") or "").strip(),
+                       "title": str(form.get(f"panel-{n}-title") or "").strip(),
                        "kind": str(form.get(f"panel-{n}-kind") or "table"),
                        "sql": sql, "limit": limit})
     requires_text = str(form.get("requires") or "")

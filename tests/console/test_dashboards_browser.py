@@ -137,4 +137,5 @@ def test_save_a_dashboard_and_see_unsafe_sql_refused(daemon: ConsoleDaemon,
     browser.find("#save-dashboard").click()
     browser.wait(lambda: browser.driver.find_elements(By.CSS_SELECTOR, "#done"))
     assert browser.find("#dashboard-title").text == "My ports"
+    assert browser.find("#panel-p1 h2").text == "Ports"
     browser.shot("saved-dashboard")
