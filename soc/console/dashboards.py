@@ -16,6 +16,7 @@ from urllib.parse import urlencode
 from aiohttp import web
 from multidict import MultiDict
 
+from soc.api.dashboards import NOT_SAVED
 from soc.api.edge import client_address
 from soc.api.framework import ApiError
 from soc.auth.roles import TRIAGE
@@ -146,7 +147,8 @@ class DashboardPages:
         try:
             row = await asyncio.to_thread(api.saved.get, actor, tenant, dashboard_id)
         except SavedNotFound:
-            raise ApiError(404, "dashboard not found (only saved dashboards change)") from None
+            raise await api.dashboard_missing(actor, tenant, dashboard_id, request.path,
+                                              NOT_SAVED) from None
         config = row["config"]
         values = {"title": config.title, "description": config.description,
                   "category": config.category,

@@ -175,3 +175,27 @@ def test_panel_sql_reading_files_or_other_tenants_is_refused_and_audited(
         audit = console.audit("dashboard_refused")
         assert len(audit) == before + 1 and audit[-1]["tenant"] == "acme"
     assert "Sneaky" not in saved_titles(console, "acme")
+
+
+def test_another_tenants_saved_dashboard_is_404_and_audited(console: ConsoleDaemon) -> None:
+    owner = signed_in(console, "client_operator", ["demo"])
+    owner.get("/dashboards/new?tenant=demo")
+    created = owner.post("/dashboards/new", panel_form(
+        "demo", "Demo only", "SELECT count(*) AS alerts FROM alert_store"))
+    assert created.status_code == 303
+    found = re.match(r"/dashboards/(user-[0-9a-f]+)\?", created.headers["Location"])
+    assert found
+    dashboard_id = found.group(1)
+    intruder = signed_in(console, "client_operator", ["acme"])
+    before = len(console.audit("dashboard_not_found"))
+    assert intruder.get(f"/dashboards/{dashboard_id}?tenant=acme").status_code == 404
+    assert intruder.get(f"/dashboards/{dashboard_id}/edit?tenant=acme").status_code == 404
+    changed = intruder.post(f"/dashboards/{dashboard_id}/edit", panel_form(
+        "acme", "Taken", "SELECT 1 AS one"))
+    assert changed.status_code == 404
+    assert intruder.post(f"/dashboards/{dashboard_id}/delete",
+                         {"tenant": "acme"}).status_code == 404
+    missing = console.audit("dashboard_not_found")
+    assert len(missing) == before + 4
+    assert {r["after"]["dashboard"] for r in missing[before:]} == {dashboard_id}
+    assert saved_titles(console, "demo").count("Demo only") == 1
