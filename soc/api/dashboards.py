@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from core.config import SEVERITIES, ValidationContext, parse_duration
-from soc.alerts.model import PLATFORM
+from soc.alerts.model import PLATFORM, Actor
 from soc.api import dashboard_models as dm
 from soc.api.framework import ApiError, Call, Operation
 from soc.auth.roles import TRIAGE
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from soc.alerts.service import Alerting
 
 MAX_RANGE = timedelta(days=400)
+NOT_SAVED = "dashboard not found (only saved dashboards change)"
 
 
 class DashboardRoutes:
@@ -55,6 +56,15 @@ class DashboardRoutes:
             self.alerting.store.record, PLATFORM, call.me.actor(call.address),
             "dashboard_denied", None, {"tenant": tenant, "route": call.request.path})
         raise ApiError(404, f"tenant {tenant!r} not found")
+
+    async def dashboard_missing(self, actor: Actor, tenant: str, dashboard_id: str,
+                                route: str, message: str = "dashboard not found") -> ApiError:
+        """The 404 of a dashboard id not found within the tenant (perhaps another tenant's
+        saved dashboard), audited as `alert_not_found` is for alerts."""
+        await asyncio.to_thread(
+            self.alerting.store.record, PLATFORM, actor, "dashboard_not_found", None,
+            {"tenant": tenant, "dashboard": dashboard_id[:100], "route": route[:200]})
+        return ApiError(404, message)
 
     async def _listed(self, call: Call, tenant: str) -> list[Listed]:
         # Coverage is read here, on the loop, where detection counts it.
@@ -94,7 +104,8 @@ class DashboardRoutes:
         listed = await self._listed(call, tenant)
         found = next((i for i in listed if i.dashboard.id == call.path["dashboard_id"]), None)
         if found is None:
-            raise ApiError(404, "dashboard not found")
+            raise await self.dashboard_missing(call.me.actor(call.address), tenant,
+                                               call.path["dashboard_id"], call.request.path)
         results: list[dict[str, Any]] = []
         if found.status.active:
             results = await asyncio.to_thread(
@@ -138,7 +149,9 @@ class DashboardRoutes:
             await asyncio.to_thread(self.saved.update, call.me.actor(call.address), tenant,
                                     call.path["dashboard_id"], config)
         except SavedNotFound:
-            raise ApiError(404, "dashboard not found (only saved dashboards change)") from None
+            raise await self.dashboard_missing(
+                call.me.actor(call.address), tenant, call.path["dashboard_id"],
+                call.request.path, NOT_SAVED) from None
         return await self._summary_of(call, tenant, call.path["dashboard_id"])
 
     async def delete_dashboard(self, call: Call) -> Any:
@@ -147,7 +160,9 @@ class DashboardRoutes:
             await asyncio.to_thread(self.saved.delete, call.me.actor(call.address), tenant,
                                     call.path["dashboard_id"])
         except SavedNotFound:
-            raise ApiError(404, "dashboard not found (only saved dashboards change)") from None
+            raise await self.dashboard_missing(
+                call.me.actor(call.address), tenant, call.path["dashboard_id"],
+                call.request.path, NOT_SAVED) from None
         return {"id": call.path["dashboard_id"], "deleted": True}
 
     async def _summary_of(self, call: Call, tenant: str, dashboard_id: str) -> Any:

@@ -51,7 +51,7 @@ class IntegrationPages:
         tenants = self.console.visible_tenants(session)
         return self.console.render(
             "integrations.html", session=session, tenants=tenants, current_tenant=tenant,
-            switch_action="/integrations", tenant=tenant,
+            switch_to="/integrations", tenant=tenant,
             tenant_name=tenants[tenant].name if tenant in tenants else tenant,
             map=data, editing=editing, can_edit=session.principal.can(TRIAGE),
             preselect=request.query.get("plan", ""),

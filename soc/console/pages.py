@@ -23,6 +23,7 @@ from soc.api.routes import Api
 from soc.auth.roles import ALL_TENANTS, ANSWER, TRIAGE
 from soc.console import lake
 from soc.console.app import AuthPages, Form
+from soc.console.dashboards import DashboardPages
 from soc.console.integrations import add_integration_routes
 from soc.console.session import Session
 
@@ -267,6 +268,7 @@ def add_console(app: web.Application, api: Api, secure: bool) -> None:
     console = Console(api, secure)
     console.add_routes(app)
     add_integration_routes(app, console)
+    DashboardPages(console).add_routes(app)
 
 
 def _bulk_result(request: web.Request) -> dict[str, int] | None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import ipaddress
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from itertools import islice
 from typing import Any
 
 import orjson
@@ -21,6 +22,7 @@ from soc.dashboards.lake import TenantLake
 
 TREND_WINDOWS = (7, 30, 90)
 SILENT_AFTER = timedelta(hours=24)
+COUNTRY_FIELD = "source.geo.country_iso_code"
 
 
 def posture(store: AlertStore, tenant: str, now: datetime,
@@ -38,11 +40,20 @@ def posture(store: AlertStore, tenant: str, now: datetime,
             "SELECT substr(created_at, 1, 10) AS day, severity, count(*) FROM alerts "
             "WHERE tenant = ? AND created_at >= ? GROUP BY 1, 2 ORDER BY 1",
             [tenant, to_text(since)]).fetchall()
-        recent = con.execute(
-            "SELECT rule_id, rule_name, severity, group_key, details, "
-            "json_extract(events, '$[0].\"source.geo.country_iso_code\"') AS country "
-            "FROM alerts WHERE tenant = ? AND created_at >= ?",
-            [tenant, to_text(since)]).fetchall()
+        # Counted in SQL: one row per rule, per tactic/technique list, per group key.
+        window = [tenant, to_text(since)]
+        by_rule = con.execute(
+            "SELECT rule_id, rule_name, count(*) FROM alerts WHERE tenant = ? AND "
+            "created_at >= ? GROUP BY 1, 2", window).fetchall()
+        by_attack = con.execute(
+            "SELECT json_extract(details, '$.tactics'), json_extract(details, '$.techniques'), "
+            "count(*) FROM alerts WHERE tenant = ? AND created_at >= ? GROUP BY 1, 2",
+            window).fetchall()
+        by_group = con.execute(
+            "SELECT group_key, count(*), max(coalesce(json_extract(events, "
+            "'$[0].fields.\"source.geo.country_iso_code\"'), json_extract(events, "
+            "'$[0].\"source.geo.country_iso_code\"'))) FROM alerts WHERE tenant = ? AND "
+            "created_at >= ? GROUP BY 1", window).fetchall()
     open_by = {s: 0 for s in SEVERITIES}
     for severity, count in open_rows:
         open_by[severity] = int(count)
@@ -57,19 +68,21 @@ def posture(store: AlertStore, tenant: str, now: datetime,
     trend = {f"{w}d": {"total": sum(p["total"] for p in series[-w:]), "daily": series[-w:]}
              for w in TREND_WINDOWS}
     rules: Counter[tuple[str, str]] = Counter()
+    for rule_id, rule_name, count in by_rule:
+        rules[(rule_id, rule_name)] += int(count)
     matrix: dict[str, Counter[str]] = {}
+    for tactics, techniques, count in by_attack:
+        for tactic in _list(tactics) or ["(no tactic)"]:
+            for technique in _list(techniques) or ["(none)"]:
+                matrix.setdefault(tactic, Counter())[technique] += int(count)
     attackers: Counter[str] = Counter()
     countries: dict[str, str | None] = {}
-    for rule_id, rule_name, _, group_key, details, country in recent:
-        rules[(rule_id, rule_name)] += 1
-        info = orjson.loads(details or "{}")
-        techniques = info.get("techniques") or ["(none)"]
-        for tactic in info.get("tactics") or ["(no tactic)"]:
-            for technique in techniques:
-                matrix.setdefault(tactic, Counter())[technique] += 1
-        if _is_address(group_key):
-            attackers[group_key] += 1
-            countries[group_key] = countries.get(group_key) or country
+    for group_key, count, country in by_group:
+        group = _group(group_key)
+        country = country or group.get(COUNTRY_FIELD)
+        for address in _candidates(group):
+            attackers[address] += int(count)
+            countries[address] = countries.get(address) or country
     sla = [row.as_dict() for row in sla_report(store, now, tenants=frozenset({tenant}),
                                                since=now - timedelta(days=30))]
     return {
@@ -84,7 +97,8 @@ def posture(store: AlertStore, tenant: str, now: datetime,
                                                        for k, c in found.most_common()]}
                           for t, found in sorted(matrix.items())],
         "top_attackers": [{"address": a, "country": countries.get(a), "alerts": c}
-                          for a, c in attackers.most_common(top)],
+                          for a, c in islice(((a, c) for a, c in attackers.most_common()
+                                              if _is_address(a)), top)],
         "data_sources": data_source_health(coverage, lake, now),
     }
 
@@ -108,7 +122,33 @@ def data_source_health(coverage: dict[str, DatasetCoverage], lake: TenantLake,
     return out
 
 
-def _is_address(value: str | None) -> bool:
+def _list(text: str | None) -> list[str]:
+    """A JSON list of names (the alert's tactics or techniques) read from `details`."""
+    value = orjson.loads(text) if text else None
+    return [str(v) for v in value] if isinstance(value, list) else []
+
+
+def _group(group_key: str | None) -> dict[str, Any]:
+    """The alert's group key: detection writes a JSON object of field -> value; an older
+    or hand-made one may be a bare value."""
+    try:
+        value = orjson.loads(group_key or "{}")
+    except orjson.JSONDecodeError:
+        return {"group": group_key}
+    return value if isinstance(value, dict) else {"group": value}
+
+
+def _candidates(group: dict[str, Any]) -> list[str]:
+    """The group's values that may be the attacking address: its `source.*` values (else all
+    of them). Only the most frequent are parsed as addresses (parsing every alert's would
+    cost more than the rest of the posture)."""
+    found = [v for k, v in group.items() if k.startswith("source.") and isinstance(v, str)]
+    return found or [v for v in group.values() if isinstance(v, str)]
+
+
+def _is_address(value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
     try:
         ipaddress.ip_address(value or "")
     except ValueError:

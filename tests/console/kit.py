@@ -101,16 +101,16 @@ class ConsoleDaemon:
 
 
 def start_daemon(tmp: Path, idle: str = "30m", linux_auth: bool = False, tls: bool = False,
-                 pipelines: tuple[str, ...] = ()) -> ConsoleDaemon:
-    """`pipelines`: more of the shipped conf.d files (`31-fortinet.yaml`), with linux_auth."""
+                 shipped: tuple[str, ...] = ()) -> ConsoleDaemon:
+    """`shipped`: more conf.d files of the repository to run (e.g. `31-fortinet.yaml`)."""
     conf, data = tmp / "conf.d", tmp / "data"
     conf.mkdir(parents=True)
     (conf / "10-test.yaml").write_text(yaml.safe_dump(conf_yaml(idle, tls)))
-    if linux_auth:
-        shutil.copy(REPO / "conf.d" / "30-linux-auth.yaml", conf / "30-linux-auth.yaml")
-        shutil.copytree(REPO / "conf.d" / "enrich", conf / "enrich")
-    for name in pipelines:
+    files = (("30-linux-auth.yaml",) if linux_auth else ()) + shipped
+    for name in files:
         shutil.copy(REPO / "conf.d" / name, conf / name)
+    if files:
+        shutil.copytree(REPO / "conf.d" / "enrich", conf / "enrich")
     data.mkdir()
     db = Database(data / "alerts.db")
     db.migrate()

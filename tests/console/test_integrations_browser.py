@@ -27,7 +27,7 @@ pytestmark = BROWSER
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleDaemon]:
     running = start_daemon(tmp_path_factory.mktemp("integrations"), linux_auth=True,
-                           pipelines=("31-fortinet.yaml",))
+                           shipped=("31-fortinet.yaml",))
     try:
         yield running
     finally:
