@@ -38,11 +38,6 @@ def posture(store: AlertStore, tenant: str, now: datetime,
             "SELECT substr(created_at, 1, 10) AS day, severity, count(*) FROM alerts "
             "WHERE tenant = ? AND created_at >= ? GROUP BY 1, 2 ORDER BY 1",
             [tenant, to_text(since)]).fetchall()
-        recent = con.execute(
-            "SELECT rule_id, rule_name, severity, group_key, details, "
-            "json_extract(events, '$[0].\"source.geo.country_iso_code\"') AS country "
-            "FROM alerts WHERE tenant = ? AND created_at >= ?",
-            [tenant, to_text(since)]).fetchall()
     open_by = {s: 0 for s in SEVERITIES}
     for severity, count in open_rows:
         open_by[severity] = int(count)
@@ -56,20 +51,6 @@ def posture(store: AlertStore, tenant: str, now: datetime,
         series.append({"date": day, "total": sum(counts.values()), **counts})
     trend = {f"{w}d": {"total": sum(p["total"] for p in series[-w:]), "daily": series[-w:]}
              for w in TREND_WINDOWS}
-    rules: Counter[tuple[str, str]] = Counter()
-    matrix: dict[str, Counter[str]] = {}
-    attackers: Counter[str] = Counter()
-    countries: dict[str, str | None] = {}
-    for rule_id, rule_name, _, group_key, details, country in recent:
-        rules[(rule_id, rule_name)] += 1
-        info = orjson.loads(details or "{}")
-        techniques = info.get("techniques") or ["(none)"]
-        for tactic in info.get("tactics") or ["(no tactic)"]:
-            for technique in techniques:
-                matrix.setdefault(tactic, Counter())[technique] += 1
-        if _is_address(group_key):
-            attackers[group_key] += 1
-            countries[group_key] = countries.get(group_key) or country
     sla = [row.as_dict() for row in sla_report(store, now, tenants=frozenset({tenant}),
                                                since=now - timedelta(days=30))]
     return {
@@ -78,6 +59,40 @@ def posture(store: AlertStore, tenant: str, now: datetime,
         "trend": trend,
         "sla_30d": sla,
         "sla_targets": targets or {},
+        **alert_breakdown(store, tenant, since, None, top=top),
+        "data_sources": data_source_health(coverage, lake, now),
+    }
+
+
+def alert_breakdown(store: AlertStore, tenant: str, since: datetime, until: datetime | None,
+                    *, top: int = 10) -> dict[str, Any]:
+    """Top rules, the ATT&CK tactic/technique matrix and the top attacking addresses (the
+    group keys that are addresses) of the alerts created in [since, until)."""
+    where, args = "tenant = ? AND created_at >= ?", [tenant, to_text(since)]
+    if until is not None:
+        where += " AND created_at < ?"
+        args.append(to_text(until))
+    with store.db.transaction(write=False) as con:
+        recent = con.execute(
+            "SELECT rule_id, rule_name, group_key, details, "
+            "json_extract(events, '$[0].\"source.geo.country_iso_code\"') AS country "
+            f"FROM alerts WHERE {where}", args).fetchall()
+    rules: Counter[tuple[str, str]] = Counter()
+    matrix: dict[str, Counter[str]] = {}
+    attackers: Counter[str] = Counter()
+    countries: dict[str, str | None] = {}
+    for rule_id, rule_name, group_key, details, country in recent:
+        rules[(rule_id, rule_name)] += 1
+        info = orjson.loads(details or "{}")
+        techniques = info.get("techniques") or ["(none)"]
+        for tactic in info.get("tactics") or ["(no tactic)"]:
+            for technique in techniques:
+                matrix.setdefault(tactic, Counter())[technique] += 1
+        address = attacking_address(group_key)
+        if address is not None:
+            attackers[address] += 1
+            countries[address] = countries.get(address) or country
+    return {
         "top_rules": [{"rule_id": r, "rule_name": n, "alerts": c}
                       for (r, n), c in rules.most_common(top)],
         "attack_matrix": [{"tactic": t, "techniques": [{"technique": k, "alerts": c}
@@ -85,7 +100,6 @@ def posture(store: AlertStore, tenant: str, now: datetime,
                           for t, found in sorted(matrix.items())],
         "top_attackers": [{"address": a, "country": countries.get(a), "alerts": c}
                           for a, c in attackers.most_common(top)],
-        "data_sources": data_source_health(coverage, lake, now),
     }
 
 
@@ -108,9 +122,23 @@ def data_source_health(coverage: dict[str, DatasetCoverage], lake: TenantLake,
     return out
 
 
-def _is_address(value: str | None) -> bool:
-    try:
-        ipaddress.ip_address(value or "")
-    except ValueError:
-        return False
-    return True
+ADDRESS_KEYS = ("source.ip", "source.address", "client.ip")
+
+
+def attacking_address(group_key: str | None) -> str | None:
+    """The address an alert is grouped by: the group key itself, or its `source.ip` (the
+    stored form of a group key is a JSON object of the rule's group-by fields)."""
+    candidates: list[Any] = [group_key]
+    if group_key and group_key.startswith("{"):
+        try:
+            found = orjson.loads(group_key)
+        except orjson.JSONDecodeError:
+            found = {}
+        if isinstance(found, dict):
+            candidates = [found.get(key) for key in ADDRESS_KEYS]
+    for value in candidates:
+        try:
+            return str(ipaddress.ip_address(str(value or "")))
+        except ValueError:
+            continue
+    return None
