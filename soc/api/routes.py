@@ -26,6 +26,7 @@ from soc.api import models as m
 from soc.api.accounts import AccountRoutes
 from soc.api.dashboards import DashboardRoutes
 from soc.api.framework import ApiError, Call, Operation
+from soc.api.reports import ReportRoutes
 from soc.auth.model import Principal
 from soc.auth.roles import ANSWER, TRIAGE
 
@@ -73,7 +74,7 @@ def parse_since(text: str, now: datetime) -> datetime:
     return m._utc(value) if value.tzinfo is None else value
 
 
-class Api(AccountRoutes, DashboardRoutes):
+class Api(AccountRoutes, DashboardRoutes, ReportRoutes):
     """Handlers bound to the daemon's alerting services."""
 
     def __init__(self, alerting: Alerting) -> None:
@@ -301,5 +302,5 @@ class Api(AccountRoutes, DashboardRoutes):
               self.tenant, m.TenantOut, errors=(401, 404)),
             Op("GET", "/sla/report", "slaReport", "MTTA, MTTR and share within SLA", "sla",
               self.sla, m.SlaReport, query=m.SlaQuery),
-        ] + self.user_operations() + self.dashboard_operations()
+        ] + self.user_operations() + self.dashboard_operations() + self.report_operations()
 

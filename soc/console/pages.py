@@ -23,6 +23,7 @@ from soc.api.routes import Api
 from soc.auth.roles import ALL_TENANTS, ANSWER, TRIAGE
 from soc.console import lake
 from soc.console.app import AuthPages, Form
+from soc.console.reports import add_report_pages
 from soc.console.session import Session
 
 log = logging.getLogger(__name__)
@@ -264,6 +265,7 @@ class Console(AuthPages):
 def add_console(app: web.Application, api: Api, secure: bool) -> None:
     """Serve the console on `app` (the control listener's root application)."""
     Console(api, secure).add_routes(app)
+    add_report_pages(app, api, secure)
 
 
 def _bulk_result(request: web.Request) -> dict[str, int] | None:

@@ -19,7 +19,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from soc.alerts.db import to_text
@@ -38,6 +38,9 @@ log = logging.getLogger(__name__)
 WEEKLY, CLOSED_INCIDENT = "weekly", "closed_incident"
 KINDS = (WEEKLY, CLOSED_INCIDENT)
 CHECK_SECONDS = 5.0
+# A closed incident's report waits this long after the closing, so that the reason the
+# analyst gave (a note, written by the same form in its own request) is in it.
+SETTLE = timedelta(seconds=5)
 LISTED_WEEKS = 12
 
 
@@ -74,7 +77,7 @@ class Reports:
         self.monotonic = monotonic
         self.check_seconds = check_seconds
         self._last_check = float("-inf")
-        self._running: asyncio.Task[None] | None = None
+        self._running: asyncio.Future[Any] | None = None
 
     @property
     def store(self) -> Any:
@@ -150,7 +153,7 @@ class Reports:
         Returns how many reports were queued or recorded unsent."""
         self.schedule_weeks(now)
         done = 0
-        for row in self.pending():
+        for row in self.pending(now - SETTLE):
             self.send(row, now, (coverage or {}).get(row["tenant"]))
             done += 1
         return done
@@ -167,11 +170,13 @@ class Reports:
                             "VALUES (?, ?, ?, ?, 'pending') ON CONFLICT DO NOTHING",
                             (tenant_id, WEEKLY, week.key, stamp))
 
-    def pending(self) -> list[dict[str, Any]]:
+    def pending(self, settled: datetime) -> list[dict[str, Any]]:
+        """Reports to build: weekly ones at once, incidents closed before `settled`."""
         with self.store.db.transaction(write=False) as con:
             return [dict(r) for r in con.execute(
-                "SELECT id, tenant, kind, subject FROM reports WHERE state = 'pending' "
-                "ORDER BY id LIMIT 50")]
+                "SELECT id, tenant, kind, subject FROM reports WHERE state = 'pending' AND "
+                "(kind = ? OR requested_at <= ?) ORDER BY id LIMIT 50",
+                (WEEKLY, to_text(settled)))]
 
     def send(self, row: dict[str, Any], now: datetime, coverage: dict[str, Any] | None) -> None:
         """Build one pending report and queue its mail (or record why it is not mailed)."""

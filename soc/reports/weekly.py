@@ -101,8 +101,9 @@ def weekly_report(store: AlertStore, tenant_id: str, tenant: TenantConfig, week:
     matrix = {s: {st: 0 for st in STATUSES} for s in SEVERITIES}
     for severity, status, count in counts:
         matrix.setdefault(severity, {st: 0 for st in STATUSES})[status] = int(count)
-    by_severity = [{"severity": s, **matrix[s], "total": sum(matrix[s].values())}
-                   for s in reversed(SEVERITIES) if s in matrix]
+    by_severity: list[dict[str, Any]] = [
+        {"severity": s, **matrix[s], "total": sum(matrix[s].values())}
+        for s in reversed(SEVERITIES) if s in matrix]
     totals = {st: sum(row[st] for row in by_severity) for st in STATUSES}
     sla = [row.as_dict() for row in sla_report(store, now, tenants=frozenset({tenant_id}),
                                                since=start, until=end)]
