@@ -180,3 +180,33 @@ def test_each_report_is_queued_once_across_restarts(week_of_alerts: tuple[
     assert listing["weekly"][0]["week"] == "2025-03-03"
     assert listing["weekly"][0]["mail"]["state"] == "pending"  # in the outbox, not yet sent
     assert {i["id"] for i in listing["incidents"]} == {ids["c1"], ids["h1"]}
+
+
+def test_vigil_reports_writes_a_report_file(tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    from alerts.kit import write_conf
+
+    from collector.cli import main
+    from soc.alerts.db import Database
+    from soc.alerts.store import AlertStore
+
+    conf, data = tmp_path / "conf.d", tmp_path / "data"
+    write_conf(conf, TENANTS_YAML, "10-tenants.yaml")
+    write_conf(conf, UNUSED_MAIL_YAML, "60-notify.yaml")
+    args = ["-c", str(conf), "--data-dir", str(data)]
+    assert main(["reports", "weekly", "--tenant", "acme", *args]) == 66  # no store yet
+    store = AlertStore(Database(data / "alerts.db"))
+    alert = make_alert("acme", severity="critical")
+    store.upsert([alert], "acme")
+    store.resolve(alert["alert.id"], ANALYST, "true_positive")
+    week = Week.of(dt.datetime.now(dt.UTC).date()).key
+    out = tmp_path / "week.pdf"
+    assert main(["reports", "weekly", "--tenant", "acme", "--week", week, "-o", str(out),
+                 *args]) == 0
+    text = "".join(p.extract_text() for p in PdfReader(out).pages)
+    assert "ACME Corp" in text and "Rule ssh_brute_force" in text
+    capsys.readouterr()
+    assert main(["reports", "incident", alert["alert.id"][:8], "--format", "json", "-o", "-",
+                 *args]) == 0
+    assert orjson.loads(capsys.readouterr().out)["alert"]["id"] == alert["alert.id"]
+    assert main(["reports", "weekly", "--tenant", "zulu", *args]) == 64
