@@ -57,7 +57,7 @@ def run_report(args: argparse.Namespace) -> int:
             raise unknown_name("tenant", args.tenant, config.tenants)
         try:
             week = Week.parse(args.week) if args.week else Week.of((now - timedelta(7)).date())
-        except ValueError:
+        except (ValueError, OverflowError):
             raise usage_error("--week: a date (2026-11-30) or an ISO week (2026-W49)") from None
         report = reports.weekly(args.tenant, week, now)
     else:

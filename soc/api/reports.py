@@ -107,7 +107,7 @@ class ReportRoutes:
         tenant = await self._tenant(call, call.path["tenant_id"])
         try:
             week = Week.parse(call.path["week"])
-        except ValueError:
+        except (ValueError, OverflowError):
             raise ApiError(400, "a week is a date (its Monday, e.g. 2026-11-30) or an ISO "
                            "week (2026-W49)") from None
         now = self.alerting.clock()

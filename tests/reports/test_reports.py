@@ -145,6 +145,22 @@ def test_incident_report_has_timeline_reason_and_audit(week_of_alerts: tuple[
         reports.incident(ids["c1"], Actor("bravo-user", frozenset({"bravo"})), T0)
 
 
+def test_hostile_and_non_latin_text_renders(week_of_alerts: tuple[
+        Alerting, Clock, dict[str, str]]) -> None:
+    """Markup in rule names, notes and events stays text; characters the PDF's Latin-1 font
+    lacks become ASCII or `?`; a 2,000-character token wraps instead of failing."""
+    alerting, clock, ids = week_of_alerts
+    report = Reports(alerting).incident(ids["c1"], ANALYST, T0)
+    report["tenant_name"] = "ACME \u2603 Corp \u2014 \u65e5\u672c"
+    report["rule"]["name"] = "<b>bold</b> & <script>x</script>"
+    report["events"] = [{"@timestamp": T0.isoformat(), "message": "D" * 2000 + " <i>"}]
+    html = render_html(report)
+    assert "&lt;script&gt;" in html and "<script>" not in html
+    assert "ACME \u2603 Corp" in html
+    text = "".join(p.extract_text() for p in PdfReader(io.BytesIO(render_pdf(report))).pages)
+    assert "ACME ? Corp - ??" in text and "<script>x</script>" in text
+
+
 def test_week_due_follows_the_schedule() -> None:
     monday_7 = dt.datetime(2025, 3, 10, 7, 0, tzinfo=dt.UTC)
     assert week_due(monday_7, "monday", 7).key == "2025-03-03"
