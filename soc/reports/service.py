@@ -78,6 +78,9 @@ class Reports:
         self.check_seconds = check_seconds
         self._last_check = float("-inf")
         self._running: asyncio.Future[Any] | None = None
+        # (tenant, week) rows this process has added: the tick skips their coverage reads and
+        # the pass their insert (the table, not this memo, is what makes a report go once).
+        self._scheduled: set[tuple[str, str]] = set()
 
     @property
     def store(self) -> Any:
@@ -143,8 +146,8 @@ class Reports:
         self._last_check = now
         moment = self.alerting.clock()
         # Coverage is read here, on the loop, where detection counts it.
-        coverage = {t: self.dashboards.coverage(t, moment) for t, c in
-                    self.alerting.tenants.items() if c.reports.weekly.enabled}
+        coverage = {t: self.dashboards.coverage(t, moment) for t, week in
+                    self._weeks_due(moment).items() if (t, week) not in self._scheduled}
         self._running = asyncio.ensure_future(asyncio.to_thread(self.run, moment, coverage))
         self._running.add_done_callback(_log_failure)
 
@@ -158,17 +161,24 @@ class Reports:
             done += 1
         return done
 
+    def _weeks_due(self, now: datetime) -> dict[str, str]:
+        """Tenant -> the week whose report is due now, for tenants with weekly reports."""
+        return {tenant_id: week_due(now, t.reports.weekly.weekday, t.reports.weekly.hour).key
+                for tenant_id, t in self.alerting.tenants.items() if t.reports.weekly.enabled}
+
     def schedule_weeks(self, now: datetime) -> None:
+        """Add the row of each week due (once: the unique key ignores a second insert)."""
+        due = [(t, week) for t, week in self._weeks_due(now).items()
+               if (t, week) not in self._scheduled]
+        if not due:
+            return
         stamp = to_text(now)
         with self.store.db.transaction() as con:
-            for tenant_id, tenant in self.alerting.tenants.items():
-                weekly = tenant.reports.weekly
-                if not weekly.enabled:
-                    continue
-                week = week_due(now, weekly.weekday, weekly.hour)
+            for tenant_id, week in due:
                 con.execute("INSERT INTO reports (tenant, kind, subject, requested_at, state) "
                             "VALUES (?, ?, ?, ?, 'pending') ON CONFLICT DO NOTHING",
-                            (tenant_id, WEEKLY, week.key, stamp))
+                            (tenant_id, WEEKLY, week, stamp))
+        self._scheduled.update(due)
 
     def pending(self, settled: datetime) -> list[dict[str, Any]]:
         """Reports to build: weekly ones at once, incidents closed before `settled`."""
