@@ -31,6 +31,7 @@ COMMAND_MODULES = [
     "collector.commands.outbox",
     "collector.commands.alerts",
     "collector.commands.sla",
+    "collector.commands.reports",
     "collector.commands.rules",
     "collector.commands.coverage",
     "collector.commands.top",

@@ -50,6 +50,7 @@ from rules.state import Ownership
 from sinks.dead_letter import DeadLetterConfig, dead_letter_root
 from soc.alerts.service import Alerting
 from soc.alerts.sink import AlertStoreConfig, AlertStoreSink
+from soc.reports.service import Reports
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +118,8 @@ class Daemon:
                                            self.telemetry, set(self.config.tenants))
         self.alerting = Alerting(self.config, self.data_dir, self.conf_dir.resolve(),
                                  self.telemetry, clock=clock)
+        # Weekly and closed-incident reports: built and mailed from the tick (main process).
+        self.reports = Reports(self.alerting, self._live_coverage)
         self.control: ControlServer | None = None
         self.started = asyncio.Event()
         self.stopping = False
@@ -342,6 +345,7 @@ class Daemon:
         if not self.stopping:
             await self.replayer.replay_next()
             await self.alerting.tick()
+            await self.reports.tick()
             self._sweep_retention()
         pending = self.queue.pending()
         self.telemetry.queue_events.set(pending)

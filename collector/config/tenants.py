@@ -90,6 +90,41 @@ class TenantRulesConfig(StrictModel):
         "a name set here replaces vigil.detection.placeholders' list for this tenant")
 
 
+Weekday = Literal["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
+WEEKDAYS: tuple[str, ...] = Weekday.__args__  # type: ignore[attr-defined]
+
+
+class WeeklyReportConfig(StrictModel):
+    """The weekly posture report (HTML mail with the PDF attached) of the week before."""
+
+    enabled: bool = Field(False, description="mail the report of the previous week (Monday "
+                          "00:00 to Monday 00:00 UTC) once a week; managed_soc clients are "
+                          "told to review it")
+    weekday: Weekday = Field("monday", description="the day it is sent (UTC)")
+    hour: int = Field(7, ge=0, le=23, description="the hour it is sent (UTC)")
+    recipients: list[Email] = Field(
+        default_factory=list, description="who gets it (default: the tenant's contact and "
+        "escalation contacts)")
+
+
+class ClosedIncidentReportConfig(StrictModel):
+    """The closed-incident report mailed when an alert is resolved as a true positive."""
+
+    enabled: bool = Field(False, description="mail a report (HTML and PDF) for every alert "
+                          "resolved as true positive")
+    recipients: list[Email] = Field(
+        default_factory=list, description="who gets it (default: the tenant's contact and "
+        "escalation contacts)")
+
+
+class TenantReportsConfig(StrictModel):
+    """Reports mailed to the client; every report can also be downloaded from the console."""
+
+    weekly: WeeklyReportConfig = Field(default_factory=WeeklyReportConfig)
+    closed_incident: ClosedIncidentReportConfig = Field(
+        default_factory=ClosedIncidentReportConfig)
+
+
 class TenantConfig(StrictModel):
     """One client of the provider. The id (the map key) is a strict slug."""
 
@@ -108,3 +143,13 @@ class TenantConfig(StrictModel):
         default_factory=list, description="who escalations to the client go to")
     rules: TenantRulesConfig = Field(default_factory=TenantRulesConfig,
                                      description="rule switches for this tenant")
+    reports: TenantReportsConfig = Field(default_factory=TenantReportsConfig,
+                                         description="scheduled reports mailed to the client")
+
+    def report_recipients(self, configured: list[str]) -> list[str]:
+        """`configured`, else the contact's and escalation contacts' addresses."""
+        if configured:
+            return list(configured)
+        contacts = [self.contact, *self.escalation_contacts] if self.contact else \
+            list(self.escalation_contacts)
+        return sorted({c.email for c in contacts if c is not None and c.email})

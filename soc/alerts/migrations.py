@@ -188,4 +188,24 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         )""",
         "CREATE INDEX integration_plan_by_tenant ON integration_plan (tenant, category)",
     ]),
+    (8, "reports: weekly posture and closed-incident reports, each mailed once", [
+        # One row per report to mail: a week of a tenant (subject: the week's Monday) or an
+        # alert resolved as true positive (subject: its id). The unique key makes a report
+        # mailed once, across restarts; `state` moves pending -> queued (its mail in the
+        # notification outbox, `outbox_id`) or unsent (no recipients, no email notifier).
+        """CREATE TABLE reports (
+            id {AUTO_ID},
+            tenant VARCHAR(64) NOT NULL,
+            kind VARCHAR(32) NOT NULL,
+            subject VARCHAR(64) NOT NULL,
+            requested_at VARCHAR(40) NOT NULL,
+            state VARCHAR(16) NOT NULL,
+            recipients TEXT,
+            outbox_id BIGINT,
+            generated_at VARCHAR(40),
+            error TEXT
+        )""",
+        "CREATE UNIQUE INDEX reports_by_subject ON reports (tenant, kind, subject)",
+        "CREATE INDEX reports_by_state ON reports (state, id)",
+    ]),
 ]

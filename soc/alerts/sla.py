@@ -102,10 +102,12 @@ def figures(tenant: str, severity: str, rows: list[dict[str, Any]], now: datetim
 
 
 def sla_report(store: AlertStore, now: datetime, *, tenants: frozenset[str] | None = None,
-               since: datetime | None = None) -> list[SlaFigures]:
-    """Figures per tenant and severity (severities with alerts only), then the tenant's `all`."""
+               since: datetime | None = None, until: datetime | None = None
+               ) -> list[SlaFigures]:
+    """Figures per tenant and severity (severities with alerts only), then the tenant's `all`,
+    of the alerts created in [since, until)."""
     groups: dict[str, dict[str, list[dict[str, Any]]]] = {}
-    for row in store.sla_rows(tenants, since):
+    for row in store.sla_rows(tenants, since, until):
         groups.setdefault(row["tenant"], {}).setdefault(row["severity"], []).append(row)
     report = []
     for tenant in sorted(groups):

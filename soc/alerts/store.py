@@ -360,14 +360,17 @@ class AlertStore(AlertTriage, AuditTrail, NotificationOutbox):
                 "'resolved' GROUP BY tenant, severity, status").fetchall()
         return [(r[0], r[1], r[2], int(r[3])) for r in rows]
 
-    def sla_rows(self, tenants: frozenset[str] | None, since: datetime | None
-                 ) -> list[dict[str, Any]]:
-        """The timing columns of alerts created since `since`, for the SLA report."""
+    def sla_rows(self, tenants: frozenset[str] | None, since: datetime | None,
+                 until: datetime | None = None) -> list[dict[str, Any]]:
+        """The timing columns of alerts created in [since, until), for the SLA report."""
         condition, params = tenant_scope(Actor(SYSTEM_ACTOR, tenants))
         where, args = [condition], list(params)
         if since is not None:
             where.append("created_at >= ?")
             args.append(to_text(since))
+        if until is not None:
+            where.append("created_at < ?")
+            args.append(to_text(until))
         with self.db.transaction(write=False) as con:
             rows = con.execute(
                 "SELECT tenant, severity, status, created_at, acknowledged_at, resolved_at, "

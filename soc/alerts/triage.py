@@ -163,7 +163,8 @@ class AlertTriage:
             return {"status": "resolved", "resolution": resolution, "resolved_at": now,
                     "acknowledged_at": row["acknowledged_at"] or now,
                     "assignee": row["assignee"] or actor.login}
-        return self._change(alert_id, actor, "resolve", apply)
+        also = _request_incident_report if resolution == "true_positive" else None
+        return self._change(alert_id, actor, "resolve", apply, also=also)
 
     def reopen(self, alert_id: str, actor: Actor, reason: str) -> Change:
         def apply(row: dict[str, Any], now: str) -> dict[str, Any]:
@@ -181,6 +182,14 @@ def _assignable(con: sqlite3.Connection, login: str, tenant: str) -> bool:
         "SELECT 1 FROM users u JOIN user_tenants t ON t.login = u.login WHERE u.login = ? "
         "AND u.status = 'active' AND t.tenant IN (?, ?) LIMIT 1",
         (login, tenant, ALL_TENANTS)).fetchone() is not None
+
+
+def _request_incident_report(con: sqlite3.Connection, row: dict[str, Any], now: str) -> None:
+    """A true positive gets its closed-incident report (soc/reports/service.py builds and
+    mails it; once per alert, should it be reopened and closed again)."""
+    con.execute("INSERT INTO reports (tenant, kind, subject, requested_at, state) VALUES "
+                "(?, 'closed_incident', ?, ?, 'pending') ON CONFLICT DO NOTHING",
+                (row["tenant"], row["id"], now))
 
 
 def _note_reason(actor: Actor, reason: str

@@ -27,6 +27,7 @@ from soc.api.accounts import AccountRoutes
 from soc.api.dashboards import DashboardRoutes
 from soc.api.framework import ApiError, Call, Operation
 from soc.api.integrations import IntegrationRoutes
+from soc.api.reports import ReportRoutes
 from soc.auth.model import Principal
 from soc.auth.roles import ANSWER, TRIAGE
 
@@ -74,7 +75,7 @@ def parse_since(text: str, now: datetime) -> datetime:
     return m._utc(value) if value.tzinfo is None else value
 
 
-class Api(AccountRoutes, DashboardRoutes, IntegrationRoutes):
+class Api(AccountRoutes, DashboardRoutes, IntegrationRoutes, ReportRoutes):
     """Handlers bound to the daemon's alerting services."""
 
     def __init__(self, alerting: Alerting) -> None:
@@ -303,5 +304,5 @@ class Api(AccountRoutes, DashboardRoutes, IntegrationRoutes):
             Op("GET", "/sla/report", "slaReport", "MTTA, MTTR and share within SLA", "sla",
               self.sla, m.SlaReport, query=m.SlaQuery),
         ] + self.user_operations() + self.dashboard_operations() \
-            + self.integration_operations()
+            + self.integration_operations() + self.report_operations()
 

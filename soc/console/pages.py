@@ -25,6 +25,7 @@ from soc.console import lake
 from soc.console.app import AuthPages, Form
 from soc.console.dashboards import DashboardPages
 from soc.console.integrations import add_integration_routes
+from soc.console.reports import add_report_pages
 from soc.console.session import Session
 
 log = logging.getLogger(__name__)
@@ -269,6 +270,7 @@ def add_console(app: web.Application, api: Api, secure: bool) -> None:
     console.add_routes(app)
     add_integration_routes(app, console)
     DashboardPages(console).add_routes(app)
+    add_report_pages(app, api, secure)
 
 
 def _bulk_result(request: web.Request) -> dict[str, int] | None:

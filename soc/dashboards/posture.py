@@ -40,20 +40,6 @@ def posture(store: AlertStore, tenant: str, now: datetime,
             "SELECT substr(created_at, 1, 10) AS day, severity, count(*) FROM alerts "
             "WHERE tenant = ? AND created_at >= ? GROUP BY 1, 2 ORDER BY 1",
             [tenant, to_text(since)]).fetchall()
-        # Counted in SQL: one row per rule, per tactic/technique list, per group key.
-        window = [tenant, to_text(since)]
-        by_rule = con.execute(
-            "SELECT rule_id, rule_name, count(*) FROM alerts WHERE tenant = ? AND "
-            "created_at >= ? GROUP BY 1, 2", window).fetchall()
-        by_attack = con.execute(
-            "SELECT json_extract(details, '$.tactics'), json_extract(details, '$.techniques'), "
-            "count(*) FROM alerts WHERE tenant = ? AND created_at >= ? GROUP BY 1, 2",
-            window).fetchall()
-        by_group = con.execute(
-            "SELECT group_key, count(*), max(coalesce(json_extract(events, "
-            "'$[0].fields.\"source.geo.country_iso_code\"'), json_extract(events, "
-            "'$[0].\"source.geo.country_iso_code\"'))) FROM alerts WHERE tenant = ? AND "
-            "created_at >= ? GROUP BY 1", window).fetchall()
     open_by = {s: 0 for s in SEVERITIES}
     for severity, count in open_rows:
         open_by[severity] = int(count)
@@ -67,6 +53,40 @@ def posture(store: AlertStore, tenant: str, now: datetime,
         series.append({"date": day, "total": sum(counts.values()), **counts})
     trend = {f"{w}d": {"total": sum(p["total"] for p in series[-w:]), "daily": series[-w:]}
              for w in TREND_WINDOWS}
+    sla = [row.as_dict() for row in sla_report(store, now, tenants=frozenset({tenant}),
+                                               since=now - timedelta(days=30))]
+    return {
+        "tenant": tenant, "generated_at": now.isoformat(),
+        "open_by_severity": open_by, "open_total": sum(open_by.values()),
+        "trend": trend,
+        "sla_30d": sla,
+        "sla_targets": targets or {},
+        **alert_breakdown(store, tenant, since, None, top=top),
+        "data_sources": data_source_health(coverage, lake, now),
+    }
+
+
+def alert_breakdown(store: AlertStore, tenant: str, since: datetime, until: datetime | None,
+                    *, top: int = 10) -> dict[str, Any]:
+    """Top rules, the ATT&CK tactic/technique matrix and the top attacking addresses (from the
+    alerts' group keys) of the alerts created in [since, until): counted in SQL, one row per
+    rule, per tactic/technique list and per group key."""
+    where, window = "tenant = ? AND created_at >= ?", [tenant, to_text(since)]
+    if until is not None:
+        where += " AND created_at < ?"
+        window.append(to_text(until))
+    with store.db.transaction(write=False) as con:
+        by_rule = con.execute(
+            f"SELECT rule_id, rule_name, count(*) FROM alerts WHERE {where} GROUP BY 1, 2",
+            window).fetchall()
+        by_attack = con.execute(
+            "SELECT json_extract(details, '$.tactics'), json_extract(details, '$.techniques'), "
+            f"count(*) FROM alerts WHERE {where} GROUP BY 1, 2", window).fetchall()
+        by_group = con.execute(
+            "SELECT group_key, count(*), max(coalesce(json_extract(events, "
+            "'$[0].fields.\"source.geo.country_iso_code\"'), json_extract(events, "
+            f"'$[0].\"source.geo.country_iso_code\"'))) FROM alerts WHERE {where} GROUP BY 1",
+            window).fetchall()
     rules: Counter[tuple[str, str]] = Counter()
     for rule_id, rule_name, count in by_rule:
         rules[(rule_id, rule_name)] += int(count)
@@ -83,14 +103,7 @@ def posture(store: AlertStore, tenant: str, now: datetime,
         for address in _candidates(group):
             attackers[address] += int(count)
             countries[address] = countries.get(address) or country
-    sla = [row.as_dict() for row in sla_report(store, now, tenants=frozenset({tenant}),
-                                               since=now - timedelta(days=30))]
     return {
-        "tenant": tenant, "generated_at": now.isoformat(),
-        "open_by_severity": open_by, "open_total": sum(open_by.values()),
-        "trend": trend,
-        "sla_30d": sla,
-        "sla_targets": targets or {},
         "top_rules": [{"rule_id": r, "rule_name": n, "alerts": c}
                       for (r, n), c in rules.most_common(top)],
         "attack_matrix": [{"tactic": t, "techniques": [{"technique": k, "alerts": c}
@@ -99,7 +112,6 @@ def posture(store: AlertStore, tenant: str, now: datetime,
         "top_attackers": [{"address": a, "country": countries.get(a), "alerts": c}
                           for a, c in islice(((a, c) for a, c in attackers.most_common()
                                               if _is_address(a)), top)],
-        "data_sources": data_source_health(coverage, lake, now),
     }
 
 

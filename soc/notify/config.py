@@ -126,6 +126,13 @@ def check_tenant_notifications(config: VigilConfig, sink: Any) -> None:
                              f"notifier {webhook!r} {what} under `notifiers:`"
                              f"{did_you_mean(webhook, notifiers) if found is None else ''}",
                              refers_to=("notifiers", webhook) if found is None else None)
+        reports = tenant.reports
+        for kind in ("weekly", "closed_incident"):
+            report = getattr(reports, kind)
+            if report.enabled and report.recipients and not has_email:
+                sink.add_for("tenants", tenant_id, ("reports", kind, "recipients"),
+                             "report recipients are set but no notifier of type email is "
+                             "declared under `notifiers:`")
         recipients = tenant.notifications.email
         if not has_email and any(recipients.for_severity(s) for s in type(recipients).model_fields):
             sink.add_for("tenants", tenant_id, ("notifications", "email"),

@@ -8,6 +8,7 @@ and `vigil users add` sends the enrollment mail synchronously with the same code
 from __future__ import annotations
 
 import asyncio
+import base64
 import smtplib
 import ssl
 from email.message import EmailMessage
@@ -36,8 +37,10 @@ class EmailChannel:
         self.data_dir = data_dir
         self._password = read_secret(config.password_file, config.password, conf_dir)
 
-    def message(self, to: list[str], subject: str, text: str, html: str | None = None
-                ) -> EmailMessage:
+    def message(self, to: list[str], subject: str, text: str, html: str | None = None,
+                attachments: list[dict[str, Any]] | None = None) -> EmailMessage:
+        """A text (+ HTML) mail; `attachments` are outbox items `{filename, content_type,
+        data}` with the data in base64 (a report's PDF)."""
         msg = EmailMessage()
         msg["From"] = self.config.sender
         msg["To"] = ", ".join(to)
@@ -45,6 +48,10 @@ class EmailChannel:
         msg.set_content(text)
         if html is not None:
             msg.add_alternative(html, subtype="html")
+        for item in attachments or ():
+            maintype, _, subtype = str(item["content_type"]).partition("/")
+            msg.add_attachment(base64.b64decode(item["data"]), maintype=maintype,
+                               subtype=subtype or "octet-stream", filename=item["filename"])
         return msg
 
     def _context(self) -> ssl.SSLContext:
@@ -91,7 +98,7 @@ class EmailChannel:
                                        ) from None
 
     async def send(self, payload: dict[str, Any], delivery_id: int | None = None) -> None:
-        """Deliver an outbox payload ({to, subject, text, html})."""
+        """Deliver an outbox payload ({to, subject, text, html, attachments})."""
         msg = self.message(list(payload["to"]), payload["subject"], payload["text"],
-                           payload.get("html"))
+                           payload.get("html"), payload.get("attachments"))
         await asyncio.to_thread(self.deliver, msg)
