@@ -114,7 +114,7 @@ async def test_openapi_document_describes_every_route(api: Api) -> None:
         {"200", "400", "401", "403", "404", "409"}
     assert paths["/api/v1/auth/login"]["post"]["security"] == []
     assert "AlertDetail" in doc["components"]["schemas"]
-    assert len([op for item in paths.values() for op in item]) == 37
+    assert len([op for item in paths.values() for op in item]) == 41
 
 
 async def test_admin_manages_users_through_the_api(api: Api) -> None:
