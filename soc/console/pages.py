@@ -22,6 +22,7 @@ from soc.api.framework import ApiError
 from soc.api.routes import Api
 from soc.auth.roles import ALL_TENANTS, ANSWER, TRIAGE
 from soc.console import lake
+from soc.console.admin import add_admin
 from soc.console.app import AuthPages, Form
 from soc.console.session import Session
 
@@ -263,7 +264,9 @@ class Console(AuthPages):
 
 def add_console(app: web.Application, api: Api, secure: bool) -> None:
     """Serve the console on `app` (the control listener's root application)."""
-    Console(api, secure).add_routes(app)
+    console = Console(api, secure)
+    console.add_routes(app)
+    add_admin(app, console)
 
 
 def _bulk_result(request: web.Request) -> dict[str, int] | None:
