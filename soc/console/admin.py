@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from aiohttp import web
 from multidict import MultiDict
@@ -64,9 +64,11 @@ class AdminPages(ConsoleBase):
             rows.append({**tenant, "open": counts["new"] + counts["acknowledged"]
                          + counts["escalated"], "breached": counts["breached"],
                          "retention": self._retention(config),
-                         "notify": _notifications(config)})
-        return self._render("admin_tenants.html", session, section="tenants", rows=rows,
-                            severities=SEVERITIES)
+                         "notify": _notifications(config),
+                         "sla_rows": [(s, _span(tenant["sla"][s]["ack_seconds"]),
+                                       _span(tenant["sla"][s]["resolve_seconds"]))
+                                      for s in reversed(SEVERITIES)]})
+        return self._render("admin_tenants.html", session, section="tenants", rows=rows)
 
     def _retention(self, tenant: TenantConfig) -> dict[str, str]:
         """The tenant's retention per area, else the global one ("kept" when neither)."""
@@ -74,7 +76,8 @@ class AdminPages(ConsoleBase):
         out = {}
         for area in ("lake", "dead_letter"):
             value = getattr(tenant.retention, area) or getattr(shared, area)
-            out[area] = f"{value // timedelta(days=1)} days" if value else "kept"
+            out[area] = (f"{value // timedelta(days=1)} days" if value
+                         else "no limit (kept until deleted by hand)")
         return out
 
     # -- users -----------------------------------------------------------------------------
@@ -100,11 +103,18 @@ class AdminPages(ConsoleBase):
                 "tenants": [t for t in form.getall("tenants", []) if t],
                 "reason": form.get("reason", "").strip()}
         created = await self.invoke("addUser", request, session, body=body)
-        return self._enrolled(session, created, "added")
+        return self._enrolled(request, session, created, "added")
 
-    def _enrolled(self, session: Session, created: dict[str, Any], what: str) -> web.Response:
+    def _enrolled(self, request: web.Request, session: Session, created: dict[str, Any],
+                  what: str) -> web.Response:
         """The activation link, shown once to the administrator (the TOTP enrollment went
-        to the user by mail: neither alone opens the account)."""
+        to the user by mail: neither alone opens the account). Without a configured
+        `public_url` the link names the address the administrator reached the console on
+        (the listen address may be a wildcard or an OS-chosen port)."""
+        if self.alerting.policy.public_url is None:
+            link = urlsplit(created["activation_link"])
+            created["activation_link"] = urlunsplit(
+                (request.scheme, request.host, link.path, link.query, ""))
         return self._render("admin_enrolled.html", session, section="users",
                             created=created, what=what, outbox=self._outbox())
 
@@ -134,7 +144,7 @@ class AdminPages(ConsoleBase):
         if action == "reset":
             created = await self.invoke("resetUser", request, session, path=path,
                                         body={"reason": reason})
-            return self._enrolled(session, created, "reset")
+            return self._enrolled(request, session, created, "reset")
         if action not in USER_ACTIONS:
             raise web.HTTPNotFound()
         body: dict[str, Any] = {"reason": reason}
@@ -240,6 +250,14 @@ class AdminPages(ConsoleBase):
                             page(self.revoke_token, form=True))
         app.router.add_post("/admin/users/{login}/tokens/{token_id}/revoke",
                             page(self.revoke_token, form=True))
+
+
+def _span(seconds: int) -> str:
+    """15 min, 4 h, 3 d (SLA durations as people say them)."""
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds // size} {unit}"
+    return f"{seconds // 60} min" if seconds >= 60 else f"{seconds} s"
 
 
 def _notifications(tenant: TenantConfig) -> dict[str, Any]:

@@ -209,6 +209,7 @@ def test_a_user_added_in_the_console_enrolls_from_the_outbox_and_signs_in(
     assert secret not in reply.text  # the administrator never sees the authenticator key
     # The user opens the link (on the daemon's real address) and activates.
     activation = Browser(console)
+    assert link.startswith(f"{console.base}/api/v1/auth/activate?")  # the address used
     parts = urlparse(link)
     form = activation.get(f"{parts.path}?{parts.query}")
     assert form.status_code == 200 and "Activate your account" in form.text
