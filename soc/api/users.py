@@ -2,8 +2,8 @@
 enrollment mailed to the user), change role and tenants, disable, unlock, reset, the access
 review, and the tokens of the users one manages.
 
-A platform admin manages every user; a client admin (permission `users`) only users whose
-every tenant is one of its own, and grants no role above its own nor a tenant outside its
+A platform admin manages every user; a client admin (permission `users`) only client users
+whose every tenant is one of its own, and grants no role above its own nor a tenant outside its
 scope (soc/auth/roles.py). A user outside the caller's reach is the same 404 as one that does
 not exist, and every refusal is audited under the platform with what was attempted.
 """
@@ -46,7 +46,7 @@ class UserRoutes:
         """The path's user if the caller manages it; else an audited 404."""
         login = call.path["login"]
         user = await asyncio.to_thread(self.alerting.directory.get, login)
-        if user is None or not manages(call.me.tenants, user.tenants):
+        if user is None or not _manages(call, user):
             raise await self.refuse(call, action, 404, "user not found", login=login[:64])
         return user
 
@@ -60,7 +60,7 @@ class UserRoutes:
 
     async def users(self, call: Call) -> Any:
         found = await asyncio.to_thread(self.alerting.directory.users)
-        return {"items": [u.public() for u in found if manages(call.me.tenants, u.tenants)]}
+        return {"items": [u.public() for u in found if _manages(call, u)]}
 
     async def add_user(self, call: Call) -> Any:
         body: m.UserCreate = call.body
@@ -152,7 +152,7 @@ class UserRoutes:
 
     async def _review(self, call: Call, days: int) -> dict[str, list[User]]:
         found = await asyncio.to_thread(self.alerting.directory.review, timedelta(days=days))
-        return {k: [u for u in v if manages(call.me.tenants, u.tenants)]
+        return {k: [u for u in v if _manages(call, u)]
                 for k, v in found.items()}
 
     async def review(self, call: Call) -> Any:
@@ -223,6 +223,10 @@ class UserRoutes:
               self.revoke_user_token, m.RevokedResponse, permission=USERS,
               errors=(401, 403, 404)),
         ]
+
+
+def _manages(call: Call, user: User) -> bool:
+    return manages(call.me.role, call.me.tenants, user.role, user.tenants)
 
 
 def _auth_error(exc: AuthError, status: int) -> ApiError:

@@ -1,7 +1,7 @@
 """Roles and what they may do. Tenant scope is separate: every role acts only on its tenants
 (a platform admin on all). Who may grant what: a role never grants a role above its own nor a
-tenant outside its scope (`grant_problem`), and manages only users wholly inside its scope
-(`manages`)."""
+tenant outside its scope (`grant_problem`), and manages only users it could have made: a
+role it may grant, every tenant in its scope (`manages`)."""
 
 from __future__ import annotations
 
@@ -46,16 +46,17 @@ def grant_problem(role: str, scope: frozenset[str] | None, new_role: str,
     None when it may. Tenants outside the scope are named like tenants that do not exist."""
     if new_role not in grantable_roles(role, scope):
         return f"your role ({role}) cannot grant the role {new_role}"
-    if scope is not None:
-        outside = sorted(t for t in new_tenants if t not in scope)
-        if outside or not new_tenants:
-            return f"tenant {outside[0]!r} not found" if outside else "give at least one tenant"
-    return None
+    outside = sorted(t for t in new_tenants if scope is not None and t not in scope)
+    return f"tenant {outside[0]!r} not found" if outside else None
 
 
-def manages(scope: frozenset[str] | None, user_tenants: Collection[str]) -> bool:
-    """A caller of `scope` manages a user whose every tenant lies within it (a platform
-    admin's full scope: every user; a user of every tenant only by a full scope)."""
+def manages(role: str, scope: frozenset[str] | None, user_role: str,
+            user_tenants: Collection[str]) -> bool:
+    """A caller (its role and token scope) manages a user whose role it could grant and whose
+    every tenant lies within its scope: a client admin never manages the provider's SOC
+    analysts or a user that also belongs to another client; a full scope manages everyone."""
+    if user_role not in GRANTS.get(role, ()):
+        return False
     if scope is None:
         return True
     return bool(user_tenants) and ALL_TENANTS not in user_tenants and all(
