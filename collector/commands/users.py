@@ -30,8 +30,8 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     add.add_argument("--email", required=True)
     add.add_argument("--name", help="display name (default: the login)")
     add.add_argument("--role", required=True,
-                     help="platform_admin, soc_l1, soc_l2, soc_l3, client_operator, "
-                          "client_viewer")
+                     help="platform_admin, soc_l1, soc_l2, soc_l3, client_admin (users of "
+                          "its tenants), client_operator, client_viewer")
     add.add_argument("--tenant", action="append", default=[], dest="tenants",
                      help="a tenant in the user's scope (repeat for several)")
     add.add_argument("--show-enrollment", action="store_true",
@@ -77,8 +77,12 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     logout.set_defaults(func=logout_user)
     review = actions.add_parser("review", parents=[common],
                                 help="inactive, never activated and multi-tenant users")
+    review.add_argument("--inactive", type=_whole_days, default=None, dest="inactive",
+                        metavar="DURATION",
+                        help="idle threshold such as 90d (default: access.default."
+                        "inactive_after, 90d)")
     review.add_argument("--inactive-days", type=int, default=None,
-                        help="idle threshold (default: access.default.inactive_after, 90d)")
+                        help="the same threshold in days")
     review.add_argument("--disable-inactive", action="store_true",
                         help="disable the inactive and never-activated users listed")
     review.add_argument("--json", action="store_true")
@@ -320,24 +324,44 @@ def logout_user(args: argparse.Namespace) -> int:
     return 0
 
 
+def _whole_days(text: str) -> timedelta:
+    """`--inactive 90d`: a duration of at least a day."""
+    from core.config import parse_duration
+
+    try:
+        value = parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if value < timedelta(days=1):
+        raise argparse.ArgumentTypeError("the inactivity threshold is counted in days: at "
+                                         "least 1d")
+    return value
+
+
 def review_users(args: argparse.Namespace) -> int:
     found = _directory(args)
     if found is None:
         return EX_CONFIG
     directory = found[1]
-    idle = timedelta(days=args.inactive_days) if args.inactive_days else None
+    idle = args.inactive or (timedelta(days=args.inactive_days) if args.inactive_days
+                             else None)
     review = directory.review(idle)
     disabled: list[str] = []
     if args.disable_inactive:
         for user in review["inactive"] + review["never_activated"]:
             directory.disable(user.login, _operator(), "access review: inactive")
             disabled.append(user.login)
+    # The review itself is audited (who, when, what each list held), as the console does.
+    directory.record_review(_operator(), idle or directory.policy.inactive_after,
+                            {k: [u.login for u in v] for k, v in review.items()},
+                            f"disabled: {', '.join(disabled)}"[:500] if disabled
+                            else "reviewed")
     if args.json:
         print(json.dumps({k: [u.public() for u in v] for k, v in review.items()}
                          | {"disabled": disabled}, indent=2))
         return 0
-    titles = {"inactive": f"inactive (no login for "
-                          f"{args.inactive_days or directory.policy.inactive_after.days} days)",
+    days = (idle or directory.policy.inactive_after).days
+    titles = {"inactive": f"inactive (no login for {days} days)",
               "never_activated": "never activated", "multi_tenant": "multi-tenant scopes"}
     for key, title in titles.items():
         print(f"{title}: {len(review[key])}")

@@ -1,5 +1,5 @@
 """The /api/v1 operations on accounts: login, activation, the caller's own tokens (create, list,
-revoke, log out here or everywhere) and user administration by platform admins.
+revoke, log out here or everywhere). User administration is in soc/api/users.py.
 
 A refused login is logged with a short hash of the login field, never the field itself: users
 type their password into it by mistake. The client address is `Call.address`, the one place
@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
-from datetime import timedelta
 from typing import Any
 
 from aiohttp import web
@@ -20,9 +18,8 @@ from core.config import parse_duration
 from soc.alerts.service import Alerting
 from soc.api import models as m
 from soc.api.framework import ApiError, Call, Operation, RateLimiter
-from soc.auth.enrollment import activation_link, activation_page, send_enrollment
+from soc.auth.enrollment import activation_page
 from soc.auth.model import AuthError, LoginFailed, Principal
-from soc.auth.roles import ADMIN
 from soc.auth.tokens import short_hash
 
 log = logging.getLogger(__name__)
@@ -140,87 +137,6 @@ class AccountRoutes:
             raise ApiError(404, "token not found") from None
         return {"revoked": revoked}
 
-    # -- users (platform admins) -----------------------------------------------------------
-
-    async def users(self, call: Call) -> Any:
-        found = await asyncio.to_thread(self.alerting.directory.users)
-        return {"items": [u.public() for u in found]}
-
-    async def add_user(self, call: Call) -> Any:
-        body: m.UserCreate = call.body
-        channel = self._enrollment_channel()
-        directory = self.alerting.directory
-        try:
-            new = await asyncio.to_thread(directory.add_user, body.login, body.display_name,
-                                          body.email, body.role, list(body.tenants),
-                                          call.me.actor(call.address))
-        except AuthError as exc:
-            raise _auth_error(exc, 409 if exc.reason == "exists" else 400) from None
-        if not await self._mail_enrollment(channel, new):
-            await asyncio.to_thread(directory.remove_pending, body.login)
-            raise ApiError(409, "the enrollment mail could not be sent; user not created")
-        return self._activation(new)
-
-    async def reset_user(self, call: Call) -> Any:
-        body: m.ResetRequest = call.body
-        channel = self._enrollment_channel()
-        try:
-            new = await asyncio.to_thread(self.alerting.directory.reset_enrollment,
-                                          call.path["login"], call.me.actor(call.address),
-                                          body.reason)
-        except AuthError as exc:
-            if exc.reason == "not_found":
-                raise ApiError(404, "user not found") from None
-            raise _auth_error(exc, 409) from None
-        if not await self._mail_enrollment(channel, new):
-            raise ApiError(409, "the reset stands but the enrollment mail could not be sent; "
-                           "reset again once mail works")
-        return self._activation(new)
-
-    def _enrollment_channel(self) -> Any:
-        channel = self.alerting.enrollment_channel()
-        if channel is None:
-            raise ApiError(409, "no email notifier is configured to send the TOTP enrollment")
-        return channel
-
-    async def _mail_enrollment(self, channel: Any, new: Any) -> bool:
-        error = await asyncio.to_thread(send_enrollment, channel, new,
-                                        self.alerting.policy.issuer)
-        if error is not None:
-            log.error("enrollment mail failed",
-                      extra={"login": new.user.login, "error": type(error).__name__})
-        return error is None
-
-    def _activation(self, new: Any) -> dict[str, Any]:
-        return {"user": new.user.public(),
-                "activation_link": activation_link(self.alerting.public_url, new.user.login,
-                                                   new.activation_token),
-                "activation_expires": new.activation_expires,
-                "enrollment_sent_to": new.user.email}
-
-    async def disable_user(self, call: Call) -> Any:
-        body: m.DisableRequest = call.body
-        return await self._change_user(self.alerting.directory.disable, call, body.reason)
-
-    async def unlock_user(self, call: Call) -> Any:
-        body: m.UnlockRequest = call.body
-        return await self._change_user(self.alerting.directory.unlock, call, body.reason)
-
-    async def _change_user(self, change: Callable[..., Any], call: Call, reason: str) -> Any:
-        """`change(login, actor, reason)` of the directory on the path's user; 404 if none."""
-        try:
-            user = await asyncio.to_thread(change, call.path["login"],
-                                           call.me.actor(call.address), reason)
-        except AuthError:
-            raise ApiError(404, "user not found") from None
-        return user.public()
-
-    async def review(self, call: Call) -> Any:
-        q: m.ReviewQuery = call.query
-        found = await asyncio.to_thread(self.alerting.directory.review,
-                                        timedelta(days=q.inactive_days))
-        return {k: [u.public() for u in v] for k, v in found.items()}
-
     # -- the tables ------------------------------------------------------------------------
 
     def auth_operations(self) -> list[Operation]:
@@ -252,31 +168,6 @@ class AccountRoutes:
             Op("DELETE", "/auth/tokens/{token_id}", "revokeToken", "Revoke one of the "
               "caller's tokens and the tokens made from it", "auth", self.revoke_token,
               m.RevokedResponse, permission=None, errors=(401, 404)),
-        ]
-
-    def user_operations(self) -> list[Operation]:
-        Op = Operation
-        return [
-            Op("GET", "/users", "listUsers", "Every user (platform admins)", "users",
-              self.users, m.UserList, permission=ADMIN, errors=(401, 403)),
-            Op("POST", "/users", "addUser", "Add a user: activation link back, TOTP "
-              "enrollment mailed to the user", "users", self.add_user, m.UserCreated,
-              body=m.UserCreate, permission=ADMIN, status=201,
-              errors=(400, 401, 403, 409, 503)),
-            Op("POST", "/users/{login}/disable", "disableUser", "Disable a user and revoke "
-              "its tokens", "users", self.disable_user, m.UserOut, body=m.DisableRequest,
-              permission=ADMIN, errors=(400, 401, 403, 404)),
-            Op("POST", "/users/{login}/unlock", "unlockUser", "Lift the login delays of a "
-              "user (password, authenticator and tokens stay)", "users", self.unlock_user,
-              m.UserOut, body=m.UnlockRequest, permission=ADMIN,
-              errors=(400, 401, 403, 404)),
-            Op("POST", "/users/{login}/reset", "resetUser", "Lost authenticator or password: "
-              "clear both, revoke the user's tokens, new activation link back, new TOTP "
-              "enrollment mailed to the user", "users", self.reset_user, m.UserCreated,
-              body=m.ResetRequest, permission=ADMIN, errors=(400, 401, 403, 404, 409, 503)),
-            Op("GET", "/users/review", "reviewUsers", "Inactive, never activated and "
-              "multi-tenant users", "users", self.review, m.ReviewOut, query=m.ReviewQuery,
-              permission=ADMIN, errors=(400, 401, 403)),
         ]
 
 

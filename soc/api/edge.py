@@ -27,10 +27,11 @@ _NO_DIGEST = bytes(32)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-# Pages are forms posting to themselves: no scripts, styles, frames or other origins.
+# Pages are forms posting to themselves: no scripts, frames or other origins; only the
+# console's own style sheet.
 HTML_HEADERS = {
-    "Content-Security-Policy": "default-src 'none'; form-action 'self'; base-uri 'none'; "
-                               "frame-ancestors 'none'",
+    "Content-Security-Policy": "default-src 'none'; style-src 'self'; form-action 'self'; "
+                               "base-uri 'none'; frame-ancestors 'none'",
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",

@@ -15,8 +15,8 @@ Severity = Literal["informational", "low", "medium", "high", "critical"]
 Status = Literal["new", "acknowledged", "escalated", "resolved"]
 Resolution = Literal["false_positive", "true_positive", "benign", "duplicate"]
 Level = Literal["L1", "L2", "L3"]
-Role = Literal["platform_admin", "soc_l1", "soc_l2", "soc_l3", "client_operator",
-               "client_viewer"]
+Role = Literal["platform_admin", "soc_l1", "soc_l2", "soc_l3", "client_admin",
+               "client_operator", "client_viewer"]
 Slug = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
 Text = Annotated[str, Field(min_length=1, max_length=10_000)]
 ShortText = Annotated[str, Field(min_length=1, max_length=500)]
@@ -371,6 +371,7 @@ class UserCreate(Request):
     email: Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=254)]
     role: Role
     tenants: list[Slug] = Field(default_factory=list, max_length=1000)
+    reason: Annotated[str, Field(max_length=500)] = ""
 
 
 class UserCreated(Response):

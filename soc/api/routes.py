@@ -28,6 +28,7 @@ from soc.api.dashboards import DashboardRoutes
 from soc.api.framework import ApiError, Call, Operation
 from soc.api.integrations import IntegrationRoutes
 from soc.api.reports import ReportRoutes
+from soc.api.users import UserRoutes
 from soc.auth.model import Principal
 from soc.auth.roles import ANSWER, TRIAGE
 
@@ -75,7 +76,7 @@ def parse_since(text: str, now: datetime) -> datetime:
     return m._utc(value) if value.tzinfo is None else value
 
 
-class Api(AccountRoutes, DashboardRoutes, IntegrationRoutes, ReportRoutes):
+class Api(AccountRoutes, UserRoutes, DashboardRoutes, IntegrationRoutes, ReportRoutes):
     """Handlers bound to the daemon's alerting services."""
 
     def __init__(self, alerting: Alerting) -> None:
@@ -89,14 +90,18 @@ class Api(AccountRoutes, DashboardRoutes, IntegrationRoutes, ReportRoutes):
     async def resolve(self, token: str) -> Principal | None:
         return await asyncio.to_thread(self.alerting.directory.authenticate, token)
 
-    def _scope_tenant(self, call: Call, tenant: str | None) -> None:
+    async def _scope_tenant(self, call: Call, tenant: str | None) -> None:
         """A tenant named in a request must be in the caller's scope and configured; both
-        failures are the same 404."""
+        failures are the same 404, audited under the platform like an alert's."""
         if tenant is None:
             return
         principal = call.me
         in_scope = principal.tenants is None or tenant in principal.tenants
         if not in_scope or tenant not in self.alerting.tenants:
+            await asyncio.to_thread(self.store.record, PLATFORM, principal.actor(call.address),
+                                    "tenant_not_found", None,
+                                    {"tenant": tenant[:64], "method": call.request.method,
+                                     "path": call.request.path[:200]})
             raise ApiError(404, f"tenant {tenant!r} not found")
 
     async def _not_found(self, call: Call, alert_id: str) -> ApiError:
@@ -112,7 +117,7 @@ class Api(AccountRoutes, DashboardRoutes, IntegrationRoutes, ReportRoutes):
 
     async def list_alerts(self, call: Call) -> Any:
         q: m.AlertQuery = call.query
-        self._scope_tenant(call, q.tenant)
+        await self._scope_tenant(call, q.tenant)
         filters = alert_filter(q)
         items, total = await asyncio.to_thread(self.store.search, call.me.actor(call.address),
                                                filters, limit=q.limit, offset=q.offset)
@@ -120,7 +125,7 @@ class Api(AccountRoutes, DashboardRoutes, IntegrationRoutes, ReportRoutes):
 
     async def alert_counts(self, call: Call) -> Any:
         q: m.CountsQuery = call.query
-        self._scope_tenant(call, q.tenant)
+        await self._scope_tenant(call, q.tenant)
         return await asyncio.to_thread(self.store.counts, call.me.actor(call.address),
                                        AlertFilter(tenant=q.tenant))
 
@@ -249,7 +254,7 @@ class Api(AccountRoutes, DashboardRoutes, IntegrationRoutes, ReportRoutes):
 
     async def sla(self, call: Call) -> Any:
         q: m.SlaQuery = call.query
-        self._scope_tenant(call, q.tenant)
+        await self._scope_tenant(call, q.tenant)
         now = self.alerting.clock()
         since = parse_since(q.since, now)
         scope = frozenset({q.tenant}) if q.tenant else call.me.tenants

@@ -114,7 +114,7 @@ class UserDirectory(TokenKeeper):
             return [found[0] for login in logins if (found := self._user(con, login))]
 
     def add_user(self, login: str, display_name: str, email: str, role: str,
-                 tenants: list[str], actor: Actor) -> NewUser:
+                 tenants: list[str], actor: Actor, reason: str = "") -> NewUser:
         """Create a pending account; the caller hands out the activation link and mails the
         TOTP enrollment to `email`."""
         scope = self._check_new(login, email, role, tenants)
@@ -137,7 +137,7 @@ class UserDirectory(TokenKeeper):
                             (login, tenant))
             write_audit(con, PLATFORM, None, actor, "user_add", None,
                         {"login": login, "email": email, "role": role,
-                         "tenants": sorted(scope)}, to_text(now))
+                         "tenants": sorted(scope), "reason": reason}, to_text(now))
             found = self._user(con, login)
         assert found is not None
         return NewUser(found[0], activation, secret, expires)
@@ -147,6 +147,10 @@ class UserDirectory(TokenKeeper):
             raise AuthError(f"login {login!r} must match {LOGIN_RE.pattern}", "invalid")
         if not EMAIL_RE.fullmatch(email):
             raise AuthError(f"{email!r} is not an email address", "invalid")
+        return self._check_access(role, tenants)
+
+    def _check_access(self, role: str, tenants: list[str]) -> set[str]:
+        """The stored scope of a role and tenants, or why they do not fit together."""
         if role not in ROLES:
             raise AuthError(f"role {role!r} is not one of {', '.join(ROLES)}", "invalid")
         if role == "platform_admin":
@@ -272,6 +276,27 @@ class UserDirectory(TokenKeeper):
         assert disabled is not None
         return disabled[0]
 
+    def change_access(self, login: str, role: str, tenants: list[str], actor: Actor,
+                      reason: str = "") -> User:
+        """A new role and tenant scope for `login`. Its tokens stay: each request reads the
+        role and narrows a token's tenants to the user's, so the change holds at once."""
+        scope = self._check_access(role, tenants)
+        now = to_text(self.clock())
+        with self.db.transaction() as con:
+            user = self._existing(con, login)
+            con.execute("UPDATE users SET role = ? WHERE login = ?", (role, login))
+            con.execute("DELETE FROM user_tenants WHERE login = ?", (login,))
+            for tenant in sorted(scope):
+                con.execute("INSERT INTO user_tenants (login, tenant) VALUES (?, ?)",
+                            (login, tenant))
+            write_audit(con, PLATFORM, None, actor, "user_change",
+                        {"login": login, "role": user.role, "tenants": user.tenants},
+                        {"login": login, "role": role, "tenants": sorted(scope),
+                         "reason": reason}, now)
+            changed = self._user(con, login)
+        assert changed is not None
+        return changed[0]
+
     # -- login and tokens ------------------------------------------------------------------
 
     def login(self, login: str, password: str, code: str | None, address: str | None
@@ -378,3 +403,12 @@ class UserDirectory(TokenKeeper):
             if ALL_TENANTS in user.tenants or len(user.tenants) > 1:
                 multi.append(user)
         return {"inactive": inactive, "never_activated": never, "multi_tenant": multi}
+
+    def record_review(self, actor: Actor, inactive_after: timedelta,
+                      listed: dict[str, list[str]], note: str = "") -> None:
+        """The audit record of an access review: who reviewed, when, the threshold and the
+        logins each list held."""
+        with self.db.transaction() as con:
+            write_audit(con, PLATFORM, None, actor, "access_review", None,
+                        {"inactive_days": inactive_after.days, "note": note,
+                         **{k: sorted(v) for k, v in listed.items()}}, to_text(self.clock()))

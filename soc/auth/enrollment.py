@@ -73,7 +73,8 @@ def activation_page(login: str, token: str) -> str:
     login, token = html.escape(login), html.escape(token)
     return (
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>Activate your Vigil "
-        "account</title></head><body><h1>Activate your account</h1>"
+        "account</title><link rel=\"stylesheet\" href=\"/static/console.css\"></head><body>"
+        "<main><section class=\"panel narrow\"><h1>Activate your account</h1>"
         "<p>Choose a password and enter the code your authenticator app shows (the app "
         "was set up from the enrollment mail you received).</p>"
         "<form method=\"post\" action=\"activate\">"
@@ -84,4 +85,5 @@ def activation_page(login: str, token: str) -> str:
         "<p><label>Code <input name=\"code\" inputmode=\"numeric\" "
         "autocomplete=\"one-time-code\" required></label></p>"
         "<p><button type=\"submit\">Activate</button></p></form>"
-        "<p>Then sign in to the console with your password and a new code.</p></body></html>")
+        "<p>Then sign in to the console with your password and a new code.</p>"
+        "</section></main></body></html>")

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from core.errors import VigilError
 from soc.alerts.model import Actor
-from soc.auth.roles import ADMIN, ALL_TENANTS, allows
+from soc.auth.roles import ADMIN, ALL_TENANTS, USERS, allows
 
 
 class AuthError(VigilError):
@@ -68,9 +68,11 @@ class Principal:
         return Actor(self.login, self.tenants, address)
 
     def can(self, permission: str) -> bool:
-        """The role allows it; user administration spans every tenant, so it also needs a
-        token of full scope (a platform admin's token narrowed to some tenants cannot)."""
-        if permission == ADMIN and self.tenants is not None:
+        """The role allows it. A platform admin's administration spans every tenant, so it
+        also needs a token of full scope (one narrowed to some tenants could otherwise reset
+        any user of them); a client admin's is its tenants by definition."""
+        if self.tenants is not None and (permission == ADMIN or (
+                permission == USERS and self.role == "platform_admin")):
             return False
         return allows(self.role, permission)
 

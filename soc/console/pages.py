@@ -22,6 +22,7 @@ from soc.api.framework import ApiError
 from soc.api.routes import Api
 from soc.auth.roles import ALL_TENANTS, ANSWER, TRIAGE
 from soc.console import lake
+from soc.console.admin import add_admin
 from soc.console.app import AuthPages, Form
 from soc.console.dashboards import DashboardPages
 from soc.console.integrations import add_integration_routes
@@ -271,6 +272,7 @@ def add_console(app: web.Application, api: Api, secure: bool) -> None:
     add_integration_routes(app, console)
     DashboardPages(console).add_routes(app)
     add_report_pages(app, api, secure)
+    add_admin(app, console)
 
 
 def _bulk_result(request: web.Request) -> dict[str, int] | None:

@@ -110,3 +110,24 @@ def test_the_first_user_without_a_mail_server(tmp_path: Path,
     user = directory.activate("boss", token, "first admin passphrase 2026",
                               pyotp.TOTP(secret).now())
     assert user.status == "active"
+
+
+def test_users_review_takes_a_duration_and_is_audited(setup: tuple[Path, Path],
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """`vigil users review --inactive 90d`; the review itself (who, when, what it listed)
+    goes to the audit trail, like the console's."""
+    conf, data = setup
+    args = ["-c", str(conf), "--data-dir", str(data)]
+    directory = UserDirectory(Database(data / "alerts.db"))
+    directory.add_user("ghost", "Ghost", "g@example.com", "client_viewer", ["acme"],
+                       Actor("root", None))
+    assert main(["users", "review", "--inactive", "30d", *args]) == 0
+    assert "inactive (no login for 30 days): 0" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["users", "review", "--inactive", "2h", *args])
+    assert "at least 1d" in capsys.readouterr().err
+    records, _ = AlertStore(Database(data / "alerts.db")).audit(Actor("test", None))
+    reviews = [r for r in records if r["action"] == "access_review"]
+    assert len(reviews) == 1 and reviews[0]["actor"].startswith("cli:")
+    assert reviews[0]["after"]["inactive_days"] == 30
+    assert reviews[0]["after"]["never_activated"] == ["ghost"]

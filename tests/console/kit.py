@@ -36,11 +36,13 @@ USERS = {  # login: (role, tenants)
 CSRF_RE = re.compile(r'name="csrf" value="([^"]+)"')
 
 
-def conf_yaml(idle: str = "30m", tls: bool = False) -> dict[str, Any]:
+def conf_yaml(idle: str = "30m", tls: bool = False, outbox: bool = False) -> dict[str, Any]:
     control: dict[str, Any] = {"address": "127.0.0.1:0"}
     if tls:
         control["tls"] = {"self_signed": True}
-    return {
+    mail = {"notifiers": {"mail": {"type": "email", "transport": "outbox",
+                                   "sender": "vigil@example.com"}}} if outbox else {}
+    return mail | {
         "vigil": {"control": control},
         "tenants": {"acme": {"name": "ACME Corp", "tier": "managed_soc",
                              "sla": {"high": {"ack": "15m", "resolve": "4h"}}},
@@ -101,11 +103,12 @@ class ConsoleDaemon:
 
 
 def start_daemon(tmp: Path, idle: str = "30m", linux_auth: bool = False, tls: bool = False,
-                 shipped: tuple[str, ...] = ()) -> ConsoleDaemon:
-    """`shipped`: more conf.d files of the repository to run (e.g. `31-fortinet.yaml`)."""
+                 shipped: tuple[str, ...] = (), outbox: bool = False) -> ConsoleDaemon:
+    """`shipped`: more conf.d files of the repository to run (e.g. `31-fortinet.yaml`);
+    `outbox`: an email notifier writing to <data>/outbox (enrollment mails)."""
     conf, data = tmp / "conf.d", tmp / "data"
     conf.mkdir(parents=True)
-    (conf / "10-test.yaml").write_text(yaml.safe_dump(conf_yaml(idle, tls)))
+    (conf / "10-test.yaml").write_text(yaml.safe_dump(conf_yaml(idle, tls, outbox)))
     files = (("30-linux-auth.yaml",) if linux_auth else ()) + shipped
     for name in files:
         shutil.copy(REPO / "conf.d" / name, conf / name)
