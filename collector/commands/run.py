@@ -16,13 +16,14 @@ def run(args: argparse.Namespace) -> int:
 
     import uvloop
 
+    from collector.cluster.roles import build_daemon
     from collector.logs import configure_logging
-    from collector.runtime import Daemon
     from core.errors import ConfigErrors, explain
 
     configure_logging()
     try:
-        daemon = Daemon(args.config_dir, data_dir=args.data_dir, setup_logging=True)
+        # `vigil.role` picks the daemon: `all` is the single host (collector.cluster.roles).
+        daemon = build_daemon(args.config_dir, data_dir=args.data_dir, setup_logging=True)
     except ConfigErrors as exc:
         print("\n".join(exc.report(args.config_dir)), file=sys.stderr)
         return exc.exit_code

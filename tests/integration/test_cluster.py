@@ -1,0 +1,185 @@
+"""Vigil across processes on NATS JetStream (`vigil.role`), against a real `nats-server -js`
+and a moto S3 bucket for the lake, every role a separate OS process on loopback.
+
+Default run: 1 collector, 2 workers, 1 control under HTTP and TCP load; the worker owning the
+TCP tenant is SIGKILLed mid-stream (its shard moves to the other within seconds) while an SSH
+brute force is half sent, and the collector is SIGKILLed and started again. Every event HTTP
+acknowledged is in the bucket's lake exactly once, no TCP line twice, every alert once in the
+control role's store, and the brute force spanning the failover fires.
+The `slow` variant runs the issue's matrix: 2 collectors and 3 workers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cloud.moto_rig import AWS_ENV, MotoServer
+from support.cluster import (
+    BUCKET,
+    bucket_lake,
+    cluster_conf,
+    kv_value,
+    shard_owners,
+    stream_drained,
+)
+from support.crash import HttpLoad, TcpLoad, duplicated_alerts
+from support.daemon import VigilProcess, wait_for
+from support.nats import NatsServer, nats_server_binary
+
+BRUTE_FORCE = "SSH brute force from one source"
+
+
+@pytest.fixture(scope="module")
+def moto_server() -> Iterator[MotoServer]:
+    server = MotoServer()
+    yield server
+    server.stop()
+
+
+def aws_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    return {**env, **AWS_ENV}
+
+
+def ssh_failures(ip: str, seconds: range) -> bytes:
+    return "".join(f"<38>Nov 23 10:02:{s:02d} web1 sshd[7]: Failed password for root from "
+                   f"{ip} port 40000 ssh2\n" for s in seconds).encode()
+
+
+def send_tcp(collector: VigilProcess, payload: bytes) -> None:
+    import socket
+
+    with socket.create_connection(collector.source_address("syslog_tcp")) as sock:
+        sock.sendall(payload)
+
+
+def run_cluster(tmp_path: Path, moto: MotoServer, collectors: int, workers: int
+                ) -> dict[str, Any]:
+    nats_server_binary()
+    s3 = moto.client("s3")
+    s3.create_bucket(Bucket=BUCKET)
+    nats = NatsServer(tmp_path / "nats")
+    env = aws_env()
+
+    def process(name: str, role: str) -> VigilProcess:
+        conf = cluster_conf(tmp_path, name, role, nats.url, moto.url)
+        return VigilProcess(conf, tmp_path / f"data-{name}", env=env)
+
+    control = process("control", "control")
+    pool = [process(f"worker{i}", "worker") for i in range(workers)]
+    edge = [process(f"collector{i}", "collector") for i in range(collectors)]
+    everything = [control, *pool, *edge]
+    http = [HttpLoad("demo"), HttpLoad("acme")]
+    tcp = TcpLoad()
+    loads: list[Any] = [*http, tcp]
+    try:
+        for proc in everything:
+            proc.start(timeout=120)
+        # Every shard (demo, acme, _quarantine) owned, each worker holding some.
+        wait_for(lambda: len(shard_owners(pool)) == 3, timeout=60, message="shards owned")
+        for load, collector in zip(http, [*edge, *edge], strict=False):
+            load.address = "{}:{}".format(*collector.source_address("http"))
+        tcp.address = edge[-1].source_address("syslog_tcp")
+        for load in loads:
+            load.start()
+        wait_for(lambda: s3.list_objects_v2(Bucket=BUCKET, Prefix="lake/").get("KeyCount", 0)
+                 > 0, timeout=60, message="the lake on S3")
+        # Half a brute force, processed and checkpointed by demo's owner...
+        ip = "192.0.2.77"
+        send_tcp(edge[0], ssh_failures(ip, range(0, 6)))
+        wait_for(lambda: ip.encode() in (kv_value(nats.url, "vigil_state", "detection.demo")
+                                         or b""), timeout=30, message="the checkpoint")
+        victim = shard_owners(pool)["demo.0"]
+        assert victim.proc is not None
+        os.kill(victim.proc.pid, signal.SIGKILL)
+        victim.proc.wait()
+        killed_at = time.monotonic()
+        # ... the rest after the owner died: the next owner resumes the window.
+        send_tcp(edge[0], ssh_failures(ip, range(6, 10)))
+        survivors = [w for w in pool if w is not victim]
+        wait_for(lambda: "demo.0" in shard_owners(survivors), timeout=30,
+                 message="demo's shard taken over")
+        takeover_seconds = time.monotonic() - killed_at
+        # A collector killed and started again mid-stream (its journal drains the rest).
+        restarted = edge[0]
+        for load in loads:
+            if load.address is not None and restarted.proc is not None:
+                load.address = None
+        restarted.kill()
+        restarted.start(timeout=120)
+        for load, collector in zip(http, [*edge, *edge], strict=False):
+            load.address = "{}:{}".format(*collector.source_address("http"))
+        tcp.address = edge[-1].source_address("syslog_tcp")
+        time.sleep(2.0)  # load after the restart
+    finally:
+        for load in loads:
+            load.halt.set()
+        for load in loads:
+            if load.is_alive():
+                load.join(10)
+    try:
+        wait_for(lambda: all(c.readyz()[1].get("queue", {}).get("pending_events", 1) == 0
+                             for c in edge) and stream_drained(nats.url),
+                 timeout=120, message="collectors' journals and the stream drained")
+        wait_for(lambda: _alert_count(control, BRUTE_FORCE, ip) >= 1, timeout=30,
+                 message="the brute force alert spanning the failover")
+        for proc in [*edge, *survivors, control]:
+            assert proc.stop(timeout=60) == 0, proc.log()[-5000:]
+    finally:
+        for proc in everything:
+            proc.kill()
+        nats.stop()
+    found = bucket_lake(s3, tmp_path / "bucket")
+    acknowledged = [i for load in http for i in load.acknowledged]
+    _, store_dups, _ = duplicated_alerts(tmp_path / "data-control")
+    return {"found": found, "acknowledged": acknowledged, "store_dups": store_dups,
+            "brute_force": _alert_count(None, BRUTE_FORCE, ip, tmp_path / "data-control"),
+            "takeover_seconds": takeover_seconds, "tcp_lines": tcp.next_id}
+
+
+def _alert_count(control: VigilProcess | None, title: str, ip: str,
+                 data: Path | None = None) -> int:
+    from sinks.alerts.db import Database
+    from sinks.alerts.model import SYSTEM, AlertFilter
+    from sinks.alerts.store import AlertStore
+
+    path = (data or (control.data_dir if control else Path())) / "alerts.db"
+    if not path.exists():
+        return 0
+    rows, _ = AlertStore(Database(path)).search(SYSTEM, AlertFilter(), limit=10_000)
+    return sum(1 for a in rows if a["rule"]["title"] == title and ip in a["group_key"])
+
+
+def check(result: dict[str, Any]) -> None:
+    found, acknowledged = result["found"], result["acknowledged"]
+    assert len(acknowledged) == len(set(acknowledged)) > 0
+    lost = [i for i in acknowledged if found[i] == 0]
+    twice = {i: n for i, n in found.items() if n > 1}
+    print("cluster figures:", json.dumps({
+        "acknowledged_http": len(acknowledged), "events_in_lake": sum(found.values()),
+        "tcp_lines_sent": result["tcp_lines"], "lost": len(lost), "duplicated": len(twice),
+        "takeover_seconds": round(result["takeover_seconds"], 2)}))
+    assert lost == [], f"{len(lost)} acknowledged events lost, e.g. {lost[:5]}"
+    assert twice == {}, f"{len(twice)} events in the lake twice, e.g. {list(twice)[:5]}"
+    assert result["store_dups"] == []
+    assert result["brute_force"] == 1
+
+
+@pytest.mark.timeout(300)
+def test_cluster_survives_a_killed_worker_and_a_restarted_collector(
+        tmp_path: Path, moto_server: MotoServer) -> None:
+    check(run_cluster(tmp_path, moto_server, collectors=1, workers=2))
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_cluster_matrix_two_collectors_three_workers(
+        tmp_path: Path, moto_server: MotoServer) -> None:
+    check(run_cluster(tmp_path, moto_server, collectors=2, workers=3))
