@@ -48,9 +48,14 @@ def aws_env() -> dict[str, str]:
     return {**env, **AWS_ENV}
 
 
-def ssh_failures(ip: str, seconds: range) -> bytes:
-    return "".join(f"<38>Nov 23 10:02:{s:02d} web1 sshd[7]: Failed password for root from "
-                   f"{ip} port 40000 ssh2\n" for s in seconds).encode()
+def ssh_failures(ip: str, count: int) -> bytes:
+    """SSH failures stamped now (a correlation window on event time that stays open across
+    the failover: old stamps would be closed by the receive clock)."""
+    from datetime import UTC, datetime
+
+    stamp = datetime.now(UTC).strftime("%b %d %H:%M:%S")
+    return "".join(f"<38>{stamp} web1 sshd[7]: Failed password for root from "
+                   f"{ip} port 40000 ssh2\n" for _ in range(count)).encode()
 
 
 def send_tcp(collector: VigilProcess, payload: bytes) -> None:
@@ -93,7 +98,7 @@ def run_cluster(tmp_path: Path, moto: MotoServer, collectors: int, workers: int
                  > 0, timeout=60, message="the lake on S3")
         # Half a brute force, processed and checkpointed by demo's owner...
         ip = "192.0.2.77"
-        send_tcp(edge[0], ssh_failures(ip, range(0, 6)))
+        send_tcp(edge[0], ssh_failures(ip, 6))
         wait_for(lambda: ip.encode() in (kv_value(nats.url, "vigil_state", "detection.demo")
                                          or b""), timeout=30, message="the checkpoint")
         victim = shard_owners(pool)["demo.0"]
@@ -102,7 +107,7 @@ def run_cluster(tmp_path: Path, moto: MotoServer, collectors: int, workers: int
         victim.proc.wait()
         killed_at = time.monotonic()
         # ... the rest after the owner died: the next owner resumes the window.
-        send_tcp(edge[0], ssh_failures(ip, range(6, 10)))
+        send_tcp(edge[0], ssh_failures(ip, 4))
         survivors = [w for w in pool if w is not victim]
         wait_for(lambda: "demo.0" in shard_owners(survivors), timeout=30,
                  message="demo's shard taken over")
@@ -154,7 +159,7 @@ def _alert_count(control: VigilProcess | None, title: str, ip: str,
     if not path.exists():
         return 0
     rows, _ = AlertStore(Database(path)).search(SYSTEM, AlertFilter(), limit=10_000)
-    return sum(1 for a in rows if a["rule"]["title"] == title and ip in a["group_key"])
+    return sum(1 for a in rows if a["rule"]["name"] == title and ip in a["group_key"])
 
 
 def check(result: dict[str, Any]) -> None:
