@@ -36,6 +36,7 @@ COMMAND_MODULES = [
     "collector.commands.top",
     "collector.commands.install",
     "collector.commands.retention",
+    "collector.commands.cluster",
 ]
 
 DEFAULT_CONF_DIR = Path("/etc/vigil/conf.d")

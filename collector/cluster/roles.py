@@ -23,7 +23,7 @@ from collector.cluster.alerts import (
 )
 from collector.cluster.consumer import StreamQueue
 from collector.cluster.publisher import JournalPublisher
-from collector.cluster.stream import Streams, connect, node_id
+from collector.cluster.stream import Heartbeat, Streams, connect, node_id
 from collector.config import VigilConfig, load_config
 from collector.detection.stage import STATE_VERSION
 from collector.journal import Journal
@@ -56,6 +56,14 @@ class CollectorDaemon(Daemon):
         self.node = _node(self.config, "collector")
         self.publisher = JournalPublisher(self.queue, self.config.settings.cluster, self.node,
                                           lambda: self.stopping)
+        self.heartbeat = Heartbeat(self.config.settings.cluster, "collector", self.node)
+
+    async def tick(self) -> None:
+        await super().tick()
+        if not self.stopping:
+            self.heartbeat.tick({"published_records": self.publisher.published,
+                                 "journal_pending_events": self.queue.pending(),
+                                 "failing": self.publisher.failing})
 
     @staticmethod
     def _sink_configs(config: VigilConfig) -> dict[str, Any]:
@@ -73,6 +81,7 @@ class CollectorDaemon(Daemon):
     async def shutdown(self) -> int:
         code = await super().shutdown()
         await self.publisher.close()
+        await self.heartbeat.close()
         return code
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
@@ -209,6 +218,7 @@ class ControlDaemon(Daemon):
         self._wake = asyncio.Event()
         self.loop_lag.start()
         self.node = _node(self.config, "control")
+        self.heartbeat = Heartbeat(settings.cluster, "control", self.node)
         await self.alerting.start()
         stores = {k: v for k, v in Daemon._sink_configs(self.config).items()
                   if v.type == "alert_store"}
@@ -242,6 +252,7 @@ class ControlDaemon(Daemon):
     async def tick(self) -> None:
         if not self.stopping:
             await self.alerting.tick()
+            self.heartbeat.tick()
         self.notifier.watchdog(time.monotonic())
 
     async def shutdown(self) -> int:
@@ -255,6 +266,7 @@ class ControlDaemon(Daemon):
         if self.streams is not None:
             with contextlib.suppress(Exception):
                 await self.streams.nc.drain()
+        await self.heartbeat.close()
         await self.alerting.stop()
         if self.control is not None:
             await self.control.stop()

@@ -154,3 +154,48 @@ async def _bucket(js: Any, name: str, config: ClusterConfig, ttl: float | None) 
                 bucket=name, history=1, ttl=ttl, replicas=config.replicas))
         except Exception:
             return await js.key_value(name)  # created by another process meanwhile
+
+
+class Heartbeat:
+    """A role's entry `<role>.<node>` in the leases bucket, renewed every third of a lease:
+    `vigil cluster status` lists the processes whose entry has not expired."""
+
+    def __init__(self, config: ClusterConfig, role: str, node: str) -> None:
+        self.config = config
+        self.role = role
+        self.node = node
+        self.streams: Streams | None = None
+        self._next = 0.0
+        self._task: Any = None
+
+    def tick(self, extra: dict[str, Any] | None = None) -> None:
+        """From the daemon's tick: start a beat when one is due (never two at once)."""
+        import asyncio
+        import time
+
+        now = time.monotonic()
+        if now < self._next or (self._task is not None and not self._task.done()):
+            return
+        self._next = now + self.config.lease_seconds / 3
+        self._task = asyncio.ensure_future(self._beat(extra or {}))
+
+    async def _beat(self, extra: dict[str, Any]) -> None:
+        import orjson
+
+        try:
+            if self.streams is None:
+                self.streams = await connect(self.config, f"vigil-{self.role}-{self.node}",
+                                             buckets=True)
+            await self.streams.leases.put(f"{self.role}.{self.node}", orjson.dumps({
+                "role": self.role, "host": socket.gethostname(), "pid": os.getpid(), **extra}))
+        except Exception as exc:
+            log.debug("heartbeat failed", extra={"error": repr(exc)})
+
+    async def close(self) -> None:
+        if self.streams is not None:
+            try:
+                await self.streams.leases.delete(f"{self.role}.{self.node}")
+                await self.streams.nc.close()
+            except Exception:
+                log.debug("heartbeat close failed", exc_info=True)
+            self.streams = None

@@ -14,8 +14,11 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -65,8 +68,29 @@ def send_tcp(collector: VigilProcess, payload: bytes) -> None:
         sock.sendall(payload)
 
 
-def run_cluster(tmp_path: Path, moto: MotoServer, collectors: int, workers: int
-                ) -> dict[str, Any]:
+class PacedTcpLoad(TcpLoad):
+    """The crash harness's TCP syslog load at `pause` between chunks of 50 lines (the default
+    run keeps the volume down so that the drain on two shared cores stays short)."""
+
+    def __init__(self, pause: float) -> None:
+        super().__init__()
+        self.pause = pause
+
+    def send(self) -> None:
+        import socket
+
+        assert self.address is not None
+        try:
+            with socket.create_connection(self.address, timeout=5) as sock:
+                while not self.halt.is_set() and self.address is not None:
+                    sock.sendall(self._chunk())
+                    time.sleep(self.pause)
+        except OSError:
+            time.sleep(0.02)
+
+
+def run_cluster(tmp_path: Path, moto: MotoServer, collectors: int, workers: int,
+                tcp_pause: float = 0.005) -> dict[str, Any]:
     nats_server_binary()
     s3 = moto.client("s3")
     s3.create_bucket(Bucket=BUCKET)
@@ -82,11 +106,12 @@ def run_cluster(tmp_path: Path, moto: MotoServer, collectors: int, workers: int
     edge = [process(f"collector{i}", "collector") for i in range(collectors)]
     everything = [control, *pool, *edge]
     http = [HttpLoad("demo"), HttpLoad("acme")]
-    tcp = TcpLoad()
+    tcp = PacedTcpLoad(tcp_pause)
     loads: list[Any] = [*http, tcp]
     try:
-        for proc in everything:
-            proc.start(timeout=120)
+        # In parallel: each start imports the project and loads rules.
+        with ThreadPoolExecutor(len(everything)) as pool_starts:
+            list(pool_starts.map(lambda p: p.start(timeout=120), everything))
         # Every shard (demo, acme, _quarantine) owned, each worker holding some.
         wait_for(lambda: len(shard_owners(pool)) == 3, timeout=60, message="shards owned")
         for load, collector in zip(http, [*edge, *edge], strict=False):
@@ -102,6 +127,7 @@ def run_cluster(tmp_path: Path, moto: MotoServer, collectors: int, workers: int
         wait_for(lambda: ip.encode() in (kv_value(nats.url, "vigil_state", "detection.demo")
                                          or b""), timeout=30, message="the checkpoint")
         victim = shard_owners(pool)["demo.0"]
+        victim_name = victim.conf_dir.name.removeprefix("conf-")
         assert victim.proc is not None
         os.kill(victim.proc.pid, signal.SIGKILL)
         victim.proc.wait()
@@ -135,6 +161,13 @@ def run_cluster(tmp_path: Path, moto: MotoServer, collectors: int, workers: int
                  timeout=120, message="collectors' journals and the stream drained")
         wait_for(lambda: _alert_count(control, BRUTE_FORCE, ip) >= 1, timeout=30,
                  message="the brute force alert spanning the failover")
+        status = cluster_status(control)
+        assert {p["role"] for p in status["processes"]} == {"collector", "worker", "control"}
+        owners = {s["shard"]: s["owner"] for s in status["shards"]}
+        assert set(owners) == {"demo.0", "acme.0", "_quarantine.0"}
+        assert set(owners.values()) <= {f"worker{i}" for i in range(workers)} - {victim_name}
+        assert all(n == 0 for n in status["lag_records"].values())
+        assert status["streams"]["VIGIL"]["messages"] > 0
         for proc in [*edge, *survivors, control]:
             assert proc.stop(timeout=60) == 0, proc.log()[-5000:]
     finally:
@@ -147,6 +180,15 @@ def run_cluster(tmp_path: Path, moto: MotoServer, collectors: int, workers: int
     return {"found": found, "acknowledged": acknowledged, "store_dups": store_dups,
             "brute_force": _alert_count(None, BRUTE_FORCE, ip, tmp_path / "data-control"),
             "takeover_seconds": takeover_seconds, "tcp_lines": tcp.next_id}
+
+
+def cluster_status(control: VigilProcess) -> dict[str, Any]:
+    """`vigil cluster status --json` with the control role's configuration."""
+    out = subprocess.run([sys.executable, "-m", "collector.cli", "cluster", "status", "-c",
+                          str(control.conf_dir), "--json"], capture_output=True, text=True,
+                         timeout=60, check=True, cwd=Path(__file__).parents[2])
+    found: dict[str, Any] = json.loads(out.stdout)
+    return found
 
 
 def _alert_count(control: VigilProcess | None, title: str, ip: str,
@@ -180,7 +222,7 @@ def check(result: dict[str, Any]) -> None:
 @pytest.mark.timeout(300)
 def test_cluster_survives_a_killed_worker_and_a_restarted_collector(
         tmp_path: Path, moto_server: MotoServer) -> None:
-    check(run_cluster(tmp_path, moto_server, collectors=1, workers=2))
+    check(run_cluster(tmp_path, moto_server, collectors=1, workers=2, tcp_pause=0.05))
 
 
 @pytest.mark.slow

@@ -12,6 +12,7 @@ import threading
 from pathlib import Path
 
 import pytest
+
 from support.daemon import stop_process, wait_for
 
 
