@@ -1,10 +1,11 @@
 """The worker role's queue: tenant shards taken from the events stream under a lease.
 
-One durable pull consumer per shard (`shard_<tenant>_<n>`, ack policy `all`); a worker owns a
-shard while it renews its lease in the `vigil_leases` bucket (an entry that expires after
-`lease_seconds`). Taking a shard over recreates its consumer at the previous owner's
-acknowledged floor, so the new owner resumes in order at once instead of waiting for
-redelivery timeouts. A record is acknowledged only when the worker acknowledges its last event
+The events stream is a work queue: a record leaves it once acknowledged. One durable pull
+consumer per shard (`shard_<tenant>_<n>`, explicit acks, in order); a worker owns a shard
+while it renews its lease in the `vigil_leases` bucket (an entry that expires after
+`lease_seconds`). Taking a shard over recreates its consumer, so the new owner resumes at
+the first record not acknowledged, in order, at once instead of after redelivery timeouts.
+A record is acknowledged only when the worker acknowledges its last event
 (every sink committed it, and detection saved the state that counted it: that state goes to
 the `vigil_state` bucket first, where the next owner reads it).
 """
@@ -85,7 +86,7 @@ class StreamQueue:
         self.max_events = self.config.max_ack_pending * RECORD_SPAN
         self._ready: asyncio.Queue[tuple[Shard, Any]] = asyncio.Queue(READY_RECORDS)
         self._delivered: dict[str, deque[_Delivered]] = {}
-        self._ack_due: dict[tuple[str, int], tuple[Shard, Any]] = {}
+        self._ack_due: list[tuple[Shard, Any]] = []
         self._checkpoints: dict[str, bytes] = {}
         self._ack_wake = asyncio.Event()
         self._closed = False
@@ -154,7 +155,7 @@ class StreamQueue:
         delivered = self._delivered.get(partition)
         while delivered and delivered[0].last_offset <= offset:
             item = delivered.popleft()
-            self._ack_due[item.shard.key] = (item.shard, item.msg)
+            self._ack_due.append((item.shard, item.msg))
         self._ack_wake.set()
 
     def over_bound(self, partition: str | None = None) -> bool:
@@ -209,14 +210,14 @@ class StreamQueue:
             except Exception:
                 self._checkpoints.setdefault(tenant, document)
                 raise
-        due, self._ack_due = self._ack_due, {}
-        for key, (shard, msg) in due.items():
-            if shard.lost or self.owned.get(key) is not shard:
+        due, self._ack_due = self._ack_due, []
+        for index, (shard, msg) in enumerate(due):
+            if shard.lost or self.owned.get(shard.key) is not shard:
                 continue
             try:
                 await msg.ack()
             except Exception:
-                self._ack_due.setdefault(key, (shard, msg))
+                self._ack_due[:0] = due[index:]
                 raise
             shard.acked_seq = msg.metadata.sequence.stream
 
@@ -292,12 +293,12 @@ class StreamQueue:
                                          "reason": reason})
 
     async def _take(self, tenant: str, index: int) -> None:
-        """Lease the shard, then resume its consumer from the acknowledged floor."""
+        """Lease the shard, then resume its consumer at the first unacknowledged record."""
         from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-        from nats.js.errors import KeyNotFoundError, NotFoundError
+        from nats.js.errors import NotFoundError
 
         assert self.streams is not None
-        js, state = self.streams.js, self.streams.state
+        js = self.streams.js
         try:
             revision = await self.streams.leases.create(lease_key(tenant, index),
                                                         self.node.encode())
@@ -305,18 +306,13 @@ class StreamQueue:
             return  # another worker was quicker
         shard = Shard(tenant, index, revision, time.monotonic())
         name = consumer_name(tenant, index)
-        floor_key = f"floor.{tenant}.{index}"
-        floor = 0
-        with contextlib.suppress(KeyNotFoundError):
-            floor = int((await state.get(floor_key)).value or b"0")
         try:
             info = await js.consumer_info(self.config.stream, name)
         except NotFoundError:
             info = None
         if info is not None:
-            floor = max(floor, info.ack_floor.stream_seq if info.ack_floor else 0)
-            # Kept where the next owner finds it should this process die before recreating.
-            await state.put(floor_key, str(floor).encode())
+            # What the previous owner held unacknowledged is delivered again at once.
+            shard.acked_seq = info.ack_floor.stream_seq if info.ack_floor else 0
             await js.delete_consumer(self.config.stream, name)
         stream_info = await js.stream_info(self.config.stream)
         shard.replay_end = (stream_info.state.last_seq + 1) * RECORD_SPAN
@@ -324,17 +320,14 @@ class StreamQueue:
             await self.on_acquire(tenant)
         await js.add_consumer(self.config.stream, ConsumerConfig(
             durable_name=name, filter_subject=events_subject(self.config, tenant, index),
-            ack_policy=AckPolicy.ALL, ack_wait=ACK_WAIT_SECONDS,
-            max_ack_pending=self.config.max_ack_pending,
-            deliver_policy=DeliverPolicy.BY_START_SEQUENCE if floor else DeliverPolicy.ALL,
-            opt_start_seq=floor + 1 if floor else None))
+            ack_policy=AckPolicy.EXPLICIT, ack_wait=ACK_WAIT_SECONDS,
+            max_ack_pending=self.config.max_ack_pending, deliver_policy=DeliverPolicy.ALL))
         shard.sub = await js.pull_subscribe_bind(durable=name, stream=self.config.stream)
-        shard.acked_seq = floor
         self.owned[shard.key] = shard
         shard.task = asyncio.create_task(self._fetch(shard), name=f"fetch-{name}")
         self.takeovers += 1
-        log.info("shard taken", extra={"tenant": tenant, "shard": index, "from_sequence":
-                                       floor + 1, "worker": self.node})
+        log.info("shard taken", extra={"tenant": tenant, "shard": index, "worker": self.node,
+                                       "previous_acknowledged_sequence": shard.acked_seq})
 
     async def _fetch(self, shard: Shard) -> None:
         from nats.errors import TimeoutError as NatsTimeout

@@ -112,13 +112,16 @@ async def connect(config: ClusterConfig, name: str, *, buckets: bool = False,
 
 
 async def ensure_streams(config: ClusterConfig, js: Any) -> None:
-    from nats.js.api import DiscardPolicy, StorageType, StreamConfig
+    from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
     from nats.js.errors import NotFoundError
 
     limits = config.limits
     wanted = [
         StreamConfig(name=config.stream, subjects=[f"{config.subject_prefix}.events.>"],
                      storage=StorageType.FILE, num_replicas=config.replicas,
+                     # A record leaves the stream once its shard's owner acknowledged it: the
+                     # per-subject limit bounds a tenant shard's backlog, not its history.
+                     retention=RetentionPolicy.WORK_QUEUE,
                      max_msgs_per_subject=limits.tenant_max_messages,
                      max_bytes=limits.max_bytes or -1, max_age=limits.max_age.total_seconds(),
                      discard=DiscardPolicy.NEW,

@@ -167,7 +167,8 @@ def run_cluster(tmp_path: Path, moto: MotoServer, collectors: int, workers: int,
         assert set(owners) == {"demo.0", "acme.0", "_quarantine.0"}
         assert set(owners.values()) <= {f"worker{i}" for i in range(workers)} - {victim_name}
         assert all(n == 0 for n in status["lag_records"].values())
-        assert status["streams"]["VIGIL"]["messages"] > 0
+        usage = status["streams"]["VIGIL"]
+        assert usage["last_sequence"] > 0 and usage["messages"] == 0  # a work queue, drained
         for proc in [*edge, *survivors, control]:
             assert proc.stop(timeout=60) == 0, proc.log()[-5000:]
     finally:
