@@ -33,7 +33,7 @@ from support.cluster import (
     stream_drained,
 )
 from support.crash import HttpLoad, TcpLoad, duplicated_alerts
-from support.daemon import VigilProcess, wait_for
+from support.daemon import VigilProcess, lake_rows, wait_for
 from support.nats import NatsServer, nats_server_binary
 
 BRUTE_FORCE = "SSH brute force from one source"
@@ -231,3 +231,59 @@ def test_cluster_survives_a_killed_worker_and_a_restarted_collector(
 def test_cluster_matrix_two_collectors_three_workers(
         tmp_path: Path, moto_server: MotoServer) -> None:
     check(run_cluster(tmp_path, moto_server, collectors=2, workers=3))
+
+
+@pytest.mark.timeout(300)
+def test_a_collector_keeps_journaling_while_nats_is_down_and_drains_in_order_later(
+        tmp_path: Path, moto_server: MotoServer) -> None:
+    """HTTP is acknowledged from the local journal while NATS is unreachable; once it is back,
+    the journal drains to the stream in order and every acknowledged event reaches the lake
+    exactly once."""
+    nats_server_binary()
+    s3 = moto_server.client("s3")
+    s3.create_bucket(Bucket=BUCKET)
+    nats = NatsServer(tmp_path / "nats")
+    env = aws_env()
+    collector = VigilProcess(cluster_conf(tmp_path, "collector0", "collector", nats.url,
+                                          moto_server.url), tmp_path / "data-c", env=env)
+    worker = VigilProcess(cluster_conf(tmp_path, "worker0", "worker", nats.url,
+                                       moto_server.url), tmp_path / "data-w", env=env)
+    load = HttpLoad("demo")
+    try:
+        with ThreadPoolExecutor(2) as starts:
+            list(starts.map(lambda p: p.start(timeout=120), [collector, worker]))
+        wait_for(lambda: len(shard_owners([worker])) == 3, timeout=60, message="shards owned")
+        load.address = "{}:{}".format(*collector.source_address("http"))
+        load.start()
+        wait_for(lambda: len(load.acknowledged) >= 200, timeout=30, message="acknowledged")
+        nats.stop()
+        before = len(load.acknowledged)
+        wait_for(lambda: len(load.acknowledged) >= before + 500, timeout=60,
+                 message="acknowledgements while NATS is down")
+        wait_for(lambda: collector.readyz()[1]["cluster"]["failing"], timeout=30,
+                 message="the publisher reporting NATS unreachable")
+        _, ready = collector.readyz()
+        assert ready["queue"]["pending_events"] > 0  # kept in the journal meanwhile
+        nats.start()  # same port, same store
+        time.sleep(1.0)
+    finally:
+        load.halt.set()
+        if load.is_alive():
+            load.join(10)
+    try:
+        wait_for(lambda: collector.readyz()[1].get("queue", {}).get("pending_events", 1) == 0
+                 and stream_drained(nats.url), timeout=120, message="drained after the outage")
+        for proc in (collector, worker):
+            assert proc.stop(timeout=60) == 0, proc.log()[-5000:]
+    finally:
+        for proc in (collector, worker):
+            proc.kill()
+        nats.stop()
+    found = bucket_lake(s3, tmp_path / "bucket")
+    lost = [i for i in load.acknowledged if found[i] == 0]
+    twice = {i: n for i, n in found.items() if n > 1}
+    assert lost == [] and twice == {}, (len(lost), len(twice))
+    rows = lake_rows(tmp_path / "bucket", 'SELECT id, "vigil.offset" AS o FROM lake '
+                     "WHERE id IS NOT NULL ORDER BY o")
+    numbers = [int(r["id"].rsplit("h", 1)[1]) for r in rows]
+    assert numbers == sorted(numbers), "records reached the stream out of order"
