@@ -86,13 +86,15 @@ class Daemon:
 
     def __init__(self, conf_dir: Path, *, data_dir: Path | None = None,
                  clock: Callable[[], datetime] = _utcnow,
-                 notifier: SystemdNotifier | None = None, setup_logging: bool = False) -> None:
+                 notifier: SystemdNotifier | None = None, setup_logging: bool = False,
+                 config: VigilConfig | None = None) -> None:
         self.conf_dir = Path(conf_dir)
         self.data_dir_override = data_dir
         self.clock = clock
         self.notifier = notifier or SystemdNotifier()
         self.setup_logging = setup_logging
-        self.config: VigilConfig = load_config(self.conf_dir, require_inputs=True)
+        # `config`: already loaded from `conf_dir` (`vigil run` reads the role first).
+        self.config: VigilConfig = config or load_config(self.conf_dir, require_inputs=True)
         self.data_dir = self._data_dir(self.config)
         self.telemetry = Telemetry()
         self.loop_lag = LoopLagMeter.for_telemetry(self.telemetry)

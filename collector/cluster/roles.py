@@ -24,7 +24,7 @@ from collector.cluster.alerts import (
 from collector.cluster.consumer import StreamQueue
 from collector.cluster.publisher import JournalPublisher
 from collector.cluster.stream import Heartbeat, Streams, connect, node_id
-from collector.config import VigilConfig, load_config
+from collector.config import VigilConfig
 from collector.detection.stage import STATE_VERSION
 from collector.journal import Journal
 from collector.logs import configure_logging
@@ -278,7 +278,7 @@ ROLES: dict[str, type[Daemon]] = {"all": Daemon, "collector": CollectorDaemon,
                                   "worker": ClusterWorkerDaemon, "control": ControlDaemon}
 
 
-def build_daemon(conf_dir: Path, *, data_dir: Path | None = None, **kwargs: Any) -> Daemon:
-    """The daemon for the configured `vigil.role`."""
-    role = load_config(conf_dir, require_inputs=True).settings.role
-    return ROLES[role](conf_dir, data_dir=data_dir, **kwargs)
+def build_daemon(conf_dir: Path, config: VigilConfig, *, data_dir: Path | None = None,
+                 **kwargs: Any) -> Daemon:
+    """The daemon for the configuration's `vigil.role` (`config` loaded from `conf_dir`)."""
+    return ROLES[config.settings.role](conf_dir, data_dir=data_dir, config=config, **kwargs)
