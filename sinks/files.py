@@ -257,6 +257,11 @@ class PartitionedFileSink(Sink):
         index = bisect_right(ranges, (offset, float("inf"))) - 1
         return index >= 0 and ranges[index][0] <= offset <= ranges[index][1]
 
+    def forget_committed(self) -> None:
+        """Drop the committed ranges cached for replays (a queue about to replay a partition
+        whose files another process, or this one, committed since)."""
+        self._committed.clear()
+
     def committed_ranges(self, directory: Path) -> list[tuple[int, int]]:
         """The offsets committed files of this epoch in `directory` cover (sorted, disjoint)."""
         return committed_ranges(directory, self.epoch)

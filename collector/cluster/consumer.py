@@ -78,6 +78,9 @@ class StreamQueue:
     node: str
     tenants: Callable[[], Iterable[str]]
     on_acquire: Callable[[str], Awaitable[None]] | None = None
+    # Commit what the sinks hold (a shard lost or about to be replayed: its buffered events must
+    # be in committed files before anyone replays them, or both copies would be written).
+    on_release: Callable[[], Awaitable[None]] | None = None
     streams: Streams | None = None
     owned: dict[tuple[str, int], Shard] = field(default_factory=dict)
 
@@ -240,7 +243,7 @@ class StreamQueue:
                 await self._lease_round()
             except Exception:
                 log.warning("lease round failed", exc_info=True)
-                self._drop_expired()
+                await self._drop_expired()
             await asyncio.sleep(period)
 
     async def _lease_round(self) -> None:
@@ -256,6 +259,7 @@ class StreamQueue:
                 if "wrong last sequence" in str(exc).lower() or "not found" in str(
                         exc).lower():
                     self._lose(shard, "lease taken over")
+                    await self._release()
                 else:
                     raise
         # Every worker sees the others before taking shards (one lease period after joining).
@@ -277,12 +281,25 @@ class StreamQueue:
                 continue
             await self._take(tenant, index)
 
-    def _drop_expired(self) -> None:
-        """NATS unreachable: a lease not renewed within its time is another worker's now."""
+    async def _drop_expired(self) -> None:
+        """NATS unreachable: a lease not renewed for two thirds of its time is given up (it
+        may be another worker's once it lapses), and what the sinks hold is committed first
+        thing, so a new owner's replay finds those events in committed files."""
         now = time.monotonic()
+        lost = False
         for shard in list(self.owned.values()):
-            if now - shard.renewed > self.config.lease_seconds:
+            if now - shard.renewed > self.config.lease_seconds * 2 / 3:
                 self._lose(shard, "lease not renewed in time")
+                lost = True
+        if lost:
+            await self._release()
+
+    async def _release(self) -> None:
+        if self.on_release is not None:
+            try:
+                await self.on_release()
+            except Exception:
+                log.warning("committing the sinks after losing a shard failed", exc_info=True)
 
     def _lose(self, shard: Shard, reason: str) -> None:
         shard.lost = True
@@ -306,6 +323,7 @@ class StreamQueue:
             return  # another worker was quicker
         shard = Shard(tenant, index, revision, time.monotonic())
         name = consumer_name(tenant, index)
+        await self._release()  # this process may have held the shard before, still buffered
         try:
             info = await js.consumer_info(self.config.stream, name)
         except NotFoundError:

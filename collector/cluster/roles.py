@@ -99,7 +99,7 @@ class ClusterWorkerDaemon(Daemon):
         cluster = self.config.settings.cluster
         self.node = _node(self.config, "worker")
         self.stream_queue = StreamQueue(cluster, self.node, tenants=lambda: self.config.tenants,
-                                        on_acquire=self._acquired)
+                                        on_acquire=self._acquired, on_release=self._commit_all)
         self.ownership = Ownership("", owns=self.stream_queue.owns,
                                    owned=self.stream_queue.owned_tenants)
         return self.stream_queue
@@ -155,6 +155,16 @@ class ClusterWorkerDaemon(Daemon):
             return
         async with self.worker.lock:
             self.detection.load_state(orjson.loads(entry.value or b"{}"))
+
+    async def _commit_all(self) -> None:
+        """Commit every sink's buffers now and forget cached committed ranges (a replay of a
+        shard follows)."""
+        async with self.worker.lock:
+            await self.worker.flush(force=True)
+        for sink in self.sinks.values():
+            forget = getattr(sink, "forget_committed", None)
+            if forget is not None:
+                forget()
 
     def _checkpoint(self, data: dict[str, Any]) -> None:
         """Detection saved: each owned tenant's part goes to JetStream before the
