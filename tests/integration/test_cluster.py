@@ -93,12 +93,13 @@ def run_cluster(tmp_path: Path, moto: MotoServer, collectors: int, workers: int,
                 tcp_pause: float = 0.005) -> dict[str, Any]:
     nats_server_binary()
     s3 = moto.client("s3")
-    s3.create_bucket(Bucket=BUCKET)
+    bucket = f"{BUCKET}-{collectors}-{workers}"  # moto is shared by the module's tests
+    s3.create_bucket(Bucket=bucket)
     nats = NatsServer(tmp_path / "nats")
     env = aws_env()
 
     def process(name: str, role: str) -> VigilProcess:
-        conf = cluster_conf(tmp_path, name, role, nats.url, moto.url)
+        conf = cluster_conf(tmp_path, name, role, nats.url, moto.url, bucket)
         return VigilProcess(conf, tmp_path / f"data-{name}", env=env)
 
     control = process("control", "control")
@@ -119,7 +120,7 @@ def run_cluster(tmp_path: Path, moto: MotoServer, collectors: int, workers: int,
         tcp.address = edge[-1].source_address("syslog_tcp")
         for load in loads:
             load.start()
-        wait_for(lambda: s3.list_objects_v2(Bucket=BUCKET, Prefix="lake/").get("KeyCount", 0)
+        wait_for(lambda: s3.list_objects_v2(Bucket=bucket, Prefix="lake/").get("KeyCount", 0)
                  > 0, timeout=60, message="the lake on S3")
         # Half a brute force, processed and checkpointed by demo's owner...
         ip = "192.0.2.77"
@@ -175,7 +176,7 @@ def run_cluster(tmp_path: Path, moto: MotoServer, collectors: int, workers: int,
         for proc in everything:
             proc.kill()
         nats.stop()
-    found = bucket_lake(s3, tmp_path / "bucket")
+    found = bucket_lake(s3, tmp_path / "bucket", bucket)
     acknowledged = [i for load in http for i in load.acknowledged]
     _, store_dups, _ = duplicated_alerts(tmp_path / "data-control")
     return {"found": found, "acknowledged": acknowledged, "store_dups": store_dups,
@@ -241,13 +242,15 @@ def test_a_collector_keeps_journaling_while_nats_is_down_and_drains_in_order_lat
     exactly once."""
     nats_server_binary()
     s3 = moto_server.client("s3")
-    s3.create_bucket(Bucket=BUCKET)
+    bucket = f"{BUCKET}-outage"
+    s3.create_bucket(Bucket=bucket)
     nats = NatsServer(tmp_path / "nats")
     env = aws_env()
     collector = VigilProcess(cluster_conf(tmp_path, "collector0", "collector", nats.url,
-                                          moto_server.url), tmp_path / "data-c", env=env)
+                                          moto_server.url, bucket), tmp_path / "data-c",
+                             env=env)
     worker = VigilProcess(cluster_conf(tmp_path, "worker0", "worker", nats.url,
-                                       moto_server.url), tmp_path / "data-w", env=env)
+                                       moto_server.url, bucket), tmp_path / "data-w", env=env)
     load = HttpLoad("demo")
     try:
         with ThreadPoolExecutor(2) as starts:
@@ -279,7 +282,7 @@ def test_a_collector_keeps_journaling_while_nats_is_down_and_drains_in_order_lat
         for proc in (collector, worker):
             proc.kill()
         nats.stop()
-    found = bucket_lake(s3, tmp_path / "bucket")
+    found = bucket_lake(s3, tmp_path / "bucket", bucket)
     lost = [i for i in load.acknowledged if found[i] == 0]
     twice = {i: n for i, n in found.items() if n > 1}
     assert lost == [] and twice == {}, (len(lost), len(twice))

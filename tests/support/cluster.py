@@ -18,7 +18,7 @@ BUCKET = "vigil-lake"
 
 
 def cluster_conf(tmp_path: Path, name: str, role: str, nats_url: str, s3_url: str,
-                 **cluster: Any) -> Path:
+                 bucket: str = BUCKET, **cluster: Any) -> Path:
     """The crash harness's configuration (two tenants, HTTP with tokens, TCP syslog, the Linux
     auth pipeline and built-in rules) in `role`, the lake on S3."""
     conf = tmp_path / f"conf-{name}"
@@ -34,7 +34,7 @@ def cluster_conf(tmp_path: Path, name: str, role: str, nats_url: str, s3_url: st
                 tenant: {"tenant": tenant, "sha256": hashlib.sha256(token.encode()).hexdigest()}
                 for tenant, token in TOKENS.items()}},
         },
-        "sinks": {"lake": {"type": "s3_lake", "bucket": BUCKET, "prefix": "lake/",
+        "sinks": {"lake": {"type": "s3_lake", "bucket": bucket, "prefix": "lake/",
                            "aws": {"endpoint_url": s3_url, "region": "us-east-1"},
                            "flush": {"max_rows": 2000, "max_seconds": 0.3}}},
     })
@@ -43,15 +43,15 @@ def cluster_conf(tmp_path: Path, name: str, role: str, nats_url: str, s3_url: st
     return conf
 
 
-def bucket_lake(s3: Any, target: Path) -> Counter[str]:
+def bucket_lake(s3: Any, target: Path, bucket: str = BUCKET) -> Counter[str]:
     """The bucket's lake downloaded under `target`/lake; ids counted like the local lake's."""
     shutil.rmtree(target, ignore_errors=True)
     paginator = s3.get_paginator("list_objects_v2")
-    for page in paginator.paginate(Bucket=BUCKET, Prefix="lake/"):
+    for page in paginator.paginate(Bucket=bucket, Prefix="lake/"):
         for item in page.get("Contents", ()):
             path = target / item["Key"]
             path.parent.mkdir(parents=True, exist_ok=True)
-            s3.download_file(BUCKET, item["Key"], str(path))
+            s3.download_file(bucket, item["Key"], str(path))
     return lake_ids(target)
 
 
