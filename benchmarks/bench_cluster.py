@@ -39,6 +39,11 @@ from support.nats import NatsServer  # noqa: E402
 TENANTS = ("t1", "t2", "t3")
 
 
+def source_id(tenant: str) -> str:
+    # The shipped Linux auth file's tests name `syslog_tcp`: the first tenant's listener.
+    return "syslog_tcp" if tenant == TENANTS[0] else f"tcp_{tenant}"
+
+
 def conf(workdir: Path, name: str, role: str, url: str) -> Path:
     path = workdir / f"conf-{name}"
     write_conf(path, {
@@ -47,7 +52,7 @@ def conf(workdir: Path, name: str, role: str, url: str) -> Path:
                   "cluster": {"servers": [url], "node_id": name, "lease_seconds": 1,
                               "max_ack_pending": 256}},
         "tenants": {t: {"name": t} for t in TENANTS},
-        "sources": {f"tcp_{t}": {"type": "syslog_tcp", "address": "127.0.0.1:0", "tenant": t}
+        "sources": {source_id(t): {"type": "syslog_tcp", "address": "127.0.0.1:0", "tenant": t}
                     for t in TENANTS},
         "sinks": {"lake": {"type": "parquet_lake",
                            "flush": {"max_rows": 20000, "max_seconds": 1.0}}},
@@ -66,7 +71,7 @@ def workers_run(workdir: Path, events: int, count: int) -> dict[str, Any]:
         lines = syslog_lines(events)
         for index, tenant in enumerate(TENANTS):
             chunk = lines[index::len(TENANTS)]
-            with socket.create_connection(collector.source_address(f"tcp_{tenant}")) as sock:
+            with socket.create_connection(collector.source_address(source_id(tenant))) as sock:
                 sock.sendall(b"".join(line + b"\n" for line in chunk))
         wait_for(lambda: collector.readyz()[1]["cluster"]["published_records"] > 0
                  and collector.readyz()[1]["queue"]["pending_events"] == 0, timeout=300,
