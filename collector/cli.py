@@ -37,6 +37,7 @@ COMMAND_MODULES = [
     "collector.commands.top",
     "collector.commands.install",
     "collector.commands.retention",
+    "collector.commands.cluster",
 ]
 
 DEFAULT_CONF_DIR = Path("/etc/vigil/conf.d")

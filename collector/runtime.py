@@ -82,16 +82,21 @@ class Daemon:
 
     # Which tenants' detection state and commit manifests are this process's (a worker's).
     ownership: Ownership | None = None
+    # False for the cluster roles that run no pipelines (collector, control: collector.cluster).
+    role_processes: bool = True
+    runs_sources: bool = True  # False for the worker and control roles
 
     def __init__(self, conf_dir: Path, *, data_dir: Path | None = None,
                  clock: Callable[[], datetime] = _utcnow,
-                 notifier: SystemdNotifier | None = None, setup_logging: bool = False) -> None:
+                 notifier: SystemdNotifier | None = None, setup_logging: bool = False,
+                 config: VigilConfig | None = None) -> None:
         self.conf_dir = Path(conf_dir)
         self.data_dir_override = data_dir
         self.clock = clock
         self.notifier = notifier or SystemdNotifier()
         self.setup_logging = setup_logging
-        self.config: VigilConfig = load_config(self.conf_dir, require_inputs=True)
+        # `config`: already loaded from `conf_dir` (`vigil run` reads the role first).
+        self.config: VigilConfig = config or load_config(self.conf_dir, require_inputs=True)
         self.data_dir = self._data_dir(self.config)
         self.telemetry = Telemetry()
         self.loop_lag = LoopLagMeter.for_telemetry(self.telemetry)
@@ -107,10 +112,12 @@ class Daemon:
         self.sources: dict[str, Source] = {}
         self.sinks: dict[str, Sink] = {}
         # Worker processes run pipelines, detection and sinks; without them, this process does.
-        workers = worker_count(self.config.settings) if isinstance(self.queue, Journal) else 0
+        workers = (worker_count(self.config.settings)
+                   if isinstance(self.queue, Journal) and self.role_processes else 0)
         self.pool = WorkerPool(self, workers) if workers else None
-        self.pipelines = self._build_pipelines(self.config if self.pool is None else None)
-        self.detection = self._build_detection(self.config) if self.pool is None else None
+        processing = self.pool is None and self.role_processes
+        self.pipelines = self._build_pipelines(self.config if processing else None)
+        self.detection = self._build_detection(self.config) if processing else None
         self._requirements = RequirementsCache()
         self.worker = Worker(self.queue, self.sinks, limits.batch_max_events, self.process,
                              telemetry=self.telemetry, clock=clock)
@@ -194,13 +201,20 @@ class Daemon:
     def _dead_letter_root(self, config: VigilConfig) -> Path:
         return dead_letter_root(self.data_dir, config.sinks.values())
 
+    def _sink_replays(self) -> tuple[Callable[[str], int] | None, Callable[[str], int] | None]:
+        """The queue's acknowledged position and replay end per partition, for sinks."""
+        replays = self._replays()
+        if replays is None:
+            return None, None
+        return replays.acked, replays.replay_end
+
     def _build_sink(self, sink_id: str, sink_config: Any) -> Sink:
         cls = resolve("sink", sink_config.type)
-        replays = self._replays()
+        acknowledged, replay_end = self._sink_replays()
         context = SinkContext(self.data_dir, self.queue.epoch, self.telemetry, self.schemas,
-                              acknowledged=replays.acked if replays is not None else None,
+                              acknowledged=acknowledged,
                               recover=not self.started.is_set(),
-                              replay_end=replays.replay_end if replays is not None else None,
+                              replay_end=replay_end,
                               reject=self.worker.reject,
                               slot=self.ownership.slot if self.ownership else "",
                               owns=self.ownership.owns if self.ownership else None)
@@ -483,7 +497,8 @@ class Daemon:
         journal_error = self.queue.failing if isinstance(self.queue, Journal) else None
         if journal_error is not None:
             failing["journal"] = type(journal_error).__name__
-        not_running = [sid for sid in self.config.sources
+        expected = self.config.sources if self.runs_sources else {}
+        not_running = [sid for sid in expected
                        if sid not in self.sources or not self.sources[sid].running()]
         ready = self.started.is_set() and not self.stopping and not failing and not not_running
         if self.pool is not None:

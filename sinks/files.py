@@ -251,11 +251,20 @@ class PartitionedFileSink(Sink):
         """Whether a replayed event's offset lies in a committed file of its directory."""
         ranges = self._committed.get(key)
         if ranges is None:
-            ranges = self._committed[key] = committed_ranges(self.directory(key)[0], self.epoch)
+            ranges = self._committed[key] = self.committed_ranges(self.directory(key)[0])
         if not ranges or not isinstance(offset, int):
             return False
         index = bisect_right(ranges, (offset, float("inf"))) - 1
         return index >= 0 and ranges[index][0] <= offset <= ranges[index][1]
+
+    def forget_committed(self) -> None:
+        """Drop the committed ranges cached for replays (a queue about to replay a partition
+        whose files another process, or this one, committed since)."""
+        self._committed.clear()
+
+    def committed_ranges(self, directory: Path) -> list[tuple[int, int]]:
+        """The offsets committed files of this epoch in `directory` cover (sorted, disjoint)."""
+        return committed_ranges(directory, self.epoch)
 
     def _drop_committed(self) -> None:
         """After a late start-up trim: drop buffered replayed events the names now cover."""

@@ -19,6 +19,7 @@ from pydantic import Field, field_validator
 
 from core.aws.config import AwsConnectionConfig
 from core.sink import SinkContext
+from sinks.commits import COMMITTED_NAME
 from sinks.files import FileBuffer, FlushPolicy
 from sinks.lake.sink import LakeConfig, LakeSink
 
@@ -119,6 +120,25 @@ class S3LakeSink(LakeSink):
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey"):
                 raise  # cannot tell what the bucket holds: do not start half-recovered
+
+    def committed_ranges(self, directory: Path) -> list[tuple[int, int]]:
+        """What the bucket holds too: files another process (a cluster worker that owned the
+        tenant before) committed are not in this staging directory."""
+        ranges = super().committed_ranges(directory)
+        prefix = self.key_of(directory) + "/" + f"{self.epoch}-"
+        paginator = self.s3.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.config.bucket, Prefix=prefix):
+            for item in page.get("Contents", ()):
+                match = COMMITTED_NAME.fullmatch(item["Key"][len(prefix):])
+                if match is not None:
+                    ranges.append((int(match[1]), int(match[2])))
+        merged: list[tuple[int, int]] = []
+        for first, last in sorted(ranges):
+            if merged and first <= merged[-1][1] + 1:
+                merged[-1] = (merged[-1][0], max(merged[-1][1], last))
+            else:
+                merged.append((first, last))
+        return merged
 
     def trim_file(self, path: Path, keep: dict[str, int]) -> int:
         stem = path.name.partition(".")[0]

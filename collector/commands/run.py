@@ -16,14 +16,26 @@ def run(args: argparse.Namespace) -> int:
 
     import uvloop
 
+    from collector.config import load_config
     from collector.logs import configure_logging
     from collector.processes import leave
-    from collector.runtime import Daemon
     from core.errors import ConfigErrors, explain
 
     configure_logging()
     try:
-        daemon = Daemon(args.config_dir, data_dir=args.data_dir, setup_logging=True)
+        # `vigil.role` picks the daemon: `all` is the single host, the others are in
+        # collector.cluster.roles (imported only for them: NATS is optional).
+        config = load_config(args.config_dir, require_inputs=True)
+        if config.settings.role == "all":
+            from collector.runtime import Daemon
+
+            daemon = Daemon(args.config_dir, data_dir=args.data_dir, setup_logging=True,
+                            config=config)
+        else:
+            from collector.cluster.roles import build_daemon
+
+            daemon = build_daemon(args.config_dir, config, data_dir=args.data_dir,
+                                  setup_logging=True)
     except ConfigErrors as exc:
         print("\n".join(exc.report(args.config_dir)), file=sys.stderr)
         return exc.exit_code

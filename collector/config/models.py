@@ -245,6 +245,59 @@ class RetentionConfig(StrictModel):
         return value
 
 
+class ClusterLimitsConfig(StrictModel):
+    """Limits of the events stream, per tenant shard subject and in total."""
+
+    tenant_max_messages: int = Field(
+        1_000_000, gt=0, description="records (journal appends) kept per tenant shard subject "
+        "(JetStream `max_msgs_per_subject`, discard new): a tenant past it gets publish errors, "
+        "its records stay in the collectors' journals and the journal's bound holds its sources "
+        "back; other tenants go on")
+    max_bytes: int | None = Field(None, gt=0, description="bytes the events stream holds in "
+                                  "total (discard new); default: what the server allows")
+    max_age: Duration = Field(timedelta(days=7), description="records older than this are "
+                              "removed from the stream whether processed or not")
+
+
+class ClusterConfig(StrictModel):
+    """The `vigil.cluster:` section: NATS JetStream between roles (`vigil.role` other than
+    `all`)."""
+
+    servers: list[str] = Field(
+        default_factory=lambda: ["nats://127.0.0.1:4222"],
+        description="NATS server URLs (any of the cluster's servers)")
+    node_id: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$",
+        description="this process's name in the cluster (collector deduplication ids, shard "
+        "leases, `vigil cluster status`); default: host name and control port. A collector's "
+        "must stay the same across restarts (its journal's records are deduplicated by it)")
+    stream: str = Field("VIGIL", pattern=r"^[A-Za-z0-9_]{1,32}$",
+                        description="the events stream (alerts go to `<stream>_ALERTS`)")
+    subject_prefix: str = Field(
+        "vigil", pattern=r"^[a-z0-9_]{1,32}$",
+        description="events go to `<prefix>.events.<tenant>.<shard>`, alerts to "
+        "`<prefix>.alerts.<tenant>`")
+    shards: int = Field(1, ge=1, le=64, description="shards per tenant: subjects a tenant's "
+                        "records are spread over by collector, each processed by one worker at a "
+                        "time (correlation state is per shard: keep 1 unless a tenant outgrows a "
+                        "worker)")
+    replicas: int = Field(1, ge=1, le=5, description="JetStream replicas of the streams and "
+                          "key-value buckets")
+    publish_timeout_seconds: float = Field(5.0, gt=0, le=300, description="how long a "
+                                           "collector waits for a publish acknowledgement")
+    publish_batch_events: int = Field(5_000, gt=0, description="events a collector reads from "
+                                      "its journal per publish round")
+    duplicate_window: Duration = Field(
+        timedelta(minutes=2), description="JetStream deduplication window: a collector's "
+        "retry (the same record after a timeout or a restart) within it is stored once")
+    lease_seconds: float = Field(6.0, ge=1, le=300, description="a worker's shard lease: "
+                                 "renewed every third of it; another worker takes the shard "
+                                 "over once it lapses")
+    max_ack_pending: int = Field(64, ge=1, description="records delivered to a shard's owner "
+                                 "and not yet acknowledged (all sinks committed)")
+    limits: ClusterLimitsConfig = ClusterLimitsConfig()
+
+
 class GlobalConfig(StrictModel):
     """The `vigil:` section."""
 
@@ -264,6 +317,12 @@ class GlobalConfig(StrictModel):
         "the journal partitions (tenants) assigned to it, reading their segment files; 1 (or "
         "the memory queue) runs everything in one process. Changes at restart only"
     )
+    role: Literal["all", "collector", "worker", "control"] = Field(
+        "all", description="what this process does: `all` (one host, no NATS), `collector` "
+        "(sources, tenant routing, the journal, publishing its records to JetStream), `worker` "
+        "(tenant shards from JetStream: pipelines, detection, sinks) or `control` (API, "
+        "console, alert store fed by the workers' alerts); see docs/scale-out.md")
+    cluster: ClusterConfig = ClusterConfig()
     control: ControlConfig = ControlConfig()
     limits: LimitsConfig = LimitsConfig()
     queue: QueueConfig = QueueConfig()
@@ -275,5 +334,9 @@ class GlobalConfig(StrictModel):
     dashboard_queries: DashboardQueryConfig = DashboardQueryConfig()
 
     def semantic_errors(self, context: ValidationContext) -> list[ConfigIssue]:
-        return [(("control", *loc), message)
-                for loc, message in self.control.semantic_errors(context)]
+        issues: list[ConfigIssue] = [(("control", *loc), message)
+                                     for loc, message in self.control.semantic_errors(context)]
+        if self.role == "collector" and self.queue.type != "journal":
+            issues.append((("queue", "type"), "a collector publishes its journal's records: "
+                           "`role: collector` needs `queue.type: journal`"))
+        return issues

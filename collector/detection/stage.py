@@ -143,6 +143,7 @@ class DetectionStage:
         self.coverage_path = self.ownership.path(self.state_dir, "coverage")
         self.unsaved: dict[str, int] = {}  # partition -> first offset processed since the save
         self.last_offset: dict[str, int] = {}
+        self.on_saved: Callable[[dict[str, Any]], None] | None = None
         self.watermarks: dict[str, datetime] = {}
         self._saved_at = monotonic()
         self._coverage_saved_at = monotonic()
@@ -337,6 +338,8 @@ class DetectionStage:
         write_atomic(self.state_path, orjson.dumps(data, default=str))
         self.unsaved.clear()
         self._saved_at = self.monotonic()
+        if self.on_saved is not None:  # the cluster worker's checkpoint to JetStream
+            self.on_saved(data)
 
     def save_coverage(self) -> None:
         self.coverage.save(self.coverage_path)
@@ -353,19 +356,27 @@ class DetectionStage:
         data = merge_detection(read_docs(self.state_dir, "detection"), self.ownership,
                                STATE_VERSION)
         if data is not None:
-            keys = self.engine.correlation.load(data.get("correlation") or {})
-            self.engine.new_values.load(data.get("new_values") or [])
-            infos: dict[tuple[str, str | None], RuleInfo] = {
-                (r.info.id, r.info.tenant): r.info for r in self.ruleset.rules}
-            infos.update({(c.info.id, c.info.tenant): c.info for c in self.ruleset.correlations})
-            infos[(CLOCK_SKEW_RULE.id, None)] = CLOCK_SKEW_RULE
-            alerts = self.alerts.load(data.get("alerts") or [], infos)
-            for tenant, text in (data.get("watermarks") or {}).items():
-                self.watermarks[tenant] = datetime.fromisoformat(text)
-            log.info("detection state restored", extra={"correlation_keys": keys,
-                                                        "open_alerts": alerts})
+            self.load_state(data)
         for tenant in self.coverage.tenants():
             self.activate(tenant)
+
+    def load_state(self, data: dict[str, Any]) -> None:
+        """Add a saved detection state document (from `save`, or one tenant's part of it) to
+        the running state."""
+        if data.get("version") != STATE_VERSION:
+            log.warning("detection state of another version ignored")
+            return
+        keys = self.engine.correlation.load(data.get("correlation") or {})
+        self.engine.new_values.load(data.get("new_values") or [])
+        infos: dict[tuple[str, str | None], RuleInfo] = {
+            (r.info.id, r.info.tenant): r.info for r in self.ruleset.rules}
+        infos.update({(c.info.id, c.info.tenant): c.info for c in self.ruleset.correlations})
+        infos[(CLOCK_SKEW_RULE.id, None)] = CLOCK_SKEW_RULE
+        alerts = self.alerts.load(data.get("alerts") or [], infos)
+        for tenant, text in (data.get("watermarks") or {}).items():
+            self.watermarks[tenant] = datetime.fromisoformat(text)
+        log.info("detection state restored", extra={"correlation_keys": keys,
+                                                    "open_alerts": alerts})
 
     def adopt(self, previous: DetectionStage) -> None:
         """Take over another stage's state (a reload built this one with new rules)."""

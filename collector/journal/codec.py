@@ -157,6 +157,12 @@ class RecordOriginals:
         """A record some of the batch's events come from (in offset order)."""
         self._records.append((record_first, payload))
 
+    @property
+    def records(self) -> list[tuple[int, bytes | memoryview]]:
+        """(first offset, payload) of each record the batch's events come from, in order (the
+        first may begin before the batch: a record a batch ended inside)."""
+        return self._records
+
     def __call__(self, index: int) -> Event:
         offset = self.first_offset + index
         for record_first, payload in reversed(self._records):

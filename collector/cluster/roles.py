@@ -1,0 +1,294 @@
+"""The daemon in each cluster role (`vigil.role`): `collector` (sources, routing, the journal,
+its records published to JetStream), `worker` (tenant shards from JetStream through pipelines,
+detection and sinks) and `control` (API, console, the alert store fed from the alerts stream).
+`all` is `collector.runtime.Daemon` itself."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from collector.cluster.alerts import (
+    ALERT_PUBLISH_SINK,
+    AlertPublishConfig,
+    AlertPublishSink,
+    consume_alerts,
+)
+from collector.cluster.consumer import StreamQueue
+from collector.cluster.publisher import JournalPublisher
+from collector.cluster.stream import Heartbeat, Streams, connect, node_id
+from collector.config import VigilConfig
+from collector.detection.stage import STATE_VERSION
+from collector.journal import Journal
+from collector.logs import configure_logging
+from collector.queue import MemoryQueue
+from collector.runtime import Daemon
+from core.sink import SinkContext
+from rules.state import Ownership, merge_detection
+
+log = logging.getLogger(__name__)
+
+
+def _only(tenant: str) -> Callable[[str], bool]:
+    return lambda t: t == tenant
+
+
+def _node(config: VigilConfig, role: str) -> str:
+    return node_id(config.settings.cluster, role, config.settings.control.address)
+
+
+class CollectorDaemon(Daemon):
+    """Sources and the journal as on one host; the journal's reader publishes instead of
+    processing (`JournalPublisher`)."""
+
+    role_processes = False
+
+    def __init__(self, conf_dir: Path, **kwargs: Any) -> None:
+        super().__init__(conf_dir, **kwargs)
+        assert isinstance(self.queue, Journal)
+        self.node = _node(self.config, "collector")
+        self.publisher = JournalPublisher(self.queue, self.config.settings.cluster, self.node,
+                                          lambda: self.stopping)
+        self.heartbeat = Heartbeat(self.config.settings.cluster, "collector", self.node)
+
+    async def tick(self) -> None:
+        await super().tick()
+        if not self.stopping:
+            self.heartbeat.tick({"published_records": self.publisher.published,
+                                 "journal_pending_events": self.queue.pending(),
+                                 "failing": self.publisher.failing})
+
+    @staticmethod
+    def _sink_configs(config: VigilConfig) -> dict[str, Any]:
+        return {}  # the workers' sinks
+
+    async def _run_worker(self) -> None:
+        try:
+            await self.publisher.run()
+        except Exception as exc:
+            self.fail("publisher", exc)
+            return
+        if not self.stopping and not self._stop_requested:
+            self.fail("publisher", None)
+
+    async def shutdown(self) -> int:
+        code = await super().shutdown()
+        await self.publisher.close()
+        await self.heartbeat.close()
+        return code
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        ready, detail = super().readiness()
+        detail["cluster"] = {"role": "collector", "node": self.node, **self.publisher.health()}
+        return ready, detail
+
+
+class ClusterWorkerDaemon(Daemon):
+    """Pipelines, detection and sinks over the shards this worker leases (`StreamQueue`)."""
+
+    runs_sources = False
+
+    def _open_queue(self) -> Any:
+        cluster = self.config.settings.cluster
+        self.node = _node(self.config, "worker")
+        self.stream_queue = StreamQueue(cluster, self.node, tenants=lambda: self.config.tenants,
+                                        on_acquire=self._acquired, on_release=self._commit_all)
+        self.ownership = Ownership("", owns=self.stream_queue.owns,
+                                   owned=self.stream_queue.owned_tenants)
+        return self.stream_queue
+
+    @staticmethod
+    def _sink_configs(config: VigilConfig) -> dict[str, Any]:
+        # Alerts go to the control role over the alerts stream, not to a local store.
+        return {k: v for k, v in Daemon._sink_configs(config).items()
+                if v.type != "alert_store"}
+
+    def _sink_replays(self) -> tuple[Callable[[str], int] | None, Callable[[str], int] | None]:
+        # No start-up trim (the commit manifest is per host; the tenant was someone else's):
+        # replayed events are checked against the committed file names instead.
+        return None, self.stream_queue.replay_end
+
+    async def start(self) -> None:
+        settings = self.config.settings
+        if self.setup_logging:
+            configure_logging(settings.logging.level, settings.logging.format)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._wake = asyncio.Event()
+        self.loop_lag.start()
+        if self.detection is not None:
+            self.worker.holders = [self.detection]
+            self.detection.on_saved = self._checkpoint
+        for sink_id, sink_config in self._sink_configs(self.config).items():
+            sink = self._build_sink(sink_id, sink_config)
+            await sink.start()
+            self.sinks[sink_id] = sink
+        alerts = AlertPublishSink(
+            ALERT_PUBLISH_SINK, AlertPublishConfig(),
+            SinkContext(self.data_dir, self.queue.epoch, self.telemetry, self.schemas),
+            settings.cluster, lambda: self.stream_queue.streams)
+        self.sinks[ALERT_PUBLISH_SINK] = alerts
+        await self.stream_queue.start()
+        self._worker_task = asyncio.create_task(self._run_worker(), name="worker")
+        self.control = self._control_server(settings.control)
+        await self.control.start()
+        self.started.set()
+        self.notifier.ready()
+        log.info("vigil worker started", extra={"node": self.node, "sinks": len(self.sinks)})
+
+    async def _acquired(self, tenant: str) -> None:
+        """A shard taken over: its tenant's detection state from the last checkpoint."""
+        from nats.js.errors import KeyNotFoundError
+
+        streams = self.stream_queue.streams
+        if self.detection is None or streams is None:
+            return
+        try:
+            entry = await streams.state.get(f"detection.{tenant}")
+        except KeyNotFoundError:
+            return
+        async with self.worker.lock:
+            self.detection.load_state(orjson.loads(entry.value or b"{}"))
+
+    async def _commit_all(self) -> None:
+        """Commit every sink's buffers now and forget cached committed ranges (a replay of a
+        shard follows)."""
+        async with self.worker.lock:
+            await self.worker.flush(force=True)
+        for sink in self.sinks.values():
+            forget = getattr(sink, "forget_committed", None)
+            if forget is not None:
+                forget()
+
+    def _checkpoint(self, data: dict[str, Any]) -> None:
+        """Detection saved: each owned tenant's part goes to JetStream before the
+        acknowledgements this save releases."""
+        for tenant in self.stream_queue.owned_tenants():
+            doc = merge_detection([data], Ownership(owns=_only(tenant)), STATE_VERSION)
+            if doc is not None:
+                self.stream_queue.stage_checkpoint(tenant, orjson.dumps(doc, default=str))
+
+    async def tick(self) -> None:
+        async with self.worker.lock:
+            if self.detection is not None:
+                for batch in self.detection.tick():
+                    self.worker.write_out(batch)
+            await self.worker.flush()
+            self.pipelines.maintain()
+        self.telemetry.queue_events.set(self.queue.pending())
+        self.notifier.watchdog(time.monotonic())
+
+    async def shutdown(self) -> int:
+        self.stopping = True
+        self.notifier.stopping()
+        self.stream_queue.close()
+        code = 0
+        if self._worker_task is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._worker_task),
+                                       self.config.settings.limits.shutdown_timeout_seconds)
+            except TimeoutError:
+                self._worker_task.cancel()
+        if not await self.commit_and_close():
+            code = 1
+        await self.stream_queue.aclose()
+        if self.control is not None:
+            await self.control.stop()
+        self.loop_lag.stop()
+        log.info("vigil worker stopped", extra={"exit_code": code, "node": self.node})
+        return 1 if self.failure is not None else code
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        ready, detail = super().readiness()
+        detail["cluster"] = {"role": "worker", **self.stream_queue.health()}
+        return ready, detail
+
+
+class ControlDaemon(Daemon):
+    """The API, console and alert store; alerts arrive from the workers on the alerts
+    stream. No sources, no pipelines."""
+
+    role_processes = False
+    runs_sources = False
+
+    def _open_queue(self) -> Any:
+        return MemoryQueue(1)  # nothing is queued here
+
+    async def start(self) -> None:
+        settings = self.config.settings
+        if self.setup_logging:
+            configure_logging(settings.logging.level, settings.logging.format)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._wake = asyncio.Event()
+        self.loop_lag.start()
+        self.node = _node(self.config, "control")
+        self.heartbeat = Heartbeat(settings.cluster, "control", self.node)
+        await self.alerting.start()
+        stores = {k: v for k, v in Daemon._sink_configs(self.config).items()
+                  if v.type == "alert_store"}
+        for sink_id, sink_config in stores.items():
+            sink = self._build_sink(sink_id, sink_config)
+            await sink.start()
+            self.sinks[sink_id] = sink
+        self.streams: Streams | None = None
+        self._worker_task = asyncio.create_task(self._consume(), name="alerts")
+        self.control = self._control_server(settings.control)
+        await self.control.start()
+        self.started.set()
+        self.notifier.ready()
+        log.info("vigil control started", extra={"node": self.node})
+
+    async def _consume(self) -> None:
+        cluster = self.config.settings.cluster
+        store = next(iter(self.sinks.values()))
+        while not self.stopping:
+            try:
+                if self.streams is None:
+                    self.streams = await connect(cluster, f"vigil-control-{self.node}")
+                await consume_alerts(self.streams, cluster, f"control_{self.node}", store,
+                                     lambda: self.stopping)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("alert consumer failed; retrying", exc_info=True)
+                await asyncio.sleep(1.0)
+
+    async def tick(self) -> None:
+        if not self.stopping:
+            await self.alerting.tick()
+            self.heartbeat.tick()
+        self.notifier.watchdog(time.monotonic())
+
+    async def shutdown(self) -> int:
+        self.stopping = True
+        self.notifier.stopping()
+        if self._worker_task is not None:
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(asyncio.shield(self._worker_task), 3.0)
+            self._worker_task.cancel()
+        code = 0 if await self.commit_and_close() else 1
+        if self.streams is not None:
+            with contextlib.suppress(Exception):
+                await self.streams.nc.drain()
+        await self.heartbeat.close()
+        await self.alerting.stop()
+        if self.control is not None:
+            await self.control.stop()
+        self.loop_lag.stop()
+        return 1 if self.failure is not None else code
+
+
+ROLES: dict[str, type[Daemon]] = {"all": Daemon, "collector": CollectorDaemon,
+                                  "worker": ClusterWorkerDaemon, "control": ControlDaemon}
+
+
+def build_daemon(conf_dir: Path, config: VigilConfig, *, data_dir: Path | None = None,
+                 **kwargs: Any) -> Daemon:
+    """The daemon for the configuration's `vigil.role` (`config` loaded from `conf_dir`)."""
+    return ROLES[config.settings.role](conf_dir, data_dir=data_dir, config=config, **kwargs)
