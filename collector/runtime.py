@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -99,6 +100,8 @@ class Daemon:
         self.config: VigilConfig = config or load_config(self.conf_dir, require_inputs=True)
         self.data_dir = self._data_dir(self.config)
         self.telemetry = Telemetry()
+        settings = self.config.settings
+        self.telemetry.identify(settings.role, settings.cluster.node_id or socket.gethostname())
         self.loop_lag = LoopLagMeter.for_telemetry(self.telemetry)
         self.retention = RetentionSweeper()  # main process only: workers never sweep
         self._retention_task: asyncio.Future[None] | None = None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import platform
 import re
+import socket
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE
@@ -41,9 +42,10 @@ class Telemetry:
 
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry(auto_describe=True)
-        self.build_info = Info("vigil_build", "Vigil build information", registry=r)
-        self.build_info.info({"version": core.__version__,
-                              "python": platform.python_version()})
+        self.build_info = Info("vigil_build", "Vigil build information; `role` and `host` "
+                               "say which process of a cluster serves these metrics",
+                               registry=r)
+        self.identify("all", socket.gethostname())
         self.received_events = Counter(
             "vigil_component_received_events", "Events a component received",
             [*_COMPONENT, "tenant"], registry=r)
@@ -269,6 +271,14 @@ class Telemetry:
         self.storage = WriteEpisodes(self)
         # The samples worker processes report (collector.processes), merged into /metrics.
         self.remote = RemoteSamples()
+
+    def identify(self, role: str, host: str) -> None:
+        """Label this process's metrics source with its `vigil.role` and host (the cluster's
+        node name), one series: `vigil_build_info{role, host, ...} 1`, which a query joins
+        onto any other series of the same scrape target."""
+        self.build_info.info({"version": core.__version__,
+                              "python": platform.python_version(),
+                              "role": role, "host": host})
 
     def pipeline_events(self, pipeline_id: str, tenant: str, received: int, sent: int) -> None:
         """Events that entered a pipeline and left it towards the sinks, for one batch."""

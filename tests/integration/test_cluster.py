@@ -170,6 +170,11 @@ def run_cluster(tmp_path: Path, moto: MotoServer, collectors: int, workers: int,
         assert all(n == 0 for n in status["lag_records"].values())
         usage = status["streams"]["VIGIL"]
         assert usage["last_sequence"] > 0 and usage["messages"] == 0  # a work queue, drained
+        # Each process's metrics say which role and node serve them.
+        for proc, role in [(survivors[0], "worker"), (control, "control"), (edge[0], "collector")]:
+            info = next(line for line in proc.metrics().splitlines()
+                        if line.startswith("vigil_build_info{"))
+            assert f'role="{role}"' in info and 'host="' in info, info
         for proc in [*edge, *survivors, control]:
             assert proc.stop(timeout=60) == 0, proc.log()[-5000:]
     finally:
