@@ -12,7 +12,7 @@ import logging
 import signal
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -265,13 +265,31 @@ class Daemon:
                                          "sources": len(self.sources), "sinks": len(self.sinks)})
 
     async def _run_worker(self) -> None:
+        await self.run_essential("worker", self.worker.run)
+
+    async def run_essential(self, task: str, run: Callable[[], Awaitable[None]]) -> None:
+        """Run a task the daemon cannot do without (the queue's worker, a cluster publisher):
+        when it raises or returns before a stop was asked for, the daemon fails."""
         try:
-            await self.worker.run()
+            await run()
         except Exception as exc:
-            self.fail("worker", exc)
+            self.fail(task, exc)
             return
         if not self.stopping and not self._stop_requested:
-            self.fail("worker", None)
+            self.fail(task, None)
+
+    async def drain_worker_task(self) -> bool:
+        """Let the worker task finish what it took, for at most the shutdown timeout; False
+        when it had to be cancelled."""
+        if self._worker_task is None:
+            return True
+        try:
+            await asyncio.wait_for(asyncio.shield(self._worker_task),
+                                   self.config.settings.limits.shutdown_timeout_seconds)
+        except TimeoutError:
+            self._worker_task.cancel()
+            return False
+        return True
 
     def fail(self, task: str, exc: BaseException | None) -> None:
         """An essential task stopped on its own: log the cause once, stop, exit non-zero."""
@@ -422,19 +440,15 @@ class Daemon:
             await self.pool.stop(timeout)
             if any(c != 0 for c in self.pool.exit_codes):
                 code = 1
-        if self._worker_task is not None:
-            try:
-                await asyncio.wait_for(asyncio.shield(self._worker_task), timeout)
-            except TimeoutError:
-                self._worker_task.cancel()
-                if durable:
-                    log.warning("drain timed out; unprocessed events stay in the journal and "
-                                "are processed at the next start",
-                                extra={"pending_events": self.queue.pending()})
-                else:
-                    log.error("drain timed out; events still queued are lost",
-                              extra={"pending_events": self.queue.pending()})
-                    code = 1
+        if not await self.drain_worker_task():
+            if durable:
+                log.warning("drain timed out; unprocessed events stay in the journal and are "
+                            "processed at the next start",
+                            extra={"pending_events": self.queue.pending()})
+            else:
+                log.error("drain timed out; events still queued are lost",
+                          extra={"pending_events": self.queue.pending()})
+                code = 1
         if not await self.commit_and_close():
             code = 1
         if self.queue.pending() and not durable:

@@ -70,13 +70,7 @@ class CollectorDaemon(Daemon):
         return {}  # the workers' sinks
 
     async def _run_worker(self) -> None:
-        try:
-            await self.publisher.run()
-        except Exception as exc:
-            self.fail("publisher", exc)
-            return
-        if not self.stopping and not self._stop_requested:
-            self.fail("publisher", None)
+        await self.run_essential("publisher", self.publisher.run)
 
     async def shutdown(self) -> int:
         code = await super().shutdown()
@@ -189,12 +183,7 @@ class ClusterWorkerDaemon(Daemon):
         self.notifier.stopping()
         self.stream_queue.close()
         code = 0
-        if self._worker_task is not None:
-            try:
-                await asyncio.wait_for(asyncio.shield(self._worker_task),
-                                       self.config.settings.limits.shutdown_timeout_seconds)
-            except TimeoutError:
-                self._worker_task.cancel()
+        await self.drain_worker_task()
         if not await self.commit_and_close():
             code = 1
         await self.stream_queue.aclose()

@@ -201,13 +201,8 @@ class WorkerDaemon(Daemon):
         self.stopping = True
         self.follower.close()
         code = 0
-        if self._worker_task is not None:
-            try:
-                await asyncio.wait_for(asyncio.shield(self._worker_task),
-                                       self.config.settings.limits.shutdown_timeout_seconds)
-            except TimeoutError:
-                self._worker_task.cancel()
-                log.warning("worker drain timed out; the rest is processed at the next start")
+        if not await self.drain_worker_task():
+            log.warning("worker drain timed out; the rest is processed at the next start")
         if not await self.commit_and_close():
             code = 1
         self._send_status()
