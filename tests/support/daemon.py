@@ -173,11 +173,24 @@ class VigilProcess:
         status, body = self.http("/readyz", address=self.operator)
         return status, (json.loads(body) if body else {})
 
-    def source_address(self, source_id: str) -> tuple[str, int]:
-        status, ready = self.readyz()
-        if "sources" not in ready:
-            raise AssertionError(f"/readyz answered {status} {ready}:\n" + self.log()[-3000:])
-        address = ready["sources"][source_id]["address"]
+    def source_address(self, source_id: str, timeout: float = 30.0) -> tuple[str, int]:
+        """Where a source listens, once /readyz lists it: sources bind during start-up, and a
+        daemon that waits (a full disk, a slow store) may answer /readyz before they have."""
+        answers: list[tuple[int, dict[str, Any]]] = []
+
+        def listed() -> str | None:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise AssertionError(f"the daemon exited with {self.proc.returncode}:\n"
+                                     + self.log()[-3000:])
+            answers[:] = [self.readyz()]
+            source = (answers[0][1].get("sources") or {}).get(source_id) or {}
+            return source.get("address") or None
+
+        try:
+            address = wait_for(listed, timeout, message=f"source {source_id} in /readyz")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; /readyz answered {answers}:\n"
+                                 + self.log()[-3000:]) from None
         host, _, port = address.rpartition(":")
         return host, int(port)
 
