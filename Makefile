@@ -36,7 +36,7 @@ run: venv
 
 test: venv
 	$(BIN)/lint-imports
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --durations=20  # the slowest, to keep CI under 30 min
 
 test-all: venv
 	$(BIN)/pytest -q -m ''
