@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from collector.config import VigilConfig, load_config
-from collector.config.models import ControlConfig
+from collector.config.models import ControlConfig, GlobalConfig
 from collector.control import ControlServer
 from collector.detection.alerts import ALERT_SCHEMA, ALERTS_DATASET
 from collector.detection.requirements import RequirementsCache
@@ -228,14 +228,20 @@ class Daemon:
 
     # -- lifecycle ----------------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Bind every listener and start the worker; READY=1 once done."""
+    def begin_start(self) -> GlobalConfig:
+        """What every role's start does first: logging, the data directory, the tick's wake-up
+        event, the loop lag meter. Returns the settings."""
         settings = self.config.settings
         if self.setup_logging:
             configure_logging(settings.logging.level, settings.logging.format)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._wake = asyncio.Event()
         self.loop_lag.start()
+        return settings
+
+    async def start(self) -> None:
+        """Bind every listener and start the worker; READY=1 once done."""
+        settings = self.begin_start()
         if self.detection is not None:
             self.detection.restore()
             self.worker.holders = [self.detection]

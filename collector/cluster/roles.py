@@ -27,7 +27,6 @@ from collector.cluster.stream import Heartbeat, Streams, connect, node_id
 from collector.config import VigilConfig
 from collector.detection.stage import STATE_VERSION
 from collector.journal import Journal
-from collector.logs import configure_logging
 from collector.queue import MemoryQueue
 from collector.runtime import Daemon
 from core.sink import SinkContext
@@ -110,12 +109,7 @@ class ClusterWorkerDaemon(Daemon):
         return None, self.stream_queue.replay_end
 
     async def start(self) -> None:
-        settings = self.config.settings
-        if self.setup_logging:
-            configure_logging(settings.logging.level, settings.logging.format)
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self._wake = asyncio.Event()
-        self.loop_lag.start()
+        settings = self.begin_start()
         if self.detection is not None:
             self.worker.holders = [self.detection]
             self.detection.on_saved = self._checkpoint
@@ -210,12 +204,7 @@ class ControlDaemon(Daemon):
         return MemoryQueue(1)  # nothing is queued here
 
     async def start(self) -> None:
-        settings = self.config.settings
-        if self.setup_logging:
-            configure_logging(settings.logging.level, settings.logging.format)
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self._wake = asyncio.Event()
-        self.loop_lag.start()
+        settings = self.begin_start()
         self.node = _node(self.config, "control")
         self.heartbeat = Heartbeat(settings.cluster, "control", self.node)
         await self.alerting.start()
