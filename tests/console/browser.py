@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +25,13 @@ ARTEFACTS = Path(os.environ.get("VIGIL_ARTEFACTS", REPO / "tests" / "artefacts")
 
 try:
     from selenium import webdriver
+    from selenium.common.exceptions import (
+        NoSuchElementException,
+        StaleElementReferenceException,
+        WebDriverException,
+    )
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.expected_conditions import staleness_of
     from selenium.webdriver.support.ui import Select  # noqa: F401  (for the tests)
     from selenium.webdriver.support.wait import WebDriverWait
 except ImportError:  # pragma: no cover - the dev extra installs it
@@ -73,8 +78,30 @@ class Chromium:
         return self.driver.find_element(By.CSS_SELECTOR, css)
 
     def wait(self, condition: Any, timeout: float = 30.0, message: str = "") -> Any:
-        return WebDriverWait(self.driver, timeout, poll_frequency=0.2).until(
+        """Polls `condition` until it is true; an element that is not there yet, or that went
+        stale because the page was replaced meanwhile, counts as "not yet"."""
+        return WebDriverWait(self.driver, timeout, poll_frequency=0.2, ignored_exceptions=(
+            NoSuchElementException, StaleElementReferenceException)).until(
             lambda _: condition(), message)
+
+    def follow(self, target: Any, arrived: Any, message: str = "") -> None:
+        """Clicks `target` (a CSS selector or an element) that loads another page, and waits
+        until the old document is gone and `arrived()` holds on the new one, fully loaded.
+        Waiting on the URL alone races: the old document can still answer for a moment, and its
+        elements go stale in the test's hands (the CI failure of stop 21). The old document is
+        marked with a window property that a new document cannot have; while the page changes
+        hands the driver may answer with any error, which means "not yet"."""
+        token = f"vigil-{self.shots}-{time.monotonic_ns()}"
+        self.driver.execute_script("window.__vigilPage = arguments[0];", token)
+        (self.find(target) if isinstance(target, str) else target).click()
+
+        def landed() -> bool:
+            return bool(self.driver.execute_script(
+                "return window.__vigilPage !== arguments[0] && document.readyState === 'complete'",
+                token)) and bool(arrived())
+
+        WebDriverWait(self.driver, 30.0, poll_frequency=0.2,
+                      ignored_exceptions=(WebDriverException,)).until(lambda _: landed(), message)
 
     def shot(self, name: str) -> Path:
         self.shots += 1
@@ -90,16 +117,12 @@ class Chromium:
         self.find("#password").send_keys(PASSWORD)
         self.find("#code").send_keys(self.daemon.code(login))
         self.shot(f"sign-in-{login}")
-        self.find("#sign-in").click()
-        self.wait(lambda: self.driver.current_url.endswith("/alerts"), message="the queue")
+        self.follow("#sign-in", lambda: self.driver.current_url.endswith("/alerts"), "the queue")
 
     def submit(self, button: str) -> None:
         """Clicks a form's button and waits for the page the POST redirects to: the old page's
         root element goes stale (the URL alone cannot tell: it may already say done=)."""
-        page = self.find("html")
-        self.find(button).click()
-        self.wait(lambda: staleness_of(page)(self.driver), message=f"the page after {button}")
-        self.wait(lambda: "done=" in self.driver.current_url, message=f"after {button}")
+        self.follow(button, lambda: "done=" in self.driver.current_url, f"after {button}")
 
     def close(self) -> None:
         self.driver.quit()

@@ -36,8 +36,8 @@ def test_admin_adds_a_user_who_enrolls_signs_in_and_is_disabled_by_the_access_re
     acme_alert = daemon.add_alerts("acme", 1)[0]
     demo_alert = daemon.add_alerts("demo", 1)[0]
     browser.sign_in("root")
-    browser.find("#nav-admin").click()
-    browser.wait(lambda: browser.driver.current_url.endswith("/admin/users"))
+    browser.follow("#nav-admin", lambda: browser.driver.current_url.endswith("/admin/users"),
+                   "the administration page")
     browser.find("#new-login").send_keys("acme-analyst")
     browser.find("#new-name").send_keys("Acme Analyst")
     browser.find("#new-email").send_keys("analyst@acme.example")
@@ -66,8 +66,8 @@ def test_admin_adds_a_user_who_enrolls_signs_in_and_is_disabled_by_the_access_re
         step = totp.timecode(datetime.now(UTC))
         user.find("input[name=code]").send_keys(totp.generate_otp(step))
         user.shot("activation")
-        user.find("button[type=submit]").click()
-        user.wait(lambda: "activated=1" in user.driver.current_url, message="activated")
+        user.follow("button[type=submit]", lambda: "activated=1" in user.driver.current_url,
+                    "activated")
         daemon.secrets["acme-analyst"], daemon.last_step["acme-analyst"] = secret, step
         user.sign_in("acme-analyst")
         ids = {a.get_attribute("href").rsplit("/", 1)[-1] for a in
@@ -88,8 +88,8 @@ def test_admin_adds_a_user_who_enrolls_signs_in_and_is_disabled_by_the_access_re
         row = browser.find("#review-inactive tr[data-login='acme-analyst']")
         assert "client_operator" in row.text and "acme" in row.text
         browser.shot("access-review")
-        browser.find("#disable-acme-analyst").click()
-        browser.wait(lambda: "done=" in browser.driver.current_url)
+        browser.follow("#disable-acme-analyst", lambda: "done=" in browser.driver.current_url,
+                       "the disabled user")
         assert "disabled 1" in browser.find("#done").text
         browser.shot("access-review-done")
 

@@ -97,8 +97,8 @@ def test_escalate_to_the_client_who_answers_in_the_console(
     browser.submit("#ask-client")
     assert "Waiting for the client's answer." in browser.find("#client-requests").text
     browser.shot("asked-the-client")
-    browser.find("#sign-out").click()
-    browser.wait(lambda: "/login" in browser.driver.current_url)
+    browser.follow("#sign-out", lambda: "/login" in browser.driver.current_url,
+                   "signed out")
 
     client = daemon.user("client_operator", ["acme"])
     browser.sign_in(client)
@@ -107,12 +107,12 @@ def test_escalate_to_the_client_who_answers_in_the_console(
     assert not browser.driver.find_elements(By.CSS_SELECTOR, "#ask-client")
     browser.find(".answer-form textarea").send_keys("No: nobody should log in as root.")
     browser.shot("client-answering")
-    browser.find(".answer-form button").click()
-    browser.wait(lambda: "done=answer" in browser.driver.current_url)
+    browser.follow(".answer-form button", lambda: "done=answer" in browser.driver.current_url,
+                   "the answer saved")
     assert "No: nobody should log in as root." in browser.find(".answer-text").text
     browser.shot("client-answered")
-    browser.find("#sign-out").click()
-    browser.wait(lambda: "/login" in browser.driver.current_url)
+    browser.follow("#sign-out", lambda: "/login" in browser.driver.current_url,
+                   "signed out")
 
     browser.sign_in(analyst)
     browser.open(f"/alerts/{alert_id}")
@@ -141,8 +141,8 @@ def test_the_first_administrator_enrolls_without_mail_and_reaches_the_queue(
     browser.driver.find_element(By.NAME, "password").send_keys(PASSWORD)
     browser.driver.find_element(By.NAME, "code").send_keys(daemon.code("first-admin"))
     browser.shot("activation")
-    browser.driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-    browser.wait(lambda: "activated=1" in browser.driver.current_url, message="activated")
+    browser.follow("button[type=submit]", lambda: "activated=1" in browser.driver.current_url,
+                   "activated")
     assert "Your account is active" in browser.find("#login-info").text
     browser.sign_in("first-admin")
     assert "Security Detections" in browser.find("h1").text

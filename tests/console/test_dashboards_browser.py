@@ -83,8 +83,8 @@ def test_firewall_dashboard_switches_on_when_fortigate_logs_arrive(
     assert chart.find_elements(By.CSS_SELECTOR, "circle")
     tall_shot(browser, "firewall-active")
     Select(browser.find("#since")).select_by_value("7d")
-    browser.find("#apply-range").click()
-    browser.wait(lambda: "since=7d" in browser.driver.current_url)
+    browser.follow("#apply-range", lambda: "since=7d" in browser.driver.current_url,
+                   "the 7-day range")
     assert browser.find("#panel-connections .figure").text == "40"
     browser.open("/dashboards")
     assert browser.find("#dashboard-firewall").get_attribute("data-active") == "1"

@@ -17,7 +17,6 @@ from console.browser import (
     Select,
     failed_ssh,
     send_syslog,
-    staleness_of,
 )
 from console.kit import ConsoleDaemon, start_daemon
 
@@ -53,8 +52,8 @@ def test_the_map_shows_what_the_data_brings_and_the_plan_is_edited_and_exported(
     analyst = daemon.user("soc_l1", ["acme", "demo"])
     browser.sign_in(analyst)
     send_syslog(daemon, failed_ssh("198.51.100.200") + fortigate_traffic(40))
-    browser.find("#nav-integrations").click()
-    browser.wait(lambda: "Integration map" in browser.driver.title, message="the map")
+    browser.follow("#nav-integrations", lambda: "Integration map" in browser.driver.title,
+                   "the map")
     assert "ACME Corp" in browser.find("#map-title").text  # the user's first tenant
 
     def arrived() -> bool:  # detection saves coverage every few seconds; the lake flushes
@@ -84,9 +83,8 @@ def test_the_map_shows_what_the_data_brings_and_the_plan_is_edited_and_exported(
     browser.shot("missing-cloud-would-switch-on")
 
     # A planned source, through the form the missing category's link opens.
-    page = browser.find("html")
-    cloud.find_element(By.CSS_SELECTOR, "a.plan-it").click()
-    browser.wait(lambda: staleness_of(page)(browser.driver), message="the plan form")
+    browser.follow(cloud.find_element(By.CSS_SELECTOR, "a.plan-it"),
+                   lambda: browser.find("#plan-category"), "the plan form")
     assert Select(browser.find("#plan-category")).first_selected_option.get_attribute(
         "value") == "cloud"
     browser.find("#plan-product").send_keys("AWS CloudTrail (production account)")
@@ -115,9 +113,8 @@ def test_the_map_shows_what_the_data_brings_and_the_plan_is_edited_and_exported(
 
     # The tenant switcher keeps the user on the map.
     Select(browser.find("#tenant-switcher")).select_by_value("demo")
-    page = browser.find("html")
-    browser.find(".switcher button").click()
-    browser.wait(lambda: staleness_of(page)(browser.driver), message="the switched page")
+    browser.follow(".switcher button", lambda: "tenant=demo" in browser.driver.current_url,
+                   "the switched page")
     assert browser.driver.current_url.endswith("/integrations?tenant=demo")
     assert "Demo Inc" in browser.find("#map-title").text
     assert state(browser, "perimeter_security") == "missing"

@@ -54,8 +54,8 @@ def test_download_the_weekly_report_as_pdf(daemon: ConsoleDaemon, browser: Chrom
     browser.driver.execute_cdp_cmd("Page.setDownloadBehavior",
                                    {"behavior": "allow", "downloadPath": str(downloads)})
     browser.sign_in("acme-ciso")
-    browser.find("nav a[href='/reports']").click()
-    browser.wait(lambda: browser.driver.current_url.endswith("/reports"), message="/reports")
+    browser.follow("nav a[href='/reports']",
+                   lambda: browser.driver.current_url.endswith("/reports"), "/reports")
     rows = browser.driver.find_elements("css selector", "#weekly-reports tbody tr")
     assert len(rows) == 12  # the past twelve weeks
     assert browser.find(f"#incident-reports tr[data-alert='{alert_id}']")
@@ -71,9 +71,9 @@ def test_download_the_weekly_report_as_pdf(daemon: ConsoleDaemon, browser: Chrom
     assert "Weekly security report: ACME Corp" in text
     (browser.artefacts / name).write_bytes(data)  # kept beside the screenshots
 
-    rows[0].find_element("css selector", "a.view-html").click()
-    browser.wait(lambda: "Weekly security report" in browser.driver.page_source,
-                 message="the HTML report")
+    browser.follow(rows[0].find_element("css selector", "a.view-html"),
+                   lambda: "Weekly security report" in browser.driver.page_source,
+                   "the HTML report")
     assert "Alerts by severity and status" in browser.driver.page_source
     browser.shot("weekly-html")
 
