@@ -262,6 +262,12 @@ class Telemetry:
             "key (vigil.tenant, vigil.source, vigil.dataset, vigil.received_at, vigil.offset); "
             "the value was dropped and the daemon's stamp kept",
             ["pipeline", "step", "step_type"], registry=r)
+        self.cluster_sender_acks = Counter(
+            "vigil_cluster_sender_acks", "A collector's acknowledgements to its senders (HTTP "
+            "200, cloud pull acks) by what stood behind them: `jetstream` (the stream stored "
+            "the events), `journal_unreachable` (NATS unreachable: the local journal), "
+            "`journal_timeout` (JetStream slower than `sender_ack_timeout_seconds`)", ["after"],
+            registry=r)
         self.auth_logins = Counter(
             "vigil_auth_logins", "Login attempts by result", ["result"], registry=r)
         self.api_requests = Counter(

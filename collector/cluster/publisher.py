@@ -6,6 +6,10 @@ epoch, partition, record offset): a retry after a timeout, or the replay after a
 stored once within the stream's duplicate window. A journal position is acknowledged only once
 JetStream acknowledged every record up to it, so while NATS is unreachable the journal grows
 (its bounds turn that into backpressure) and drains later in order.
+
+Senders hear back (`Journal.wait_durable`, through `Journal.forwarded` = `wait_forwarded`) once
+JetStream stored their events; while NATS is unreachable, or after
+`sender_ack_timeout_seconds` behind a backlog, once the local journal has them.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from collector.cluster.stream import (
 from collector.config.models import ClusterConfig
 from collector.journal import Journal
 from core.events import Batch
+from core.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +43,12 @@ class JournalPublisher:
     """Reads the journal like a worker and publishes its records instead of processing them."""
 
     def __init__(self, journal: Journal, config: ClusterConfig, node: str,
-                 stopping: Callable[[], bool]) -> None:
+                 stopping: Callable[[], bool], telemetry: Telemetry | None = None) -> None:
         self.journal = journal
+        self.telemetry = telemetry or journal.telemetry
+        # partition -> the last event offset JetStream stored; senders waiting for more.
+        self.forwarded_to: dict[str, int] = {}
+        self._waiters: dict[str, list[tuple[int, asyncio.Future[str]]]] = {}
         self.config = config
         self.node = node
         self.stopping = stopping
@@ -55,8 +64,8 @@ class JournalPublisher:
         while self.streams is None:
             try:
                 self.streams = await connect(self.config, f"vigil-collector-{self.node}")
-                if self.failing:
-                    log.info("nats reachable again; draining the journal")
+                log.info("publishing to JetStream", extra={"servers": self.config.servers,
+                                                           "stream": self.config.stream})
                 self.failing = None
             except Exception as exc:
                 self._failed(exc)
@@ -69,6 +78,7 @@ class JournalPublisher:
             log.warning("cannot publish to JetStream; records stay in the journal and are "
                         "published later, in order", extra={"error": repr(exc)})
         self.failing = repr(exc)
+        self._release_waiters("journal_unreachable")
 
     async def run(self) -> None:
         """Publish until the journal is closed and drained."""
@@ -78,6 +88,49 @@ class JournalPublisher:
                 return
             await self.publish(batch)
             self.journal.ack(batch.partition, batch.last_offset)
+            self._forwarded(batch.partition, batch.last_offset)
+
+    async def wait_forwarded(self, partition: str, offset: int) -> None:
+        """`Journal.forwarded`: return once JetStream stored `partition` up to `offset`; at
+        once while NATS is unreachable, and after `sender_ack_timeout_seconds` at the latest
+        (the journal has the events: they are published later, in order)."""
+        if self.forwarded_to.get(partition, -1) >= offset:
+            after = "jetstream"
+        elif self.failing is not None:
+            after = "journal_unreachable"
+        else:
+            future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+            waiters = self._waiters.setdefault(partition, [])
+            waiters.append((offset, future))
+            try:
+                after = await asyncio.wait_for(asyncio.shield(future),
+                                               self.config.sender_ack_timeout_seconds)
+            except TimeoutError:
+                after = "journal_timeout"
+                if (offset, future) in waiters:
+                    waiters.remove((offset, future))
+        self.telemetry.cluster_sender_acks.labels(after).inc()
+
+    def _forwarded(self, partition: str, offset: int) -> None:
+        self.forwarded_to[partition] = max(offset, self.forwarded_to.get(partition, -1))
+        waiters = self._waiters.get(partition)
+        if not waiters:
+            return
+        waiting = []
+        for entry in waiters:
+            if entry[0] <= offset:
+                if not entry[1].done():
+                    entry[1].set_result("jetstream")
+            else:
+                waiting.append(entry)
+        self._waiters[partition] = waiting
+
+    def _release_waiters(self, after: str) -> None:
+        for waiters in self._waiters.values():
+            for _, future in waiters:
+                if not future.done():
+                    future.set_result(after)
+        self._waiters.clear()
 
     async def publish(self, batch: Batch) -> None:
         """Every record the batch starts (a record it begins inside was published with the
@@ -119,6 +172,7 @@ class JournalPublisher:
                 HDR_COLLECTOR: self.node, HDR_OFFSET: str(first)}
 
     async def close(self) -> None:
+        self._release_waiters("journal_unreachable")
         if self.streams is not None:
             try:
                 await self.streams.nc.drain()

@@ -54,7 +54,9 @@ class CollectorDaemon(Daemon):
         assert isinstance(self.queue, Journal)
         self.node = _node(self.config, "collector")
         self.publisher = JournalPublisher(self.queue, self.config.settings.cluster, self.node,
-                                          lambda: self.stopping)
+                                          lambda: self.stopping, self.telemetry)
+        if self.config.settings.cluster.sender_ack == "jetstream":
+            self.queue.forwarded = self.publisher.wait_forwarded
         self.heartbeat = Heartbeat(self.config.settings.cluster, "collector", self.node)
 
     async def tick(self) -> None:

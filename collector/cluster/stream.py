@@ -3,6 +3,7 @@ where they become subject tokens), the streams and key-value buckets, and record
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import re
@@ -99,9 +100,16 @@ async def connect(config: ClusterConfig, name: str, *, buckets: bool = False,
     async def error_cb(exc: Exception) -> None:
         log.debug("nats connection error", extra={"error": str(exc)})
 
-    nc = await nats.connect(servers=list(config.servers), name=name,
-                            connect_timeout=connect_timeout, max_reconnect_attempts=-1,
-                            reconnect_time_wait=0.5, allow_reconnect=True, error_cb=error_cb)
+    # With reconnection forever, nats-py's first connect also retries forever: bounded here,
+    # so that a caller learns NATS is unreachable (a collector then answers its senders from
+    # its journal and says so) instead of waiting without a word.
+    try:
+        nc = await asyncio.wait_for(nats.connect(
+            servers=list(config.servers), name=name, connect_timeout=connect_timeout,
+            max_reconnect_attempts=-1, reconnect_time_wait=0.5, allow_reconnect=True,
+            error_cb=error_cb), timeout=connect_timeout * 2 + 1)
+    except TimeoutError:
+        raise ClusterError(f"cannot reach NATS at {', '.join(config.servers)}") from None
     js = nc.jetstream(timeout=config.publish_timeout_seconds)
     streams = Streams(nc, js)
     await ensure_streams(config, js)

@@ -287,6 +287,15 @@ class ClusterConfig(StrictModel):
                                            "collector waits for a publish acknowledgement")
     publish_batch_events: int = Field(5_000, gt=0, description="events a collector reads from "
                                       "its journal per publish round")
+    sender_ack: Literal["jetstream", "journal"] = Field(
+        "jetstream", description="when a collector acknowledges its senders (HTTP 200, a cloud "
+        "pull's delete/ack/checkpoint): `jetstream`, once JetStream stored the events (while "
+        "NATS is unreachable, or after `sender_ack_timeout_seconds`, once the local journal has "
+        "them: they are published later, in order); `journal`, at the local journal's fsync "
+        "(lower latency; until the drain the events rest on the collector's disk)")
+    sender_ack_timeout_seconds: float = Field(
+        10.0, gt=0, le=300, description="the longest a sender's acknowledgement waits for "
+        "JetStream (a backlog being drained) before the local journal's copy answers for it")
     duplicate_window: Duration = Field(
         timedelta(minutes=2), description="JetStream deduplication window: a collector's "
         "retry (the same record after a timeout or a restart) within it is stored once")

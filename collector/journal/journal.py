@@ -14,7 +14,7 @@ import re
 import secrets
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +75,9 @@ class Journal(BackgroundRounds, HandOff):
         self.damage: list[Damage] = []
         self._opened_end: dict[str, int] = {}
         self._epoch_pending = False  # the epoch file could not be written at open
+        # A cluster's collector sets it: `wait_durable` then also waits for the hand-off
+        # downstream (JetStream storing the events), which decides when senders hear back.
+        self.forwarded: Callable[[str, int], Awaitable[None]] | None = None
         try:
             self.epoch = self._load_epoch()
             self._open_partitions()
@@ -284,8 +287,14 @@ class Journal(BackgroundRounds, HandOff):
 
     async def wait_durable(self, partition: str, offset: int) -> None:
         """Return once `partition` is fsynced up to `offset` under the policy (`always`: the
-        next group commit; `interval_ms`: the next background fsync; `never`: at once).
+        next group commit; `interval_ms`: the next background fsync; `never`: at once), and
+        then, with `forwarded` set, once it says the events were handed off downstream.
         Raises JournalWriteError when that fsync failed."""
+        await self._wait_fsynced(partition, offset)
+        if self.forwarded is not None:
+            await self.forwarded(partition, offset)
+
+    async def _wait_fsynced(self, partition: str, offset: int) -> None:
         p = self._partitions.get(partition)
         if p is None or offset < p.durable_end or self.config.fsync_mode() == "never":
             return
