@@ -3,15 +3,22 @@ extends a layout: `document.html` for the mail body and the console's view (a fu
 its style sheet), `pdf.html` for the PDF (the same content, which fpdf2's HTML renderer turns
 into pages), plus a short plain-text part for the mail.
 
-fpdf2 is pure Python and needs no system library or browser; its built-in fonts cover
-Latin-1 only, so other characters are spelled in ASCII or replaced by `?` in the PDF (the
-HTML keeps them).
+fpdf2 is pure Python and needs no browser. The PDF embeds a Unicode TrueType font when the
+system has one (DejaVu Sans: Latin, Greek, Cyrillic, Hebrew, Arabic...; `VIGIL_PDF_FONT_DIR`
+names another directory with the same file names), so client names, rule titles and analysts'
+notes keep their letters; a character the font lacks (e.g. CJK in DejaVu) is spelled in ASCII
+or `?`. Without such a font, fpdf2's built-in Helvetica covers Latin-1 only, and the rest is
+spelled the same way. The HTML always keeps every character.
 """
 
 from __future__ import annotations
 
+import functools
+import os
 import unicodedata
+from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import jinja2
@@ -63,32 +70,70 @@ def render_html(report: dict[str, Any], *, pdf: bool = False) -> str:
     return template.render(r=report, layout="pdf.html" if pdf else "document.html")
 
 
-def latin1(text: str) -> str:
-    """`text` in the PDF's built-in font: typographic signs spelled in ASCII, accents kept
-    where Latin-1 has them, anything else `?`."""
+FONT_DIRS = (Path("/usr/share/fonts/truetype/dejavu"), Path("/usr/share/fonts/dejavu"),
+             Path("/usr/share/fonts/TTF"))
+FONT_FILES = {"": "DejaVuSans.ttf", "B": "DejaVuSans-Bold.ttf", "I": "DejaVuSans-Oblique.ttf",
+              "BI": "DejaVuSans-BoldOblique.ttf"}
+
+
+@functools.cache
+def unicode_font() -> tuple[dict[str, Path], frozenset[int]] | None:
+    """The Unicode font's files by style and the code points it draws, or None when the
+    system has none (looked up once per process)."""
+    configured = os.environ.get("VIGIL_PDF_FONT_DIR")
+    for directory in (Path(configured),) if configured else FONT_DIRS:
+        files = {style: directory / name for style, name in FONT_FILES.items()}
+        if all(path.is_file() for path in files.values()):
+            from fontTools.ttLib import TTFont  # fpdf2's own dependency
+
+            with TTFont(files[""], lazy=True) as font:
+                drawn = frozenset(font.getBestCmap())
+            return files, drawn
+    return None
+
+
+def spelled(text: str, drawn: Callable[[int], bool]) -> str:
+    """`text` with every character the font cannot draw spelled in ASCII (typographic signs,
+    accents dropped) or `?`."""
     out = []
     for char in text:
-        if ord(char) < 256:
+        if drawn(ord(char)):
             out.append(char)
             continue
-        spelled = _SPELLED.get(char)
-        if spelled is None:
-            base = unicodedata.normalize("NFKD", char).encode("latin-1", "ignore").decode()
-            spelled = base or "?"
-        out.append(spelled)
+        spelling = _SPELLED.get(char)
+        if spelling is None:
+            base = "".join(c for c in unicodedata.normalize("NFKD", char) if drawn(ord(c)))
+            spelling = base or "?"
+        out.append(spelling)
     return "".join(out)
+
+
+def latin1(text: str) -> str:
+    """`text` in the PDF's built-in font (Latin-1)."""
+    return spelled(text, lambda code: code < 256)
 
 
 def render_pdf(report: dict[str, Any]) -> bytes:
     """The report as a PDF document (A4)."""
     pdf = FPDF(format="A4")
-    pdf.set_title(latin1(title(report)))
+    font = unicode_font()
+    if font is None:
+        family, fit = "helvetica", latin1
+    else:
+        files, drawn = font
+        family = "vigil-sans"
+        for style, path in files.items():
+            pdf.add_font(family, style, str(path))
+
+        def fit(text: str) -> str:  # ASCII (the markup, line breaks) always passes
+            return spelled(text, lambda code: code < 128 or code in drawn)
+    pdf.set_title(fit(title(report)))
     pdf.set_author("Vigil")
     pdf.set_creator("Vigil")
     pdf.set_auto_page_break(True, margin=15)
     pdf.add_page()
-    pdf.set_font("helvetica", size=9)
-    pdf.write_html(latin1(render_html(report, pdf=True)), tag_styles={
+    pdf.set_font(family, size=9)
+    pdf.write_html(fit(render_html(report, pdf=True)), font_family=family, tag_styles={
         "h1": FontFace(color="#1d2330", size_pt=17, emphasis="BOLD"),
         "h2": FontFace(color="#1d3a6e", size_pt=12, emphasis="BOLD")})
     return bytes(pdf.output())

@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -18,7 +19,7 @@ from core.telemetry import Telemetry
 from soc.alerts.model import SYSTEM, Actor, NotFound
 from soc.alerts.service import Alerting
 from soc.reports.incident import NotAnIncident
-from soc.reports.render import render_html, render_pdf
+from soc.reports.render import render_html, render_pdf, unicode_font
 from soc.reports.service import Reports
 from soc.reports.weekly import Week, week_due
 
@@ -80,6 +81,12 @@ def week_of_alerts(tmp_path: Path) -> tuple[Alerting, Clock, dict[str, str]]:
     return alerting, clock, ids
 
 
+def pdf_text(pdf: bytes) -> str:
+    """The PDF's text, runs of white space as one space (justified lines in the embedded
+    Unicode font come out of the text extraction with widened gaps)."""
+    return " ".join("".join(p.extract_text() for p in PdfReader(io.BytesIO(pdf)).pages).split())
+
+
 def test_weekly_report_figures_equal_hand_computed_ones(week_of_alerts: tuple[
         Alerting, Clock, dict[str, str]], tmp_path: Path) -> None:
     alerting, clock, ids = week_of_alerts
@@ -117,7 +124,7 @@ def test_weekly_report_figures_equal_hand_computed_ones(week_of_alerts: tuple[
     (tmp_path / "weekly.pdf").write_bytes(pdf)  # for people: pdftoppm shows it
     (tmp_path / "weekly.html").write_text(html)
     assert pdf.startswith(b"%PDF")
-    text = "".join(page.extract_text() for page in PdfReader(io.BytesIO(pdf)).pages)
+    text = pdf_text(pdf)
     assert "ACME Corp" in text and "40.0 %" in text and "No, block it." in text
 
 
@@ -136,7 +143,7 @@ def test_incident_report_has_timeline_reason_and_audit(week_of_alerts: tuple[
                                                       "note"]
     pdf = render_pdf(report)
     (tmp_path / "incident.pdf").write_bytes(pdf)
-    text = "".join(p.extract_text() for p in PdfReader(io.BytesIO(pdf)).pages)
+    text = pdf_text(pdf)
     assert "ACME Corp" in text and "closed c1: true_positive" in text
 
     with pytest.raises(NotAnIncident):  # a false positive has no incident report
@@ -145,20 +152,48 @@ def test_incident_report_has_timeline_reason_and_audit(week_of_alerts: tuple[
         reports.incident(ids["c1"], Actor("bravo-user", frozenset({"bravo"})), T0)
 
 
-def test_hostile_and_non_latin_text_renders(week_of_alerts: tuple[
-        Alerting, Clock, dict[str, str]]) -> None:
-    """Markup in rule names, notes and events stays text; characters the PDF's Latin-1 font
-    lacks become ASCII or `?`; a 2,000-character token wraps instead of failing."""
-    alerting, clock, ids = week_of_alerts
+NON_LATIN = "Łódź Сбер Ελλάδα ☃ — 日本"  # Polish, Russian, Greek, a symbol, a dash, Japanese
+
+
+def hostile_report(alerting: Alerting, ids: dict[str, str]) -> dict[str, Any]:
     report = Reports(alerting).incident(ids["c1"], ANALYST, T0)
-    report["tenant_name"] = "ACME \u2603 Corp \u2014 \u65e5\u672c"
+    report["tenant_name"] = f"ACME {NON_LATIN}"
     report["rule"]["name"] = "<b>bold</b> & <script>x</script>"
     report["events"] = [{"@timestamp": T0.isoformat(), "message": "D" * 2000 + " <i>"}]
+    return report
+
+
+def test_hostile_and_non_latin_text_renders(week_of_alerts: tuple[
+        Alerting, Clock, dict[str, str]]) -> None:
+    """Markup in rule names, notes and events stays text; a client's name in Polish, Russian
+    and Greek keeps its letters in the PDF (the embedded Unicode font); what the font lacks
+    (CJK in DejaVu) becomes `?`; a 2,000-character token wraps instead of failing."""
+    if unicode_font() is None:
+        pytest.skip("no Unicode TrueType font (DejaVu Sans: apt-get install fonts-dejavu-core; "
+                    ".ci/run installs it)")
+    alerting, clock, ids = week_of_alerts
+    report = hostile_report(alerting, ids)
     html = render_html(report)
     assert "&lt;script&gt;" in html and "<script>" not in html
-    assert "ACME \u2603 Corp" in html
-    text = "".join(p.extract_text() for p in PdfReader(io.BytesIO(render_pdf(report))).pages)
-    assert "ACME ? Corp - ??" in text and "<script>x</script>" in text
+    assert f"ACME {NON_LATIN}" in html
+    text = pdf_text(render_pdf(report))
+    assert f"ACME {NON_LATIN[:-2]}??" in text  # DejaVu has no CJK
+    assert "<script>x</script>" in text
+
+
+def test_without_a_unicode_font_the_pdf_spells_what_latin1_lacks(
+        week_of_alerts: tuple[Alerting, Clock, dict[str, str]], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A system without DejaVu: fpdf2's built-in Latin-1 font, accents dropped where Latin-1
+    lacks the letter, typographic signs in ASCII, anything else `?`; never a failure."""
+    monkeypatch.setenv("VIGIL_PDF_FONT_DIR", str(tmp_path))  # no font there
+    unicode_font.cache_clear()
+    try:
+        alerting, clock, ids = week_of_alerts
+        text = pdf_text(render_pdf(hostile_report(alerting, ids)))
+    finally:
+        unicode_font.cache_clear()
+    assert "ACME ?ódz ???? ?????? ? - ??" in text and "<script>x</script>" in text
 
 
 def test_week_due_follows_the_schedule() -> None:
