@@ -35,9 +35,10 @@ from collector.journal.layout import (
     partition_dirs,
     read_checkpoints,
 )
-from collector.journal.partition import Partition, write_error
+from collector.journal.partition import Partition
 from collector.journal.rounds import BackgroundRounds
 from collector.journal.segment import Damage
+from collector.journal.sync import write_error
 from core.events import Batch, Event
 from core.telemetry import Telemetry
 

@@ -1,19 +1,16 @@
 """One partition (tenant) of the journal: its segments, append position, reader and checkpoint.
 
-Everything here runs on the event loop thread except `SyncJob.run`, which the journal hands to
-its I/O thread. Offsets are dense except where damage or a crash left a gap; gaps are tracked so
-pending counts stay exact and a batch never spans one.
+Everything here runs on the event loop thread except `SyncJob` (collector/journal/sync.py),
+which the journal hands to its I/O thread. Offsets are dense except where damage or a crash
+left a gap; gaps are tracked so pending counts stay exact and a batch never spans one.
 """
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import logging
-import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,65 +25,15 @@ from collector.journal.codec import (
     parse_at,
     resync,
 )
-from collector.journal.errors import JournalFullError, JournalWriteError
 from collector.journal.files import FileLayer
 from collector.journal.segment import Damage, Segment, scan_segment, segment_base, segment_name
+from collector.journal.sync import SyncJob, write_error
 from core.events import Batch, Event
 
 log = logging.getLogger(__name__)
 
 DAMAGED_DIR = "damaged"
 READ_CHUNK = 256 * 1024
-_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
-
-
-def write_error(exc: OSError, what: str) -> JournalWriteError:
-    """The typed error for a failed write: JournalFullError when the disk is full."""
-    cls = JournalFullError if exc.errno in _FULL_ERRNOS else JournalWriteError
-    return cls(f"journal {what} failed: {exc.strerror or exc}", errno=exc.errno)
-
-
-@dataclass
-class SyncJob:
-    """What one background round does for a partition, on the I/O thread."""
-
-    partition: Partition
-    fds: list[int]
-    target_end: int  # offsets below this are durable once the fds are synced
-    sync_dir: bool
-    checkpoint: dict[str, int] | None  # the positions to persist (None: unchanged)
-    delete: list[Segment]  # fully acknowledged under the persisted positions
-    fsync: bool
-    error: OSError | None = None
-    checkpoint_saved: bool = False
-    deleted: list[Segment] = field(default_factory=list)
-    seconds: float = 0.0
-
-    def sync(self, files: FileLayer) -> None:
-        started = time.perf_counter()
-        try:
-            if self.fsync:
-                for fd in self.fds:
-                    files.fsync(fd)
-            if self.sync_dir:
-                files.fsync_dir(self.partition.directory)
-        except OSError as exc:
-            self.error = exc
-        self.seconds = time.perf_counter() - started
-
-    def delete_acknowledged(self, files: FileLayer) -> None:
-        """Runs only once the checkpoint covering these segments is durable."""
-        for segment in self.delete:
-            try:
-                files.unlink(segment.path)
-            except OSError as exc:
-                log.warning("journal segment not deleted", extra={"file": str(segment.path),
-                                                                  "error": str(exc)})
-                continue
-            self.deleted.append(segment)
-        if self.deleted:
-            with contextlib.suppress(OSError):  # a replayed unlink is harmless
-                files.fsync_dir(self.partition.directory)
 
 
 @dataclass(frozen=True)

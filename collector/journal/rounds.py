@@ -23,7 +23,8 @@ from collector.journal.config import QueueConfig
 from collector.journal.errors import JournalFullError, JournalWriteError
 from collector.journal.files import FileLayer
 from collector.journal.layout import CHECKPOINT_FILE
-from collector.journal.partition import Partition, SyncJob, write_error
+from collector.journal.partition import Partition
+from collector.journal.sync import SyncJob, write_error
 from core.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
