@@ -20,7 +20,8 @@ from rules.compiler.anchors import anchor_cost
 from rules.compiler.condition import CompiledCondition
 from rules.compiler.fields import Predicate
 from rules.compiler.ir import And, Keyword, Node, Not, Or, StrTest
-from rules.correlation.engine import CorrelationEngine, event_time
+from rules.correlation.engine import CorrelationEngine
+from rules.correlation.values import event_time
 from rules.loader import CompiledRule, RuleSet
 from rules.match import EventRef, Match
 from rules.new_value import NewValueState

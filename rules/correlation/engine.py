@@ -52,6 +52,15 @@ from sigma.correlations import (
 from core.durable import write_atomic
 from rules.correlation.clocks import SenderClocks, SkewedSender
 from rules.correlation.rule import CorrelationRule
+from rules.correlation.values import (
+    Clock,
+    as_number,
+    epoch_seconds,
+    first_value,
+    plain,
+    utc_now,
+    weight_of,
+)
 from rules.match import EventRef, Match
 
 if TYPE_CHECKING:
@@ -62,15 +71,6 @@ log = logging.getLogger(__name__)
 STATE_VERSION = 1
 MAX_REFS = 50  # event references carried by one correlation match
 SWEEP_EVERY = 1024  # observations per tenant between expiry sweeps
-COUNT_FIELD = "event.count"  # how many occurrences one event stands for
-MAX_WEIGHT = 1_000_000  # bounds what one event adds to a count
-
-Clock = Callable[[], datetime]
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
 
 _OPS: dict[SigmaCorrelationConditionOperator, Callable[[float, float], bool]] = {
     SigmaCorrelationConditionOperator.LT: lambda a, b: a < b,
@@ -81,7 +81,6 @@ _OPS: dict[SigmaCorrelationConditionOperator, Callable[[float, float], bool]] = 
     SigmaCorrelationConditionOperator.NEQ: lambda a, b: a != b,
 }
 _AT_CLOSE = {SigmaCorrelationConditionOperator.LT, SigmaCorrelationConditionOperator.LTE}
-
 
 
 @dataclass
@@ -144,8 +143,9 @@ class CorrelationEngine:
         """Record one base-rule match; return the correlation matches it completes."""
         state = self._state(tenant)
         evicted = state.clocks.evicted
-        ts, clamped, late = state.clocks.admit(event, _epoch(event.get("@timestamp"), self.clock),
-                                                self.max_skew, self.lateness)
+        ts, clamped, late = state.clocks.admit(
+            event, epoch_seconds(event.get("@timestamp"), self.clock), self.max_skew,
+            self.lateness)
         self.stats["evicted_senders"] += state.clocks.evicted - evicted
         self.stats["clock_clamped"] += clamped
         if late:
@@ -166,10 +166,10 @@ class CorrelationEngine:
                      rule: CompiledRule, dataset: str, event: dict[str, Any], ref: EventRef,
                      ts: float) -> list[Match]:
         slot = (rule.position, dataset)
-        group = tuple([_first(event, keys) for keys in correlation.group_keys.get(slot, ())])
+        group = tuple([first_value(event, keys) for keys in correlation.group_keys.get(slot, ())])
         value = None
         if slot in correlation.value_keys:
-            value = _first(event, correlation.value_keys[slot])
+            value = first_value(event, correlation.value_keys[slot])
             if value is None and correlation.type is not SigmaCorrelationType.EVENT_COUNT:
                 return []
         windows = state.windows.get(correlation.key)
@@ -193,9 +193,9 @@ class CorrelationEngine:
             for entry in bucket.entries[bisect.bisect_left(bucket.keys, ts):position]:
                 if entry.ref.offset == ref.offset and entry.rule == rule.info.id:
                     return []
-        weight = _weight(event)
+        weight = weight_of(event)
         bucket.keys.insert(position, ts)
-        bucket.entries.insert(position, Entry(ts, rule.info.id, _plain(value), ref, weight))
+        bucket.entries.insert(position, Entry(ts, rule.info.id, plain(value), ref, weight))
         bucket.rules[rule.info.id] += 1
         if weight != 1:
             bucket.unit = False
@@ -254,7 +254,7 @@ class CorrelationEngine:
                 return None
             order = [r.info.id for r in correlation.base_rules]
             return len(order) if _in_order(window, order) else None
-        numbers = [n for n in (_number(e.value) for e in window) if n is not None]
+        numbers = [n for n in (as_number(e.value) for e in window) if n is not None]
         if not numbers:
             return None
         if kind is SigmaCorrelationType.VALUE_SUM:
@@ -397,63 +397,6 @@ class CorrelationEngine:
         if not path.exists():
             return 0
         return self.load(orjson.loads(path.read_bytes()))
-
-
-# ------------------------------------------------------------------------------------ helpers
-
-
-def event_time(value: Any, clock: Clock = utc_now) -> datetime:
-    """An event's `@timestamp` as an aware datetime (the clock's time when absent/invalid)."""
-    return datetime.fromtimestamp(_epoch(value, clock), UTC)
-
-
-def _epoch(value: Any, clock: Clock) -> float:
-    if isinstance(value, datetime):
-        return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
-    if isinstance(value, str):
-        try:
-            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-            return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
-        except ValueError:
-            pass
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    return clock().timestamp()
-
-
-def _weight(event: dict[str, Any]) -> int:
-    """How many occurrences the event stands for: a positive `event.count`, else one."""
-    count = event.get(COUNT_FIELD)
-    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-        return 1
-    return min(count, MAX_WEIGHT)
-
-
-def _first(event: dict[str, Any], keys: tuple[str, ...]) -> Any:
-    for key in keys:
-        value = event.get(key)
-        if value is not None:
-            return _plain(value)
-    return None
-
-
-def _plain(value: Any) -> Any:
-    if value is None or isinstance(value, (str, int, float, bool)):
-        return value
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return str(value)
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or value is None:
-        return None
-    if isinstance(value, (int, float)):
-        return float(value)
-    try:
-        return float(str(value))
-    except ValueError:
-        return None
 
 
 def _in_order(window: list[Entry], order: list[str]) -> bool:
