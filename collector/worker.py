@@ -147,6 +147,13 @@ class Worker:
                           extra={"sink": sink_id})
         self.acknowledge()
 
+    def discard(self, partition: str) -> int:
+        """What the sinks hold of `partition` is dropped, not committed, and nothing more of it
+        is acknowledged here: the partition is no longer this process's (a cluster worker's
+        shard whose lease lapsed; the stream gives its records to the next owner)."""
+        self._written.pop(partition, None)
+        return sum(sink.discard(partition) for sink in self.sinks.values())
+
     def acknowledge(self) -> None:
         for partition, last in self._written.items():
             holders = [*self.sinks.values(), *self.holders]

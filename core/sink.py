@@ -81,6 +81,13 @@ class Sink(ABC):
     def uncommitted_floor(self, partition: str) -> int | None:
         """Smallest offset of `partition` held but not yet committed; None when all is."""
 
+    def discard(self, partition: str) -> int:
+        """Drop what `partition` has buffered and not begun to commit, returning the events
+        dropped: its events are no longer this process's to commit (a cluster worker's shard
+        lease lapsed; the next owner processes them again from the stream). A sink that holds
+        nothing between `write` and `flush` keeps the default."""
+        return 0
+
     @abstractmethod
     async def stop(self) -> None:
         """Commit everything and release resources."""

@@ -458,6 +458,17 @@ class PartitionedFileSink(Sink):
                   for b in group.values() if partition in b.offsets]
         return min(floors) if floors else None
 
+    def discard(self, partition: str) -> int:
+        """Buffers of `partition` are dropped (a buffer is one directory, so one tenant's);
+        one being written cannot be recalled and completes."""
+        dropped = 0
+        for key, buffer in list(self._buffers.items()):
+            if partition in buffer.offsets:
+                dropped += len(buffer.events)
+                del self._buffers[key]
+                self._failures.pop(key, None)
+        return dropped
+
     def buffered_events(self) -> int:
         return sum(len(b.events) for b in self._buffers.values())
 

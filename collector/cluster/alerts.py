@@ -72,6 +72,11 @@ class AlertPublishSink(Sink):
         floors = [b.first_offset for b in self._pending if b.partition == partition]
         return min(floors) if floors else None
 
+    def discard(self, partition: str) -> int:
+        dropped = sum(len(b.events) for b in self._pending if b.partition == partition)
+        self._pending = [b for b in self._pending if b.partition != partition]
+        return dropped
+
     async def stop(self) -> None:
         with contextlib.suppress(Exception):
             await self.flush(force=True)

@@ -204,6 +204,14 @@ class AlertStoreSink(Sink):
                               self._flushing.get(partition)) if f is not None]
         return min(floors) if floors else None
 
+    def discard(self, partition: str) -> int:
+        pending = self._pending
+        kept = [(p, event) for p, event in pending.events if p != partition]
+        dropped = len(pending.events) - len(kept)
+        pending.events[:] = kept
+        pending.floors.pop(partition, None)
+        return dropped
+
     async def stop(self) -> None:
         await self.flush(force=True)
 

@@ -141,3 +141,21 @@ async def test_replay_after_crash_lands_each_row_once(tmp_path: Path) -> None:
     rows = read(tmp_path, 'SELECT "vigil.offset" FROM LAKE ORDER BY 1')
     assert [r[0] for r in rows] == list(range(10))
     assert not list((tmp_path / "lake").rglob(".*.tmp"))
+
+
+async def test_discard_drops_one_tenants_buffers_and_commits_the_others(tmp_path: Path) -> None:
+    """A cluster worker whose shard lease lapsed must not commit that tenant's rows (the next
+    owner writes them from the stream): `discard` drops them; the other tenant's are written."""
+    clock = FakeClock()
+    sink, _ = make_sink(tmp_path, clock, max_rows=1000, max_seconds=5)
+    await sink.start()
+    t1 = datetime(2026, 11, 22, 9, 15, tzinfo=UTC)
+    t2 = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
+    sink.write(Batch("demo", [event(1, t1), event(2, t2)], 0, 1, "syslog"))
+    sink.write(Batch("acme", [event(3, t1, tenant="acme")], 0, 0, "syslog"))
+    assert sink.discard("demo") == 2
+    assert sink.uncommitted_floor("demo") is None and sink.uncommitted_floor("acme") == 0
+    assert sink.discard("demo") == 0
+    await sink.flush(force=True)
+    rows = read(tmp_path, "SELECT tenant, \"process.pid\" FROM LAKE")
+    assert rows == [("acme", 3)]
