@@ -129,3 +129,15 @@ class CommitManifest:
                                                           option=orjson.OPT_APPEND_NEWLINE)
                                              for e in kept))
             self.entries = kept
+
+
+def manifest_path(data_dir: Path, sink_id: str, slot: str = "") -> Path:
+    """A sink's commit manifest; one per worker process slot."""
+    suffix = f".{slot}" if slot else ""
+    return data_dir / "state" / f"{sink_id}.commits{suffix}.jsonl"
+
+
+def other_manifests(path: Path) -> list[Path]:
+    """The same sink's manifests of the other process slots."""
+    sink_id = path.name.split(".commits", 1)[0]
+    return [p for p in path.parent.glob(f"{sink_id}.commits*.jsonl") if p != path]

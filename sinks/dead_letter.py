@@ -36,8 +36,9 @@ from core.events import (
 from core.provenance import path_component
 from core.sink import SinkContext
 from core.telemetry import tenant_label
+from sinks.buffer import FileBuffer, FlushPolicy
 from sinks.commits import remove_file, temporary_name, trimmed_name
-from sinks.files import FileBuffer, FlushPolicy, PartitionedFileSink
+from sinks.files import PartitionedFileSink
 
 REPLAY_SUFFIX = ".replay"
 REPLAYED_SUFFIX = ".replayed"

@@ -17,18 +17,22 @@ import logging
 from abc import abstractmethod
 from bisect import bisect_right
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pydantic import Field
-
-from core.config import StrictModel
 from core.errors import is_environmental
 from core.events import OFFSET, Batch, Event
 from core.sink import Sink, SinkContext
 from core.telemetry import ComponentTelemetry
-from sinks.commits import CommitManifest, ManifestEntry, committed_ranges, temporary_name
+from sinks.buffer import FileBuffer, FlushPolicy, WriteFailure
+from sinks.commits import (
+    CommitManifest,
+    ManifestEntry,
+    committed_ranges,
+    manifest_path,
+    other_manifests,
+    temporary_name,
+)
 
 log = logging.getLogger(__name__)
 
@@ -39,57 +43,6 @@ RETRY_SECONDS = 1.0
 RETRY_BASE_SECONDS = 0.5
 RETRY_MAX_SECONDS = 30.0
 MAX_ATTEMPTS = 5
-
-
-def manifest_path(data_dir: Path, sink_id: str, slot: str = "") -> Path:
-    """A sink's commit manifest; one per worker process slot."""
-    suffix = f".{slot}" if slot else ""
-    return data_dir / "state" / f"{sink_id}.commits{suffix}.jsonl"
-
-
-def other_manifests(path: Path) -> list[Path]:
-    """The same sink's manifests of the other process slots."""
-    sink_id = path.name.split(".commits", 1)[0]
-    return [p for p in path.parent.glob(f"{sink_id}.commits*.jsonl") if p != path]
-
-
-class FlushPolicy(StrictModel):
-    max_rows: int = Field(50_000, gt=0, description="flush a partition buffer at this many rows")
-    max_bytes: int = Field(64 * 1024 * 1024, gt=0, description="... or this many (estimated) bytes")
-    max_seconds: float = Field(10.0, gt=0, description="... or when its oldest event is this old")
-
-
-@dataclass
-class FileBuffer:
-    """Events bound for one partition directory, with the queue offsets they came from."""
-
-    directory: Path
-    dataset: str
-    tenant: str
-    events: list[Event] = field(default_factory=list)
-    offsets: dict[str, list[int]] = field(default_factory=dict)  # partition -> [first, last]
-    size: int = 0
-    opened: float = 0.0
-    # Work a sink started on the events as they arrived (the lake's Arrow chunks, built on its
-    # writer thread), in order; cleared whenever events are taken out.
-    prepared: list[Any] = field(default_factory=list)
-
-    def absorb(self, newer: FileBuffer) -> None:
-        """Take a newer buffer's events after ours (a failed write is retried with both)."""
-        self.events.extend(newer.events)
-        self.prepared.extend(newer.prepared)
-        self.size += newer.size
-        for partition, (first, last) in newer.offsets.items():
-            span = self.offsets.setdefault(partition, [first, last])
-            span[0], span[1] = min(span[0], first), max(span[1], last)
-
-
-@dataclass
-class WriteFailure:
-    """A buffer whose commit failed: attempts so far and when to try again."""
-
-    attempts: int = 0
-    retry_at: float = 0.0
 
 
 class PartitionedFileSink(Sink):

@@ -19,8 +19,8 @@ from pydantic import Field, field_validator
 
 from core.aws.config import AwsConnectionConfig
 from core.sink import SinkContext
+from sinks.buffer import FileBuffer, FlushPolicy
 from sinks.commits import COMMITTED_NAME
-from sinks.files import FileBuffer, FlushPolicy
 from sinks.lake.sink import LakeConfig, LakeSink
 
 log = logging.getLogger(__name__)

@@ -27,8 +27,9 @@ from core.events import ALERTS, EVENTS, TIMESTAMP, Batch, Event
 from core.provenance import path_component
 from core.sink import SinkContext
 from core.telemetry import tenant_label
+from sinks.buffer import FileBuffer, FlushPolicy
 from sinks.commits import remove_file, temporary_name, trimmed_name
-from sinks.files import FileBuffer, FlushPolicy, PartitionedFileSink
+from sinks.files import PartitionedFileSink
 from sinks.lake.columns import TableChunk, assemble, build_chunk
 from sinks.lake.schema import FieldType, events_to_table
 
