@@ -229,6 +229,10 @@ class StreamQueue:
         if self.streams is None:
             return
         checkpoints, self._checkpoints = self._checkpoints, {}
+        # A shard lost or handed over meanwhile: its next owner writes the tenant's checkpoints
+        # now (and this worker's acknowledgements of it are dropped below, consistently).
+        owned = set(self.owned_tenants())
+        checkpoints = {t: d for t, d in checkpoints.items() if t in owned}
         while checkpoints:
             tenant, document = next(iter(checkpoints.items()))
             try:

@@ -102,15 +102,19 @@ async def hand_over(queue: StreamQueue, shards: list[Shard]) -> None:
         log.warning("handover commit failed; called off", exc_info=True)
         _call_off(queue, shards)
         return
-    for shard in handed:
-        shard.lost = True
-        queue.owned.pop(shard.key, None)
+    assert queue.streams is not None
     try:
-        await queue.flush_acks()  # their checkpoints, before the leases go
+        await queue.flush_acks()  # their checkpoints, while still theirs, before the leases go
+        await queue.streams.nc.flush(timeout=5)  # and the acknowledgements at the server
+        flushed = True
     except Exception:
         log.warning("handover checkpoint failed; the leases lapse instead", exc_info=True)
-        return
-    assert queue.streams is not None
+        flushed = False
+    for shard in handed:  # not owned: nothing of theirs is acknowledged or checkpointed now
+        shard.lost = True
+        queue.owned.pop(shard.key, None)
+    if not flushed:
+        return  # the next owner starts from the checkpoint and acknowledgements before
     for shard in handed:
         try:
             await queue.streams.leases.delete(lease_key(*shard.key), last=shard.revision)
