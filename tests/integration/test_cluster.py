@@ -228,7 +228,7 @@ def check(result: dict[str, Any]) -> None:
     assert result["brute_force"] == 1
 
 
-# The cluster tests take 70-90 s each on the 2-core CI host, which the 30-minute budget of the
+# The failover tests take 30-85 s each on the 2-core CI host, which the 30-minute budget of the
 # default run cannot hold with the rest: they run with `-m slow` (`make test-all`).
 @pytest.mark.slow
 @pytest.mark.timeout(300)
