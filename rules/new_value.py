@@ -98,6 +98,11 @@ class NewValueState:
         history.values[value] = offset if alerting and offset is not None else SILENT
         return alerting
 
+    def forget(self, tenant: str) -> None:
+        """Drop a tenant's histories (its shard moved to another worker)."""
+        for key in [k for k in self.keys if k[0] == tenant]:
+            del self.keys[key]
+
     def dump(self) -> list[list[Any]]:
         return [[tenant, rule, group, h.first_seen, list(h.values.items())]
                 for (tenant, rule), histories in self.keys.items()

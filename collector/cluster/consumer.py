@@ -7,7 +7,9 @@ while it renews its lease in the `vigil_leases` bucket (an entry that expires af
 the first record not acknowledged, in order, at once instead of after redelivery timeouts.
 A record is acknowledged only when the worker acknowledges its last event
 (every sink committed it, and detection saved the state that counted it: that state goes to
-the `vigil_state` bucket first, where the next owner reads it).
+the `vigil_state` bucket first, where the next owner reads it). A worker holding more than its
+share while another holds less hands shards over (`rebalance.py`): it stops fetching them,
+finishes what it fetched, commits, checkpoints, acknowledges, then deletes their leases.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import Any
 
 import orjson
 
+from collector.cluster.rebalance import hand_over, other_workers, surplus
 from collector.cluster.stream import (
     QUARANTINE,
     RECORD_SPAN,
@@ -55,7 +58,9 @@ class Shard:
     task: asyncio.Task[None] | None = None
     replay_end: int = 0  # event offsets below it may be in files the previous owner committed
     lost: bool = False
+    releasing: bool = False  # being handed over: no more fetches, what was fetched finishes
     delivered: int = 0
+    acked: int = 0
     acked_seq: int = 0
 
     @property
@@ -81,6 +86,9 @@ class StreamQueue:
     # Commit what the sinks hold (a shard lost or about to be replayed: its buffered events must
     # be in committed files before anyone replays them, or both copies would be written).
     on_release: Callable[[], Awaitable[None]] | None = None
+    # A handover: commit every sink, save detection's state (its checkpoints staged),
+    # acknowledge; then drop the detection state of the tenants given (checkpointed by that save).
+    on_handover: Callable[[list[str]], Awaitable[None]] | None = None
     streams: Streams | None = None
     owned: dict[tuple[str, int], Shard] = field(default_factory=dict)
 
@@ -92,23 +100,26 @@ class StreamQueue:
         self._ack_due: list[tuple[Shard, Any]] = []
         self._checkpoints: dict[str, bytes] = {}
         self._ack_wake = asyncio.Event()
-        self._closed = False
+        self._ack_lock = asyncio.Lock()  # checkpoints before acknowledgements, one flush at once
+        self.closed = False
         self._tasks: list[asyncio.Task[None]] = []
+        self._handover: asyncio.Task[None] | None = None
         self._joined = 0.0
         self.takeovers = 0
+        self.voluntary_releases = 0
 
     # -- lifecycle --------------------------------------------------------------------------
 
     async def start(self) -> None:
         self.streams = await connect(self.config, f"vigil-worker-{self.node}", buckets=True)
         self._joined = time.monotonic()
-        await self._heartbeat()
+        await self.heartbeat()
         self._tasks = [asyncio.create_task(self._lease_loop(), name="leases"),
                        asyncio.create_task(self._ack_loop(), name="acks")]
 
     def close(self) -> None:
         """No more records: reading drains what was fetched and then returns None."""
-        self._closed = True
+        self.closed = True
         for shard in self.owned.values():
             if shard.task is not None:
                 shard.task.cancel()
@@ -118,9 +129,10 @@ class StreamQueue:
     async def aclose(self) -> None:
         """The last acknowledgements and checkpoints, then release the leases (another worker
         takes the shards over at once) and disconnect."""
-        await self._flush_acks()
-        for task in self._tasks:
-            task.cancel()
+        await self.flush_acks()
+        for task in [*self._tasks, self._handover]:
+            if task is not None:
+                task.cancel()
         if self.streams is None:
             return
         for shard in list(self.owned.values()):
@@ -128,21 +140,27 @@ class StreamQueue:
                 await self.streams.leases.delete(lease_key(*shard.key))
         with contextlib.suppress(Exception):
             await self.streams.leases.delete(f"worker.{self.node}")
+        # Flush and close, not drain(): records a cancelled fetch received would hold the
+        # drain for its whole timeout (30 s); unacknowledged, they go to the next owner.
         with contextlib.suppress(Exception):
-            await self.streams.nc.drain()
+            await self.streams.nc.flush(timeout=5)
+        with contextlib.suppress(Exception):
+            await self.streams.nc.close()
 
     # -- the queue interface ----------------------------------------------------------------
 
     async def read(self, max_events: int) -> Batch | None:
         """One record of an owned shard as a batch (offsets from its stream sequence)."""
         while True:
-            if self._closed and self._ready.empty():
+            if self.closed and self._ready.empty():
                 return None
             shard, msg = await self._ready.get()
             if msg is None or shard.lost:
                 continue
             events = decode_events(msg.data)
-            if not events:
+            if not events:  # nothing to process: done with it
+                self._ack_due.append((shard, msg))
+                self._ack_wake.set()
                 continue
             seq = msg.metadata.sequence.stream
             first = seq * RECORD_SPAN
@@ -197,31 +215,42 @@ class StreamQueue:
             await self._ack_wake.wait()
             self._ack_wake.clear()
             try:
-                await self._flush_acks()
+                await self.flush_acks()
             except Exception:
                 log.warning("acknowledgements to JetStream failed; retried", exc_info=True)
                 await asyncio.sleep(0.5)
                 self._ack_wake.set()
 
-    async def _flush_acks(self) -> None:
+    async def flush_acks(self) -> None:
+        async with self._ack_lock:
+            await self._flush_acks_now()
+
+    async def _flush_acks_now(self) -> None:
         if self.streams is None:
             return
         checkpoints, self._checkpoints = self._checkpoints, {}
-        for tenant, document in checkpoints.items():
+        # A shard lost or handed over meanwhile: its next owner writes the tenant's checkpoints
+        # now (and this worker's acknowledgements of it are dropped below, consistently).
+        owned = set(self.owned_tenants())
+        checkpoints = {t: d for t, d in checkpoints.items() if t in owned}
+        while checkpoints:
+            tenant, document = next(iter(checkpoints.items()))
             try:
                 await self.streams.state.put(f"detection.{tenant}", document)
-            except Exception:
-                self._checkpoints.setdefault(tenant, document)
+            except BaseException:  # cancelled too: what is left is kept for the next flush
+                self._checkpoints = {**checkpoints, **self._checkpoints}
                 raise
+            del checkpoints[tenant]
         due, self._ack_due = self._ack_due, []
         for index, (shard, msg) in enumerate(due):
             if shard.lost or self.owned.get(shard.key) is not shard:
                 continue
             try:
                 await msg.ack()
-            except Exception:
+            except BaseException:
                 self._ack_due[:0] = due[index:]
                 raise
+            shard.acked += 1
             shard.acked_seq = msg.metadata.sequence.stream
 
     # -- leases -----------------------------------------------------------------------------
@@ -230,15 +259,16 @@ class StreamQueue:
         tenants = sorted({*self.tenants(), QUARANTINE})
         return [(t, i) for t in tenants for i in range(self.config.shards)]
 
-    async def _heartbeat(self) -> None:
+    async def heartbeat(self) -> None:
         assert self.streams is not None
         await self.streams.leases.put(f"worker.{self.node}", orjson.dumps({
             "host": socket.gethostname(), "pid": os.getpid(), "role": "worker",
-            "shards": [f"{t}.{i}" for t, i in self.owned]}))
+            "shards": [f"{t}.{i}" for t, i in self.owned],
+            "voluntary_releases": self.voluntary_releases}))
 
     async def _lease_loop(self) -> None:
         period = self.config.lease_seconds / 3
-        while not self._closed:
+        while not self.closed:
             try:
                 await self._lease_round()
             except Exception:
@@ -249,8 +279,10 @@ class StreamQueue:
     async def _lease_round(self) -> None:
         assert self.streams is not None
         leases = self.streams.leases
-        await self._heartbeat()
+        await self.heartbeat()
         for shard in list(self.owned.values()):
+            if shard.lost:  # handed over meanwhile
+                continue
             try:
                 shard.revision = await leases.update(lease_key(*shard.key), self.node.encode(),
                                                      last=shard.revision)
@@ -280,6 +312,22 @@ class StreamQueue:
             if (tenant, index) in self.owned or lease_key(tenant, index) in keys:
                 continue
             await self._take(tenant, index)
+        if len(self.owned) > quota and (self._handover is None or self._handover.done()):
+            others = await other_workers(leases, keys, self.node)
+            handed = [self.owned[k] for k in surplus(self.owned, others, len(wanted))]
+            if handed:
+                self._handover = asyncio.create_task(hand_over(self, handed), name="handover")
+
+    def resume(self, shard: Shard) -> None:
+        """Fetch a shard's records again (a handover called off)."""
+        shard.releasing = False
+        shard.task = asyncio.create_task(self._fetch(shard), name=f"fetch-{shard.tenant}")
+
+    async def wait_handover(self, timeout: float) -> None:
+        """Let a handover in progress finish (stopping: it ends at its next step)."""
+        if self._handover is not None and not self._handover.done():
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(self._handover), timeout)
 
     async def _drop_expired(self) -> None:
         """NATS unreachable: a lease not renewed for two thirds of its time is given up (it
@@ -350,7 +398,7 @@ class StreamQueue:
     async def _fetch(self, shard: Shard) -> None:
         from nats.errors import TimeoutError as NatsTimeout
 
-        while not shard.lost and not self._closed:
+        while not shard.lost and not shard.releasing and not self.closed:
             try:
                 msgs = await shard.sub.fetch(self.config.max_ack_pending, timeout=1.0)
             except (NatsTimeout, TimeoutError):
@@ -370,4 +418,4 @@ class StreamQueue:
                 "shards": {f"{t}.{i}": {"acked_sequence": s.acked_seq,
                                         "delivered": s.delivered}
                            for (t, i), s in self.owned.items()},
-                "takeovers": self.takeovers}
+                "takeovers": self.takeovers, "voluntary_releases": self.voluntary_releases}

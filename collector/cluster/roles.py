@@ -94,7 +94,8 @@ class ClusterWorkerDaemon(Daemon):
         cluster = self.config.settings.cluster
         self.node = _node(self.config, "worker")
         self.stream_queue = StreamQueue(cluster, self.node, tenants=lambda: self.config.tenants,
-                                        on_acquire=self._acquired, on_release=self._commit_all)
+                                        on_acquire=self._acquired, on_release=self._commit_all,
+                                        on_handover=self._hand_over)
         self.ownership = Ownership("", owns=self.stream_queue.owns,
                                    owned=self.stream_queue.owned_tenants)
         return self.stream_queue
@@ -133,7 +134,8 @@ class ClusterWorkerDaemon(Daemon):
         log.info("vigil worker started", extra={"node": self.node, "sinks": len(self.sinks)})
 
     async def _acquired(self, tenant: str) -> None:
-        """A shard taken over: its tenant's detection state from the last checkpoint."""
+        """A shard taken over: its tenant's detection state from the last checkpoint, never
+        on top of what this worker held before the shard left it."""
         from nats.js.errors import KeyNotFoundError
 
         streams = self.stream_queue.streams
@@ -142,24 +144,46 @@ class ClusterWorkerDaemon(Daemon):
         try:
             entry = await streams.state.get(f"detection.{tenant}")
         except KeyNotFoundError:
-            return
+            entry = None
         async with self.worker.lock:
-            self.detection.load_state(orjson.loads(entry.value or b"{}"))
+            if not self.stream_queue.owns(tenant):  # its other shards' state is live
+                self.detection.forget([tenant])
+            if entry is not None:
+                self.detection.load_state(orjson.loads(entry.value or b"{}"))
 
     async def _commit_all(self) -> None:
         """Commit every sink's buffers now and forget cached committed ranges (a replay of a
-        shard follows)."""
+        shard follows); the detection state of tenants no longer owned goes (their next
+        owner continues from the checkpoint: kept here, it would fire their alerts twice)."""
         async with self.worker.lock:
             await self.worker.flush(force=True)
+            if self.detection is not None:
+                self.detection.forget([t for t in self.detection.state_tenants()
+                                       if not self.stream_queue.owns(t)])
         for sink in self.sinks.values():
             forget = getattr(sink, "forget_committed", None)
             if forget is not None:
                 forget()
 
+    async def _hand_over(self, leaving: list[str]) -> None:
+        """Shards being handed over: commit every sink, save detection's state (staging the
+        checkpoints), acknowledge; then the state of the `leaving` tenants goes (saved just
+        before, under the same lock, so no tick changes it in between)."""
+        async with self.worker.lock:
+            await self.worker.flush(force=True)
+            if self.detection is not None:
+                self.detection.save()
+            self.worker.acknowledge()
+            if self.detection is not None and leaving:
+                self.detection.forget(leaving)
+
     def _checkpoint(self, data: dict[str, Any]) -> None:
         """Detection saved: each owned tenant's part goes to JetStream before the
         acknowledgements this save releases."""
+        held = self.detection.state_tenants() if self.detection is not None else set()
         for tenant in self.stream_queue.owned_tenants():
+            if tenant not in held:  # nothing seen, or handed over: its checkpoint stays
+                continue
             doc = merge_detection([data], Ownership(owns=_only(tenant)), STATE_VERSION)
             if doc is not None:
                 self.stream_queue.stage_checkpoint(tenant, orjson.dumps(doc, default=str))
@@ -178,6 +202,7 @@ class ClusterWorkerDaemon(Daemon):
         self.stopping = True
         self.notifier.stopping()
         self.stream_queue.close()
+        await self.stream_queue.wait_handover(10.0)
         code = 0
         await self.drain_worker_task()
         if not await self.commit_and_close():

@@ -42,9 +42,10 @@ def show_status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(status, indent=2, default=str))
         return 0
-    print_table([("ROLE", "NODE", "HOST", "PID"), *[
-        (p["role"], p["node"], str(p.get("host", "")), str(p.get("pid", "")))
-        for p in status["processes"]]])
+    print_table([("ROLE", "NODE", "HOST", "PID", "SHARDS", "HANDED OVER"), *[
+        (p["role"], p["node"], str(p.get("host", "")), str(p.get("pid", "")),
+         str(len(p["shards"])) if "shards" in p else "",
+         str(p.get("voluntary_releases", ""))) for p in status["processes"]]])
     print()
     print_table([("SHARD", "OWNER", "PENDING", "UNACKED", "ACKED SEQ"), *[
         (s["shard"], s["owner"] or "-", str(s["pending_records"]),

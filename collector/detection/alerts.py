@@ -144,6 +144,11 @@ class AlertTracker:
             del self.open[key]
         return len(closed)
 
+    def forget(self, tenant: str) -> None:
+        """Drop a tenant's open alerts (its shard moved to another worker)."""
+        for key in [k for k, a in self.open.items() if a.tenant == tenant]:
+            del self.open[key]
+
     # -- persistence (part of the detection state file) ---------------------------------------
 
     def dump(self) -> list[dict[str, Any]]:

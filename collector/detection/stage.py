@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -377,6 +377,23 @@ class DetectionStage:
             self.watermarks[tenant] = datetime.fromisoformat(text)
         log.info("detection state restored", extra={"correlation_keys": keys,
                                                     "open_alerts": alerts})
+
+    def state_tenants(self) -> set[str]:
+        """The tenants this stage holds detection state of."""
+        return {*self.engine.correlation.tenants, *(t for t, _ in self.engine.new_values.keys),
+                *(a.tenant for a in self.alerts.open.values()), *self.watermarks,
+                *self.unsaved, *self.last_offset}
+
+    def forget(self, tenants: Iterable[str]) -> None:
+        """Drop the detection state of `tenants` (a cluster worker whose shard moved on: the
+        next owner continues from the checkpoint, and this worker, should the shard come back,
+        from the checkpoint again, never from what it held before). Coverage stays."""
+        for tenant in tenants:
+            self.engine.correlation.forget(tenant)
+            self.engine.new_values.forget(tenant)
+            self.alerts.forget(tenant)
+            for held in (self.watermarks, self.unsaved, self.last_offset):
+                held.pop(tenant, None)
 
     def adopt(self, previous: DetectionStage) -> None:
         """Take over another stage's state (a reload built this one with new rules)."""

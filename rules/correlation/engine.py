@@ -336,6 +336,10 @@ class CorrelationEngine:
         return sum(len(w) for name, s in self.tenants.items() if tenant in (None, name)
                    for w in s.windows.values())
 
+    def forget(self, tenant: str) -> None:
+        """Drop a tenant's windows and clocks (its shard moved to another worker)."""
+        self.tenants.pop(tenant, None)
+
     # -- persistence -------------------------------------------------------------------------
 
     def dump(self) -> dict[str, Any]:

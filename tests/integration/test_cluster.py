@@ -1,12 +1,14 @@
 """Vigil across processes on NATS JetStream (`vigil.role`), against a real `nats-server -js`
 and a moto S3 bucket for the lake, every role a separate OS process on loopback.
 
-Default run: 1 collector, 2 workers, 1 control under HTTP and TCP load; the worker owning the
+Failover (`slow`): 1 collector, 2 workers, 1 control under HTTP and TCP load; the worker owning the
 TCP tenant is SIGKILLed mid-stream (its shard moves to the other within seconds) while an SSH
 brute force is half sent, and the collector is SIGKILLed and started again. Every event HTTP
 acknowledged is in the bucket's lake exactly once, no TCP line twice, every alert once in the
 control role's store, and the brute force spanning the failover fires.
-The `slow` variant runs the issue's matrix: 2 collectors and 3 workers.
+A second `slow` test runs the issue's matrix: 2 collectors and 3 workers.
+Rebalancing (default run, about 20 s): a worker joins one that holds every shard under load
+and is handed its share; nothing lost or doubled, a brute force spanning the handover fires once.
 """
 
 from __future__ import annotations
@@ -226,7 +228,7 @@ def check(result: dict[str, Any]) -> None:
     assert result["brute_force"] == 1
 
 
-# The cluster tests take 70-90 s each on the 2-core CI host, which the 30-minute budget of the
+# The failover tests take 30-85 s each on the 2-core CI host, which the 30-minute budget of the
 # default run cannot hold with the rest: they run with `-m slow` (`make test-all`).
 @pytest.mark.slow
 @pytest.mark.timeout(300)
@@ -299,3 +301,115 @@ def test_a_collector_keeps_journaling_while_nats_is_down_and_drains_in_order_lat
                      "WHERE id IS NOT NULL ORDER BY o")
     numbers = [int(r["id"].rsplit("h", 1)[1]) for r in rows]
     assert numbers == sorted(numbers), "records reached the stream out of order"
+
+
+# Four tenants and the quarantine: five shards, three and two once a second worker joins.
+JOIN_TOKENS = {tenant: f"join-token-{tenant}" for tenant in ("acme", "bravo", "charlie", "demo")}
+
+
+class PacedHttpLoad(HttpLoad):
+    """The crash harness's HTTP load for one of `JOIN_TOKENS`' tenants, `pause` between
+    requests (a few hundred events/s: the drain at the end stays short on two cores)."""
+
+    def __init__(self, tenant: str, pause: float) -> None:
+        super().__init__(tenant, token=JOIN_TOKENS[tenant])
+        self.pause = pause
+
+    def send(self) -> None:
+        super().send()
+        time.sleep(self.pause)
+
+
+def shard_counts(workers: list[VigilProcess]) -> list[int]:
+    """How many shards each worker's /readyz lists, in `workers`' order."""
+    owners = shard_owners(workers)
+    return [sum(1 for owner in owners.values() if owner is w) for w in workers]
+
+
+@pytest.mark.timeout(180)
+def test_a_worker_that_joins_is_handed_its_share_of_the_shards(
+        tmp_path: Path, moto_server: MotoServer) -> None:
+    """One worker holds all five shards under HTTP load; a second joins: the first hands over
+    the shards above its share (stops fetching them, commits, checkpoints, acknowledges,
+    deletes their leases) and the second takes them at its next lease round. Every
+    acknowledged event is in the lake once; a brute force half sent before the handover and
+    half after fires once, on the new owner, from the checkpointed state."""
+    nats_server_binary()
+    s3 = moto_server.client("s3")
+    bucket = f"{BUCKET}-join"
+    s3.create_bucket(Bucket=bucket)
+    nats = NatsServer(tmp_path / "nats")
+    env = aws_env()
+
+    def process(name: str, role: str) -> VigilProcess:
+        conf = cluster_conf(tmp_path, name, role, nats.url, moto_server.url, bucket,
+                            tokens=JOIN_TOKENS, lease_seconds=2)
+        return VigilProcess(conf, tmp_path / f"data-{name}", env=env)
+
+    collector, first, joiner = (process("collector0", "collector"),
+                                process("worker0", "worker"), process("worker1", "worker"))
+    loads = [PacedHttpLoad(tenant, 0.02) for tenant in JOIN_TOKENS]
+    ip = "192.0.2.78"
+    try:
+        with ThreadPoolExecutor(2) as starts:
+            list(starts.map(lambda p: p.start(timeout=120), [collector, first]))
+        wait_for(lambda: shard_counts([first]) == [5], timeout=30,
+                 message="every shard on the first worker")
+        for load in loads:
+            load.address = "{}:{}".format(*collector.source_address("http"))
+            load.start()
+        # Half a brute force on demo, counted and checkpointed by the first worker...
+        send_tcp(collector, ssh_failures(ip, 6))
+        wait_for(lambda: ip.encode() in (kv_value(nats.url, "vigil_state", "detection.demo")
+                                         or b""), timeout=30, message="the checkpoint")
+        joiner.start(timeout=120)
+        joined_at = time.monotonic()
+        wait_for(lambda: shard_counts([first, joiner]) == [3, 2], timeout=30,
+                 message="three shards on the first worker and two on the one that joined")
+        handover_seconds = time.monotonic() - joined_at
+        # The shards last in name order are handed over: demo's among them.
+        assert shard_owners([first, joiner])["demo.0"] is joiner
+        # ... the rest on the new owner, which resumes the window from the checkpoint.
+        send_tcp(collector, ssh_failures(ip, 4))
+        sent = len(loads[0].acknowledged)
+        wait_for(lambda: len(loads[0].acknowledged) >= sent + 200, timeout=30,
+                 message="load after the handover")
+    finally:
+        for load in loads:
+            load.halt.set()
+        for load in loads:
+            if load.is_alive():
+                load.join(10)
+    try:
+        wait_for(lambda: collector.readyz()[1].get("queue", {}).get("pending_events", 1) == 0
+                 and stream_drained(nats.url), timeout=60,
+                 message="the collector's journal and the stream drained")
+        status = cluster_status(collector)
+        owners = {s["shard"]: s["owner"] for s in status["shards"]}
+        assert set(owners.values()) == {"worker0", "worker1"}, owners
+        released = {p["node"]: p.get("voluntary_releases") for p in status["processes"]
+                    if p["role"] == "worker"}
+        assert released == {"worker0": 2, "worker1": 0}, status["processes"]
+        for proc in (collector, first, joiner):
+            assert proc.stop(timeout=60) == 0, proc.log()[-5000:]
+    finally:
+        for proc in (collector, first, joiner):
+            proc.kill()
+        nats.stop()
+    found = bucket_lake(s3, tmp_path / "bucket", bucket)
+    acknowledged = [i for load in loads for i in load.acknowledged]
+    lost = [i for i in acknowledged if found[i] == 0]
+    twice = {i: n for i, n in found.items() if n > 1}
+    print("join figures:", json.dumps({"acknowledged_http": len(acknowledged),
+                                       "events_in_lake": sum(found.values()),
+                                       "handover_seconds": round(handover_seconds, 2)}))
+    assert len(acknowledged) == len(set(acknowledged)) > 0
+    assert lost == [], f"{len(lost)} acknowledged events lost, e.g. {lost[:5]}"
+    assert twice == {}, f"{len(twice)} events in the lake twice, e.g. {list(twice)[:5]}"
+    alerts = lake_rows(tmp_path / "bucket", 'SELECT "alert.id" AS id, "alert.count" AS n, '
+                       '"alert.group_key" AS g FROM lake WHERE "vigil.dataset" = \'alerts\' '
+                       f"AND \"rule.name\" = '{BRUTE_FORCE}'")
+    brute_force = [a for a in alerts if ip in (a["g"] or "")]
+    assert len({a["id"] for a in brute_force}) == 1, brute_force
+    states = [(a["id"], a["n"]) for a in brute_force]
+    assert len(states) == len(set(states)), f"an alert state written twice: {states}"

@@ -18,21 +18,24 @@ BUCKET = "vigil-lake"
 
 
 def cluster_conf(tmp_path: Path, name: str, role: str, nats_url: str, s3_url: str,
-                 bucket: str = BUCKET, **cluster: Any) -> Path:
+                 bucket: str = BUCKET, tokens: dict[str, str] | None = None,
+                 **cluster: Any) -> Path:
     """The crash harness's configuration (two tenants, HTTP with tokens, TCP syslog, the Linux
-    auth pipeline and built-in rules) in `role`, the lake on S3."""
+    auth pipeline and built-in rules) in `role`, the lake on S3; `tokens` (tenant -> HTTP
+    token) replaces the two tenants."""
     conf = tmp_path / f"conf-{name}"
+    tokens = tokens or TOKENS
     write_conf(conf, {
         "vigil": {"role": role, "control": {"address": "127.0.0.1:0"},
                   "detection": {"state_interval": "1s"},
                   "cluster": {"servers": [nats_url], "node_id": name, "lease_seconds": 3,
                               **cluster}},
-        "tenants": {tenant: {"name": tenant.title()} for tenant in TOKENS},
+        "tenants": {tenant: {"name": tenant.title()} for tenant in tokens},
         "sources": {
             "syslog_tcp": {"type": "syslog_tcp", "address": "127.0.0.1:0", "tenant": "demo"},
             "http": {"type": "http", "address": "127.0.0.1:0", "dataset": "json", "tokens": {
                 tenant: {"tenant": tenant, "sha256": hashlib.sha256(token.encode()).hexdigest()}
-                for tenant, token in TOKENS.items()}},
+                for tenant, token in tokens.items()}},
         },
         "sinks": {"lake": {"type": "s3_lake", "bucket": bucket, "prefix": "lake/",
                            "aws": {"endpoint_url": s3_url, "region": "us-east-1"},

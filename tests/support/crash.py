@@ -78,9 +78,10 @@ class _Load(threading.Thread):
 class HttpLoad(_Load):
     """Posts NDJSON batches with fresh ids; records the ids of every 200."""
 
-    def __init__(self, tenant: str, batch: int = 20) -> None:
+    def __init__(self, tenant: str, batch: int = 20, token: str | None = None) -> None:
         super().__init__()
         self.tenant = tenant
+        self.token = token or TOKENS[tenant]
         self.batch = batch
         self.address: str | None = None
         self.acknowledged: list[str] = []
@@ -92,7 +93,7 @@ class HttpLoad(_Load):
         body = "\n".join(json.dumps({"id": i, "message": f"http {i}"}) for i in ids).encode()
         request = urllib.request.Request(
             f"http://{self.address}/v1/logs", data=body, method="POST",
-            headers={"Authorization": f"Bearer {TOKENS[self.tenant]}"})
+            headers={"Authorization": f"Bearer {self.token}"})
         try:
             with urllib.request.urlopen(request, timeout=5) as response:
                 if response.status == 200:

@@ -133,3 +133,32 @@ def test_state_survives_a_restart_mid_window(tmp_path: Path) -> None:
     (alert,) = alerts(second.process([batch("demo", "linux.auth",
                                             [failure(n) for n in range(6, 10)], 6)]))
     assert alert["alert.value"] == 10
+
+
+def test_a_tenant_forgotten_when_its_shard_left_restarts_from_its_checkpoint_only(
+        tmp_path: Path) -> None:
+    """A cluster worker that handed a tenant over keeps none of its state: should the tenant
+    come back, it continues from the checkpoint, not from what the worker held before."""
+    from collector.detection.stage import STATE_VERSION
+    from rules.state import Ownership, merge_detection
+
+    detection = stage(tmp_path)
+    saved: list[dict] = []
+    detection.on_saved = saved.append
+    detection.process([batch("acme", "linux.auth", [failure(n) for n in range(6)], 0),
+                       batch("demo", "linux.auth", [failure(n) for n in range(3)], 0)])
+    detection.save()
+    checkpoint = merge_detection(saved, Ownership(owns=lambda t: t == "acme"), STATE_VERSION)
+    assert checkpoint is not None
+    detection.forget(["acme"])
+    assert detection.state_tenants() == {"demo"}
+    assert detection.engine.correlation.key_count("demo") > 0
+    # Forgotten: four more failures are four, not ten...
+    assert alerts(detection.process([batch("acme", "linux.auth",
+                                           [failure(n) for n in range(6, 10)], 6)])) == []
+    # ... and from the checkpoint again (the stale four dropped first), ten.
+    detection.forget(["acme"])
+    detection.load_state(checkpoint)
+    (alert,) = alerts(detection.process([batch("acme", "linux.auth",
+                                               [failure(n) for n in range(6, 10)], 6)]))
+    assert (alert["rule.name"], alert["alert.value"]) == (BRUTE_FORCE, 10)
