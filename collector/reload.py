@@ -1,20 +1,27 @@
 """Reloading a running daemon's configuration: validate it again, bind new listeners while the
 old ones serve, then swap bounds, pipelines, detection, sinks and alerting between batches.
 `Daemon` owns every component; these functions change it in place (`Daemon.reload`).
+
+Each role reloads what it runs (`vigil.role`, collector.cluster.roles): sources, routing and
+the journal's bounds where `Daemon.runs_sources`; pipelines and detection where
+`Daemon.role_processes`; the sinks the role builds (`Daemon._sink_configs`); alerting, logging
+and the control listener everywhere. Settings only a restart applies are logged and kept.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel
 
 from collector.config import VigilConfig, load_config
 from collector.config.models import ControlConfig
 from collector.detection.stage import load_ruleset
 from collector.journal import Journal
-from collector.journal.follower import JournalFollower
 from collector.logs import configure_logging
+from collector.queue import MemoryQueue
 from collector.sources.swap import SourceSwap
 from core.errors import ConfigErrors
 
@@ -58,8 +65,11 @@ async def apply_config(daemon: Daemon, new: VigilConfig) -> None:
     old = daemon.config
     settings = new.settings
     # Listeners first: a port that cannot be bound fails the reload before anything changed.
-    swap = SourceSwap(daemon.sources, old, new, daemon._build_source, daemon._router)
-    await swap.bind()
+    # A role without sources (a cluster worker or control process) binds none of them.
+    swap = (SourceSwap(daemon.sources, old, new, daemon._build_source, daemon._router)
+            if daemon.runs_sources else None)
+    if swap is not None:
+        await swap.bind()
     control = None
     try:
         if _listeners(settings.control) != _listeners(old.settings.control):
@@ -67,11 +77,13 @@ async def apply_config(daemon: Daemon, new: VigilConfig) -> None:
             await control.start()
         await apply_processing(daemon, new)
     except BaseException:
-        await swap.unbind()
+        if swap is not None:
+            await swap.unbind()
         if control is not None:
             await control.stop()
         raise
-    await swap.commit()
+    if swap is not None:
+        await swap.commit()
     if control is not None:  # bound on its new address already
         previous, daemon.control = daemon.control, control
         if previous is not None:
@@ -85,25 +97,20 @@ async def apply_config(daemon: Daemon, new: VigilConfig) -> None:
 
 
 async def apply_processing(daemon: Daemon, new: VigilConfig) -> None:
-    """Bounds, pipelines, detection, sinks and alerting of a reload."""
+    """Bounds, pipelines, detection, sinks and alerting of a reload, as far as the daemon's
+    role runs them."""
     old = daemon.config
-    settings = new.settings
+    settings = keep_restart_only(old, new).settings
     if daemon.setup_logging:
         configure_logging(settings.logging.level, settings.logging.format)
-    if settings.queue.type != old.settings.queue.type:
-        log.warning("vigil.queue.type changes only at restart; keeping the running queue",
-                    extra={"running": old.settings.queue.type,
-                           "configured": settings.queue.type})
-    if settings.workers != old.settings.workers:
-        log.warning("vigil.workers changes only at restart; keeping the running processes",
-                    extra={"configured": settings.workers})
     if isinstance(daemon.queue, Journal):
         daemon.queue.reconfigure(settings.queue, settings.limits.queue_max_events)
-    elif isinstance(daemon.queue, JournalFollower):
-        pass  # bounds are the main process's
-    else:
+    elif isinstance(daemon.queue, MemoryQueue) and daemon.runs_sources:
         daemon.queue.set_bound(settings.queue.max_events or settings.limits.queue_max_events,
                                resume_ratio=settings.queue.resume_ratio)
+    # else no bounds of its own: a worker process's view of the journal (the main process's),
+    # a cluster worker's stream (the collectors' journals and JetStream's limits), or the
+    # control role's placeholder queue
     daemon.telemetry.queue_capacity.set(daemon.queue.max_events)
     daemon.worker.batch_max_events = settings.limits.batch_max_events
     daemon.replayer.root = daemon._dead_letter_root(new)
@@ -114,10 +121,12 @@ async def apply_processing(daemon: Daemon, new: VigilConfig) -> None:
         await daemon.pool.reload()
         return
 
-    detection_changed = (new.settings.detection != old.settings.detection
-                         or new.section("rules") != old.section("rules")
-                         or {t: c.rules for t, c in new.tenants.items()}
-                         != {t: c.rules for t, c in old.tenants.items()})
+    processing = daemon.role_processes
+    detection_changed = processing and (
+        new.settings.detection != old.settings.detection
+        or new.section("rules") != old.section("rules")
+        or {t: c.rules for t, c in new.tenants.items()}
+        != {t: c.rules for t, c in old.tenants.items()})
     # Loading rules can take seconds (SigmaHQ): off the loop, before the swap.
     ruleset = (await asyncio.to_thread(load_ruleset, new, daemon.conf_dir.resolve(),
                                        daemon.data_dir)
@@ -125,7 +134,7 @@ async def apply_processing(daemon: Daemon, new: VigilConfig) -> None:
 
     # Pipelines, detection and sinks swap between batches: old sinks commit first.
     async with daemon.worker.lock:
-        if new.pipelines != old.pipelines:
+        if processing and new.pipelines != old.pipelines:
             pipelines = daemon._build_pipelines(new)
             daemon.pipelines.close()
             daemon.pipelines = pipelines
@@ -137,6 +146,7 @@ async def apply_processing(daemon: Daemon, new: VigilConfig) -> None:
                 daemon.detection.close()
             daemon.detection = detection
             daemon.worker.holders = [detection] if detection is not None else []
+        # The role's own sinks: none in a collector, only the alert stores in control.
         new_sinks, old_sinks = daemon._sink_configs(new), daemon._sink_configs(old)
         for sink_id in list(daemon.sinks):
             if new_sinks.get(sink_id) != old_sinks.get(sink_id):
@@ -148,6 +158,40 @@ async def apply_processing(daemon: Daemon, new: VigilConfig) -> None:
                 sink = daemon._build_sink(sink_id, sink_config)
                 await sink.start()
                 daemon.sinks[sink_id] = sink
+
+
+# Settings only a restart applies: a reload logs a change and runs on with the running values.
+# `role` and `cluster` are also kept in the reloaded configuration, which the roles read on.
+_RESTART_ONLY = {"role": "the running role", "cluster": "the running cluster settings",
+                 "queue.type": "the running queue", "workers": "the running processes"}
+_KEPT = ("role", "cluster")
+
+
+def keep_restart_only(old: VigilConfig, new: VigilConfig) -> VigilConfig:
+    """Warn about each changed setting only a restart applies; `new` with `role` and
+    `cluster` of the running configuration."""
+    for name, keeping in _RESTART_ONLY.items():
+        running, configured = _setting(old, name), _setting(new, name)
+        if running == configured:
+            continue
+        if isinstance(running, BaseModel):  # a section: which keys (values may be secrets)
+            detail: dict[str, Any] = {"changed": sorted(
+                k for k in type(running).model_fields
+                if getattr(running, k) != getattr(configured, k))}
+        else:
+            detail = {"running": running, "configured": configured}
+        log.warning(f"vigil.{name} changes only at restart; keeping {keeping}",
+                    extra={"setting": f"vigil.{name}", **detail})
+    new.settings = new.settings.model_copy(
+        update={name: getattr(old.settings, name) for name in _KEPT})
+    return new
+
+
+def _setting(config: VigilConfig, dotted: str) -> Any:
+    value: Any = config.settings
+    for part in dotted.split("."):
+        value = getattr(value, part)
+    return value
 
 
 def _listeners(control: ControlConfig) -> tuple[str, str | None]:

@@ -86,10 +86,12 @@ class AlertPublishSink(Sink):
                 "failing": self.failing}
 
 
-async def consume_alerts(streams: Streams, cluster: ClusterConfig, durable: str, store: Sink,
-                         stopping: Callable[[], bool]) -> None:
-    """The control role: alerts from the stream into `store`; a message is acknowledged once
-    the store committed it (redelivered otherwise)."""
+async def consume_alerts(streams: Streams, cluster: ClusterConfig, durable: str,
+                         store: Callable[[], Sink], stopping: Callable[[], bool],
+                         lock: asyncio.Lock) -> None:
+    """The control role: alerts from the stream into the current `store()`; a message is
+    acknowledged once the store committed it (redelivered otherwise). `lock` is held while
+    writing and committing, so a reload swaps the store between fetches."""
     from nats.errors import TimeoutError as NatsTimeout
     from nats.js.api import AckPolicy, ConsumerConfig
 
@@ -106,21 +108,29 @@ async def consume_alerts(streams: Streams, cluster: ClusterConfig, durable: str,
             log.debug("alert fetch failed; retried", exc_info=True)
             await asyncio.sleep(0.5)
             continue
-        for msg in msgs:
-            tenant = msg.subject.rsplit(".", 1)[-1]
-            seq = msg.metadata.sequence.stream
-            events: list[Event] = decode_events(msg.data)
-            store.write(Batch(tenant, events, seq, seq, ALERTS_DATASET, kind=ALERTS))
+        async with lock:
+            sink = store()
+            for msg in msgs:
+                tenant = msg.subject.rsplit(".", 1)[-1]
+                seq = msg.metadata.sequence.stream
+                events: list[Event] = decode_events(msg.data)
+                sink.write(Batch(tenant, events, seq, seq, ALERTS_DATASET, kind=ALERTS))
+        tenants = {m.subject.rsplit(".", 1)[-1] for m in msgs}
         while True:
-            try:
-                await store.flush(force=True)
-            except Exception:
-                log.warning("alert store flush failed; retried", exc_info=True)
-            if all(store.uncommitted_floor(m.subject.rsplit(".", 1)[-1]) is None
-                   for m in msgs):
+            async with lock:
+                swapped = sink is not store()  # a reload stopped it (its stop committed)
+                if not swapped:
+                    try:
+                        await sink.flush(force=True)
+                    except Exception:
+                        log.warning("alert store flush failed; retried", exc_info=True)
+                committed = all(sink.uncommitted_floor(t) is None for t in tenants)
+            if committed:
                 break
-            if stopping():
-                return  # unacknowledged: redelivered to the next start
+            if stopping() or swapped:
+                # Unacknowledged: redelivered (after ack_wait, or to the next start).
+                msgs = []
+                break
             await asyncio.sleep(0.5)
         for msg in msgs:
             await msg.ack()

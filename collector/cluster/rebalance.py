@@ -1,9 +1,11 @@
 """Rebalancing toward a worker that joins: which shards a worker hands over, decided from the
 live workers' heartbeats (`worker.<node>` in the leases bucket lists the shards each owns).
 
-A worker gives up shards only while it holds more than its share's ceiling and another live
-worker holds fewer than its floor, and only down to the ceiling: a worker takes free shards up
-to the ceiling, so no shard is passed back and forth.
+A worker gives up shards while it holds more than its share's ceiling and another live worker
+holds fewer than its floor (down to the ceiling), or one shard while it holds at least two more
+than the least loaded live worker (7 shards over 3 workers: 3 + 3 + 1 becomes 2 + 2 + 3). A
+worker takes free shards only up to the ceiling and a move needs a gap of two, so no shard is
+passed back and forth.
 """
 
 from __future__ import annotations
@@ -40,10 +42,14 @@ def surplus(mine: Iterable[tuple[str, int]], others: Iterable[int], total: int
     the last in name order (the quarantine, `_quarantine`, sorts first and goes last)."""
     owned = sorted(mine)
     counts = list(others)
-    floor, ceiling = share(total, len(counts) + 1)
-    if len(owned) <= ceiling or not any(n < floor for n in counts):
+    if not counts:
         return []
-    return owned[ceiling:][::-1]
+    floor, ceiling = share(total, len(counts) + 1)
+    if len(owned) > ceiling and min(counts) < floor:
+        return owned[ceiling:][::-1]
+    if len(owned) >= min(counts) + 2:
+        return owned[-1:]
+    return []
 
 
 async def other_workers(leases: Any, keys: Iterable[str], node: str) -> list[int]:

@@ -25,11 +25,12 @@ from collector.cluster.consumer import StreamQueue
 from collector.cluster.publisher import JournalPublisher
 from collector.cluster.stream import Heartbeat, Streams, connect, node_id
 from collector.config import VigilConfig
-from collector.detection.stage import STATE_VERSION
+from collector.detection.stage import STATE_VERSION, DetectionStage
 from collector.journal import Journal
 from collector.queue import MemoryQueue
 from collector.runtime import Daemon
 from core.sink import SinkContext
+from rules.loader import RuleSet
 from rules.state import Ownership, merge_detection
 
 log = logging.getLogger(__name__)
@@ -106,6 +107,14 @@ class ClusterWorkerDaemon(Daemon):
         return {k: v for k, v in Daemon._sink_configs(config).items()
                 if v.type != "alert_store"}
 
+    def _build_detection(self, config: VigilConfig, ruleset: RuleSet | None = None
+                         ) -> DetectionStage | None:
+        # Also a reload's new stage: every save is checkpointed to JetStream.
+        detection = super()._build_detection(config, ruleset)
+        if detection is not None:
+            detection.on_saved = self._checkpoint
+        return detection
+
     def _sink_replays(self) -> tuple[Callable[[str], int] | None, Callable[[str], int] | None]:
         # No start-up trim (the commit manifest is per host; the tenant was someone else's):
         # replayed events are checked against the committed file names instead.
@@ -115,7 +124,6 @@ class ClusterWorkerDaemon(Daemon):
         settings = self.begin_start()
         if self.detection is not None:
             self.worker.holders = [self.detection]
-            self.detection.on_saved = self._checkpoint
         for sink_id, sink_config in self._sink_configs(self.config).items():
             sink = self._build_sink(sink_id, sink_config)
             await sink.start()
@@ -230,14 +238,18 @@ class ControlDaemon(Daemon):
     def _open_queue(self) -> Any:
         return MemoryQueue(1)  # nothing is queued here
 
+    @staticmethod
+    def _sink_configs(config: VigilConfig) -> dict[str, Any]:
+        # The alert stores only (a reload swaps them; the workers write the lake).
+        return {k: v for k, v in Daemon._sink_configs(config).items()
+                if v.type == "alert_store"}
+
     async def start(self) -> None:
         settings = self.begin_start()
         self.node = _node(self.config, "control")
         self.heartbeat = Heartbeat(settings.cluster, "control", self.node)
         await self.alerting.start()
-        stores = {k: v for k, v in Daemon._sink_configs(self.config).items()
-                  if v.type == "alert_store"}
-        for sink_id, sink_config in stores.items():
+        for sink_id, sink_config in self._sink_configs(self.config).items():
             sink = self._build_sink(sink_id, sink_config)
             await sink.start()
             self.sinks[sink_id] = sink
@@ -251,13 +263,15 @@ class ControlDaemon(Daemon):
 
     async def _consume(self) -> None:
         cluster = self.config.settings.cluster
-        store = next(iter(self.sinks.values()))
         while not self.stopping:
             try:
                 if self.streams is None:
                     self.streams = await connect(cluster, f"vigil-control-{self.node}")
-                await consume_alerts(self.streams, cluster, f"control_{self.node}", store,
-                                     lambda: self.stopping)
+                # The store as it is now (a reload may swap it), under the lock reloads
+                # swap sinks with.
+                await consume_alerts(self.streams, cluster, f"control_{self.node}",
+                                     lambda: next(iter(self.sinks.values())),
+                                     lambda: self.stopping, self.worker.lock)
             except asyncio.CancelledError:
                 raise
             except Exception:

@@ -31,10 +31,15 @@ def test_nothing_moves_within_the_shares() -> None:
     # Alone, or at the ceiling: nothing to give.
     assert surplus(FIVE, [], 5) == []
     assert surplus(FIVE[:3], [2], 5) == []
-    # Above the ceiling (8 over 3: floor 2, ceiling 3), but nobody below the floor...
-    assert surplus(shards("a", "b", "c", "d"), [2, 2], 8) == []
-    # ... until someone is: down to the ceiling only.
+    # Within one of the least loaded worker: nothing moves (8 over 3: 3 + 3 + 2).
+    assert surplus(shards("a", "b", "c"), [3, 2], 8) == []
+    # Someone below the floor: down to the ceiling.
     assert surplus(shards("a", "b", "c", "d"), [3, 1], 8) == [("d", 0)]
+    # Two more than the least loaded: one shard (4 + 2 + 2 becomes 3 + 3 + 2; 7 over 3 as
+    # 3 + 3 + 1 becomes 2 + 2 + 3 when both give one).
+    assert surplus(shards("a", "b", "c", "d"), [2, 2], 8) == [("d", 0)]
+    assert surplus(shards("a", "b", "c"), [3, 1], 7) == [("c", 0)]
+    assert surplus(shards("a", "b"), [2, 3], 7) == []
 
 
 def test_a_shard_is_never_passed_back() -> None:
