@@ -56,6 +56,9 @@ def test_a_platform_admin_enables_from_the_user_page_and_old_sessions_stay_dead(
     page = admin.get(f"/admin/users/{user}").text
     assert 'id="enable"' in page and 'id="disable"' not in page
     assert "parental leave" in page and "root" in page
+    assert admin.post(f"/admin/users/{user}/enable", {"reason": "x"}, csrf=False
+                      ).status_code == 403  # a form from elsewhere
+    assert status(console, user) == "disabled"
     reply = admin.post(f"/admin/users/{user}/enable", {"reason": "back from leave"})
     assert reply.status_code == 303 and reply.headers["Location"].endswith("?done=enable")
     assert status(console, user) == "active"
