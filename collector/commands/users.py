@@ -1,8 +1,8 @@
-"""`vigil users add|list|disable|reset|review|unlock|tokens|revoke-token|logout`: accounts and
-their tokens in the alert store's database (no daemon needed). `add` prints the one-time
-activation link for the partner to hand over; the TOTP enrollment goes by mail from the
-platform straight to the user, or (`--show-enrollment`, for a host without mail such as the
-first administrator's) is shown once on the administrator's terminal."""
+"""`vigil users add|list|disable|enable|reset|review|unlock|tokens|revoke-token|logout`:
+accounts and their tokens in the alert store's database (no daemon needed). `add` prints the
+one-time activation link for the partner to hand over; the TOTP enrollment goes by mail from
+the platform straight to the user, or (`--show-enrollment`, for a host without mail such as
+the first administrator's) is shown once on the administrator's terminal."""
 
 from __future__ import annotations
 
@@ -46,6 +46,12 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     disable.add_argument("login")
     disable.add_argument("--reason", default="")
     disable.set_defaults(func=disable_user)
+    enable = actions.add_parser("enable", parents=[common],
+                                help="enable a disabled user again (same password and "
+                                "authenticator; pending if it never activated)")
+    enable.add_argument("login")
+    enable.add_argument("--reason", required=True, help="why (audited)")
+    enable.set_defaults(func=enable_user)
     reset = actions.add_parser("reset", parents=[common],
                                help="lost authenticator or password: clear both, revoke the "
                                "user's tokens, print a new activation link and mail a new "
@@ -220,11 +226,21 @@ def _enroll(args: argparse.Namespace, action: str, start: Callable[[Any], Any],
 
 def _row(user: Any) -> tuple[str, ...]:
     return (user.login, user.role, user.status, ",".join(user.tenants), user.email,
-            (user.last_login_at or "-")[:19])
+            (user.last_login_at or "-")[:19], _status_change(user))
+
+
+def _status_change(user: Any) -> str:
+    """The last disable (while disabled) or enable again: when and by whom."""
+    if user.status == "disabled" and user.disabled_at:
+        return f"disabled {user.disabled_at[:16]} by {user.disabled_by or '?'}"
+    if user.enabled_at:
+        return f"enabled {user.enabled_at[:16]} by {user.enabled_by or '?'}"
+    return "-"
 
 
 def _print(users: list[Any]) -> None:
-    table: list[tuple[str, ...]] = [("LOGIN", "ROLE", "STATUS", "TENANTS", "EMAIL", "LAST LOGIN")]
+    table: list[tuple[str, ...]] = [("LOGIN", "ROLE", "STATUS", "TENANTS", "EMAIL", "LAST LOGIN",
+                                     "DISABLED / ENABLED")]
     from collector.commands.tenants import print_table
 
     print_table(table + [_row(u) for u in users])
@@ -264,6 +280,21 @@ def disable_user(args: argparse.Namespace) -> int:
     if code:
         return code
     print(f"user {user.login} disabled; its sessions and API tokens are revoked")
+    return 0
+
+
+def enable_user(args: argparse.Namespace) -> int:
+    code, user = _directory_change(
+        args, lambda d: d.enable(args.login, _operator(), args.reason))
+    if code:
+        return code
+    if user.status == "pending":
+        print(f"user {user.login} enabled but pending: it never activated and its activation "
+              f"link died with the disable; send a new one with `vigil users reset "
+              f"{user.login}`")
+    else:
+        print(f"user {user.login} enabled: same password and authenticator; its sessions and "
+              "API tokens from before the disable stay revoked")
     return 0
 
 
@@ -368,6 +399,11 @@ def review_users(args: argparse.Namespace) -> int:
         if review[key]:
             _print(review[key])
         print()
+    off = [u for u in directory.users() if u.status == "disabled"]
+    print(f"disabled accounts: {len(off)}"
+          + (" (`vigil users enable LOGIN --reason ...` brings one back)" if off else ""))
+    if off:
+        _print(off)
     if disabled:
         print(f"disabled: {', '.join(disabled)}")
     return 0

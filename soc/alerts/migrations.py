@@ -208,4 +208,12 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         "CREATE UNIQUE INDEX reports_by_subject ON reports (tenant, kind, subject)",
         "CREATE INDEX reports_by_state ON reports (state, id)",
     ]),
+    (9, "users: who disabled an account and why, who enabled it again and when", [
+        # Shown beside the status in the administration pages and `vigil users list`; the
+        # audit log keeps every change, these the latest of each.
+        "ALTER TABLE users ADD COLUMN disabled_by VARCHAR(64)",
+        "ALTER TABLE users ADD COLUMN disabled_reason TEXT",
+        "ALTER TABLE users ADD COLUMN enabled_at VARCHAR(40)",
+        "ALTER TABLE users ADD COLUMN enabled_by VARCHAR(64)",
+    ]),
 ]

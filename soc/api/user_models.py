@@ -17,6 +17,11 @@ class AccessChange(Request):
     reason: Annotated[str, Field(max_length=500)] = ""
 
 
+class EnableRequest(Request):
+    reason: Annotated[str, Field(min_length=1, max_length=500,
+                                 description="why the account is enabled again (audited)")]
+
+
 class ReviewRecord(Request):
     inactive_days: int = Field(90, ge=1, le=36500)
     note: Annotated[str, Field(max_length=500)] = ""

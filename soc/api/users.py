@@ -1,6 +1,6 @@
 """The /api/v1 operations on users and their API tokens: list, add (activation link back, TOTP
-enrollment mailed to the user), change role and tenants, disable, unlock, reset, the access
-review, and the tokens of the users one manages.
+enrollment mailed to the user), change role and tenants, disable and enable again, unlock,
+reset, the access review, and the tokens of the users one manages.
 
 A platform admin manages every user; a client admin (permission `users`) only client users
 whose every tenant is one of its own, and grants no role above its own nor a tenant outside its
@@ -20,7 +20,7 @@ from soc.alerts.model import PLATFORM
 from soc.alerts.service import Alerting
 from soc.api import models as m
 from soc.api.framework import ApiError, Call, Operation
-from soc.api.user_models import AccessChange, ReviewRecord, ReviewRecorded
+from soc.api.user_models import AccessChange, EnableRequest, ReviewRecord, ReviewRecorded
 from soc.auth.enrollment import activation_link, send_enrollment
 from soc.auth.model import AuthError, User
 from soc.auth.roles import USERS, grant_problem, manages
@@ -133,6 +133,20 @@ class UserRoutes:
         return await self._change_user(self.alerting.directory.disable, call, "user_disable",
                                        body.reason)
 
+    async def enable_user(self, call: Call) -> Any:
+        """A disabled user the caller manages, active again (pending if it never activated);
+        a user that is not disabled is a 409."""
+        body: EnableRequest = call.body
+        user = await self._managed(call, "user_enable")
+        try:
+            enabled = await asyncio.to_thread(self.alerting.directory.enable, user.login,
+                                              call.me.actor(call.address), body.reason)
+        except AuthError as exc:
+            if exc.reason == "not_found":
+                raise ApiError(404, "user not found") from None
+            raise ApiError(409, str(exc)) from None
+        return enabled.public()
+
     async def unlock_user(self, call: Call) -> Any:
         body: m.UnlockRequest = call.body
         return await self._change_user(self.alerting.directory.unlock, call, "user_unlock",
@@ -202,6 +216,11 @@ class UserRoutes:
             Op("POST", "/users/{login}/disable", "disableUser", "Disable a user and revoke "
               "its tokens", "users", self.disable_user, m.UserOut, body=m.DisableRequest,
               permission=USERS, errors=changes),
+            Op("POST", "/users/{login}/enable", "enableUser", "Enable a disabled user again: "
+              "active with its password and authenticator if it had activated, else pending "
+              "(reset it for a new activation link); its tokens from before stay revoked",
+              "users", self.enable_user, m.UserOut, body=EnableRequest, permission=USERS,
+              errors=(*changes, 409)),
             Op("POST", "/users/{login}/unlock", "unlockUser", "Lift the login delays of a "
               "user (password, authenticator and tokens stay)", "users", self.unlock_user,
               m.UserOut, body=m.UnlockRequest, permission=USERS, errors=changes),

@@ -185,10 +185,10 @@ class UserDirectory(TokenKeeper):
                 "activation_failures = 0 WHERE login = ?",
                 (self._seal_totp(login, secret), token_hash(activation), expires, login))
             lockout.clear(con, login)
-            con.execute("UPDATE auth_tokens SET revoked_at = ? WHERE login = ? AND "
-                        "revoked_at IS NULL", (to_text(now), login))
-            write_audit(con, PLATFORM, None, actor, "user_reset", {"status": user.status},
-                        {"status": "pending", "reason": reason}, to_text(now))
+            _revoke_every_token(con, login, to_text(now))
+            write_audit(con, PLATFORM, None, actor, "user_reset",
+                        {"login": login, "status": user.status},
+                        {"login": login, "status": "pending", "reason": reason}, to_text(now))
             reset = self._user(con, login)
         assert reset is not None
         return NewUser(reset[0], activation, secret, expires)
@@ -261,20 +261,48 @@ class UserDirectory(TokenKeeper):
         return activated[0]
 
     def disable(self, login: str, actor: Actor, reason: str = "") -> User:
+        """Disable `login`: its sessions and API tokens revoked, its activation link void."""
         now = to_text(self.clock())
         with self.db.transaction() as con:
             user = self._existing(con, login)
             if user.status == "disabled":
                 return user
             con.execute("UPDATE users SET status = 'disabled', disabled_at = ?, "
-                        "activation_hash = NULL WHERE login = ?", (now, login))
-            con.execute("UPDATE auth_tokens SET revoked_at = ? WHERE login = ? AND "
-                        "revoked_at IS NULL", (now, login))
-            write_audit(con, PLATFORM, None, actor, "user_disable", {"status": user.status},
-                        {"status": "disabled", "reason": reason}, now)
+                        "disabled_by = ?, disabled_reason = ?, activation_hash = NULL "
+                        "WHERE login = ?", (now, actor.login, reason, login))
+            _revoke_every_token(con, login, now)
+            write_audit(con, PLATFORM, None, actor, "user_disable",
+                        {"login": login, "status": user.status},
+                        {"login": login, "status": "disabled", "reason": reason}, now)
             disabled = self._user(con, login)
         assert disabled is not None
         return disabled[0]
+
+    def enable(self, login: str, actor: Actor, reason: str = "") -> User:
+        """Undo a disable: `active` again with the same password and TOTP for a user who had
+        activated (a password is set), else `pending` (the disable voided the activation
+        link: `reset_enrollment` sends a new one). No token from before comes back: every
+        token of the user still unrevoked (one a login raced in as the disable committed)
+        is revoked here, so only a new sign-in opens a session."""
+        now = to_text(self.clock())
+        with self.db.transaction() as con:
+            found = self._user(con, login)
+            if found is None:
+                raise AuthError(f"no user {login!r}", "not_found")
+            user, row = found
+            if user.status != "disabled":
+                raise AuthError(f"user {login!r} is not disabled (it is {user.status})",
+                                "not_disabled")
+            status = "active" if row["password_hash"] else "pending"
+            con.execute("UPDATE users SET status = ?, enabled_at = ?, enabled_by = ? "
+                        "WHERE login = ?", (status, now, actor.login, login))
+            _revoke_every_token(con, login, now)
+            write_audit(con, PLATFORM, None, actor, "user_enable",
+                        {"login": login, "status": "disabled"},
+                        {"login": login, "status": status, "reason": reason}, now)
+            enabled = self._user(con, login)
+        assert enabled is not None
+        return enabled[0]
 
     def change_access(self, login: str, role: str, tenants: list[str], actor: Actor,
                       reason: str = "") -> User:
@@ -377,8 +405,9 @@ class UserDirectory(TokenKeeper):
             user = self._existing(con, login)
             cleared = lockout.clear(con, login)
             write_audit(con, PLATFORM, None, actor, "user_unlock",
-                        {"locked_until": user.locked_until},
-                        {"cleared_addresses": cleared, "reason": reason}, to_text(now))
+                        {"login": login, "locked_until": user.locked_until},
+                        {"login": login, "cleared_addresses": cleared, "reason": reason},
+                        to_text(now))
             unlocked = self._user(con, login)
         assert unlocked is not None
         return unlocked[0]
@@ -412,3 +441,8 @@ class UserDirectory(TokenKeeper):
             write_audit(con, PLATFORM, None, actor, "access_review", None,
                         {"inactive_days": inactive_after.days, "note": note,
                          **{k: sorted(v) for k, v in listed.items()}}, to_text(self.clock()))
+
+
+def _revoke_every_token(con: sqlite3.Connection, login: str, now: str) -> None:
+    con.execute("UPDATE auth_tokens SET revoked_at = ? WHERE login = ? AND revoked_at IS NULL",
+                (now, login))

@@ -43,7 +43,13 @@ class User(BaseModel):
     created_by: str
     activated_at: str | None
     last_login_at: str | None
-    disabled_at: str | None
+    disabled_at: str | None = Field(None, description="when it was last disabled (kept once "
+                                    "enabled again)")
+    disabled_by: str | None = Field(None, description="who last disabled it")
+    disabled_reason: str | None = Field(None, description="why it was last disabled")
+    enabled_at: str | None = Field(None, description="when it was last enabled again after a "
+                                   "disable")
+    enabled_by: str | None = Field(None, description="who last enabled it again")
     locked_until: str | None = Field(
         None, description="until when some client address must wait before its next login "
         "(failed logins delay the address, not the account); null: none waits")

@@ -1,9 +1,9 @@
 """The console's administration pages: tenants (read-only: conf.d owns them), users (add with
-the enrollment mailed to the user, change role and tenants, disable, unlock, reset), the
-periodic access review (inactive users, one-click and bulk disable, the review recorded) and
-API tokens. Every read and change is an /api/v1 operation run through `invoke`, so who may
-see or change whom is decided by soc/api/users.py alone; forms are POSTs with the session's
-CSRF token.
+the enrollment mailed to the user, change role and tenants, disable and enable again,
+unlock, reset), the periodic access review (inactive users, one-click and bulk disable, the
+review recorded, the disabled users) and API tokens. Every read and change is an /api/v1
+operation run through `invoke`, so who may see or change whom is decided by
+soc/api/users.py alone; forms are POSTs with the session's CSRF token.
 """
 
 from __future__ import annotations
@@ -24,9 +24,13 @@ from soc.console.session import Session
 
 USER_ACTIONS = {  # form action -> (operation, what the page says once done)
     "disable": ("disableUser", "User disabled; its sessions and API tokens are revoked."),
+    "enable": ("enableUser", "User enabled again with the same password and authenticator; "
+               "its sessions and API tokens from before stay revoked: it signs in anew."),
     "unlock": ("unlockUser", "Login delays lifted."),
     "access": ("changeUser", "Role and tenants changed."),
 }
+ENABLED_PENDING = ("User enabled again, but it had never activated: it is pending. Send it a "
+                   "new activation link with Reset (the old link died with the disable).")
 REVIEW_REASON = "access review: inactive for {days} days"
 
 
@@ -132,6 +136,8 @@ class AdminPages(ConsoleBase):
         if user is None:
             raise ApiError(404, "user not found")
         done = USER_ACTIONS.get(request.query.get("done", ""), (None, None))[1]
+        if request.query.get("done") == "enable" and user["status"] == "pending":
+            done = ENABLED_PENDING
         return self._render("admin_user.html", session, section="users", user=user,
                             user_tokens=tokens["items"],
                             done=done, **self._grants(session))
@@ -165,8 +171,10 @@ class AdminPages(ConsoleBase):
         days = self._review_days(request)
         found = await self.invoke("reviewUsers", request, session,
                                   query=MultiDict(inactive_days=str(days)))
+        users = await self.invoke("listUsers", request, session)
+        disabled = [u for u in users["items"] if u["status"] == "disabled"]
         return self._render("admin_review.html", session, section="review", days=days,
-                            review=found,
+                            review=found, disabled=disabled,
                             done=request.query.get("done", "")[:200])
 
     async def review_act(self, request: web.Request, session: Session, form: Form

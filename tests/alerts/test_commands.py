@@ -1,4 +1,5 @@
-"""`vigil sla report` and `vigil users list|review|disable|reset` on a store no daemon holds."""
+"""`vigil sla report` and `vigil users list|review|disable|enable|reset` on a store no daemon
+holds."""
 
 from __future__ import annotations
 
@@ -131,3 +132,39 @@ def test_users_review_takes_a_duration_and_is_audited(setup: tuple[Path, Path],
     assert len(reviews) == 1 and reviews[0]["actor"].startswith("cli:")
     assert reviews[0]["after"]["inactive_days"] == 30
     assert reviews[0]["after"]["never_activated"] == ["ghost"]
+
+
+def test_users_enable_brings_a_disabled_user_back(setup: tuple[Path, Path],
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """`vigil users enable LOGIN --reason ...`: a disabled user is active again (pending if it
+    never activated), audited with the operator and the reason; anything else is refused."""
+    conf, data = setup
+    args = ["-c", str(conf), "--data-dir", str(data)]
+    directory = UserDirectory(Database(data / "alerts.db"))
+    directory.add_user("ghost", "Ghost", "g@example.com", "client_viewer", ["acme"],
+                       Actor("root", None))
+    assert main(["users", "disable", "ghost", "--reason", "contract gap", *args]) == 0
+    capsys.readouterr()
+    assert main(["users", "list", *args]) == 0
+    listed = capsys.readouterr().out
+    assert "disabled" in listed and "by cli:" in listed
+    assert main(["users", "review", *args]) == 0
+    assert "disabled accounts: 1" in capsys.readouterr().out
+    with pytest.raises(SystemExit):  # the reason is required
+        main(["users", "enable", "ghost", *args])
+    capsys.readouterr()
+    assert main(["users", "enable", "ghost", "--reason", "new contract", *args]) == 0
+    out = capsys.readouterr().out
+    assert "user ghost enabled" in out and "pending" in out and "vigil users reset" in out
+    user = directory.get("ghost")
+    assert user is not None and user.status == "pending"
+    assert user.enabled_by is not None and user.enabled_by.startswith("cli:")
+    assert main(["users", "enable", "ghost", "--reason", "again", *args]) == 1
+    assert "is not disabled" in capsys.readouterr().err
+    assert main(["users", "enable", "nobody", "--reason", "x", *args]) == 1
+    assert "no user 'nobody'" in capsys.readouterr().err
+    records, _ = AlertStore(Database(data / "alerts.db")).audit(Actor("test", None))
+    enabled = [r for r in records if r["action"] == "user_enable"]
+    assert len(enabled) == 1 and enabled[0]["actor"].startswith("cli:")
+    assert enabled[0]["after"] == {"login": "ghost", "status": "pending",
+                                   "reason": "new contract"}

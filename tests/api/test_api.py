@@ -114,8 +114,8 @@ async def test_openapi_document_describes_every_route(api: Api) -> None:
         {"200", "400", "401", "403", "404", "409"}
     assert paths["/api/v1/auth/login"]["post"]["security"] == []
     assert "AlertDetail" in doc["components"]["schemas"]
-    # 37; users (+4), the integration map (+5), reports (+3)
-    assert len([op for item in paths.values() for op in item]) == 49
+    # 37; users (+4, enable +1), the integration map (+5), reports (+3)
+    assert len([op for item in paths.values() for op in item]) == 50
 
 
 async def test_admin_manages_users_through_the_api(api: Api) -> None:

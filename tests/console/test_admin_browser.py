@@ -1,7 +1,8 @@
 """Administration end to end in a real headless Chromium: a platform admin adds a user for
 acme in the console; the user enrolls the authenticator from the mail in the outbox, opens
 the activation link, signs in with TOTP and sees only acme; months later the admin disables
-the user from the access review, and the user's next page load is the sign-in page.
+the user from the access review, and the user's next page load is the sign-in page; back from
+leave, the admin enables the user again, who signs in with the same credentials.
 Screenshots under tests/artefacts/console/<test>/."""
 
 from __future__ import annotations
@@ -101,9 +102,28 @@ def test_admin_adds_a_user_who_enrolls_signs_in_and_is_disabled_by_the_access_re
         user.close()
     reviews = [r for r in daemon.audit("access_review") if r["actor"] == "root"]
     assert reviews and "acme-analyst" in reviews[-1]["after"]["note"]
+    browser.open("/admin/access-review")
+    assert "access review" in browser.find("#disabled-acme-analyst").text
+    browser.shot("access-review-disabled")
     browser.open("/admin/users/acme-analyst")
     assert browser.find("#user-status").text == "disabled"
     browser.shot("user-disabled")
+
+    # Back from leave: enabled again from the same page, with the same credentials.
+    browser.find("#enable-reason").send_keys("back from leave")
+    browser.follow("#enable", lambda: "done=enable" in browser.driver.current_url,
+                   "the enabled user")
+    assert browser.find("#user-status").text == "active"
+    assert "by root" in browser.find("#user-enabled").text
+    assert browser.driver.find_elements(By.CSS_SELECTOR, "#disable")
+    browser.shot("user-enabled")
+    again = Chromium(daemon, browser.artefacts / "user-again")
+    try:
+        again.sign_in("acme-analyst")
+        assert again.driver.find_elements(By.CSS_SELECTOR, "a.alert-link")
+        again.shot("signed-in-after-enable")
+    finally:
+        again.close()
     browser.open("/admin/tenants")
     browser.shot("tenants")
     browser.open("/admin/tokens")
