@@ -66,6 +66,9 @@ class Worker:
         # Held while a batch is in the sinks; a reload swaps components only between batches.
         self.lock = asyncio.Lock()
         self._written: dict[str, int] = {}
+        # Set by a cluster worker: called before every commit, it discards what is no longer
+        # this process's to commit (`discard`).
+        self.fence: Callable[[], None] | None = None
 
     async def run(self) -> None:
         """Process until the queue is closed and drained."""
@@ -138,6 +141,8 @@ class Worker:
 
     async def flush(self, *, force: bool = False) -> None:
         """Commit what is due in every sink, then acknowledge what all of them committed."""
+        if self.fence is not None:
+            self.fence()
         for sink_id, sink in self.sinks.items():
             try:
                 await sink.flush(force=force)

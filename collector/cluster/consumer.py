@@ -83,8 +83,9 @@ class StreamQueue:
     node: str
     tenants: Callable[[], Iterable[str]]
     on_acquire: Callable[[str], Awaitable[None]] | None = None
-    # Commit what the sinks hold (a shard lost or about to be replayed: its buffered events must
-    # be in committed files before anyone replays them, or both copies would be written).
+    # Commit what the sinks hold (a shard about to be replayed: what this process buffered of it
+    # before must be in committed files, or both copies would be written). Every commit first
+    # asks `fence` which tenants' buffered events are no longer this process's to commit.
     on_release: Callable[[], Awaitable[None]] | None = None
     # A handover: commit every sink, save detection's state (its checkpoints staged),
     # acknowledge; then drop the detection state of the tenants given (checkpointed by that save).
@@ -99,6 +100,7 @@ class StreamQueue:
         self._delivered: dict[str, deque[_Delivered]] = {}
         self._ack_due: list[tuple[Shard, Any]] = []
         self._checkpoints: dict[str, bytes] = {}
+        self._fenced: set[str] = set()  # tenants lost since the last `fence`
         self._ack_wake = asyncio.Event()
         self._ack_lock = asyncio.Lock()  # checkpoints before acknowledgements, one flush at once
         self.closed = False
@@ -291,7 +293,6 @@ class StreamQueue:
                 if "wrong last sequence" in str(exc).lower() or "not found" in str(
                         exc).lower():
                     self._lose(shard, "lease taken over")
-                    await self._release()
                 else:
                     raise
         # Every worker sees the others before taking shards (one lease period after joining).
@@ -331,16 +332,23 @@ class StreamQueue:
 
     async def _drop_expired(self) -> None:
         """NATS unreachable: a lease not renewed for two thirds of its time is given up (it
-        may be another worker's once it lapses), and what the sinks hold is committed first
-        thing, so a new owner's replay finds those events in committed files."""
+        may be another worker's once it lapses); `fence` drops what the sinks hold of it."""
+        self.fence()
+
+    def fence(self) -> list[str]:
+        """Called before the sinks commit (and by the lease loop): shards whose lease was not
+        renewed within two thirds of `lease_seconds` are given up, since another worker may
+        own them by the time a commit lands (this process was paused, or cannot reach NATS).
+        Returns the tenants lost since the last call: what the sinks hold of them must be
+        dropped, not committed; the next owner processes those records again from the stream
+        (they were never acknowledged). A commit that starts within the two thirds and is
+        itself paused past the lease is the window this cannot close (no fencing token in S3)."""
         now = time.monotonic()
-        lost = False
         for shard in list(self.owned.values()):
-            if now - shard.renewed > self.config.lease_seconds * 2 / 3:
+            if not shard.lost and now - shard.renewed > self.config.lease_seconds * 2 / 3:
                 self._lose(shard, "lease not renewed in time")
-                lost = True
-        if lost:
-            await self._release()
+        lost, self._fenced = self._fenced, set()
+        return sorted(lost)
 
     async def _release(self) -> None:
         if self.on_release is not None:
@@ -350,12 +358,18 @@ class StreamQueue:
                 log.warning("committing the sinks after losing a shard failed", exc_info=True)
 
     def _lose(self, shard: Shard, reason: str) -> None:
-        shard.lost = True
-        self.owned.pop(shard.key, None)
-        if shard.task is not None:
-            shard.task.cancel()
-        log.warning("shard lost", extra={"tenant": shard.tenant, "shard": shard.index,
-                                         "reason": reason})
+        """The shard is no longer this worker's. The sinks hold a tenant's events together, so
+        its other shards go too (their leases lapse); what was delivered of them is the next
+        owner's to process and acknowledge."""
+        for other in [s for s in self.owned.values() if s.tenant == shard.tenant] + [shard]:
+            other.lost = True
+            self.owned.pop(other.key, None)
+            if other.task is not None:
+                other.task.cancel()
+            log.warning("shard lost", extra={"tenant": other.tenant, "shard": other.index,
+                                             "reason": reason})
+        self._delivered.pop(shard.tenant, None)
+        self._fenced.add(shard.tenant)
 
     async def _take(self, tenant: str, index: int) -> None:
         """Lease the shard, then resume its consumer at the first unacknowledged record."""

@@ -124,6 +124,7 @@ class ClusterWorkerDaemon(Daemon):
         settings = self.begin_start()
         if self.detection is not None:
             self.worker.holders = [self.detection]
+        self.worker.fence = self._fence
         for sink_id, sink_config in self._sink_configs(self.config).items():
             sink = self._build_sink(sink_id, sink_config)
             await sink.start()
@@ -158,6 +159,18 @@ class ClusterWorkerDaemon(Daemon):
                 self.detection.forget([tenant])
             if entry is not None:
                 self.detection.load_state(orjson.loads(entry.value or b"{}"))
+
+    def _fence(self) -> None:
+        """Before every commit (`Worker.flush`, under the worker's lock): tenants whose shard
+        lease lapsed or was taken over lose what the sinks hold of them and their detection
+        state; the next owner processes those records from the stream and the checkpoint."""
+        for tenant in self.stream_queue.fence():
+            dropped = self.worker.discard(tenant)
+            if self.detection is not None:
+                self.detection.forget([tenant])
+            log.warning("lost a shard lease: its uncommitted events are dropped here and "
+                        "processed by the next owner", extra={"tenant": tenant,
+                                                              "events": dropped})
 
     async def _commit_all(self) -> None:
         """Commit every sink's buffers now and forget cached committed ranges (a replay of a

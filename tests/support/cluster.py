@@ -19,10 +19,10 @@ BUCKET = "vigil-lake"
 
 def cluster_conf(tmp_path: Path, name: str, role: str, nats_url: str, s3_url: str,
                  bucket: str = BUCKET, tokens: dict[str, str] | None = None,
-                 **cluster: Any) -> Path:
+                 flush: dict[str, float] | None = None, **cluster: Any) -> Path:
     """The crash harness's configuration (two tenants, HTTP with tokens, TCP syslog, the Linux
     auth pipeline and built-in rules) in `role`, the lake on S3; `tokens` (tenant -> HTTP
-    token) replaces the two tenants."""
+    token) replaces the two tenants, `flush` the lake's flush policy."""
     conf = tmp_path / f"conf-{name}"
     tokens = tokens or TOKENS
     write_conf(conf, {
@@ -39,7 +39,7 @@ def cluster_conf(tmp_path: Path, name: str, role: str, nats_url: str, s3_url: st
         },
         "sinks": {"lake": {"type": "s3_lake", "bucket": bucket, "prefix": "lake/",
                            "aws": {"endpoint_url": s3_url, "region": "us-east-1"},
-                           "flush": {"max_rows": 2000, "max_seconds": 0.3}}},
+                           "flush": flush or {"max_rows": 2000, "max_seconds": 0.3}}},
     })
     shutil.copy(REPO / "conf.d" / "30-linux-auth.yaml", conf / "30-linux-auth.yaml")
     shutil.copytree(REPO / "conf.d" / "enrich", conf / "enrich")
