@@ -332,8 +332,15 @@ class StreamQueue:
 
     async def _drop_expired(self) -> None:
         """NATS unreachable: a lease not renewed for two thirds of its time is given up (it
-        may be another worker's once it lapses); `fence` drops what the sinks hold of it."""
-        self.fence()
+        may be another worker's once it lapses); the next `fence` reports its tenant, so the
+        commit that follows drops what the sinks hold of it."""
+        self._lose_stale()
+
+    def _lose_stale(self) -> None:
+        now = time.monotonic()
+        for shard in list(self.owned.values()):
+            if not shard.lost and now - shard.renewed > self.config.lease_seconds * 2 / 3:
+                self._lose(shard, "lease not renewed in time")
 
     def fence(self) -> list[str]:
         """Called before the sinks commit (and by the lease loop): shards whose lease was not
@@ -343,10 +350,7 @@ class StreamQueue:
         dropped, not committed; the next owner processes those records again from the stream
         (they were never acknowledged). A commit that starts within the two thirds and is
         itself paused past the lease is the window this cannot close (no fencing token in S3)."""
-        now = time.monotonic()
-        for shard in list(self.owned.values()):
-            if not shard.lost and now - shard.renewed > self.config.lease_seconds * 2 / 3:
-                self._lose(shard, "lease not renewed in time")
+        self._lose_stale()
         lost, self._fenced = self._fenced, set()
         return sorted(lost)
 

@@ -40,6 +40,15 @@ def test_a_lapsed_lease_is_given_up_with_its_tenants_other_shards() -> None:
     assert not fresh.lost
 
 
+async def test_a_lease_the_lease_loop_gave_up_is_still_fenced_at_the_next_commit() -> None:
+    """NATS unreachable: the lease loop gives the stale shard up first; the commit after it
+    must still learn that its tenant's buffered events are not to be committed."""
+    queue = queue_with(Shard("demo", 0, renewed=time.monotonic() - 2.5))
+    await queue._drop_expired()
+    assert not queue.owned
+    assert queue.fence() == ["demo"]
+
+
 def test_renewed_within_two_thirds_of_the_lease_is_kept() -> None:
     shard = Shard("demo", 0, renewed=time.monotonic() - 1.5)  # lease 3 s: 2 s is the limit
     queue = queue_with(shard)
