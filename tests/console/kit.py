@@ -174,3 +174,10 @@ class Browser:
         if response.status_code == 303:
             self.get("/alerts")  # the session's CSRF token
         return response
+
+
+def signed_in(daemon: ConsoleDaemon, login: str) -> Browser:
+    """A console session of `login` (an existing user), signed in."""
+    browser = Browser(daemon)
+    assert browser.sign_in(login).status_code == 303
+    return browser

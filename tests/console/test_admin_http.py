@@ -15,7 +15,7 @@ from urllib.parse import parse_qs, urlparse
 
 import pyotp
 import pytest
-from console.kit import PASSWORD, Browser, ConsoleDaemon, start_daemon
+from console.kit import PASSWORD, Browser, ConsoleDaemon, signed_in, start_daemon
 
 from soc.alerts.model import Actor
 from soc.notify.outbox import list_messages, outbox_root
@@ -31,12 +31,6 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleDaemon]
         yield daemon
     finally:
         daemon.process.stop()
-
-
-def signed_in(console: ConsoleDaemon, login: str) -> Browser:
-    browser = Browser(console)
-    assert browser.sign_in(login).status_code == 303
-    return browser
 
 
 def refusals(console: ConsoleDaemon, login: str, action: str = "admin_refused"

@@ -6,26 +6,8 @@ a 409; the user signs in again and its session from before the disable stays dea
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
 import requests
-from console.kit import PASSWORD, ROOT, Browser, ConsoleDaemon, start_daemon
-
-
-@pytest.fixture(scope="module")
-def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleDaemon]:
-    daemon = start_daemon(tmp_path_factory.mktemp("enable"))
-    try:
-        yield daemon
-    finally:
-        daemon.process.stop()
-
-
-def signed_in(console: ConsoleDaemon, login: str) -> Browser:
-    browser = Browser(console)
-    assert browser.sign_in(login).status_code == 303
-    return browser
+from console.kit import PASSWORD, ROOT, ConsoleDaemon, signed_in
 
 
 def status(console: ConsoleDaemon, login: str) -> str:
