@@ -128,12 +128,15 @@ class FieldCoverage:
 
     # -- persistence -------------------------------------------------------------------------
 
-    def save(self, path: Path) -> None:
-        data = {"version": STATE_VERSION, "window_days": self.window_days, "coverage": [
+    def dump(self, tenants: set[str] | None = None) -> dict[str, Any]:
+        """The coverage (of `tenants` only, when given) as `load` reads it."""
+        return {"version": STATE_VERSION, "window_days": self.window_days, "coverage": [
             {"tenant": t, "dataset": d,
              "days": {str(day): [ev[0], dict(counts)] for day, (ev, counts) in b.items()}}
-            for (t, d), b in self.days.items()]}
-        write_atomic(path, orjson.dumps(data))
+            for (t, d), b in self.days.items() if tenants is None or t in tenants]}
+
+    def save(self, path: Path) -> None:
+        write_atomic(path, orjson.dumps(self.dump()))
 
     def restore(self, path: Path, now: datetime) -> int:
         """Load saved coverage (a missing or unreadable file restores nothing)."""

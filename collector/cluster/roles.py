@@ -158,7 +158,13 @@ class ClusterWorkerDaemon(Daemon):
             if not self.stream_queue.owns(tenant):  # its other shards' state is live
                 self.detection.forget([tenant])
             if entry is not None:
-                self.detection.load_state(orjson.loads(entry.value or b"{}"))
+                saved = orjson.loads(entry.value or b"{}")
+                self.detection.load_state(saved)
+                # The field coverage its rules were activated from: active at once, not only
+                # after this worker has seen enough of the tenant's events again.
+                if isinstance(saved.get("coverage"), dict):
+                    self.detection.coverage.load(saved["coverage"], self.detection.clock())
+                    self.detection.activate(tenant)
 
     def _fence(self) -> None:
         """Before every commit (`Worker.flush`, under the worker's lock): tenants whose shard
@@ -207,6 +213,8 @@ class ClusterWorkerDaemon(Daemon):
                 continue
             doc = merge_detection([data], Ownership(owns=_only(tenant)), STATE_VERSION)
             if doc is not None:
+                assert self.detection is not None
+                doc["coverage"] = self.detection.coverage.dump({tenant})
                 self.stream_queue.stage_checkpoint(tenant, orjson.dumps(doc, default=str))
 
     async def tick(self) -> None:

@@ -362,6 +362,9 @@ def test_a_worker_that_joins_is_handed_its_share_of_the_shards(
         send_tcp(collector, ssh_failures(ip, 6))
         wait_for(lambda: ip.encode() in (kv_value(nats.url, "vigil_state", "detection.demo")
                                          or b""), timeout=30, message="the checkpoint")
+        # The rules the first worker activated for demo, its SSH rules among them (from the
+        # linux.auth coverage the failures built; the HTTP load is another dataset).
+        active = first.metric("vigil_detection_active_rules", tenant="demo")
         joiner.start(timeout=120)
         joined_at = time.monotonic()
         wait_for(lambda: shard_counts([first, joiner]) == [3, 2], timeout=30,
@@ -369,6 +372,9 @@ def test_a_worker_that_joins_is_handed_its_share_of_the_shards(
         handover_seconds = time.monotonic() - joined_at
         # The shards last in name order are handed over: demo's among them.
         assert shard_owners([first, joiner])["demo.0"] is joiner
+        # ... with the field coverage its rules were activated from (checkpointed with the
+        # state): active on the new owner before it has seen one SSH line.
+        assert joiner.metric("vigil_detection_active_rules", tenant="demo") >= active > 0
         # ... the rest on the new owner, which resumes the window from the checkpoint.
         send_tcp(collector, ssh_failures(ip, 4))
         sent = len(loads[0].acknowledged)

@@ -164,3 +164,22 @@ def test_one_active_rule_number_everywhere(tmp_path: Path, caplog: pytest.LogCap
     assert main(["validate", "-c", str(REPO / "conf.d"), "--data-dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert f"active rules: acme {report['active_rules']}" in out
+
+
+def test_one_tenants_coverage_dumps_and_loads_alone() -> None:
+    """What a cluster worker checkpoints with a tenant's detection state: that tenant's field
+    coverage only, which the next owner loads to activate the same rules at once."""
+    from rules.coverage import FieldCoverage
+
+    now = datetime(2026, 12, 6, 12, tzinfo=UTC)
+    coverage = FieldCoverage(timedelta(days=7))
+    coverage.observe("demo", "linux.auth", [{"source.ip": "192.0.2.1", "user.name": "root"}],
+                     now)
+    coverage.observe("acme", "syslog", [{"message": "x"}], now)
+    saved = coverage.dump({"demo"})
+    assert {e["tenant"] for e in saved["coverage"]} == {"demo"}
+    restored = FieldCoverage(timedelta(days=7))
+    restored.load(saved, now)
+    assert restored.tenants() == ["demo"]
+    demo = restored.totals("demo")["linux.auth"]
+    assert demo.populated("source.ip") == 1 and demo.populated("user.name") == 1
