@@ -371,12 +371,7 @@ class Daemon:
 
     async def tick(self) -> None:
         """Housekeeping: time-based flushes and acknowledgement, gauges, watchdog."""
-        async with self.worker.lock:
-            if self.detection is not None:
-                for batch in self.detection.tick():
-                    self.worker.write_out(batch)
-            await self.worker.flush()
-            self.pipelines.maintain()
+        await self.tick_processing()
         if self.pool is not None:
             await self.pool.tick()
         for source in self.sources.values():
@@ -394,6 +389,16 @@ class Daemon:
                                                 and bool(self.queue.held_back()))
         self.telemetry.backpressure.set(1 if held_back else 0)
         self.notifier.watchdog(time.monotonic())
+
+    async def tick_processing(self) -> None:
+        """Detection's timers (windows closing, health alerts), the sinks' time-based flushes
+        and acknowledgements, the pipelines' upkeep: between batches."""
+        async with self.worker.lock:
+            if self.detection is not None:
+                for batch in self.detection.tick():
+                    self.worker.write_out(batch)
+            await self.worker.flush()
+            self.pipelines.maintain()
 
     async def commit_and_close(self) -> bool:
         """The end of processing, here and in a worker process: flush every sink, stop them,

@@ -218,12 +218,7 @@ class ClusterWorkerDaemon(Daemon):
                 self.stream_queue.stage_checkpoint(tenant, orjson.dumps(doc, default=str))
 
     async def tick(self) -> None:
-        async with self.worker.lock:
-            if self.detection is not None:
-                for batch in self.detection.tick():
-                    self.worker.write_out(batch)
-            await self.worker.flush()
-            self.pipelines.maintain()
+        await self.tick_processing()
         self.telemetry.queue_events.set(self.queue.pending())
         self.notifier.watchdog(time.monotonic())
 

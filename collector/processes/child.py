@@ -169,12 +169,7 @@ class WorkerDaemon(Daemon):
 
     async def tick(self) -> None:
         await self._retry_store_migration()
-        async with self.worker.lock:
-            if self.detection is not None:
-                for batch in self.detection.tick():
-                    self.worker.write_out(batch)
-            await self.worker.flush()
-            self.pipelines.maintain()
+        await self.tick_processing()
         self._send_status()
 
     async def _retry_store_migration(self) -> None:
