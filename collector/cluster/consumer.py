@@ -354,13 +354,6 @@ class StreamQueue:
         lost, self._fenced = self._fenced, set()
         return sorted(lost)
 
-    async def _release(self) -> None:
-        if self.on_release is not None:
-            try:
-                await self.on_release()
-            except Exception:
-                log.warning("committing the sinks after losing a shard failed", exc_info=True)
-
     def _lose(self, shard: Shard, reason: str) -> None:
         """The shard is no longer this worker's. The sinks hold a tenant's events together, so
         its other shards go too (their leases lapse); what was delivered of them is the next
@@ -389,7 +382,11 @@ class StreamQueue:
             return  # another worker was quicker
         shard = Shard(tenant, index, revision, time.monotonic())
         name = consumer_name(tenant, index)
-        await self._release()  # this process may have held the shard before, still buffered
+        if self.on_release is not None:  # this process may have held it before, buffered
+            try:
+                await self.on_release()
+            except Exception:
+                log.warning("committing the sinks before taking a shard failed", exc_info=True)
         try:
             info = await js.consumer_info(self.config.stream, name)
         except NotFoundError:

@@ -34,7 +34,7 @@ from support.cluster import (
     shard_owners,
     stream_drained,
 )
-from support.crash import HttpLoad, TcpLoad, duplicated_alerts
+from support.crash import HttpLoad, TcpLoad, duplicated_alerts, halt
 from support.daemon import VigilProcess, lake_rows, wait_for
 from support.nats import NatsServer, nats_server_binary
 
@@ -153,11 +153,7 @@ def run_cluster(tmp_path: Path, moto: MotoServer, collectors: int, workers: int,
         tcp.address = edge[-1].source_address("syslog_tcp")
         time.sleep(2.0)  # load after the restart
     finally:
-        for load in loads:
-            load.halt.set()
-        for load in loads:
-            if load.is_alive():
-                load.join(10)
+        halt(loads)
     try:
         wait_for(lambda: all(c.readyz()[1].get("queue", {}).get("pending_events", 1) == 0
                              for c in edge) and stream_drained(nats.url),
@@ -281,9 +277,7 @@ def test_a_collector_keeps_journaling_while_nats_is_down_and_drains_in_order_lat
         nats.start()  # same port, same store
         time.sleep(1.0)
     finally:
-        load.halt.set()
-        if load.is_alive():
-            load.join(10)
+        halt([load])
     try:
         wait_for(lambda: collector.readyz()[1].get("queue", {}).get("pending_events", 1) == 0
                  and stream_drained(nats.url), timeout=120, message="drained after the outage")
@@ -381,11 +375,7 @@ def test_a_worker_that_joins_is_handed_its_share_of_the_shards(
         wait_for(lambda: len(loads[0].acknowledged) >= sent + 200, timeout=30,
                  message="load after the handover")
     finally:
-        for load in loads:
-            load.halt.set()
-        for load in loads:
-            if load.is_alive():
-                load.join(10)
+        halt(loads)
     try:
         wait_for(lambda: collector.readyz()[1].get("queue", {}).get("pending_events", 1) == 0
                  and stream_drained(nats.url), timeout=60,

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.crash import HttpLoad, TcpLoad, crash_config, duplicated_alerts, lake_ids
+from support.crash import HttpLoad, TcpLoad, crash_config, duplicated_alerts, halt, lake_ids
 from support.daemon import VigilProcess, lake_count, lake_rows, wait_for, write_conf
 
 
@@ -93,10 +93,7 @@ def test_a_killed_worker_is_restarted_and_replays_with_nothing_lost_or_doubled(
             assert daemon.proc is not None and daemon.proc.poll() is None
         time.sleep(1.0)
     finally:
-        for load in loads:
-            load.halt.set()
-        for load in loads:
-            load.join(10)
+        halt(loads)
     assert daemon.stop(timeout=60) == 0, daemon.log()
     assert "worker process died; restarting it" in daemon.log()
     found = lake_ids(data)

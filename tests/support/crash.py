@@ -21,6 +21,7 @@ import time
 import urllib.error
 import urllib.request
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,6 +74,16 @@ class _Load(threading.Thread):
 
     def send(self) -> None:
         raise NotImplementedError
+
+
+def halt(loads: Iterable[_Load]) -> None:
+    """Stop every load, then wait for each (all are told first, so they stop together)."""
+    loads = list(loads)
+    for load in loads:
+        load.halt.set()
+    for load in loads:
+        if load.is_alive():
+            load.join(10)
 
 
 class HttpLoad(_Load):
@@ -173,10 +184,7 @@ def run_with_kills(tmp_path: Path, kills: int, seed: int = 7, workers: int | Non
                 load.address = None
         time.sleep(0.5)
     finally:
-        for load in loads:
-            load.halt.set()
-        for load in loads:
-            load.join(10)
+        halt(loads)
     assert daemon.stop() == 0, daemon.log()
     return run, data
 
